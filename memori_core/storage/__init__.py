@@ -1,0 +1,1 @@
+"""memori_core.storage"""

@@ -1,0 +1,218 @@
+"""Turn every accepted form of ``conn=`` into one SQLAlchemy ``Engine``.
+
+Accepted forms:
+
+- ``None``: ``MEMORI_DATABASE_URL`` if set, else the embedded default ``sqlite:///memori.db``.
+- a database URL string (``sqlite:///path.db``, ``postgresql+psycopg://...``,
+  ``mysql+pymysql://...``; ``postgresql://`` and ``mysql://`` are mapped to those drivers).
+- an SQLAlchemy ``Engine``, ``sessionmaker`` or ``Session`` (its bind is used).
+- a zero-argument callable returning a DB-API 2.0 connection (sqlite3, psycopg, PyMySQL).
+- a Django connection (``django.db.connection`` or ``connections["alias"]``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
+
+from memori_core.errors import ConfigurationError
+
+__all__ = ["ACCEPTED_FORMS", "DEFAULT_URL", "Connected", "connect"]
+
+DEFAULT_URL = "sqlite:///memori.db"
+ACCEPTED_FORMS = (
+    "None (embedded SQLite ./memori.db or MEMORI_DATABASE_URL), a database URL string, "
+    "an SQLAlchemy Engine, a sessionmaker or Session, a zero-argument callable returning a "
+    "DB-API connection (e.g. lambda: sqlite3.connect('app.db')), or a Django connection"
+)
+#: seconds SQLite waits for another writer before giving up
+SQLITE_BUSY_TIMEOUT_S = 60
+
+_EXTRA_FOR_DRIVER = {"psycopg": "postgres", "psycopg2": "postgres", "pymysql": "mysql",
+                     "mysqldb": "mysql"}
+
+
+@dataclass
+class Connected:
+    """The engine made from ``conn`` and whether memori owns (and so disposes) it."""
+
+    engine: Engine
+    owned: bool
+
+
+def connect(conn: object) -> Connected:
+    """Make an Engine from any accepted ``conn`` form.
+
+    Raises:
+        ConfigurationError: for an unsupported form, a raw DB-API connection (pass a factory),
+            or a missing driver (naming the extra to install).
+    """
+    if conn is None:
+        return Connected(_from_url(os.environ.get("MEMORI_DATABASE_URL") or DEFAULT_URL), True)
+    if isinstance(conn, str):
+        return Connected(_from_url(conn), True)
+    if isinstance(conn, Engine):
+        _configure(conn)
+        return Connected(conn, False)
+    if isinstance(conn, sessionmaker):
+        bind = conn.kw.get("bind")
+        if not isinstance(bind, Engine):
+            raise ConfigurationError("the sessionmaker passed as conn has no Engine bind; "
+                                     "create it as sessionmaker(bind=engine)", argument="conn")
+        _configure(bind)
+        return Connected(bind, False)
+    if isinstance(conn, Session):
+        bind = conn.get_bind()
+        engine = bind if isinstance(bind, Engine) else getattr(bind, "engine", None)
+        if not isinstance(engine, Engine):
+            raise ConfigurationError("the Session passed as conn is not bound to an Engine",
+                                     argument="conn")
+        _configure(engine)
+        return Connected(engine, False)
+    if type(conn).__module__.startswith("django."):
+        return Connected(_from_django(conn), True)
+    if hasattr(conn, "cursor") and hasattr(conn, "commit"):
+        raise ConfigurationError(
+            f"conn is an open DB-API connection ({type(conn).__module__}."
+            f"{type(conn).__name__}); memori opens one per thread, so pass a zero-argument "
+            "factory instead, e.g. conn=lambda: sqlite3.connect('app.db')",
+            argument="conn",
+        )
+    if callable(conn):
+        return Connected(_from_factory(conn), True)
+    raise ConfigurationError(f"unsupported conn of type {type(conn).__name__}; accepted: "
+                             f"{ACCEPTED_FORMS}", argument="conn")
+
+
+def _normalize_url(url: URL) -> URL:
+    driver = url.drivername
+    if driver in ("postgresql", "postgres"):
+        return url.set(drivername="postgresql+psycopg")
+    if driver in ("mysql", "mariadb"):
+        return url.set(drivername="mysql+pymysql")
+    return url
+
+
+def _from_url(raw: str) -> Engine:
+    try:
+        url = _normalize_url(make_url(raw))
+    except ArgumentError as exc:
+        raise ConfigurationError(f"conn {raw!r} is not a database URL; accepted: {ACCEPTED_FORMS}",
+                                 argument="conn") from exc
+    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        kwargs = {"connect_args": {"check_same_thread": False,
+                                   "timeout": SQLITE_BUSY_TIMEOUT_S}}
+        if url.database in (None, "", ":memory:"):
+            raise ConfigurationError(
+                "an in-memory SQLite database is private to one connection; use a file, "
+                "e.g. conn='sqlite:///memori.db'", argument="conn")
+    elif backend in ("mysql", "mariadb"):
+        url = url.update_query_dict({"charset": "utf8mb4"})
+        kwargs["isolation_level"] = "READ COMMITTED"
+        kwargs["pool_recycle"] = 3600
+    try:
+        engine = create_engine(url, **kwargs)
+    except (NoSuchModuleError, ModuleNotFoundError) as exc:
+        extra = _EXTRA_FOR_DRIVER.get(url.get_driver_name(), url.get_backend_name())
+        raise ConfigurationError(
+            f"no driver for {url.drivername}: pip install \"memori-core[{extra}]\"",
+            argument="conn") from exc
+    _configure(engine)
+    return engine
+
+
+def _from_factory(factory: Callable[[], Any]) -> Engine:
+    try:
+        probe = factory()
+    except Exception as exc:
+        raise ConfigurationError(f"the conn factory raised {type(exc).__name__}: {exc}",
+                                 argument="conn") from exc
+    module = type(probe).__module__
+    try:
+        if not (hasattr(probe, "cursor") and hasattr(probe, "commit")):
+            raise ConfigurationError(
+                f"the conn factory returned {type(probe).__name__}, not a DB-API connection; "
+                f"accepted: {ACCEPTED_FORMS}", argument="conn")
+        if module.startswith("sqlite3"):
+            url = "sqlite://"
+        elif module.startswith("psycopg"):
+            url = "postgresql+psycopg://"
+        elif module.startswith("pymysql"):
+            url = "mysql+pymysql://"
+        else:
+            raise ConfigurationError(
+                f"the conn factory returned a {module}.{type(probe).__name__}; supported "
+                "DB-API drivers are sqlite3, psycopg (3) and PyMySQL", argument="conn")
+    finally:
+        close = getattr(probe, "close", None)
+        if callable(close):
+            close()
+    kwargs: dict[str, Any] = {"creator": factory}
+    if url.startswith("sqlite"):
+        # a user's sqlite3 connection is bound to the thread that made it: one per checkout
+        kwargs["poolclass"] = NullPool
+    elif url.startswith("mysql"):
+        kwargs["isolation_level"] = "READ COMMITTED"
+    engine = create_engine(url, **kwargs)
+    _configure(engine)
+    return engine
+
+
+def _from_django(conn: Any) -> Engine:
+    settings = conn.settings_dict
+    vendor = conn.vendor
+    if vendor == "sqlite":
+        name = str(settings["NAME"])
+        if name in ("", ":memory:") or name.startswith("file:memorydb"):
+            raise ConfigurationError("the Django connection uses an in-memory SQLite database; "
+                                     "memori needs a file", argument="conn")
+        return _from_url(str(URL.create("sqlite", database=name)))
+    drivers = {"postgresql": "postgresql+psycopg", "mysql": "mysql+pymysql"}
+    if vendor not in drivers:
+        raise ConfigurationError(f"Django database vendor {vendor!r} is not supported; use "
+                                 "sqlite, postgresql or mysql", argument="conn")
+    url = URL.create(
+        drivers[vendor],
+        username=settings.get("USER") or None,
+        password=settings.get("PASSWORD") or None,
+        host=settings.get("HOST") or None,
+        port=int(settings["PORT"]) if settings.get("PORT") else None,
+        database=settings.get("NAME") or None,
+    )
+    return _from_url(url.render_as_string(hide_password=False))
+
+
+def _configure(engine: Engine) -> None:
+    """SQLite: WAL, a busy timeout, foreign keys, and BEGIN IMMEDIATE for write transactions
+    (``execution_options(memori_write=True)``) so writers queue instead of failing with
+    "database is locked" on a read-to-write upgrade."""
+    if engine.dialect.name != "sqlite" or getattr(engine, "_memori_configured", False):
+        return
+    engine._memori_configured = True  # type: ignore[attr-defined]
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_S * 1000}")
+        cur.execute("PRAGMA journal_mode = WAL")
+        cur.execute("PRAGMA synchronous = NORMAL")
+        cur.execute("PRAGMA foreign_keys = ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        if conn.get_execution_options().get("memori_write"):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.exec_driver_sql("BEGIN")

@@ -1,0 +1,86 @@
+"""Numbered, append-only schema migrations, recorded in ``memori_schema_version``.
+
+Each migration is a function ``(connection) -> None`` at position N (1-based) of ``MIGRATIONS``.
+Never edit or reorder a released migration: append a new one. A migration must be safe on a database
+where ``schema.py`` tables were already created by migration 1 at a newer revision (check the
+inspector before adding a column).
+
+Concurrency: ``apply`` holds a database-wide lock while it migrates (PostgreSQL advisory lock,
+MySQL/MariaDB ``GET_LOCK``, SQLite ``BEGIN IMMEDIATE``), so two processes building at once both
+succeed and each migration runs once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+from sqlalchemy import Connection, Engine, inspect, select, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from memori_core.errors import StorageError
+from memori_core.storage import schema
+
+__all__ = ["MIGRATIONS", "apply", "current_version"]
+
+_LOCK_KEY = 0x6D656D6F7269  # "memori"
+
+
+def _m0001_initial(conn: Connection) -> None:
+    schema.metadata.create_all(conn, tables=schema.TABLES, checkfirst=True)
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_m0001_initial]
+
+
+def current_version(conn: Connection) -> int:
+    """The highest applied migration number, 0 for an empty database."""
+    if not inspect(conn).has_table(schema.schema_version.name):
+        return 0
+    rows = conn.execute(select(schema.schema_version.c.version)).scalars().all()
+    return max(rows, default=0)
+
+
+def apply(engine: Engine) -> int:
+    """Apply every pending migration.
+
+    Returns:
+        the schema version after migrating.
+
+    Raises:
+        StorageError: when a DDL statement fails or the schema is newer than this memori.
+    """
+    dialect = engine.dialect.name
+    try:
+        with engine.connect() as conn:
+            if dialect in ("mysql", "mariadb"):
+                # DDL commits implicitly on MySQL, so the lock is per session, not per transaction
+                got = conn.execute(text("SELECT GET_LOCK('memori_schema', 120)")).scalar()
+                if got != 1:
+                    raise StorageError("timed out after 120 s waiting for the schema lock")
+                try:
+                    return _migrate(conn)
+                finally:
+                    conn.execute(text("SELECT RELEASE_LOCK('memori_schema')"))
+            conn = conn.execution_options(memori_write=True)
+            with conn.begin():
+                if dialect == "postgresql":
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
+                return _migrate(conn, commit=False)
+    except SQLAlchemyError as exc:
+        raise StorageError(f"building the memori schema failed: {exc}") from exc
+
+
+def _migrate(conn: Connection, commit: bool = True) -> int:
+    version = current_version(conn)
+    if version > len(MIGRATIONS):
+        raise StorageError(
+            f"the database schema is at version {version}, newer than this memori-core "
+            f"({len(MIGRATIONS)}); upgrade memori-core")
+    for number in range(version + 1, len(MIGRATIONS) + 1):
+        MIGRATIONS[number - 1](conn)
+        conn.execute(schema.schema_version.insert().values(
+            version=number, applied_at=datetime.now(timezone.utc).replace(tzinfo=None)))
+        if commit:
+            conn.commit()
+    return len(MIGRATIONS)

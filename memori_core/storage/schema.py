@@ -1,0 +1,209 @@
+"""The schema, in SQLAlchemy Core, one definition for SQLite, PostgreSQL and MariaDB/MySQL.
+
+Seed table names are kept: ``memori_entity``, ``memori_process``, ``memori_session``,
+``memori_conversation``, ``memori_conversation_message``, ``memori_entity_fact``,
+``memori_process_attribute``, ``memori_knowledge_graph``; added: ``memori_fact_mention``
+(provenance: memory -> source message), ``memori_augmentation_job`` (the durable queue),
+``memori_meta`` (embedding model and dimension of the database) and ``memori_schema_version``.
+
+External ids (entity, process, session) are looked up through ``external_key``, the sha256 hex of
+the id, so lookups are exact on every dialect (MariaDB's default collations are case- and
+trailing-space-insensitive, which would merge ``"Ann"`` and ``"ann "``).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.dialects import mysql
+
+__all__ = ["metadata", "TABLES"]
+
+metadata = MetaData()
+
+# 64-bit ids everywhere except SQLite, where only INTEGER PRIMARY KEY is the autoincrementing rowid.
+PK = BigInteger().with_variant(Integer(), "sqlite")
+FK = BigInteger().with_variant(Integer(), "sqlite")
+# Unbounded text: MySQL's TEXT stops at 64 KiB.
+LongText = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+Blob = LargeBinary().with_variant(mysql.MEDIUMBLOB(), "mysql", "mariadb")
+# Microsecond timestamps (MySQL's DATETIME defaults to whole seconds). Naive UTC.
+Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+
+_TABLE_KW = {"mysql_charset": "utf8mb4", "mysql_engine": "InnoDB", "mariadb_charset": "utf8mb4",
+             "mariadb_engine": "InnoDB"}
+
+
+def _pk() -> Column:
+    return Column("id", PK, primary_key=True, autoincrement=True)
+
+
+schema_version = Table(
+    "memori_schema_version", metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("applied_at", Timestamp, nullable=False),
+    **_TABLE_KW,
+)
+
+meta = Table(
+    "memori_meta", metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+    **_TABLE_KW,
+)
+
+entity = Table(
+    "memori_entity", metadata,
+    _pk(),
+    Column("external_id", String(255), nullable=False),
+    Column("external_key", String(64), nullable=False, unique=True),
+    Column("created_at", Timestamp, nullable=False),
+    **_TABLE_KW,
+)
+
+process = Table(
+    "memori_process", metadata,
+    _pk(),
+    Column("external_id", String(255), nullable=False),
+    Column("external_key", String(64), nullable=False, unique=True),
+    Column("created_at", Timestamp, nullable=False),
+    **_TABLE_KW,
+)
+
+session = Table(
+    "memori_session", metadata,
+    _pk(),
+    Column("entity_id", FK, ForeignKey("memori_entity.id"), nullable=False),
+    Column("process_id", FK, ForeignKey("memori_process.id"), nullable=True),
+    Column("external_id", String(255), nullable=False),
+    # sha256 of "<entity pk>:<session id>": a session id is unique per entity.
+    Column("external_key", String(64), nullable=False, unique=True),
+    Column("created_at", Timestamp, nullable=False),
+    **_TABLE_KW,
+)
+
+conversation = Table(
+    "memori_conversation", metadata,
+    _pk(),
+    Column("session_id", FK, ForeignKey("memori_session.id"), nullable=False),
+    Column("entity_id", FK, ForeignKey("memori_entity.id"), nullable=False),
+    Column("process_id", FK, ForeignKey("memori_process.id"), nullable=True),
+    Column("summary", LongText, nullable=True),
+    Column("created_at", Timestamp, nullable=False),
+    Column("last_activity_at", Timestamp, nullable=False),
+    Index("ix_memori_conversation_session", "session_id", "id"),
+    **_TABLE_KW,
+)
+
+conversation_message = Table(
+    "memori_conversation_message", metadata,
+    _pk(),
+    Column("conversation_id", FK, ForeignKey("memori_conversation.id"), nullable=False),
+    Column("session_id", FK, ForeignKey("memori_session.id"), nullable=False),
+    Column("entity_id", FK, ForeignKey("memori_entity.id"), nullable=False),
+    Column("process_id", FK, ForeignKey("memori_process.id"), nullable=True),
+    Column("role", String(16), nullable=False),
+    Column("name", String(255), nullable=True),
+    Column("content", LongText, nullable=False),
+    # the original content parts as JSON when the caller passed a list, for an exact round-trip
+    Column("content_json", LongText, nullable=True),
+    Column("created_at", Timestamp, nullable=False),
+    Index("ix_memori_message_conversation", "conversation_id", "id"),
+    Index("ix_memori_message_session", "session_id", "id"),
+    Index("ix_memori_message_entity", "entity_id", "id"),
+    **_TABLE_KW,
+)
+
+entity_fact = Table(
+    "memori_entity_fact", metadata,
+    _pk(),
+    Column("entity_id", FK, ForeignKey("memori_entity.id"), nullable=False),
+    Column("process_id", FK, ForeignKey("memori_process.id"), nullable=True),
+    Column("kind", String(32), nullable=False),
+    Column("content", LongText, nullable=False),
+    # sha256 of entity, process, kind and normalized text: one memory per entity and text
+    Column("dedup_key", String(64), nullable=False, unique=True),
+    Column("slot", String(255), nullable=True),
+    Column("embedding", Blob, nullable=False),  # float32 little-endian, embedding_dim values
+    Column("embedding_model", String(255), nullable=False),
+    Column("embedding_dim", Integer, nullable=False),
+    Column("mention_count", Integer, nullable=False, default=1),
+    Column("created_at", Timestamp, nullable=False),
+    Column("last_seen_at", Timestamp, nullable=False),
+    Column("superseded_by", FK, nullable=True),
+    Index("ix_memori_fact_entity", "entity_id", "id"),
+    **_TABLE_KW,
+)
+
+fact_mention = Table(
+    "memori_fact_mention", metadata,
+    Column("fact_id", FK, ForeignKey("memori_entity_fact.id"), primary_key=True),
+    Column("message_id", FK, ForeignKey("memori_conversation_message.id"), primary_key=True),
+    Column("created_at", Timestamp, nullable=False),
+    Index("ix_memori_mention_message", "message_id"),
+    **_TABLE_KW,
+)
+
+process_attribute = Table(
+    "memori_process_attribute", metadata,
+    _pk(),
+    Column("process_id", FK, ForeignKey("memori_process.id"), nullable=False),
+    Column("entity_id", FK, ForeignKey("memori_entity.id"), nullable=True),
+    Column("content", LongText, nullable=False),
+    Column("dedup_key", String(64), nullable=False, unique=True),
+    Column("mention_count", Integer, nullable=False, default=1),
+    Column("created_at", Timestamp, nullable=False),
+    Column("last_seen_at", Timestamp, nullable=False),
+    **_TABLE_KW,
+)
+
+knowledge_graph = Table(
+    "memori_knowledge_graph", metadata,
+    _pk(),
+    Column("entity_id", FK, ForeignKey("memori_entity.id"), nullable=False),
+    Column("process_id", FK, ForeignKey("memori_process.id"), nullable=True),
+    Column("subject", String(255), nullable=False),
+    Column("predicate", String(255), nullable=False),
+    Column("object", LongText, nullable=False),
+    Column("dedup_key", String(64), nullable=False, unique=True),
+    Column("fact_id", FK, ForeignKey("memori_entity_fact.id"), nullable=True),
+    Column("mention_count", Integer, nullable=False, default=1),
+    Column("created_at", Timestamp, nullable=False),
+    Column("last_seen_at", Timestamp, nullable=False),
+    Index("ix_memori_kg_entity", "entity_id", "id"),
+    **_TABLE_KW,
+)
+
+augmentation_job = Table(
+    "memori_augmentation_job", metadata,
+    _pk(),
+    Column("entity_id", FK, ForeignKey("memori_entity.id"), nullable=False),
+    Column("process_id", FK, ForeignKey("memori_process.id"), nullable=True),
+    Column("conversation_id", FK, ForeignKey("memori_conversation.id"), nullable=False),
+    Column("message_ids", Text, nullable=False),  # JSON list of memori_conversation_message ids
+    Column("status", String(16), nullable=False),  # queued | running | done | failed
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("error", LongText, nullable=True),
+    Column("created_at", Timestamp, nullable=False),
+    Column("run_after", Timestamp, nullable=False),
+    Column("claimed_at", Timestamp, nullable=True),
+    Column("claimed_by", String(64), nullable=True),
+    Column("finished_at", Timestamp, nullable=True),
+    Index("ix_memori_job_status", "status", "run_after", "id"),
+    **_TABLE_KW,
+)
+
+#: Every table, in creation order.
+TABLES = [schema_version, meta, entity, process, session, conversation, conversation_message,
+          entity_fact, fact_mention, process_attribute, knowledge_graph, augmentation_job]

@@ -1,0 +1,496 @@
+"""Every read and write memori makes, on one SQLAlchemy Engine.
+
+The store is dialect-agnostic except where it must not be: insert-or-ignore (get-or-create of
+entities, processes, sessions, memories), ``FOR UPDATE SKIP LOCKED`` job claims, and SQLite's single
+writer (an in-process lock plus ``BEGIN IMMEDIATE`` and a busy timeout, so "database is locked"
+never reaches a caller).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, TypeVar
+
+import numpy as np
+from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+
+from memori_core.errors import ConfigurationError, StorageError
+from memori_core.storage import migrations
+from memori_core.storage import schema as s
+from memori_core.types import CapturedMessage
+
+__all__ = ["JobRow", "MemoryRow", "NewMemory", "Store", "utcnow"]
+
+T = TypeVar("T")
+
+#: attempts of a write transaction that hit a deadlock or serialization failure
+WRITE_RETRIES = 8
+
+
+def utcnow() -> datetime:
+    """Naive UTC now, the form every timestamp column holds."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def sha(*parts: object) -> str:
+    return hashlib.sha256("\x1f".join(str(p) for p in parts).encode("utf-8")).hexdigest()
+
+
+def normalize_text(text: str) -> str:
+    """Lower-case, collapse whitespace: the form used for dedup keys."""
+    return " ".join(text.lower().split())
+
+
+@dataclass(frozen=True)
+class JobRow:
+    id: int
+    entity_id: int
+    process_id: int | None
+    conversation_id: int
+    message_ids: tuple[int, ...]
+    attempts: int
+
+
+@dataclass(frozen=True)
+class NewMemory:
+    """A memory to upsert: dedup on (entity, process, kind, normalized content)."""
+
+    entity_id: int
+    process_id: int | None
+    kind: str
+    content: str
+    embedding: np.ndarray
+    source_message_ids: tuple[int, ...]
+    slot: str | None = None
+
+
+@dataclass(frozen=True)
+class MemoryRow:
+    id: int
+    process_id: int | None
+    embedding: bytes
+
+
+@dataclass
+class _TxState:
+    """Cache entries learned inside a transaction, published only after it commits."""
+
+    pending: dict[tuple[str, str], int] = field(default_factory=dict)
+
+
+class Store:
+    """Data access for one database.
+
+    Args:
+        engine: the Engine every ``conn=`` form was turned into.
+        owned: dispose the engine on ``close``.
+    """
+
+    def __init__(self, engine: Engine, owned: bool) -> None:
+        self.engine = engine
+        self.owned = owned
+        self.dialect = engine.dialect.name
+        self._sqlite_lock = threading.RLock() if self.dialect == "sqlite" else None
+        self._ids: dict[tuple[str, str], int] = {}
+        self._ids_lock = threading.Lock()
+        self._built = False
+
+    # ---- lifecycle ------------------------------------------------------------------------
+    def build(self) -> None:
+        """Create or migrate the schema (idempotent, safe across processes)."""
+        migrations.apply(self.engine)
+        self._built = True
+
+    def is_built(self) -> bool:
+        if self._built:
+            return True
+        try:
+            with self.engine.connect() as conn:
+                self._built = migrations.current_version(conn) >= len(migrations.MIGRATIONS)
+        except SQLAlchemyError as exc:
+            raise StorageError(f"cannot reach the database: {exc}") from exc
+        return self._built
+
+    def close(self) -> None:
+        if self.owned:
+            self.engine.dispose()
+
+    # ---- transactions ---------------------------------------------------------------------
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        try:
+            with self.engine.connect() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise StorageError(f"database read failed: {exc}") from exc
+
+    def write(self, fn: Callable[[Connection, _TxState], T]) -> T:
+        """Run ``fn`` in one write transaction; retried as a whole on deadlock or
+        serialization failure, so ``fn`` must only touch the database.
+
+        Raises:
+            StorageError: when the transaction fails for any other reason (nothing is kept).
+        """
+        for attempt in range(WRITE_RETRIES):
+            state = _TxState()
+            try:
+                if self._sqlite_lock is not None:
+                    with self._sqlite_lock, self.engine.connect() as conn:
+                        conn = conn.execution_options(memori_write=True)
+                        with conn.begin():
+                            result = fn(conn, state)
+                else:
+                    with self.engine.begin() as conn:
+                        result = fn(conn, state)
+            except DBAPIError as exc:
+                if _is_retryable(exc) and attempt < WRITE_RETRIES - 1:
+                    time.sleep(min(0.01 * 2**attempt, 0.5))  # backoff between retries
+                    continue
+                raise StorageError(f"database write failed: {exc}") from exc
+            except SQLAlchemyError as exc:
+                raise StorageError(f"database write failed: {exc}") from exc
+            with self._ids_lock:
+                self._ids.update(state.pending)
+            return result
+        raise AssertionError("unreachable")
+
+    # ---- dialect helpers ------------------------------------------------------------------
+    def _insert_ignore(self, conn: Connection, table: Any, values: dict[str, Any]) -> None:
+        if self.dialect == "postgresql":
+            conn.execute(postgresql.insert(table).values(**values).on_conflict_do_nothing())
+        elif self.dialect == "sqlite":
+            conn.execute(sqlite.insert(table).values(**values).on_conflict_do_nothing())
+        elif self.dialect in ("mysql", "mariadb"):
+            conn.execute(mysql.insert(table).values(**values).prefix_with("IGNORE"))
+        else:  # pragma: no cover - only the three tested dialects are supported
+            raise StorageError(f"unsupported database dialect {self.dialect}")
+
+    def _get_or_create(self, conn: Connection, state: _TxState, table: Any, key: str,
+                       values: dict[str, Any]) -> int:
+        cache_key = (table.name, key)
+        cached = self._ids.get(cache_key) or state.pending.get(cache_key)
+        if cached is not None:
+            return cached
+        q = select(table.c.id).where(table.c.external_key == key)
+        found = conn.execute(q).scalar()
+        if found is None:
+            self._insert_ignore(conn, table, {"external_key": key, "created_at": utcnow(), **values})
+            found = conn.execute(q).scalar()
+        if found is None:  # pragma: no cover - the insert or a concurrent one must be visible
+            raise StorageError(f"could not create a {table.name} row")
+        state.pending[cache_key] = int(found)
+        return int(found)
+
+    def entity_pk(self, conn: Connection, state: _TxState, external_id: str) -> int:
+        return self._get_or_create(conn, state, s.entity, sha("entity", external_id),
+                                   {"external_id": external_id})
+
+    def process_pk(self, conn: Connection, state: _TxState, external_id: str | None) -> int | None:
+        if external_id is None:
+            return None
+        return self._get_or_create(conn, state, s.process, sha("process", external_id),
+                                   {"external_id": external_id})
+
+    def find_pk(self, kind: str, external_id: str) -> int | None:
+        """Look up an entity or process row id without creating it."""
+        table = s.entity if kind == "entity" else s.process
+        key = sha(kind, external_id)
+        cached = self._ids.get((table.name, key))
+        if cached is not None:
+            return cached
+        with self.read() as conn:
+            found = conn.execute(select(table.c.id).where(table.c.external_key == key)).scalar()
+        if found is not None:
+            with self._ids_lock:
+                self._ids[(table.name, key)] = int(found)
+        return None if found is None else int(found)
+
+    # ---- capture --------------------------------------------------------------------------
+    def capture(self, *, entity_id: str, process_id: str | None, session_id: str,
+                messages: Sequence[CapturedMessage], session_timeout: timedelta
+                ) -> tuple[list[int], int]:
+        """Store one turn and queue its augmentation job in one transaction.
+
+        Returns:
+            (message row ids in order, job id).
+        """
+
+        def tx(conn: Connection, state: _TxState) -> tuple[list[int], int]:
+            now = utcnow()
+            e = self.entity_pk(conn, state, entity_id)
+            p = self.process_pk(conn, state, process_id)
+            sess = self._get_or_create(
+                conn, state, s.session, sha("session", e, session_id),
+                {"entity_id": e, "process_id": p, "external_id": session_id})
+            conv = self._conversation(conn, sess, e, p, now, session_timeout)
+            ids = []
+            for m in messages:
+                res = conn.execute(insert(s.conversation_message).values(
+                    conversation_id=conv, session_id=sess, entity_id=e, process_id=p,
+                    role=m.role, name=m.name, content=m.content, content_json=m.content_json,
+                    created_at=now))
+                ids.append(int(res.inserted_primary_key[0]))
+            job = conn.execute(insert(s.augmentation_job).values(
+                entity_id=e, process_id=p, conversation_id=conv, message_ids=json.dumps(ids),
+                status="queued", attempts=0, created_at=now, run_after=now))
+            return ids, int(job.inserted_primary_key[0])
+
+        return self.write(tx)
+
+    def _conversation(self, conn: Connection, session_pk: int, entity_pk: int,
+                      process_pk: int | None, now: datetime, timeout: timedelta) -> int:
+        c = s.conversation.c
+        row = conn.execute(
+            select(c.id, c.last_activity_at).where(c.session_id == session_pk)
+            .order_by(c.id.desc()).limit(1)
+        ).first()
+        if row is not None and now - row.last_activity_at <= timeout:
+            conn.execute(update(s.conversation).where(c.id == row.id).values(last_activity_at=now))
+            return int(row.id)
+        res = conn.execute(insert(s.conversation).values(
+            session_id=session_pk, entity_id=entity_pk, process_id=process_pk,
+            created_at=now, last_activity_at=now))
+        return int(res.inserted_primary_key[0])
+
+    def session_messages(self, entity_id: str, session_id: str) -> list[dict[str, Any]]:
+        """The messages of one session of one entity, oldest first."""
+        e = self.find_pk("entity", entity_id)
+        if e is None:
+            return []
+        m, ss = s.conversation_message.c, s.session.c
+        with self.read() as conn:
+            sess = conn.execute(select(ss.id).where(
+                ss.external_key == sha("session", e, session_id))).scalar()
+            if sess is None:
+                return []
+            rows = conn.execute(select(m.id, m.role, m.name, m.content, m.content_json,
+                                       m.created_at)
+                                .where(m.session_id == sess, m.entity_id == e)
+                                .order_by(m.id)).all()
+        return [_message_dict(r) for r in rows]
+
+    # ---- the augmentation queue -------------------------------------------------------------
+    def claim_jobs(self, worker: str, limit: int, lease: timedelta) -> list[JobRow]:
+        """Claim up to ``limit`` runnable jobs (queued and due, or running with an expired
+        lease). PostgreSQL and MariaDB use ``FOR UPDATE SKIP LOCKED``; SQLite has one writer."""
+        j = s.augmentation_job.c
+
+        def tx(conn: Connection, _state: _TxState) -> list[JobRow]:
+            now = utcnow()
+            q = (select(j.id, j.entity_id, j.process_id, j.conversation_id, j.message_ids,
+                        j.attempts)
+                 .where(or_(and_(j.status == "queued", j.run_after <= now),
+                            and_(j.status == "running", j.claimed_at < now - lease)))
+                 .order_by(j.id).limit(limit))
+            if self.dialect != "sqlite":
+                q = q.with_for_update(skip_locked=True)
+            rows = conn.execute(q).all()
+            if not rows:
+                return []
+            conn.execute(update(s.augmentation_job).where(j.id.in_([r.id for r in rows]))
+                         .values(status="running", claimed_at=now, claimed_by=worker,
+                                 attempts=j.attempts + 1))
+            return [JobRow(int(r.id), int(r.entity_id), _opt_int(r.process_id),
+                           int(r.conversation_id), tuple(json.loads(r.message_ids)),
+                           int(r.attempts) + 1) for r in rows]
+
+        return self.write(tx)
+
+    def job_messages(self, conn: Connection, job: JobRow) -> list[dict[str, Any]]:
+        m = s.conversation_message.c
+        rows = conn.execute(select(m.id, m.role, m.name, m.content, m.content_json, m.created_at)
+                            .where(m.id.in_(job.message_ids), m.entity_id == job.entity_id)
+                            .order_by(m.id)).all()
+        return [_message_dict(r) for r in rows]
+
+    def load_jobs(self, jobs: Sequence[JobRow]) -> dict[int, tuple[str, str | None,
+                                                                 list[dict[str, Any]]]]:
+        """For each job: (external entity id, external process id or None, its messages)."""
+        e, p = s.entity.c, s.process.c
+        with self.read() as conn:
+            ents = dict(conn.execute(select(e.id, e.external_id).where(
+                e.id.in_({j.entity_id for j in jobs}))).all())
+            procs = dict(conn.execute(select(p.id, p.external_id).where(
+                p.id.in_({j.process_id for j in jobs if j.process_id is not None}))).all())
+            return {job.id: (ents[job.entity_id], procs.get(job.process_id),
+                             self.job_messages(conn, job)) for job in jobs}
+
+    def finish_jobs(self, conn: Connection, job_ids: Sequence[int], worker: str) -> None:
+        """Mark claimed jobs done; only jobs still claimed by ``worker`` (a job whose lease
+        expired and was taken over is left to its new owner)."""
+        j = s.augmentation_job.c
+        conn.execute(update(s.augmentation_job)
+                     .where(j.id.in_(list(job_ids)), j.claimed_by == worker,
+                            j.status == "running")
+                     .values(status="done", finished_at=utcnow(), error=None))
+
+    def fail_job(self, job: JobRow, worker: str, error: str, max_attempts: int,
+                 backoff_factor: float) -> str:
+        """Record a failed attempt: back to ``queued`` with an exponential delay, or ``failed``
+        after ``max_attempts``. Returns the new status."""
+        j = s.augmentation_job.c
+        final = job.attempts >= max_attempts
+        status = "failed" if final else "queued"
+        delay = timedelta(seconds=backoff_factor * 2 ** (job.attempts - 1))
+
+        def tx(conn: Connection, _state: _TxState) -> None:
+            conn.execute(update(s.augmentation_job)
+                         .where(j.id == job.id, j.claimed_by == worker)
+                         .values(status=status, error=error, run_after=utcnow() + delay,
+                                 finished_at=utcnow() if final else None))
+
+        self.write(tx)
+        return status
+
+    def max_job_id(self) -> int:
+        with self.read() as conn:
+            return int(conn.execute(select(func.max(s.augmentation_job.c.id))).scalar() or 0)
+
+    def unfinished_jobs(self, up_to: int) -> int:
+        j = s.augmentation_job.c
+        with self.read() as conn:
+            return int(conn.execute(select(func.count()).select_from(s.augmentation_job)
+                                    .where(j.id <= up_to, j.status.in_(("queued", "running"))))
+                       .scalar() or 0)
+
+    def failed_jobs(self) -> list[dict[str, Any]]:
+        j = s.augmentation_job.c
+        with self.read() as conn:
+            rows = conn.execute(select(j.id, j.entity_id, j.attempts, j.error, j.finished_at)
+                                .where(j.status == "failed").order_by(j.id)).all()
+        return [dict(r._mapping) for r in rows]
+
+    # ---- memories ---------------------------------------------------------------------------
+    def upsert_memories(self, conn: Connection, memories: Sequence[NewMemory], model: str
+                        ) -> list[int]:
+        """Insert memories, or bump ``mention_count`` of the same (entity, process, kind,
+        normalized text); provenance rows to every source message. Returns the row ids."""
+        f = s.entity_fact.c
+        now = utcnow()
+        ids = []
+        for mem in memories:
+            key = sha("fact", mem.entity_id, mem.process_id or "", mem.kind,
+                      normalize_text(mem.content))
+            existing = conn.execute(select(f.id).where(f.dedup_key == key)).scalar()
+            if existing is None:
+                vec = np.ascontiguousarray(mem.embedding, dtype="<f4")
+                self._insert_ignore(conn, s.entity_fact, dict(
+                    entity_id=mem.entity_id, process_id=mem.process_id, kind=mem.kind,
+                    content=mem.content, dedup_key=key, slot=mem.slot, embedding=vec.tobytes(),
+                    embedding_model=model, embedding_dim=int(vec.shape[0]), mention_count=1,
+                    created_at=now, last_seen_at=now))
+                fact_id = conn.execute(select(f.id).where(f.dedup_key == key)).scalar_one()
+            else:
+                fact_id = existing
+                conn.execute(update(s.entity_fact).where(f.id == existing)
+                             .values(mention_count=f.mention_count + 1, last_seen_at=now))
+            for mid in mem.source_message_ids:
+                self._insert_ignore(conn, s.fact_mention,
+                                    {"fact_id": fact_id, "message_id": mid, "created_at": now})
+            ids.append(int(fact_id))
+        return ids
+
+    def memory_version(self, entity_pk: int) -> tuple[int, int]:
+        """(row count, highest id) of an entity's memories: the cheap check that tells a cached
+        index whether another process wrote."""
+        f = s.entity_fact.c
+        with self.read() as conn:
+            row = conn.execute(select(func.count(), func.max(f.id))
+                               .where(f.entity_id == entity_pk)).one()
+        return int(row[0]), int(row[1] or 0)
+
+    def memory_embeddings(self, entity_pk: int, after_id: int, batch: int) -> Iterator[
+            list[MemoryRow]]:
+        """Batches of (id, process, embedding) of an entity's memories with id > after_id."""
+        f = s.entity_fact.c
+        last = after_id
+        while True:
+            with self.read() as conn:
+                rows = conn.execute(select(f.id, f.process_id, f.embedding)
+                                    .where(f.entity_id == entity_pk, f.id > last)
+                                    .order_by(f.id).limit(batch)).all()
+            if not rows:
+                return
+            yield [MemoryRow(int(r.id), _opt_int(r.process_id), r.embedding) for r in rows]
+            last = int(rows[-1].id)
+
+    def memory_details(self, entity_pk: int, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """Content, kind, timestamps, process and source messages of memories, by id. Rows of
+        other entities are never returned."""
+        if not ids:
+            return {}
+        f, p, mn = s.entity_fact.c, s.process.c, s.fact_mention.c
+        with self.read() as conn:
+            rows = conn.execute(
+                select(f.id, f.content, f.kind, f.created_at, f.mention_count,
+                       p.external_id.label("process"))
+                .select_from(s.entity_fact.outerjoin(s.process, p.id == f.process_id))
+                .where(f.entity_id == entity_pk, f.id.in_(list(ids)))).all()
+            sources: dict[int, list[int]] = {}
+            for fid, mid in conn.execute(select(mn.fact_id, mn.message_id)
+                                         .where(mn.fact_id.in_(list(ids)))
+                                         .order_by(mn.message_id)).all():
+                sources.setdefault(int(fid), []).append(int(mid))
+        return {int(r.id): {**r._mapping, "source_message_ids": tuple(sources.get(int(r.id), ()))}
+                for r in rows}
+
+    # ---- metadata & stats --------------------------------------------------------------------
+    def check_embedding_model(self, name: str, dim: int) -> None:
+        """Record the embedding model of the database on first use; afterwards refuse another.
+
+        Raises:
+            ConfigurationError: when the database was embedded with a different model or dim.
+        """
+        want = json.dumps({"model": name, "dim": dim})
+
+        def tx(conn: Connection, _state: _TxState) -> str:
+            self._insert_ignore(conn, s.meta, {"key": "embedding_model", "value": want})
+            return str(conn.execute(select(s.meta.c.value)
+                                    .where(s.meta.c.key == "embedding_model")).scalar_one())
+
+        have = json.loads(self.write(tx))
+        if have["model"] != name or int(have["dim"]) != dim:
+            raise ConfigurationError(
+                f"this database was embedded with {have['model']} ({have['dim']}-d) but this "
+                f"Memori uses {name} ({dim}-d); configure embeddings_model={have['model']!r} "
+                "or re-embed the database with the new model",
+                argument="embeddings_model")
+
+    def stats(self) -> dict[str, int]:
+        """Row count of every memori table."""
+        with self.read() as conn:
+            return {t.name: int(conn.execute(select(func.count()).select_from(t)).scalar() or 0)
+                    for t in s.TABLES}
+
+
+def _opt_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _message_dict(r: Any) -> dict[str, Any]:
+    content: Any = json.loads(r.content_json) if r.content_json is not None else r.content
+    out = {"id": int(r.id), "role": r.role, "content": content, "created_at": r.created_at}
+    if r.name is not None:
+        out["name"] = r.name
+    return out
+
+
+def _is_retryable(exc: DBAPIError) -> bool:
+    """Deadlocks, serialization failures, and SQLite busy beyond the busy timeout."""
+    orig = exc.orig
+    code = getattr(orig, "sqlstate", None) or getattr(getattr(orig, "diag", None), "sqlstate", None)
+    if code in ("40001", "40P01"):
+        return True
+    args = getattr(orig, "args", ())
+    if args and args[0] in (1213, 1205):  # MySQL deadlock, lock wait timeout
+        return True
+    return isinstance(exc, OperationalError) and "database is locked" in str(orig)

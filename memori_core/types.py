@@ -1,0 +1,165 @@
+"""Value types shared across memori: messages in, recall hits out."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from memori_core.errors import ConfigurationError
+
+__all__ = ["ROLES", "MAX_ID_LENGTH", "CapturedMessage", "RecallHit", "check_id", "normalize_messages"]
+
+#: Message roles accepted by ``Memori.capture`` (OpenAI chat roles).
+ROLES = ("system", "user", "assistant", "tool")
+#: Longest entity, process or session id accepted, in characters (a VARCHAR(255) column).
+MAX_ID_LENGTH = 255
+
+
+@dataclass(frozen=True)
+class RecallHit:
+    """One recalled memory.
+
+    Attributes:
+        id: row id in ``memori_entity_fact``.
+        content: the memory text.
+        kind: ``episodic``, ``fact``, ``preference``, ``skill``, ``attribute`` or ``event``.
+        score: ranking score, higher is better (equals ``similarity`` for pure vector recall).
+        similarity: cosine similarity between query and memory embeddings, in [-1, 1].
+        created_at: when the memory was first stored (UTC, naive).
+        source_message_ids: ids in ``memori_conversation_message`` the memory came from.
+        process_id: the external process id the memory was captured under, or None.
+        mention_count: how many times the same memory was seen.
+    """
+
+    id: int
+    content: str
+    kind: str
+    score: float
+    similarity: float
+    created_at: datetime
+    source_message_ids: tuple[int, ...] = field(default_factory=tuple)
+    process_id: str | None = None
+    mention_count: int = 1
+
+
+@dataclass(frozen=True)
+class CapturedMessage:
+    """A validated message ready to store: ``content`` is the plain text, ``content_json`` the
+    original JSON when the caller passed content parts (kept for an exact round-trip)."""
+
+    role: str
+    content: str
+    content_json: str | None = None
+    name: str | None = None
+
+
+def check_id(value: object, argument: str) -> str:
+    """Validate an entity, process or session id.
+
+    Returns:
+        the id unchanged.
+
+    Raises:
+        ConfigurationError: unless ``value`` is a non-empty ``str`` of at most 255 characters
+            without NUL bytes.
+    """
+    if not isinstance(value, str):
+        raise ConfigurationError(
+            f"{argument} must be a str, got {type(value).__name__}: pass e.g. {argument}=\"user_123\"",
+            argument=argument,
+        )
+    if not value.strip():
+        raise ConfigurationError(f"{argument} must be a non-empty string", argument=argument)
+    if len(value) > MAX_ID_LENGTH:
+        raise ConfigurationError(
+            f"{argument} is {len(value)} characters; at most {MAX_ID_LENGTH} are allowed "
+            "(hash longer keys first)",
+            argument=argument,
+        )
+    if "\x00" in value:
+        raise ConfigurationError(f"{argument} must not contain NUL bytes", argument=argument)
+    return value
+
+
+def _part_text(part: object, index: int, position: int) -> str:
+    if isinstance(part, str):
+        return part
+    if isinstance(part, Mapping):
+        ptype = part.get("type")
+        if ptype in ("text", "input_text", "output_text") and isinstance(part.get("text"), str):
+            return str(part["text"])
+        return ""  # images, audio, files: kept in content_json, no text to index
+    raise ConfigurationError(
+        f"messages[{index}].content[{position}] must be a str or a dict content part, "
+        f"got {type(part).__name__}",
+        argument="messages",
+    )
+
+
+def normalize_messages(messages: object) -> list[CapturedMessage]:
+    """Validate the ``messages`` argument of ``capture``.
+
+    Args:
+        messages: a list of dicts ``{"role": ..., "content": ...}``; ``role`` one of
+            ``ROLES``; ``content`` a str or a list of content parts (OpenAI / Anthropic style
+            ``{"type": "text", "text": ...}``); ``name`` optional.
+
+    Raises:
+        ConfigurationError: naming the offending message and key.
+    """
+    if isinstance(messages, (str, bytes, Mapping)) or not isinstance(messages, Sequence):
+        raise ConfigurationError(
+            "messages must be a list of {'role': ..., 'content': ...} dicts, got "
+            f"{type(messages).__name__}",
+            argument="messages",
+        )
+    if not messages:
+        raise ConfigurationError("messages must not be empty", argument="messages")
+    out: list[CapturedMessage] = []
+    for i, msg in enumerate(messages):
+        if not isinstance(msg, Mapping):
+            raise ConfigurationError(
+                f"messages[{i}] must be a dict with 'role' and 'content', got {type(msg).__name__}",
+                argument="messages",
+            )
+        role = msg.get("role")
+        if role not in ROLES:
+            raise ConfigurationError(
+                f"messages[{i}]['role'] is {role!r}; use one of {', '.join(ROLES)}",
+                argument="messages",
+            )
+        content: Any = msg.get("content")
+        content_json = None
+        if isinstance(content, str):
+            text = content
+        elif isinstance(content, Sequence) and not isinstance(content, (bytes, bytearray)):
+            text = "\n".join(
+                t for t in (_part_text(p, i, j) for j, p in enumerate(content)) if t
+            )
+            try:
+                content_json = json.dumps(list(content), ensure_ascii=False)
+            except (TypeError, ValueError) as exc:
+                raise ConfigurationError(
+                    f"messages[{i}]['content'] parts must be JSON-serialisable: {exc}",
+                    argument="messages",
+                ) from exc
+        else:
+            raise ConfigurationError(
+                f"messages[{i}]['content'] must be a str or a list of content parts, got "
+                f"{type(content).__name__}; use '' for an empty message",
+                argument="messages",
+            )
+        if "\x00" in text or (content_json is not None and "\\u0000" in content_json):
+            raise ConfigurationError(
+                f"messages[{i}]['content'] contains NUL bytes, which SQL text columns cannot "
+                "hold; strip them first",
+                argument="messages",
+            )
+        name = msg.get("name")
+        if name is not None:
+            name = check_id(name, f"messages[{i}]['name']")
+        out.append(CapturedMessage(role=role, content=text, content_json=content_json, name=name))
+    return out
