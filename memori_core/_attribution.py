@@ -23,7 +23,8 @@ class Attribution:
     session_id: str | None = None
 
 
-_current: ContextVar[Attribution] = ContextVar("memori_attribution", default=Attribution())
+_current: ContextVar[Attribution] = ContextVar(
+    "memori_attribution", default=Attribution())  # noqa: B039 - frozen, immutable
 
 
 def current() -> Attribution:

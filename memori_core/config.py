@@ -77,7 +77,8 @@ class Config:
     recall_cache_bytes: int = 512 * 1024 * 1024
     embeddings: EmbeddingsConfig = field(default_factory=EmbeddingsConfig)
     #: Set by ``Memori``: ``config.storage.build()`` creates or migrates the schema.
-    storage: StorageHandle | None = field(default=None, repr=False, compare=False)
+    storage: StorageHandle = field(default_factory=lambda: StorageHandle(None), repr=False,
+                                   compare=False)
 
     @classmethod
     def from_env(
@@ -187,7 +188,7 @@ def _coerce(name: str, ftype: object, value: Any, default: Any) -> Any:
 class StorageHandle:
     """``mem.config.storage``: schema management for the bound database."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store | None) -> None:
         self._store = store
 
     def build(self) -> None:
@@ -196,4 +197,8 @@ class StorageHandle:
         Raises:
             StorageError: when the database refuses a DDL statement.
         """
+        if self._store is None:
+            raise ConfigurationError("this Config is not bound to a database: pass it to "
+                                     "Memori(config=...) and use mem.config.storage.build()",
+                                     argument="config")
         self._store.build()

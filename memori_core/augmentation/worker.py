@@ -86,7 +86,13 @@ class Augmentation:
             self._threads.append(t)
         if self._threads:
             ref = weakref.ref(self)
-            atexit.register(lambda: (a := ref()) is not None and a.stop())
+
+            def _stop_at_exit() -> None:
+                augmentation = ref()
+                if augmentation is not None:
+                    augmentation.stop()
+
+            atexit.register(_stop_at_exit)
             self.notify()  # pick up jobs left queued by an earlier run
 
     def stop(self, timeout: float = 30.0) -> None:
@@ -150,7 +156,7 @@ class Augmentation:
             self._wake.clear()
             try:
                 claimed = self.run_once()
-            except Exception:  # a worker must survive a bad batch or a database outage
+            except Exception:  # noqa: BLE001 - a worker must survive a bad batch or a database outage
                 _log.exception("augmentation worker error; retrying")
                 self._count("worker_errors")
                 self._stop.wait(self._config.request_backoff_factor or 1.0)
@@ -190,7 +196,7 @@ class Augmentation:
         for job in jobs:
             try:
                 plans.append((job, self._plan(job, loaded[job.id])))
-            except Exception as exc:  # recorded on the job, retried, then marked failed
+            except Exception as exc:  # noqa: BLE001 - recorded on the job, retried, then failed
                 self._fail(job, exc)
         if not plans:
             return
@@ -200,7 +206,7 @@ class Augmentation:
             if texts and not self._model_checked:
                 self._store.check_embedding_model(self._embedder.name, self._embedder.dim)
                 self._model_checked = True
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - recorded on each job, which is retried
             for job, _ in plans:
                 self._fail(job, exc)
             return
@@ -220,7 +226,7 @@ class Augmentation:
 
         try:
             self._store.write(tx)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - recorded on each job, which is retried
             for job, _ in plans:
                 self._fail(job, exc)
             return

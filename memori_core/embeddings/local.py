@@ -85,7 +85,7 @@ class LocalEmbedder:
                     "path as embeddings_model", argument="embeddings_model") from exc
             dim = getattr(model, "get_embedding_dimension", None) or \
                 model.get_sentence_embedding_dimension
-            self._dim = int(dim())
+            self._dim = int(dim() or 0)
             _log.debug("loaded embedding model %s from %s (%d-d)", self.name, source, self._dim)
             self._model = model
             return model

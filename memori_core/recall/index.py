@@ -68,7 +68,7 @@ class EntityIndex:
             else:
                 allowed = [i for p in processes for i in self.by_process.get(p, ())]
                 k = min(k, len(allowed))
-                params = faiss.SearchParameters(
+                params = faiss.SearchParameters(  # type: ignore[call-arg]
                     sel=faiss.IDSelectorBatch(np.asarray(allowed, dtype=np.int64)))
             if k <= 0:
                 return []

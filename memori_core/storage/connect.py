@@ -38,6 +38,7 @@ SQLITE_BUSY_TIMEOUT_S = 60
 
 _EXTRA_FOR_DRIVER = {"psycopg": "postgres", "psycopg2": "postgres", "pymysql": "mysql",
                      "mysqldb": "mysql"}
+_EXTRA_FOR_BACKEND = {"postgresql": "postgres", "mysql": "mysql", "mariadb": "mysql"}
 
 
 @dataclass
@@ -123,10 +124,13 @@ def _from_url(raw: str) -> Engine:
     try:
         engine = create_engine(url, **kwargs)
     except (NoSuchModuleError, ModuleNotFoundError) as exc:
-        extra = _EXTRA_FOR_DRIVER.get(url.get_driver_name(), url.get_backend_name())
-        raise ConfigurationError(
-            f"no driver for {url.drivername}: pip install \"memori-core[{extra}]\"",
-            argument="conn") from exc
+        # from the URL text: url.get_driver_name() loads the dialect and would raise again
+        backend_name, _, driver_name = url.drivername.partition("+")
+        extra = _EXTRA_FOR_DRIVER.get(driver_name) or _EXTRA_FOR_BACKEND.get(backend_name)
+        hint = (f"pip install \"memori-core[{extra}]\"" if extra else
+                "supported databases are SQLite, PostgreSQL and MySQL/MariaDB")
+        raise ConfigurationError(f"no driver for {url.drivername}: {hint}",
+                                 argument="conn") from exc
     _configure(engine)
     return engine
 

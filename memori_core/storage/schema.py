@@ -13,6 +13,8 @@ trailing-space-insensitive, which would merge ``"Ann"`` and ``"ann "``).
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -41,7 +43,7 @@ Blob = LargeBinary().with_variant(mysql.MEDIUMBLOB(), "mysql", "mariadb")
 # Microsecond timestamps (MySQL's DATETIME defaults to whole seconds). Naive UTC.
 Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
-_TABLE_KW = {"mysql_charset": "utf8mb4", "mysql_engine": "InnoDB", "mariadb_charset": "utf8mb4",
+_TABLE_KW: dict[str, Any] = {"mysql_charset": "utf8mb4", "mysql_engine": "InnoDB", "mariadb_charset": "utf8mb4",
              "mariadb_engine": "InnoDB"}
 
 

@@ -238,11 +238,11 @@ class Store:
                     conversation_id=conv, session_id=sess, entity_id=e, process_id=p,
                     role=m.role, name=m.name, content=m.content, content_json=m.content_json,
                     created_at=now))
-                ids.append(int(res.inserted_primary_key[0]))
+                ids.append(_new_id(res))
             job = conn.execute(insert(s.augmentation_job).values(
                 entity_id=e, process_id=p, conversation_id=conv, message_ids=json.dumps(ids),
                 status="queued", attempts=0, created_at=now, run_after=now))
-            return ids, int(job.inserted_primary_key[0])
+            return ids, _new_id(job)
 
         return self.write(tx)
 
@@ -259,7 +259,7 @@ class Store:
         res = conn.execute(insert(s.conversation).values(
             session_id=session_pk, entity_id=entity_pk, process_id=process_pk,
             created_at=now, last_activity_at=now))
-        return int(res.inserted_primary_key[0])
+        return _new_id(res)
 
     def session_messages(self, entity_id: str, session_id: str) -> list[dict[str, Any]]:
         """The messages of one session of one entity, oldest first."""
@@ -317,11 +317,12 @@ class Store:
         """For each job: (external entity id, external process id or None, its messages)."""
         e, p = s.entity.c, s.process.c
         with self.read() as conn:
-            ents = dict(conn.execute(select(e.id, e.external_id).where(
+            ents: dict[int, str] = dict(conn.execute(select(e.id, e.external_id).where(
                 e.id.in_({j.entity_id for j in jobs}))).all())
-            procs = dict(conn.execute(select(p.id, p.external_id).where(
+            procs: dict[int, str] = dict(conn.execute(select(p.id, p.external_id).where(
                 p.id.in_({j.process_id for j in jobs if j.process_id is not None}))).all())
-            return {job.id: (ents[job.entity_id], procs.get(job.process_id),
+            return {job.id: (ents[job.entity_id],
+                             None if job.process_id is None else procs[job.process_id],
                              self.job_messages(conn, job)) for job in jobs}
 
     def finish_jobs(self, conn: Connection, job_ids: Sequence[int], worker: str) -> None:
@@ -470,6 +471,13 @@ class Store:
         with self.read() as conn:
             return {t.name: int(conn.execute(select(func.count()).select_from(t)).scalar() or 0)
                     for t in s.TABLES}
+
+
+def _new_id(result: Any) -> int:
+    key = result.inserted_primary_key
+    if key is None or key[0] is None:  # pragma: no cover - every table has an autoincrement id
+        raise StorageError("the database returned no id for an inserted row")
+    return int(key[0])
 
 
 def _opt_int(value: Any) -> int | None:

@@ -1,0 +1,48 @@
+# memori workspace. `make demo` and `make test` set everything up on a fresh machine.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+LOCOMO ?= ../shared/datasets/locomo/locomo10.json
+PLUGINS := integrations/langchain integrations/pydantic_ai integrations/agno integrations/llamaindex
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test test-reliability lint typecheck eval bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-18s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(PLUGINS))
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# the CPU build of torch first, so nothing pulls CUDA packages
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e ".[local,postgres,mysql,django,dev]" $(addprefix -e ./,$(PLUGINS))
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install the workspace (editable)
+
+demo: $(STAMP) ## two users, two personas, offline on a SQLite file
+	$(VENV)/bin/memori demo
+
+test: $(STAMP) ## the test suite (real SQLite, PostgreSQL, MariaDB; fast reliability form)
+	$(PY) -m pytest -q -m "not reliability" -p no:cacheprovider
+
+test-reliability: $(STAMP) ## the long fault-injection suite
+	$(PY) -m pytest -q -m reliability -p no:cacheprovider
+
+lint: $(STAMP) ## ruff and mypy
+	$(VENV)/bin/ruff check memori_core integrations tests benchmarks
+	$(VENV)/bin/mypy
+
+eval: $(STAMP) ## memori eval locomo on the shared LoCoMo data
+	$(VENV)/bin/memori eval locomo --data $(LOCOMO)
+
+bench: $(STAMP) ## the benchmarks in benchmarks/
+	$(PY) benchmarks/ingest_recall.py
+
+clean: ## remove the virtualenv and caches
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,94 @@
+"""``memori demo``: the seed's persona scenario, offline, on a SQLite file.
+
+One user talks to a ``fitness-coach`` and a ``meal-planner`` process, a second user talks to the
+same two; then, in a new session, each recall is shown, and the isolation across users and
+personas is checked on what recall actually returned.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from memori_core._memori import Memori
+
+__all__ = ["SCENARIO", "run_demo"]
+
+#: (entity, process, [user turn, assistant reply] ...), in sessions
+SCENARIO: list[tuple[str, str, list[tuple[str, str]]]] = [
+    ("alice", "fitness-coach", [
+        ("Goal: sub-25-minute 5K by June. Currently I run 30 minutes flat.",
+         "Great goal. We'll build speed with intervals."),
+        ("I can only train on Tuesday and Saturday mornings.",
+         "Then Tuesday is intervals and Saturday the long run."),
+    ]),
+    ("alice", "meal-planner", [
+        ("Prefer low-carb dinners on weekdays.", "Noted: low-carb weekday dinners."),
+        ("I'm allergic to peanuts.", "I'll keep every recipe peanut-free."),
+    ]),
+    ("bob", "fitness-coach", [
+        ("I'm training for a marathon in October and my long run is 18 km.",
+         "Let's add 2 km to the long run every other week."),
+    ]),
+    ("bob", "meal-planner", [
+        ("I'm vegetarian and I batch-cook on Sundays.", "Vegetarian batch recipes it is."),
+    ]),
+]
+
+#: (entity, process, scope, question)
+QUESTIONS = [
+    ("alice", "fitness-coach", "process", "What is my running goal and current time?"),
+    ("alice", "fitness-coach", "process", "What should I cook for dinner?"),
+    ("alice", "meal-planner", "process", "What should I cook for dinner?"),
+    ("alice", "meal-planner", "entity", "What do you know about my training and food?"),
+    ("bob", "fitness-coach", "process", "What is my running goal?"),
+    ("bob", "meal-planner", "process", "What should I cook for dinner?"),
+]
+
+
+def run_demo(db: str | None = None, out: Callable[[str], None] = print) -> bool:
+    """Run the scenario; returns True when no recall crossed a user or persona boundary.
+
+    Args:
+        db: database URL; default a new SQLite file in a temporary directory (path printed).
+        out: where lines are written.
+    """
+    if db is None:
+        path = Path(tempfile.mkdtemp(prefix="memori-demo-")) / "memori.db"
+        db = f"sqlite:///{path}"
+    out(f"database: {db} (local embeddings, no network)")
+    said: dict[str, tuple[str, str]] = {}  # user text -> (entity, process)
+    with Memori(conn=db) as mem:
+        mem.config.storage.build()
+        for entity, process, turns in SCENARIO:
+            mem.attribution(entity_id=entity, process_id=process)
+            mem.new_session()
+            for user, assistant in turns:
+                mem.capture([{"role": "user", "content": user},
+                             {"role": "assistant", "content": assistant}])
+                said[user] = (entity, process)
+            out(f"captured {len(turns)} turn(s) for {entity} / {process}")
+        if not mem.augmentation.wait(timeout=120):
+            out("augmentation did not finish within 120 s")
+            return False
+        ok = True
+        for entity, process, scope, question in QUESTIONS:
+            mem.attribution(entity_id=entity, process_id=process)
+            mem.new_session()
+            hits = mem.recall(question, limit=3, scope=scope)  # type: ignore[arg-type]
+            out(f"\n[{entity} / {process}, new session, scope={scope}] {question}")
+            if not hits:
+                out("  (no memory above the relevance threshold)")
+            for h in hits:
+                owner = said.get(h.content)
+                leak = owner is None or owner[0] != entity or (
+                    scope == "process" and owner[1] != process)
+                ok = ok and not leak
+                out(f"  {h.similarity:.2f}  {h.content}  [{h.process_id}]"
+                    + ("  <-- LEAK" if leak else ""))
+        out("\nisolation: " + ("no recall crossed a user or persona boundary" if ok
+                               else "FAILED: see LEAK above"))
+        return ok
+
+

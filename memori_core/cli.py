@@ -1,0 +1,170 @@
+"""The ``memori`` command line.
+
+    memori demo [--db URL]
+    memori stats [--db URL] [--json]
+    memori recall QUERY --entity ID [--process ID] [--limit N] [--scope process|entity] [--json]
+    memori eval locomo --data PATH [--db URL] [--conversations N] [--json]
+    memori worker --db URL [--workers N]
+
+``--db`` defaults to ``MEMORI_DATABASE_URL`` or the embedded ``./memori.db``. Errors are printed
+as one line on stderr with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from memori_core.errors import MemoriError
+
+__all__ = ["main"]
+
+
+def _memori(db: str | None, **settings: Any) -> Any:
+    from memori_core._memori import Memori
+
+    return Memori(conn=db, **settings)
+
+
+def _progress(enabled: bool) -> Any:
+    def wrap(it: Iterable[Any], label: str, total: int) -> Iterable[Any]:
+        if not enabled:
+            return it
+        from tqdm import tqdm
+
+        return tqdm(it, desc=label, total=total, unit="it", file=sys.stderr, leave=False)
+
+    return wrap
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from memori_core._demo import run_demo
+
+    return 0 if run_demo(args.db) else 1
+
+
+def _cmd_stats(args: argparse.Namespace) -> int:
+    mem = _memori(args.db, augmentation_workers=0)
+    try:
+        tables = mem.stats()["tables"]
+    finally:
+        mem.close()
+    if args.json:
+        print(json.dumps(tables))
+    else:
+        for name, count in tables.items():
+            print(f"{name:<32}{count:>10}")
+    return 0
+
+
+def _cmd_recall(args: argparse.Namespace) -> int:
+    mem = _memori(args.db, augmentation_workers=0)
+    try:
+        mem.attribution(entity_id=args.entity, process_id=args.process)
+        hits = mem.recall(args.query, limit=args.limit, scope=args.scope)
+    finally:
+        mem.close()
+    if args.json:
+        print(json.dumps([{"id": h.id, "content": h.content, "kind": h.kind, "score": h.score,
+                           "similarity": h.similarity, "created_at": h.created_at.isoformat(),
+                           "source_message_ids": list(h.source_message_ids),
+                           "process_id": h.process_id} for h in hits]))
+    elif not hits:
+        print("no memory above the relevance threshold")
+    else:
+        for h in hits:
+            print(f"{h.score:.3f}  [{h.kind}]  {h.content}")
+    return 0
+
+
+def _cmd_eval_locomo(args: argparse.Namespace) -> int:
+    from memori_core.evals import locomo
+
+    result = locomo.run(args.data, db=args.db, conversations=args.conversations,
+                        progress=_progress(not args.no_progress))
+    print(json.dumps(result.as_dict()) if args.json else locomo.report(result))
+    return 0
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    mem = _memori(args.db, augmentation_workers=args.workers)
+    stop = {"now": False}
+
+    def _stop(_sig: int, _frame: object) -> None:
+        stop["now"] = True
+        mem.augmentation.stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    mem.config.storage.build()
+    mem._ensure_ready()  # starts the worker threads
+    print(f"memori worker: {args.workers} thread(s) on {mem.engine.url.render_as_string()}",
+          flush=True)
+    while not stop["now"]:
+        signal.pause()
+    mem.close()
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="memori", description="memori: memory for LLM apps")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def db_arg(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--db", default=None,
+                        help="database URL (default: MEMORI_DATABASE_URL or ./memori.db)")
+
+    d = sub.add_parser("demo", help="two users, two personas, offline")
+    d.add_argument("--db", default=None, help="database URL (default: a new temporary SQLite file)")
+    d.set_defaults(fn=_cmd_demo)
+
+    s = sub.add_parser("stats", help="row counts per table")
+    db_arg(s)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=_cmd_stats)
+
+    r = sub.add_parser("recall", help="recall memories of an entity")
+    r.add_argument("query")
+    r.add_argument("--entity", required=True)
+    r.add_argument("--process", default=None)
+    r.add_argument("--limit", type=int, default=5)
+    r.add_argument("--scope", choices=("process", "entity"), default="process")
+    r.add_argument("--json", action="store_true")
+    db_arg(r)
+    r.set_defaults(fn=_cmd_recall)
+
+    e = sub.add_parser("eval", help="evaluations on public data")
+    esub = e.add_subparsers(dest="dataset", required=True)
+    lo = esub.add_parser("locomo", help="LoCoMo: capture every turn, recall every question")
+    lo.add_argument("--data", required=True, help="path of locomo10.json")
+    lo.add_argument("--db", default=None, help="database URL (default: a temporary SQLite file)")
+    lo.add_argument("--conversations", type=int, default=None, help="only the first N")
+    lo.add_argument("--json", action="store_true", help="print one JSON object")
+    lo.add_argument("--no-progress", action="store_true")
+    lo.set_defaults(fn=_cmd_eval_locomo)
+
+    w = sub.add_parser("worker", help="run augmentation workers as their own process")
+    db_arg(w)
+    w.add_argument("--workers", type=int, default=1)
+    w.set_defaults(fn=_cmd_worker)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``memori`` command. Returns the exit status."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.fn(args))
+    except MemoriError as exc:
+        print(f"memori: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

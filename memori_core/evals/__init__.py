@@ -1,0 +1,1 @@
+"""Evaluations of memori on public data sets (``memori eval ...``)."""

@@ -1,0 +1,37 @@
+"""The README's quickstart runs and prints what the README says it prints."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def _blocks(lang: str) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+
+
+def test_readme_starts_with_the_two_commands() -> None:
+    first = _blocks("bash")[0]
+    assert first.splitlines()[0].startswith("make demo")
+    assert first.splitlines()[1].startswith("make test")
+
+
+def test_quickstart_runs_and_prints_the_documented_output(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MEMORI_DATABASE_URL", raising=False)
+    code = _blocks("python")[0]
+    assert len(code.strip().splitlines()) <= 10
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, str(README), "exec"), {"__name__": "readme"})
+    documented = re.search(r"prints\n\n```\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+    assert documented is not None
+    assert out.getvalue() == documented.group(1)
+    assert (tmp_path / "memori.db").exists()
