@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-reliability lint typecheck eval bench clean
+.PHONY: help install demo test test-reliability lint eval bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-18s %s\n", $$1, $$2}'
@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(PLUGINS))
 
 install: $(STAMP) ## create .venv and install the workspace (editable)
 
-demo: $(STAMP) ## two users, two personas, offline on a SQLite file
+demo: $(STAMP) ## two users, two personas, offline, on the embedded default ./memori.db
 	$(VENV)/bin/memori demo
 
 test: $(STAMP) ## the test suite (real SQLite, PostgreSQL, MariaDB; fast reliability form)

@@ -1,15 +1,14 @@
-"""``memori demo``: the seed's persona scenario, offline, on a SQLite file.
+"""``memori demo``: the seed's persona scenario, offline, on the embedded default database.
 
 One user talks to a ``fitness-coach`` and a ``meal-planner`` process, a second user talks to the
 same two; then, in a new session, each recall is shown, and the isolation across users and
-personas is checked on what recall actually returned.
+personas is checked on what recall actually returned. Running it again adds nothing new: the same
+memories are deduplicated (their mention count grows).
 """
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable
-from pathlib import Path
 
 from memori_core._memori import Memori
 
@@ -51,16 +50,14 @@ def run_demo(db: str | None = None, out: Callable[[str], None] = print) -> bool:
     """Run the scenario; returns True when no recall crossed a user or persona boundary.
 
     Args:
-        db: database URL; default a new SQLite file in a temporary directory (path printed).
+        db: database URL; default the embedded default (``MEMORI_DATABASE_URL`` or
+            ``./memori.db``).
         out: where lines are written.
     """
-    if db is None:
-        path = Path(tempfile.mkdtemp(prefix="memori-demo-")) / "memori.db"
-        db = f"sqlite:///{path}"
-    out(f"database: {db} (local embeddings, no network)")
     said: dict[str, tuple[str, str]] = {}  # user text -> (entity, process)
     with Memori(conn=db) as mem:
         mem.config.storage.build()
+        out(f"database: {mem.engine.url.render_as_string()} (local embeddings, no network)")
         for entity, process, turns in SCENARIO:
             mem.attribution(entity_id=entity, process_id=process)
             mem.new_session()

@@ -74,7 +74,9 @@ class Memori:
         self.embedder: Embedder = embedder or LocalEmbedder(
             config.embeddings.model, batch_size=config.embeddings.batch_size)
         self._recaller = Recaller(self._store, self.embedder, config)
-        self.augmentation = Augmentation(self._store, self.embedder, extractor, config)
+        # wait() starts the workers, so jobs left queued by an earlier run are finished
+        self.augmentation = Augmentation(self._store, self.embedder, extractor, config,
+                                         before_wait=self._ensure_ready)
         self._closed = False
         self._ready = False
         if conn is None:
@@ -83,10 +85,10 @@ class Memori:
 
     # ---- schema & workers ---------------------------------------------------------------------
     def _ensure_ready(self) -> None:
-        if self._ready:
-            return
         if self._closed:
             raise StorageError("this Memori instance is closed")
+        if self._ready:
+            return
         if not self._store.is_built():
             raise StorageError("the memori schema is not in this database yet: call "
                                "mem.config.storage.build() once")
@@ -214,7 +216,7 @@ class Memori:
             ``created_at`` and ``name`` when set. Empty for an unknown session.
         """
         att = self._require_entity("session_messages")
-        sid = session_id or att.session_id
+        sid = att.session_id if session_id is None else session_id
         if sid is None:
             return []
         check_id(sid, "session_id")

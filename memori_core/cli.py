@@ -120,7 +120,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="database URL (default: MEMORI_DATABASE_URL or ./memori.db)")
 
     d = sub.add_parser("demo", help="two users, two personas, offline")
-    d.add_argument("--db", default=None, help="database URL (default: a new temporary SQLite file)")
+    db_arg(d)
     d.set_defaults(fn=_cmd_demo)
 
     s = sub.add_parser("stats", help="row counts per table")

@@ -155,8 +155,13 @@ def _ftype(cfg: Config, name: str) -> str:
     return "str"
 
 
+_SCALARS: dict[str, type] = {"bool": bool, "int": int, "float": float, "str": str}
+
+
 def _coerce(name: str, ftype: object, value: Any, default: Any) -> Any:
-    target = type(default)
+    # the declared type: a float field may have an int default (``session_timeout_minutes = 30``)
+    target = _SCALARS.get(ftype if isinstance(ftype, str) else getattr(ftype, "__name__", ""),
+                          type(default))
     try:
         if target is bool:
             if isinstance(value, bool):

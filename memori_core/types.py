@@ -64,7 +64,7 @@ def check_id(value: object, argument: str) -> str:
 
     Raises:
         ConfigurationError: unless ``value`` is a non-empty ``str`` of at most 255 characters
-            without NUL bytes.
+            without NUL bytes or lone surrogates.
     """
     if not isinstance(value, str):
         raise ConfigurationError(
@@ -81,7 +81,30 @@ def check_id(value: object, argument: str) -> str:
         )
     if "\x00" in value:
         raise ConfigurationError(f"{argument} must not contain NUL bytes", argument=argument)
+    if not _encodable(value):
+        raise ConfigurationError(f"{argument} is not valid Unicode (a lone surrogate); it "
+                                 "cannot be stored as UTF-8", argument=argument)
     return value
+
+
+def _encodable(value: str) -> bool:
+    """False for text with lone surrogates, which no database driver can encode as UTF-8."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _has_nul(value: object) -> bool:
+    """A NUL character anywhere in a string, or in the keys and values of nested parts."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, Mapping):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 def _part_text(part: object, index: int, position: int) -> str:
@@ -152,12 +175,17 @@ def normalize_messages(messages: object) -> list[CapturedMessage]:
                 f"{type(content).__name__}; use '' for an empty message",
                 argument="messages",
             )
-        if "\x00" in text or (content_json is not None and "\\u0000" in content_json):
+        # content_json escapes a NUL as \u0000, which a literal "\u0000" in text also produces
+        if "\x00" in text or (content_json is not None and _has_nul(content)):
             raise ConfigurationError(
                 f"messages[{i}]['content'] contains NUL bytes, which SQL text columns cannot "
                 "hold; strip them first",
                 argument="messages",
             )
+        if not _encodable(text) or (content_json is not None and not _encodable(content_json)):
+            raise ConfigurationError(
+                f"messages[{i}]['content'] is not valid Unicode (a lone surrogate); it cannot "
+                "be stored as UTF-8", argument="messages")
         name = msg.get("name")
         if name is not None:
             name = check_id(name, f"messages[{i}]['name']")

@@ -55,11 +55,14 @@ class Augmentation:
         extractor: optional extractor run on each turn besides the episodic memories.
         config: worker count, batch size and timing, retries.
         on_written: called with the entity row ids whose memories changed.
+        before_wait: called first by ``wait`` (``Memori`` starts its workers there).
     """
 
     def __init__(self, store: Store, embedder: Embedder, extractor: Extractor | None,
-                 config: Config, on_written: Callable[[set[int]], None] | None = None) -> None:
+                 config: Config, on_written: Callable[[set[int]], None] | None = None,
+                 before_wait: Callable[[], None] | None = None) -> None:
         self._store = store
+        self._before_wait = before_wait
         self._embedder = embedder
         self._extractor = extractor
         self._config = config
@@ -117,7 +120,12 @@ class Augmentation:
 
         Returns:
             True when they finished, False on timeout.
+
+        Raises:
+            StorageError: the schema is not built, or the ``Memori`` instance is closed.
         """
+        if self._before_wait is not None:
+            self._before_wait()
         mark = self._store.max_job_id()
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:

@@ -55,17 +55,17 @@ def apply(engine: Engine) -> int:
         with engine.connect() as conn:
             if dialect in ("mysql", "mariadb"):
                 # DDL commits implicitly on MySQL, so the lock is per session, not per transaction
-                got = 1
+                got = conn.execute(text("SELECT GET_LOCK('memori_schema', 120)")).scalar()
                 if got != 1:
                     raise StorageError("timed out after 120 s waiting for the schema lock")
                 try:
                     return _migrate(conn)
                 finally:
                     conn.execute(text("SELECT RELEASE_LOCK('memori_schema')"))
-            pass
+            conn = conn.execution_options(memori_write=True)
             with conn.begin():
                 if dialect == "postgresql":
-                    pass
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
                 return _migrate(conn, commit=False)
     except SQLAlchemyError as exc:
         raise StorageError(f"building the memori schema failed: {exc}") from exc

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
 import numpy as np
-from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
@@ -174,6 +174,17 @@ class Store:
         else:  # pragma: no cover - only the three tested dialects are supported
             raise StorageError(f"unsupported database dialect {self.dialect}")
 
+    def _insert_ignore_many(self, conn: Connection, table: Any,
+                            rows: list[dict[str, Any]]) -> None:
+        """Insert-or-ignore several rows with one executemany."""
+        if self.dialect == "postgresql":
+            stmt: Any = postgresql.insert(table).on_conflict_do_nothing()
+        elif self.dialect == "sqlite":
+            stmt = sqlite.insert(table).on_conflict_do_nothing()
+        else:
+            stmt = mysql.insert(table).prefix_with("IGNORE")
+        conn.execute(stmt, rows)
+
     def _get_or_create(self, conn: Connection, state: _TxState, table: Any, key: str,
                        values: dict[str, Any]) -> int:
         cache_key = (table.name, key)
@@ -305,25 +316,28 @@ class Store:
 
         return self.write(tx)
 
-    def job_messages(self, conn: Connection, job: JobRow) -> list[dict[str, Any]]:
-        m = s.conversation_message.c
-        rows = conn.execute(select(m.id, m.role, m.name, m.content, m.content_json, m.created_at)
-                            .where(m.id.in_(job.message_ids), m.entity_id == job.entity_id)
-                            .order_by(m.id)).all()
-        return [_message_dict(r) for r in rows]
-
     def load_jobs(self, jobs: Sequence[JobRow]) -> dict[int, tuple[str, str | None,
                                                                  list[dict[str, Any]]]]:
-        """For each job: (external entity id, external process id or None, its messages)."""
-        e, p = s.entity.c, s.process.c
+        """For each job: (external entity id, external process id or None, its messages,
+        oldest first). Three queries for the whole batch."""
+        e, p, m = s.entity.c, s.process.c, s.conversation_message.c
+        wanted = {mid: job for job in jobs for mid in job.message_ids}
         with self.read() as conn:
             ents: dict[int, str] = dict(conn.execute(select(e.id, e.external_id).where(
                 e.id.in_({j.entity_id for j in jobs}))).all())
             procs: dict[int, str] = dict(conn.execute(select(p.id, p.external_id).where(
                 p.id.in_({j.process_id for j in jobs if j.process_id is not None}))).all())
-            return {job.id: (ents[job.entity_id],
-                             None if job.process_id is None else procs[job.process_id],
-                             self.job_messages(conn, job)) for job in jobs}
+            rows = conn.execute(select(m.id, m.entity_id, m.role, m.name, m.content,
+                                       m.content_json, m.created_at)
+                                .where(m.id.in_(list(wanted))).order_by(m.id)).all()
+        messages: dict[int, list[dict[str, Any]]] = {job.id: [] for job in jobs}
+        for r in rows:
+            job = wanted[int(r.id)]
+            if int(r.entity_id) == job.entity_id:  # a job only ever reads its own entity's rows
+                messages[job.id].append(_message_dict(r))
+        return {job.id: (ents[job.entity_id],
+                         None if job.process_id is None else procs[job.process_id],
+                         messages[job.id]) for job in jobs}
 
     def finish_jobs(self, conn: Connection, job_ids: Sequence[int], worker: str) -> None:
         """Mark claimed jobs done; only jobs still claimed by ``worker`` (a job whose lease
@@ -374,31 +388,56 @@ class Store:
     def upsert_memories(self, conn: Connection, memories: Sequence[NewMemory], model: str
                         ) -> list[int]:
         """Insert memories, or bump ``mention_count`` of the same (entity, process, kind,
-        normalized text); provenance rows to every source message. Returns the row ids."""
+        normalized text); provenance rows to every source message. A handful of statements
+        per batch, whatever its size. Returns the row ids, in input order."""
+        if not memories:
+            return []
         f = s.entity_fact.c
         now = utcnow()
-        ids = []
-        for mem in memories:
-            key = sha("fact", mem.entity_id, mem.process_id or "", mem.kind,
-                      normalize_text(mem.content))
-            existing = conn.execute(select(f.id).where(f.dedup_key == key)).scalar()
-            if existing is None:
-                vec = np.ascontiguousarray(mem.embedding, dtype="<f4")
-                self._insert_ignore(conn, s.entity_fact, dict(
-                    entity_id=mem.entity_id, process_id=mem.process_id, kind=mem.kind,
-                    content=mem.content, dedup_key=key, slot=mem.slot, embedding=vec.tobytes(),
-                    embedding_model=model, embedding_dim=int(vec.shape[0]), mention_count=1,
-                    created_at=now, last_seen_at=now))
-                fact_id = conn.execute(select(f.id).where(f.dedup_key == key)).scalar_one()
-            else:
-                fact_id = existing
-                conn.execute(update(s.entity_fact).where(f.id == existing)
-                             .values(mention_count=f.mention_count + 1, last_seen_at=now))
-            for mid in mem.source_message_ids:
-                self._insert_ignore(conn, s.fact_mention,
-                                    {"fact_id": fact_id, "message_id": mid, "created_at": now})
-            ids.append(int(fact_id))
+        keys = [sha("fact", m.entity_id, m.process_id or "", m.kind, normalize_text(m.content))
+                for m in memories]
+        existing = self._fact_ids(conn, keys)
+        fresh: dict[str, dict[str, Any]] = {}
+        seen: dict[str, int] = {}  # mentions per key in this batch
+        for key, mem in zip(keys, memories, strict=True):
+            seen[key] = seen.get(key, 0) + 1
+            if key in existing or key in fresh:
+                continue
+            vec = np.ascontiguousarray(mem.embedding, dtype="<f4")
+            fresh[key] = dict(entity_id=mem.entity_id, process_id=mem.process_id, kind=mem.kind,
+                              content=mem.content, dedup_key=key, slot=mem.slot,
+                              embedding=vec.tobytes(), embedding_model=model,
+                              embedding_dim=int(vec.shape[0]), mention_count=1,
+                              created_at=now, last_seen_at=now)
+        if fresh:
+            self._insert_ignore_many(conn, s.entity_fact, list(fresh.values()))
+            # a concurrent worker may have inserted the same key first: count it as a mention
+            new_ids = self._fact_ids(conn, list(fresh))
+        else:
+            new_ids = {}
+        bumps = [{"fid": existing[k], "n": n} for k, n in seen.items() if k in existing]
+        bumps += [{"fid": new_ids[k], "n": n - 1} for k, n in seen.items()
+                  if k in new_ids and n > 1]
+        if bumps:
+            conn.execute(update(s.entity_fact).where(f.id == bindparam("fid"))
+                         .values(mention_count=f.mention_count + bindparam("n"),
+                                 last_seen_at=now), bumps)
+        ids = [existing.get(k) or new_ids[k] for k in keys]
+        mentions = {(fid, mid) for fid, mem in zip(ids, memories, strict=True)
+                    for mid in mem.source_message_ids}
+        if mentions:
+            self._insert_ignore_many(conn, s.fact_mention, [
+                {"fact_id": fid, "message_id": mid, "created_at": now}
+                for fid, mid in sorted(mentions)])
         return ids
+
+    def _fact_ids(self, conn: Connection, keys: Sequence[str]) -> dict[str, int]:
+        f = s.entity_fact.c
+        out: dict[str, int] = {}
+        for start in range(0, len(keys), 500):
+            out.update((k, int(i)) for k, i in conn.execute(
+                select(f.dedup_key, f.id).where(f.dedup_key.in_(keys[start:start + 500]))).all())
+        return out
 
     def memory_version(self, entity_pk: int) -> tuple[int, int]:
         """(row count, highest id) of an entity's memories: the cheap check that tells a cached
