@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from contextvars import ContextVar, Token
 from datetime import timedelta
@@ -39,8 +40,8 @@ class Memori:
             ``./memori.db`` (built automatically). Also a URL string, an SQLAlchemy ``Engine``,
             ``sessionmaker`` or ``Session``, a zero-argument callable returning a DB-API
             connection (sqlite3, psycopg, PyMySQL), or a Django connection.
-        config: a ``Config``; by default the seed's defaults overridden by ``MEMORI_*``
-            environment variables and by ``settings``.
+        config: a ``Config`` (copied; ``mem.config`` is the instance's own); by default the
+            seed's defaults overridden by ``MEMORI_*`` environment variables and by ``settings``.
         embedder: an ``Embedder``; default ``LocalEmbedder(config.embeddings.model)``.
         extractor: an ``Extractor`` run on every turn besides episodic memories (default none).
         **settings: any ``Config`` field, e.g. ``recall_relevance_threshold=0.2``.
@@ -64,6 +65,9 @@ class Memori:
         if config is None:
             config = Config.from_env(settings)
         else:
+            # a copy: the storage handle set below is this instance's, so one Config can be
+            # shared by several instances (on several databases) without rebinding the others
+            config = dataclasses.replace(config, embeddings=dataclasses.replace(config.embeddings))
             for name, value in settings.items():
                 config.set(name, value)
             config.validate()
@@ -80,8 +84,12 @@ class Memori:
         self._closed = False
         self._ready = False
         if conn is None:
-            self._store.build()
-            self._ensure_ready()
+            try:
+                self._store.build()
+                self._ensure_ready()
+            except BaseException:
+                self.close()  # release the engine; the error is the caller's to see
+                raise
 
     # ---- schema & workers ---------------------------------------------------------------------
     def _ensure_ready(self) -> None:
@@ -177,7 +185,18 @@ class Memori:
             messages=normalized,
             session_timeout=timedelta(minutes=self.config.session_timeout_minutes))
         self.augmentation.notify()
+        if _log.isEnabledFor(logging.DEBUG):
+            _log.debug("captured messages %s for entity %r process %r session %r: %s", ids,
+                       att.entity_id, att.process_id, session,
+                       [self._preview(m.content) for m in normalized])
         return ids
+
+    def _preview(self, text: str) -> str:
+        """Memory or message text for log lines, cut to 80 characters when
+        ``Config.debug_truncate`` (default True)."""
+        if self.config.debug_truncate and len(text) > 80:
+            return text[:77] + "..."
+        return text
 
     def recall(self, query: str, limit: int | None = None, *, scope: Scope = "process"
                ) -> list[RecallHit]:
@@ -204,9 +223,14 @@ class Memori:
         """
         att = self._require_entity("recall")
         self._ensure_ready()
-        return self._recaller.recall(
+        hits = self._recaller.recall(
             query, self.config.recall_facts_limit if limit is None else limit,
             entity_id=att.entity_id or "", process_id=att.process_id, scope=scope)
+        if _log.isEnabledFor(logging.DEBUG):
+            _log.debug("recall %r for entity %r process %r scope %s: %s",
+                       self._preview(query), att.entity_id, att.process_id, scope,
+                       [(round(h.similarity, 3), self._preview(h.content)) for h in hits])
+        return hits
 
     def session_messages(self, session_id: str | None = None) -> list[dict[str, Any]]:
         """Messages of a session of the current entity, oldest first.

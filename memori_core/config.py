@@ -48,7 +48,8 @@ class Config:
         recall_facts_limit: default number of hits returned by ``recall``.
         recall_relevance_threshold: hits with cosine similarity below this are dropped.
         session_timeout_minutes: idle minutes after which a capture starts a new conversation.
-        request_num_backoff: retries of a failing augmentation job before it is marked failed.
+        request_num_backoff: attempts at a failing augmentation job, each after an exponential
+            backoff, before it is marked failed.
         request_backoff_factor: exponential backoff base in seconds (factor * 2**attempt).
         request_secs_timeout: timeout of provider requests made by memori, in seconds.
         debug_truncate: truncate long memory text in log lines.

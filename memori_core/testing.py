@@ -22,14 +22,16 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 
 
 class HashEmbedder:
-    """Bag-of-words feature hashing.
+    """Bag-of-words feature hashing: each word adds 1 to two of ``dim`` buckets, so texts
+    without shared words are near-orthogonal, and two different words only look identical when
+    both of their buckets collide.
 
     Args:
-        dim: vector length (default 64).
+        dim: vector length (default 256).
         name: model name recorded in the database.
     """
 
-    def __init__(self, dim: int = 64, name: str = "memori-hash") -> None:
+    def __init__(self, dim: int = 256, name: str = "memori-hash") -> None:
         self._dim = dim
         self.name = f"{name}-{dim}"
         self.calls = 0
@@ -45,5 +47,6 @@ class HashEmbedder:
         for row, text in enumerate(texts):
             for word in _WORD.findall(text.lower()):
                 h = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "big")
-                out[row, h % self._dim] += 1.0 if (h >> 63) & 1 else -1.0
+                out[row, h % self._dim] += 1.0
+                out[row, (h >> 32) % self._dim] += 1.0
         return l2_normalize(out)

@@ -105,12 +105,22 @@ def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         drop()  # type: ignore[operator]
 
 
-@pytest.fixture
-def mem(db_url: str) -> Iterator[Memori]:
-    """A built Memori on a fresh database of every backend, with the deterministic embedder."""
-    m = Memori(conn=db_url, embedder=HashEmbedder())
+def _built(url: str) -> Iterator[Memori]:
+    m = Memori(conn=url, embedder=HashEmbedder())
     m.config.storage.build()
     try:
         yield m
     finally:
         m.close()
+
+
+@pytest.fixture
+def mem(db_url: str) -> Iterator[Memori]:
+    """A built Memori on a fresh database of every backend, with the deterministic embedder."""
+    yield from _built(db_url)
+
+
+@pytest.fixture
+def smem(sqlite_url: str) -> Iterator[Memori]:
+    """A built Memori on a fresh SQLite file, with the deterministic embedder."""
+    yield from _built(sqlite_url)

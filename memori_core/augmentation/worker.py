@@ -71,6 +71,7 @@ class Augmentation:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._progress = threading.Condition()
+        self._generation = 0  # batches finished by this instance's workers
         self._threads: list[threading.Thread] = []
         self._model_checked = False
         self.counters = {"jobs_done": 0, "jobs_retried": 0, "jobs_failed": 0,
@@ -129,15 +130,18 @@ class Augmentation:
         mark = self._store.max_job_id()
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
+            generation = self._generation  # read before the check: no wake-up is lost
             if self._store.unfinished_jobs(mark) == 0:
                 return True
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 return False
             with self._progress:
-                # woken by our own workers after each batch; re-check anyway for other processes
-                self._progress.wait(IDLE_RECHECK_S if remaining is None
-                                    else min(remaining, IDLE_RECHECK_S))
+                if self._generation == generation:
+                    # woken by our own workers after each batch; re-checked anyway every
+                    # IDLE_RECHECK_S for jobs finished by other processes
+                    self._progress.wait(IDLE_RECHECK_S if remaining is None
+                                        else min(remaining, IDLE_RECHECK_S))
 
     def failed(self) -> list[dict[str, Any]]:
         """Jobs marked failed: dicts with ``id``, ``entity_id``, ``attempts``, ``error``,
@@ -155,6 +159,7 @@ class Augmentation:
             self._process(jobs)
         finally:
             with self._progress:
+                self._generation += 1
                 self._progress.notify_all()
         return len(jobs)
 

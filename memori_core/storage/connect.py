@@ -36,8 +36,8 @@ ACCEPTED_FORMS = (
 #: seconds SQLite waits for another writer before giving up
 SQLITE_BUSY_TIMEOUT_S = 60
 
-_EXTRA_FOR_DRIVER = {"psycopg": "postgres", "psycopg2": "postgres", "pymysql": "mysql",
-                     "mysqldb": "mysql"}
+# drivers memori's extras install; any other driver is the user's to install
+_EXTRA_FOR_DRIVER = {"psycopg": "postgres", "pymysql": "mysql"}
 _EXTRA_FOR_BACKEND = {"postgresql": "postgres", "mysql": "mysql", "mariadb": "mysql"}
 
 
@@ -61,23 +61,20 @@ def connect(conn: object) -> Connected:
     if isinstance(conn, str):
         return Connected(_from_url(conn), True)
     if isinstance(conn, Engine):
-        _configure(conn)
-        return Connected(conn, False)
+        return Connected(_callers_engine(conn), False)
     if isinstance(conn, sessionmaker):
         bind = conn.kw.get("bind")
         if not isinstance(bind, Engine):
             raise ConfigurationError("the sessionmaker passed as conn has no Engine bind; "
                                      "create it as sessionmaker(bind=engine)", argument="conn")
-        _configure(bind)
-        return Connected(bind, False)
+        return Connected(_callers_engine(bind), False)
     if isinstance(conn, Session):
         bind = conn.get_bind()
         engine = bind if isinstance(bind, Engine) else getattr(bind, "engine", None)
         if not isinstance(engine, Engine):
             raise ConfigurationError("the Session passed as conn is not bound to an Engine",
                                      argument="conn")
-        _configure(engine)
-        return Connected(engine, False)
+        return Connected(_callers_engine(engine), False)
     if type(conn).__module__.startswith("django."):
         return Connected(_from_django(conn), True)
     if hasattr(conn, "cursor") and hasattr(conn, "commit"):
@@ -91,6 +88,18 @@ def connect(conn: object) -> Connected:
         return Connected(_from_factory(conn), True)
     raise ConfigurationError(f"unsupported conn of type {type(conn).__name__}; accepted: "
                              f"{ACCEPTED_FORMS}", argument="conn")
+
+
+def _callers_engine(engine: Engine) -> Engine:
+    """The caller's Engine, as memori uses it. On MySQL/MariaDB memori runs READ COMMITTED (as
+    on the engines it makes itself): under the default REPEATABLE READ, the select after an
+    insert-or-ignore that lost a race reads the old snapshot and misses the winner's row. The
+    caller's own connections keep their isolation level (the option is on a copy sharing the
+    pool)."""
+    _configure(engine)
+    if engine.dialect.name in ("mysql", "mariadb"):
+        return engine.execution_options(isolation_level="READ COMMITTED")
+    return engine
 
 
 def _normalize_url(url: URL) -> URL:
@@ -126,9 +135,16 @@ def _from_url(raw: str) -> Engine:
     except (NoSuchModuleError, ModuleNotFoundError) as exc:
         # from the URL text: url.get_driver_name() loads the dialect and would raise again
         backend_name, _, driver_name = url.drivername.partition("+")
-        extra = _EXTRA_FOR_DRIVER.get(driver_name) or _EXTRA_FOR_BACKEND.get(backend_name)
-        hint = (f"pip install \"memori-core[{extra}]\"" if extra else
-                "supported databases are SQLite, PostgreSQL and MySQL/MariaDB")
+        extra = _EXTRA_FOR_DRIVER.get(driver_name) or (
+            None if driver_name else _EXTRA_FOR_BACKEND.get(backend_name))
+        if extra:
+            hint = f"pip install \"memori-core[{extra}]\""
+        elif backend_name in _EXTRA_FOR_BACKEND:
+            hint = (f"install the {driver_name} driver, or use the driver memori ships with: "
+                    f"{'postgresql+psycopg' if backend_name == 'postgresql' else 'mysql+pymysql'}"
+                    f"://... and pip install \"memori-core[{_EXTRA_FOR_BACKEND[backend_name]}]\"")
+        else:
+            hint = "supported databases are SQLite, PostgreSQL and MySQL/MariaDB"
         raise ConfigurationError(f"no driver for {url.drivername}: {hint}",
                                  argument="conn") from exc
     _configure(engine)

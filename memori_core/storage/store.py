@@ -164,15 +164,17 @@ class Store:
         raise AssertionError("unreachable")
 
     # ---- dialect helpers ------------------------------------------------------------------
-    def _insert_ignore(self, conn: Connection, table: Any, values: dict[str, Any]) -> None:
+    def _insert_ignore(self, conn: Connection, table: Any, values: dict[str, Any]) -> int:
+        """Insert one row unless its unique key exists. Returns 1 if inserted, else 0."""
         if self.dialect == "postgresql":
-            conn.execute(postgresql.insert(table).values(**values).on_conflict_do_nothing())
+            stmt: Any = postgresql.insert(table).values(**values).on_conflict_do_nothing()
         elif self.dialect == "sqlite":
-            conn.execute(sqlite.insert(table).values(**values).on_conflict_do_nothing())
+            stmt = sqlite.insert(table).values(**values).on_conflict_do_nothing()
         elif self.dialect in ("mysql", "mariadb"):
-            conn.execute(mysql.insert(table).values(**values).prefix_with("IGNORE"))
+            stmt = mysql.insert(table).values(**values).prefix_with("IGNORE")
         else:  # pragma: no cover - only the three tested dialects are supported
             raise StorageError(f"unsupported database dialect {self.dialect}")
+        return int(conn.execute(stmt).rowcount)
 
     def _insert_ignore_many(self, conn: Connection, table: Any,
                             rows: list[dict[str, Any]]) -> None:
@@ -409,15 +411,16 @@ class Store:
                               embedding=vec.tobytes(), embedding_model=model,
                               embedding_dim=int(vec.shape[0]), mention_count=1,
                               created_at=now, last_seen_at=now)
-        if fresh:
-            self._insert_ignore_many(conn, s.entity_fact, list(fresh.values()))
-            # a concurrent worker may have inserted the same key first: count it as a mention
-            new_ids = self._fact_ids(conn, list(fresh))
-        else:
-            new_ids = {}
+        lost: set[str] = set()
+        for key, row in fresh.items():
+            # one row per statement: its rowcount says whether a concurrent worker inserted
+            # the same memory first, in which case ours is one more mention of it
+            if self._insert_ignore(conn, s.entity_fact, row) == 0:
+                lost.add(key)
+        new_ids = self._fact_ids(conn, list(fresh)) if fresh else {}
         bumps = [{"fid": existing[k], "n": n} for k, n in seen.items() if k in existing]
-        bumps += [{"fid": new_ids[k], "n": n - 1} for k, n in seen.items()
-                  if k in new_ids and n > 1]
+        bumps += [{"fid": new_ids[k], "n": n if k in lost else n - 1}
+                  for k, n in seen.items() if k in new_ids and (n > 1 or k in lost)]
         if bumps:
             conn.execute(update(s.entity_fact).where(f.id == bindparam("fid"))
                          .values(mention_count=f.mention_count + bindparam("n"),

@@ -82,3 +82,27 @@ def test_eval_locomo_command_json_with_the_local_model(tmp_path: Path) -> None:
                       "ingest_turns_per_s", "recall_p50_ms", "recall_p95_ms"}
     # the real model on real data does far better than chance (1 conversation, ~420 turns)
     assert d["hit_at_10"] > 0.3
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
+def test_worker_process_augments_jobs_queued_by_the_app(db_url: str) -> None:
+    import signal
+
+    with Memori(conn=db_url, augmentation_workers=0) as app:
+        app.config.storage.build()
+        app.attribution(entity_id="u1")
+        ids = [app.capture([{"role": "user", "content": f"my locker number is {n}07"}])[0]
+               for n in range(5)]
+        assert not app.augmentation.wait(timeout=0.5)  # nobody is working yet
+        worker = subprocess.Popen([sys.executable, "-m", "memori_core.cli", "worker", "--db",
+                                   db_url], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True)
+        try:
+            assert app.augmentation.wait(timeout=120)
+            hits = app.recall("what is my locker number", limit=10)
+            assert sorted(m for h in hits for m in h.source_message_ids) == ids
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            out, err = worker.communicate(timeout=60)
+        assert worker.returncode == 0, err
+        assert "memori worker: 1 thread(s)" in out

@@ -1,3 +1,5 @@
+import pytest
+
 from memori_core import Memori
 
 
@@ -13,3 +15,19 @@ def test_capture_then_recall_across_sessions(mem: Memori) -> None:
     assert hits[0].source_message_ids == (ids[0],)
     mem.attribution(entity_id="bob", process_id="coach")
     assert mem.recall("how many minutes do I run") == []
+
+
+def test_debug_log_truncates_long_text_unless_disabled(
+        mem: Memori, caplog: "pytest.LogCaptureFixture") -> None:
+    import logging
+
+    long = "I collect vintage typewriters " * 20
+    mem.attribution(entity_id="alice")
+    with caplog.at_level(logging.DEBUG, logger="memori_core"):
+        mem.capture([{"role": "user", "content": long}])
+    assert long not in caplog.text and long[:77] + "..." in caplog.text
+    caplog.clear()
+    mem.config.debug_truncate = False
+    with caplog.at_level(logging.DEBUG, logger="memori_core"):
+        mem.capture([{"role": "user", "content": long}])
+    assert long in caplog.text

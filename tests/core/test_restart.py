@@ -1,0 +1,165 @@
+"""The augmentation queue is durable: jobs survive a restart, an abandoned claim is taken over
+once its lease expires, and a job that keeps failing ends ``failed`` with its error, never lost."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func, select, text, update
+
+from memori_core import Conversation, Extraction, Memori
+from memori_core.storage import schema
+from memori_core.storage.store import utcnow
+from memori_core.testing import HashEmbedder
+
+
+def jobs(mem: Memori) -> list[dict[str, Any]]:
+    j = schema.augmentation_job.c
+    with mem.engine.connect() as c:
+        rows = c.execute(select(j.id, j.status, j.attempts, j.error, j.claimed_by)
+                         .order_by(j.id)).all()
+    return [dict(r._mapping) for r in rows]
+
+
+def count(mem: Memori, table: Any) -> int:
+    with mem.engine.connect() as c:
+        return int(c.execute(select(func.count()).select_from(table)).scalar_one())
+
+
+def test_jobs_left_queued_are_finished_by_the_next_instance(db_url: str) -> None:
+    first = Memori(conn=db_url, embedder=HashEmbedder(), augmentation_workers=0)
+    first.config.storage.build()
+    first.attribution(entity_id="restart", process_id="agent")
+    said = [f"remember the number {n} forever" for n in range(5)]
+    ids = [first.capture([{"role": "user", "content": s},
+                          {"role": "assistant", "content": "ok"}])[0] for s in said]
+    assert not first.augmentation.wait(timeout=0.2)  # nobody works on them
+    first.close()
+
+    second = Memori(conn=db_url, embedder=HashEmbedder())
+    try:
+        assert [j["status"] for j in jobs(second)] == ["queued"] * 5
+        assert count(second, schema.entity_fact) == 0
+        assert second.augmentation.wait(timeout=30)  # starts the workers itself
+        assert [j["status"] for j in jobs(second)] == ["done"] * 5
+        assert second.augmentation.failed() == []
+        second.attribution(entity_id="restart", process_id="agent")
+        for s, mid in zip(said, ids, strict=True):
+            hit = second.recall(s)[0]
+            assert (hit.content, hit.source_message_ids) == (s, (mid,))
+        assert count(second, schema.entity_fact) == 5
+        assert count(second, schema.fact_mention) == 5
+    finally:
+        second.close()
+
+
+def abandon(mem: Memori, claimed_seconds_ago: float) -> None:
+    """Make every job look claimed by a worker that vanished."""
+    with mem.engine.begin() as c:
+        c.execute(update(schema.augmentation_job).values(
+            status="running", attempts=1, claimed_by="dead-worker",
+            claimed_at=utcnow() - timedelta(seconds=claimed_seconds_ago)))
+
+
+def test_an_expired_lease_is_reclaimed_and_processed_once(db_url: str) -> None:
+    first = Memori(conn=db_url, embedder=HashEmbedder(), augmentation_workers=0)
+    first.config.storage.build()
+    first.attribution(entity_id="lease", process_id="agent")
+    ids = first.capture([{"role": "user", "content": "the lease ran out"},
+                         {"role": "user", "content": "and someone else took over"}])
+    first.close()
+
+    second = Memori(conn=db_url, embedder=HashEmbedder(), augmentation_lease_seconds=1)
+    try:
+        abandon(second, claimed_seconds_ago=3600)
+        assert second.augmentation.wait(timeout=30)
+        (job,) = jobs(second)
+        assert job["status"] == "done"
+        assert job["attempts"] == 2
+        assert job["claimed_by"] != "dead-worker"
+        assert second.stats()["augmentation"]["jobs_done"] == 1
+        assert count(second, schema.entity_fact) == 2
+        f, m = schema.entity_fact.c, schema.fact_mention.c
+        with second.engine.connect() as c:
+            assert c.execute(select(f.mention_count).order_by(f.id)).scalars().all() == [1, 1]
+            assert sorted(c.execute(select(m.message_id)).scalars()) == ids
+        # the old worker coming back cannot finish or fail the job it lost
+        with second.engine.begin() as c:
+            second._store.finish_jobs(c, [job["id"]], "dead-worker")
+        assert jobs(second)[0]["claimed_by"] == job["claimed_by"]
+        second.attribution(entity_id="lease", process_id="agent")
+        assert second.recall("the lease ran out")[0].source_message_ids == (ids[0],)
+    finally:
+        second.close()
+
+
+def test_a_live_lease_is_not_taken_over(db_url: str) -> None:
+    mem = Memori(conn=db_url, embedder=HashEmbedder(), augmentation_workers=0,
+                 augmentation_lease_seconds=300)
+    try:
+        mem.config.storage.build()
+        mem.attribution(entity_id="busy")
+        mem.capture([{"role": "user", "content": "someone is working on this"}])
+        abandon(mem, claimed_seconds_ago=10)
+        assert mem.augmentation.run_once() == 0
+        assert jobs(mem)[0]["status"] == "running"
+        abandon(mem, claimed_seconds_ago=301)
+        assert mem.augmentation.run_once() == 1
+        assert jobs(mem)[0]["status"] == "done"
+        assert count(mem, schema.entity_fact) == 1
+    finally:
+        mem.close()
+
+
+class AlwaysFails:
+    def __init__(self) -> None:
+        self.calls = 0
+        self.lock = threading.Lock()
+
+    def extract(self, conversation: Conversation) -> Extraction:
+        with self.lock:
+            self.calls += 1
+        raise RuntimeError(f"extractor exploded on {conversation.entity_id}")
+
+
+def test_an_always_failing_extractor_ends_failed_with_its_error(db_url: str) -> None:
+    extractor = AlwaysFails()
+    mem = Memori(conn=db_url, embedder=HashEmbedder(), extractor=extractor,
+                 request_num_backoff=2, request_backoff_factor=0)
+    try:
+        mem.config.storage.build()
+        mem.attribution(entity_id="unlucky", process_id="agent")
+        ids = mem.capture([{"role": "user", "content": "this turn cannot be augmented"},
+                           {"role": "assistant", "content": "sorry"}])
+        assert mem.augmentation.wait(timeout=30)
+        failed = mem.augmentation.failed()
+        assert len(failed) == 1
+        assert failed[0]["error"] == "RuntimeError: extractor exploded on unlucky"
+        assert failed[0]["attempts"] == 2
+        assert failed[0]["finished_at"] is not None
+        assert extractor.calls == 2
+        assert [j["status"] for j in jobs(mem)] == ["failed"]
+        counters = mem.stats()["augmentation"]
+        assert (counters["jobs_failed"], counters["jobs_retried"], counters["jobs_done"]) == (
+            1, 1, 0)
+        # the turn itself is kept; nothing half-augmented was written
+        assert [m["id"] for m in mem.session_messages()] == ids
+        assert [m["content"] for m in mem.session_messages()] == [
+            "this turn cannot be augmented", "sorry"]
+        assert count(mem, schema.entity_fact) == 0
+        assert mem.recall("this turn cannot be augmented") == []
+        # a failed job stays failed: a restart does not run it again
+        with mem.engine.connect() as c:
+            assert c.execute(text("SELECT status FROM memori_augmentation_job")).scalar_one() \
+                == "failed"
+    finally:
+        mem.close()
+    again = Memori(conn=db_url, embedder=HashEmbedder(), extractor=extractor)
+    try:
+        assert again.augmentation.wait(timeout=30)
+        assert extractor.calls == 2
+        assert len(again.augmentation.failed()) == 1
+    finally:
+        again.close()
