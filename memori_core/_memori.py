@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 from contextvars import ContextVar, Token
 from datetime import timedelta
 from typing import Any
@@ -83,6 +84,7 @@ class Memori:
                                          before_wait=self._ensure_ready)
         self._closed = False
         self._ready = False
+        self._ready_lock = threading.Lock()
         if conn is None:
             try:
                 self._store.build()
@@ -97,11 +99,14 @@ class Memori:
             raise StorageError("this Memori instance is closed")
         if self._ready:
             return
-        if not self._store.is_built():
-            raise StorageError("the memori schema is not in this database yet: call "
-                               "mem.config.storage.build() once")
-        self._ready = True
-        self.augmentation.start()
+        with self._ready_lock:  # first calls from several threads start the workers once
+            if self._ready:
+                return
+            if not self._store.is_built():
+                raise StorageError("the memori schema is not in this database yet: call "
+                                   "mem.config.storage.build() once")
+            self.augmentation.start()
+            self._ready = True
 
     @property
     def engine(self) -> Any:
