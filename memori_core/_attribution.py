@@ -1,8 +1,9 @@
 """Who a call is for: entity, process and session, held in context variables.
 
-Context variables give each thread and each asyncio task its own attribution, so one ``Memori``
-instance serves many users at once without mixing them. A new thread starts with none set; an
-asyncio task starts with a copy of its creator's.
+Each ``Memori`` instance has its own context variables, so attribution set on one instance never
+applies to another, and each thread and asyncio task has its own value, so one instance serves
+many users at once without mixing them. A new thread starts with none set; an asyncio task
+starts with a copy of its creator's.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 
 from memori_core.types import check_id
 
-__all__ = ["Attribution", "current", "new_session", "set_attribution", "set_session"]
+__all__ = ["Attribution", "AttributionState"]
 
 
 @dataclass(frozen=True)
@@ -23,41 +24,53 @@ class Attribution:
     session_id: str | None = None
 
 
-_current: ContextVar[Attribution] = ContextVar(
-    "memori_attribution", default=Attribution())  # noqa: B039 - frozen, immutable
+_NONE = Attribution()
 
 
-def current() -> Attribution:
-    return _current.get()
+class AttributionState:
+    """The attribution of one ``Memori`` instance, per thread / asyncio task.
 
-
-def set_attribution(entity_id: str | None, process_id: str | None) -> Token[Attribution]:
-    """Set entity and process; the session is kept when both are unchanged, else cleared (a
-    session belongs to one entity). Returns the token that restores the previous value.
-
-    Raises:
-        ConfigurationError: for an invalid id.
+    Besides the current value it keeps what ``with mem.attribution(...):`` needs: the token of
+    the latest ``attribution()`` call (which a following ``__enter__`` turns into a scope) and the
+    stack of open scopes.
     """
-    if entity_id is not None:
-        check_id(entity_id, "entity_id")
-    if process_id is not None:
-        check_id(process_id, "process_id")
-    old = _current.get()
-    session = old.session_id if (old.entity_id, old.process_id) == (entity_id, process_id) \
-        else None
-    return _current.set(Attribution(entity_id, process_id, session))
 
+    def __init__(self) -> None:
+        tag = uuid.uuid4().hex[:8]
+        self._current: ContextVar[Attribution] = ContextVar(f"memori_attribution_{tag}",
+                                                            default=_NONE)
+        self.pending: ContextVar[Token[Attribution] | None] = ContextVar(
+            f"memori_pending_{tag}", default=None)
+        self.scopes: ContextVar[tuple[Token[Attribution] | None, ...]] = ContextVar(
+            f"memori_scopes_{tag}", default=())
 
-def set_session(session_id: str) -> str:
-    check_id(session_id, "session_id")
-    old = _current.get()
-    _current.set(Attribution(old.entity_id, old.process_id, session_id))
-    return session_id
+    def current(self) -> Attribution:
+        return self._current.get()
 
+    def set(self, entity_id: str | None, process_id: str | None) -> Token[Attribution]:
+        """Set entity and process. The session is kept when the entity is unchanged or was not
+        set yet (``new_session()`` before ``attribution()``), else cleared: a session belongs
+        to one entity. Returns the token that restores the previous value.
 
-def new_session() -> str:
-    return set_session(str(uuid.uuid4()))
+        Raises:
+            ConfigurationError: for an invalid id.
+        """
+        if entity_id is not None:
+            check_id(entity_id, "entity_id")
+        if process_id is not None:
+            check_id(process_id, "process_id")
+        old = self._current.get()
+        session = old.session_id if old.entity_id in (None, entity_id) else None
+        return self._current.set(Attribution(entity_id, process_id, session))
 
+    def set_session(self, session_id: str) -> str:
+        check_id(session_id, "session_id")
+        old = self._current.get()
+        self._current.set(Attribution(old.entity_id, old.process_id, session_id))
+        return session_id
 
-def reset(token: Token[Attribution]) -> None:
-    _current.reset(token)
+    def new_session(self) -> str:
+        return self.set_session(str(uuid.uuid4()))
+
+    def reset(self, token: Token[Attribution]) -> None:
+        self._current.reset(token)

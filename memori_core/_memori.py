@@ -5,11 +5,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from contextvars import ContextVar, Token
 from datetime import timedelta
 from typing import Any
 
-from memori_core import _attribution
+from memori_core._attribution import Attribution, AttributionState
 from memori_core.augmentation.base import Extractor
 from memori_core.augmentation.worker import Augmentation
 from memori_core.config import Config, StorageHandle
@@ -24,14 +23,6 @@ from memori_core.types import RecallHit, check_id, normalize_messages
 __all__ = ["Memori"]
 
 _log = logging.getLogger("memori_core")
-
-# Tokens of ``attribution()`` calls that a following ``with`` may scope (see ``__enter__``).
-# Only the latest call is kept, tagged with the instance, so nothing accumulates.
-_pending: ContextVar[tuple[int, Token[Any]] | None] = ContextVar("memori_pending_attribution",
-                                                                 default=None)
-_scopes: ContextVar[tuple[Token[Any] | None, ...]] = ContextVar("memori_attribution_scopes",
-                                                                default=())
-
 
 class Memori:
     """Persistent memory for an LLM application.
@@ -82,6 +73,7 @@ class Memori:
         # wait() starts the workers, so jobs left queued by an earlier run are finished
         self.augmentation = Augmentation(self._store, self.embedder, extractor, config,
                                          before_wait=self._ensure_ready)
+        self._attribution = AttributionState()
         self._closed = False
         self._ready = False
         self._ready_lock = threading.Lock()
@@ -128,26 +120,26 @@ class Memori:
         Raises:
             ConfigurationError: for an empty, overlong or non-string id.
         """
-        token = _attribution.set_attribution(entity_id, process_id)
-        _pending.set((id(self), token))
+        token = self._attribution.set(entity_id, process_id)
+        self._attribution.pending.set(token)
         return self
 
     @property
     def entity_id(self) -> str | None:
-        return _attribution.current().entity_id
+        return self._attribution.current().entity_id
 
     @property
     def process_id(self) -> str | None:
-        return _attribution.current().process_id
+        return self._attribution.current().process_id
 
     @property
     def session_id(self) -> str | None:
         """The current session id, or None until the first capture or ``new_session()``."""
-        return _attribution.current().session_id
+        return self._attribution.current().session_id
 
     def new_session(self) -> str:
         """Start a new session in the current context. Returns its id (a UUID string)."""
-        return _attribution.new_session()
+        return self._attribution.new_session()
 
     def set_session(self, session_id: str) -> str:
         """Continue (or start) the session ``session_id`` for the current entity.
@@ -155,11 +147,11 @@ class Memori:
         Raises:
             ConfigurationError: for an invalid id.
         """
-        return _attribution.set_session(session_id)
+        return self._attribution.set_session(session_id)
 
-    def _require_entity(self, what: str) -> _attribution.Attribution:
-        _pending.set(None)  # a later ``with mem:`` is then the instance's own context
-        att = _attribution.current()
+    def _require_entity(self, what: str) -> Attribution:
+        self._attribution.pending.set(None)  # a later ``with mem:`` closes again
+        att = self._attribution.current()
         if att.entity_id is None:
             raise ConfigurationError(
                 f"{what} needs an attribution: call mem.attribution(entity_id=\"...\") first",
@@ -270,21 +262,21 @@ class Memori:
         self._store.close()
 
     def __enter__(self) -> Memori:
-        pending = _pending.get()
-        _pending.set(None)
-        if pending is not None and pending[0] == id(self):
-            # ``with mem.attribution(...):`` scopes the attribution just set
-            _scopes.set((*_scopes.get(), pending[1]))
-        else:  # ``with Memori(...) as mem:`` closes on exit
-            _scopes.set((*_scopes.get(), None))
+        state = self._attribution
+        pending = state.pending.get()
+        state.pending.set(None)
+        # ``with mem.attribution(...):`` scopes the attribution just set (pending); any other
+        # ``with mem:`` / ``with Memori(...) as mem:`` closes the instance on exit
+        state.scopes.set((*state.scopes.get(), pending))
         return self
 
     def __exit__(self, *exc: object) -> None:
-        scopes = _scopes.get()
+        state = self._attribution
+        scopes = state.scopes.get()
         token = scopes[-1] if scopes else None
-        _scopes.set(scopes[:-1])
+        state.scopes.set(scopes[:-1])
         if token is not None:
-            _attribution.reset(token)
+            state.reset(token)
         else:
             self.close()
 

@@ -116,8 +116,18 @@ def test_with_memori_closes_on_error_and_leaves_attribution_alone(mem: Memori,
         other.capture([{"role": "user", "content": "no"}])
     assert (mem.entity_id, mem.process_id) == ("kept", "kept-agent")
     mem.capture([{"role": "user", "content": "mem still works"}])
-    assert [m["content"] for m in mem.session_messages()] == [
-        "from the other instance", "mem still works"]
+    # each instance has its own attribution and so its own session
+    assert [m["content"] for m in mem.session_messages()] == ["mem still works"]
+
+
+def test_attribution_of_one_instance_never_applies_to_another(mem: Memori, db_url: str) -> None:
+    mem.attribution(entity_id="alice", process_id="app-a")
+    with Memori(conn=db_url, embedder=HashEmbedder()) as other:
+        assert (other.entity_id, other.process_id, other.session_id) == (None, None, None)
+        with pytest.raises(ConfigurationError, match="attribution"):
+            other.capture([{"role": "user", "content": "whose is this?"}])
+        other.attribution(entity_id="bob")
+        assert mem.entity_id == "alice"
 
 
 # ---- sessions ---------------------------------------------------------------------------------------
