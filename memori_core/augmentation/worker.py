@@ -36,7 +36,7 @@ from memori_core.augmentation.base import (
 )
 from memori_core.config import Config
 from memori_core.embeddings.base import Embedder
-from memori_core.errors import AugmentationError
+from memori_core.errors import AugmentationError, ConfigurationError
 from memori_core.storage.store import JobRow, NewMemory, Store
 
 __all__ = ["Augmentation"]
@@ -74,6 +74,8 @@ class Augmentation:
         self._generation = 0  # batches finished by this instance's workers
         self._threads: list[threading.Thread] = []
         self._model_checked = False
+        #: the ConfigurationError that stopped this instance's workers, if any
+        self.error: ConfigurationError | None = None
         self.counters = {"jobs_done": 0, "jobs_retried": 0, "jobs_failed": 0,
                          "worker_errors": 0, "memories_written": 0}
         self._counter_lock = threading.Lock()
@@ -124,6 +126,8 @@ class Augmentation:
 
         Raises:
             StorageError: the schema is not built, or the ``Memori`` instance is closed.
+            ConfigurationError: this instance's workers stopped because its embedding model
+                cannot be loaded or is not the database's (the jobs stay queued).
         """
         if self._before_wait is not None:
             self._before_wait()
@@ -131,6 +135,8 @@ class Augmentation:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             generation = self._generation  # read before the check: no wake-up is lost
+            if self.error is not None:
+                raise self.error
             if self._store.unfinished_jobs(mark) == 0:
                 return True
             remaining = None if deadline is None else deadline - time.monotonic()
@@ -143,9 +149,13 @@ class Augmentation:
                     self._progress.wait(IDLE_RECHECK_S if remaining is None
                                         else min(remaining, IDLE_RECHECK_S))
 
+    def pending(self) -> int:
+        """Jobs queued or running (in any process): turns not yet recallable."""
+        return self._store.unfinished_jobs(self._store.max_job_id())
+
     def failed(self) -> list[dict[str, Any]]:
-        """Jobs marked failed: dicts with ``id``, ``entity_id``, ``attempts``, ``error``,
-        ``finished_at``."""
+        """Jobs marked failed: dicts with ``id``, ``entity_id`` and ``process_id`` (external
+        ids), ``message_ids`` (the turn, still stored), ``attempts``, ``error``, ``finished_at``."""
         return self._store.failed_jobs()
 
     def run_once(self) -> int:
@@ -168,7 +178,18 @@ class Augmentation:
         while not self._stop.is_set():
             self._wake.clear()
             try:
+                if not self._model_checked:  # a misconfigured worker claims nothing
+                    self._check_model()
                 claimed = self.run_once()
+            except ConfigurationError as exc:
+                # this worker's embedder is wrong (missing, or not the database's model): the
+                # jobs stay queued for a worker that is configured right; wait() raises it
+                _log.error("augmentation workers stopped: %s", exc)
+                self.error = exc
+                with self._progress:
+                    self._generation += 1
+                    self._progress.notify_all()
+                return
             except Exception:  # noqa: BLE001 - a worker must survive a bad batch or a database outage
                 _log.exception("augmentation worker error; retrying")
                 self._count("worker_errors")
@@ -179,6 +200,15 @@ class Augmentation:
                 if not self._stop.is_set() and self._config.augmentation_batch_seconds:
                     # let a burst of captures fill the next batch
                     self._stop.wait(self._config.augmentation_batch_seconds)
+
+    def _check_model(self) -> None:
+        """Load the embedder and match it against the database's recorded model.
+
+        Raises:
+            ConfigurationError: the model cannot be loaded or differs from the database's.
+        """
+        self._store.check_embedding_model(self._embedder.name, self._embedder.dim)
+        self._model_checked = True
 
     def _count(self, key: str, n: int = 1) -> None:
         with self._counter_lock:
@@ -214,11 +244,13 @@ class Augmentation:
         if not plans:
             return
         try:
+            if not self._model_checked:
+                self._check_model()
             texts = [m.content for _, mems in plans for m in mems]
             vectors = self._embedder.embed(texts) if texts else None
-            if texts and not self._model_checked:
-                self._store.check_embedding_model(self._embedder.name, self._embedder.dim)
-                self._model_checked = True
+        except ConfigurationError:
+            self._store.release_jobs([job.id for job, _ in plans], self._worker_id)
+            raise
         except Exception as exc:  # noqa: BLE001 - recorded on each job, which is retried
             for job, _ in plans:
                 self._fail(job, exc)

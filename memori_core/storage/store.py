@@ -350,6 +350,20 @@ class Store:
                             j.status == "running")
                      .values(status="done", finished_at=utcnow(), error=None))
 
+    def release_jobs(self, job_ids: Sequence[int], worker: str) -> None:
+        """Put claimed jobs back in the queue untouched (the attempt does not count): the
+        worker, not the job, was at fault."""
+        j = s.augmentation_job.c
+
+        def tx(conn: Connection, _state: _TxState) -> None:
+            conn.execute(update(s.augmentation_job)
+                         .where(j.id.in_(list(job_ids)), j.claimed_by == worker,
+                                j.status == "running")
+                         .values(status="queued", claimed_by=None, claimed_at=None,
+                                 attempts=j.attempts - 1))
+
+        self.write(tx)
+
     def fail_job(self, job: JobRow, worker: str, error: str, max_attempts: int,
                  backoff_factor: float) -> str:
         """Record a failed attempt: back to ``queued`` with an exponential delay, or ``failed``
@@ -380,11 +394,17 @@ class Store:
                        .scalar() or 0)
 
     def failed_jobs(self) -> list[dict[str, Any]]:
-        j = s.augmentation_job.c
+        """Failed jobs with the external entity and process ids."""
+        j, e, p = s.augmentation_job.c, s.entity.c, s.process.c
         with self.read() as conn:
-            rows = conn.execute(select(j.id, j.entity_id, j.attempts, j.error, j.finished_at)
-                                .where(j.status == "failed").order_by(j.id)).all()
-        return [dict(r._mapping) for r in rows]
+            rows = conn.execute(
+                select(j.id, e.external_id.label("entity_id"),
+                       p.external_id.label("process_id"), j.message_ids, j.attempts, j.error,
+                       j.finished_at)
+                .select_from(s.augmentation_job.join(s.entity, e.id == j.entity_id)
+                             .outerjoin(s.process, p.id == j.process_id))
+                .where(j.status == "failed").order_by(j.id)).all()
+        return [{**r._mapping, "message_ids": json.loads(r.message_ids)} for r in rows]
 
     # ---- memories ---------------------------------------------------------------------------
     def upsert_memories(self, conn: Connection, memories: Sequence[NewMemory], model: str

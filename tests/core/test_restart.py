@@ -42,6 +42,7 @@ def test_jobs_left_queued_are_finished_by_the_next_instance(db_url: str) -> None
     try:
         assert [j["status"] for j in jobs(second)] == ["queued"] * 5
         assert count(second, schema.entity_fact) == 0
+        assert second.augmentation.pending() == 5
         assert second.augmentation.wait(timeout=30)  # starts the workers itself
         assert [j["status"] for j in jobs(second)] == ["done"] * 5
         assert second.augmentation.failed() == []
@@ -139,6 +140,9 @@ def test_an_always_failing_extractor_ends_failed_with_its_error(db_url: str) -> 
         assert failed[0]["error"] == "RuntimeError: extractor exploded on unlucky"
         assert failed[0]["attempts"] == 2
         assert failed[0]["finished_at"] is not None
+        assert (failed[0]["entity_id"], failed[0]["message_ids"]) == (
+            mem.entity_id, ids)  # the external id, and the turn that is still stored
+        assert mem.augmentation.pending() == 0
         assert extractor.calls == 2
         assert [j["status"] for j in jobs(mem)] == ["failed"]
         counters = mem.stats()["augmentation"]

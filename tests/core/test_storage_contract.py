@@ -395,13 +395,16 @@ def test_embedding_dimension_mismatch_is_a_configuration_error(mem: Memori, othe
 
     small.new_session()
     ids = small.capture([{"role": "user", "content": "written with thirty-two dimensions"}])
-    assert small.augmentation.wait(timeout=30)
-    failed = small.augmentation.failed()
-    assert len(failed) == 1
-    assert failed[0]["error"].startswith("ConfigurationError: ")
-    assert "256" in failed[0]["error"] and "32" in failed[0]["error"]
+    # the misconfigured instance's workers stop and say why; they claim and fail nothing
+    with pytest.raises(ConfigurationError, match="256") as waited:
+        small.augmentation.wait(timeout=30)
+    assert waited.value.argument == "embeddings_model"
+    assert small.augmentation.failed() == []
     assert count(mem, "memori_entity_fact") == facts_before  # nothing of the wrong size written
     assert [m["id"] for m in small.session_messages()] == ids  # the turn itself is kept
+    # ... and a correctly configured worker (mem's) augments the queued turn
+    assert mem.augmentation.wait(timeout=30)
+    assert count(mem, "memori_entity_fact") == facts_before + 1
 
     renamed = other(embedder=HashEmbedder(dim=64, name="another-model"))
     renamed.attribution(entity_id="dims", process_id="agent")
@@ -427,6 +430,7 @@ def test_failed_capture_leaves_nothing_half_written(mem: Memori,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     mem.attribution(entity_id="existing", process_id="agent")
     mem.capture([{"role": "user", "content": "before the failure"}])
+    assert mem.augmentation.wait(timeout=30)  # the background worker writes nothing more
     before = counts(mem)
 
     real_insert = store_mod.insert
