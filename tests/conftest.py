@@ -8,6 +8,7 @@ without a database).
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import uuid
@@ -31,7 +32,8 @@ _real_connect = socket.socket.connect
 def _loopback_only(self: socket.socket, address: object) -> object:
     host = address[0] if isinstance(address, tuple) else None
     if host is not None and not (host.startswith("127.") or host in ("localhost", "::1")):
-        raise RuntimeError(f"tests must not reach the network: connect to {address!r}")
+        # an OSError, as a real unreachable network gives, so clients fail the way they would
+        raise OSError(errno.ENETUNREACH, f"tests must not reach the network: {address!r}")
     return _real_connect(self, address)  # type: ignore[arg-type]
 
 

@@ -53,3 +53,16 @@ def test_missing_sentence_transformers_names_the_extra(monkeypatch: pytest.Monke
     monkeypatch.setattr(builtins, "__import__", fake_import)
     with pytest.raises(ConfigurationError, match=r'pip install "memori-core\[local\]"'):
         LocalEmbedder().embed(["x"])
+
+
+def test_default_name_matches_case_insensitively_like_the_hub() -> None:
+    e = LocalEmbedder("all-minilm-l6-V2")
+    assert e.name == "all-MiniLM-L6-v2" and e.dim == 384
+
+
+def test_a_mistyped_hub_name_fails_with_a_hint_instead_of_retrying(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # the hub host does not resolve here
+    with pytest.raises(ConfigurationError, match="check the name") as info:
+        LocalEmbedder("all-MiniLM-L7-v2").embed(["x"])
+    assert "all-MiniLM-L6-v2" in str(info.value)
