@@ -31,6 +31,37 @@ def _memori(db: str | None, **settings: Any) -> Any:
     return Memori(conn=db, **settings)
 
 
+def _existing(db: str | None) -> Any:
+    """A Memori on a database that must already hold memori's schema (stats, recall): nothing
+    is created, a missing SQLite file or schema is a clear error."""
+    import os
+
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from memori_core.errors import ConfigurationError, StorageError
+    from memori_core.storage.connect import DEFAULT_URL
+
+    url = db or os.environ.get("MEMORI_DATABASE_URL") or DEFAULT_URL
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        parsed = None  # Memori() names the problem
+    if parsed is not None and parsed.get_backend_name() == "sqlite" and parsed.database and \
+            not os.path.exists(parsed.database):
+        raise ConfigurationError(f"no memori database at {parsed.database}; pass --db URL "
+                                 "(e.g. --db sqlite:///memori.db) or set MEMORI_DATABASE_URL",
+                                 argument="db")
+    mem = _memori(url, augmentation_workers=0)
+    try:
+        mem._ensure_ready()
+    except StorageError as exc:
+        mem.close()
+        raise ConfigurationError(f"{url} holds no memori schema ({exc}); point --db at a "
+                                 "memori database", argument="db") from exc
+    return mem
+
+
 def _progress(enabled: bool) -> Any:
     def wrap(it: Iterable[Any], label: str, total: int) -> Iterable[Any]:
         if not enabled:
@@ -49,7 +80,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_stats(args: argparse.Namespace) -> int:
-    mem = _memori(args.db, augmentation_workers=0)
+    mem = _existing(args.db)
     try:
         tables = mem.stats()["tables"]
     finally:
@@ -63,12 +94,20 @@ def _cmd_stats(args: argparse.Namespace) -> int:
 
 
 def _cmd_recall(args: argparse.Namespace) -> int:
-    mem = _memori(args.db, augmentation_workers=0)
+    mem = _existing(args.db)
     try:
         mem.attribution(entity_id=args.entity, process_id=args.process)
         hits = mem.recall(args.query, limit=args.limit, scope=args.scope)
+        where = mem.engine.url.render_as_string()
+        unknown = [f"{kind} {name!r}" for kind, name in (("entity", args.entity),
+                                                          ("process", args.process))
+                   if name is not None and mem._store.find_pk(kind, name) is None]
     finally:
         mem.close()
+    if unknown and not args.json:
+        print(f"{' and '.join(unknown)} not found in {where}: nothing was ever captured "
+              "under this id", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps([{"id": h.id, "content": h.content, "kind": h.kind, "score": h.score,
                            "similarity": h.similarity, "created_at": h.created_at.isoformat(),
@@ -107,12 +146,18 @@ def _cmd_worker(args: argparse.Namespace) -> int:
           flush=True)
     while not stop["now"]:
         signal.pause()
+    counters = mem.stats()["augmentation"]
     mem.close()
+    print(f"memori worker stopped: {counters['jobs_done']} job(s) done, "
+          f"{counters['jobs_failed']} failed", flush=True)
     return 0
 
 
 def _parser() -> argparse.ArgumentParser:
+    from memori_core import __version__
+
     p = argparse.ArgumentParser(prog="memori", description="memori: memory for LLM apps")
+    p.add_argument("--version", action="version", version=f"memori {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     def db_arg(sp: argparse.ArgumentParser) -> None:
@@ -125,16 +170,18 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("stats", help="row counts per table")
     db_arg(s)
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(fn=_cmd_stats)
 
     r = sub.add_parser("recall", help="recall memories of an entity")
-    r.add_argument("query")
-    r.add_argument("--entity", required=True)
-    r.add_argument("--process", default=None)
-    r.add_argument("--limit", type=int, default=5)
-    r.add_argument("--scope", choices=("process", "entity"), default="process")
-    r.add_argument("--json", action="store_true")
+    r.add_argument("query", help="the text to match, e.g. a user's question")
+    r.add_argument("--entity", required=True, help="entity (user) id the memories belong to")
+    r.add_argument("--process", default=None,
+                   help="process (agent / persona) id; with --scope process only its memories")
+    r.add_argument("--limit", type=int, default=5, help="at most this many hits (default 5)")
+    r.add_argument("--scope", choices=("process", "entity"), default="process",
+                   help="process (default): the process's memories; entity: all of the entity's")
+    r.add_argument("--json", action="store_true", help="print a JSON list of hits")
     db_arg(r)
     r.set_defaults(fn=_cmd_recall)
 
@@ -145,12 +192,12 @@ def _parser() -> argparse.ArgumentParser:
     lo.add_argument("--db", default=None, help="database URL (default: a temporary SQLite file)")
     lo.add_argument("--conversations", type=int, default=None, help="only the first N")
     lo.add_argument("--json", action="store_true", help="print one JSON object")
-    lo.add_argument("--no-progress", action="store_true")
+    lo.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
     lo.set_defaults(fn=_cmd_eval_locomo)
 
     w = sub.add_parser("worker", help="run augmentation workers as their own process")
     db_arg(w)
-    w.add_argument("--workers", type=int, default=1)
+    w.add_argument("--workers", type=int, default=1, help="worker threads (default 1)")
     w.set_defaults(fn=_cmd_worker)
     return p
 

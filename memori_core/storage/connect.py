@@ -115,6 +115,9 @@ def _from_url(raw: str) -> Engine:
     try:
         url = _normalize_url(make_url(raw))
     except ArgumentError as exc:
+        if "://" not in raw:  # a file path
+            raise ConfigurationError(f"conn {raw!r} is not a database URL; for a SQLite file "
+                                     f"write sqlite:///{raw}", argument="conn") from exc
         raise ConfigurationError(f"conn {raw!r} is not a database URL; accepted: {ACCEPTED_FORMS}",
                                  argument="conn") from exc
     kwargs: dict[str, Any] = {"pool_pre_ping": True}

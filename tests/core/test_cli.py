@@ -42,8 +42,24 @@ def test_stats_and_recall_commands(sqlite_url: str, capsys: pytest.CaptureFixtur
                  "--json"]) == 0
     hits = json.loads(capsys.readouterr().out)
     assert hits[0]["content"] == "I keep bees on the roof"
-    assert main(["recall", "bees", "--entity", "someone-else", "--db", sqlite_url]) == 0
-    assert "no memory" in capsys.readouterr().out
+    assert main(["recall", "volcanoes", "--entity", "u1", "--process", "p1", "--db",
+                 sqlite_url]) == 0
+    assert "no memory above the relevance threshold" in capsys.readouterr().out
+    assert main(["recall", "bees", "--entity", "someone-else", "--db", sqlite_url]) == 1
+    assert "entity 'someone-else' not found" in capsys.readouterr().err
+
+
+def test_stats_and_recall_never_create_a_database(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MEMORI_DATABASE_URL", raising=False)
+    assert main(["stats"]) == 2
+    assert "no memori database at memori.db" in capsys.readouterr().err
+    assert main(["recall", "x", "--entity", "a", "--db", "sqlite:///other.db"]) == 2
+    assert main(["stats", "--db", "memori.db"]) == 2
+    assert "write sqlite:///memori.db" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_errors_are_one_line_with_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]
