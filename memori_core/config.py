@@ -9,6 +9,7 @@ nested: ``MEMORI_EMBEDDINGS_MODEL``). Keywords win over the environment.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,9 +23,12 @@ if TYPE_CHECKING:
 __all__ = ["Config", "EmbeddingsConfig", "StorageHandle"]
 
 ENV_PREFIX = "MEMORI_"
+#: MEMORI_* variables read elsewhere (storage/connect.py)
+_OTHER_ENV = {"MEMORI_DATABASE_URL"}
+_log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(slots=True)
 class EmbeddingsConfig:
     """Embedding settings.
 
@@ -38,7 +42,7 @@ class EmbeddingsConfig:
     batch_size: int = 64
 
 
-@dataclass
+@dataclass(slots=True)
 class Config:
     """All settings, with the seed's defaults.
 
@@ -105,6 +109,14 @@ class Config:
             key = ENV_PREFIX + f.name.upper()
             if key in env:
                 setattr(cfg, f.name, _coerce(key, f.type, env[key], getattr(cfg, f.name)))
+        known = {ENV_PREFIX + f.name.upper() for f in dataclasses.fields(cls)
+                 if f.name not in ("storage", "embeddings")} | {
+            f"{ENV_PREFIX}EMBEDDINGS_{f.name.upper()}" for f in dataclasses.fields(EmbeddingsConfig)}
+        for key in sorted(env):
+            if key.startswith(ENV_PREFIX) and key not in known and key not in _OTHER_ENV and \
+                    not key.startswith(f"{ENV_PREFIX}TEST_"):
+                _log.warning("environment variable %s is not a memori setting and is ignored; "
+                             "settings: %s", key, ", ".join(sorted(known)))
         for name, value in (overrides or {}).items():
             cfg.set(name, value)
         cfg.validate()

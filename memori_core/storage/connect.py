@@ -78,10 +78,14 @@ def connect(conn: object) -> Connected:
     if type(conn).__module__.startswith("django."):
         return Connected(_from_django(conn), True)
     if hasattr(conn, "cursor") and hasattr(conn, "commit"):
+        module = type(conn).__module__
+        example = ("psycopg.connect('postgresql://user@host/db')" if module.startswith("psycopg")
+                   else "pymysql.connect(host='127.0.0.1', user='root', database='app')"
+                   if module.startswith("pymysql") else "sqlite3.connect('app.db')")
         raise ConfigurationError(
-            f"conn is an open DB-API connection ({type(conn).__module__}."
-            f"{type(conn).__name__}); memori opens one per thread, so pass a zero-argument "
-            "factory instead, e.g. conn=lambda: sqlite3.connect('app.db')",
+            f"conn is an open DB-API connection ({module}.{type(conn).__name__}); memori opens "
+            f"one per thread, so pass a zero-argument factory instead, e.g. "
+            f"conn=lambda: {example}",
             argument="conn",
         )
     if callable(conn):
