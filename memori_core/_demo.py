@@ -43,6 +43,9 @@ QUESTIONS = [
     ("alice", "meal-planner", "entity", "What do you know about my training and food?"),
     ("bob", "fitness-coach", "process", "What is my running goal?"),
     ("bob", "meal-planner", "process", "What should I cook for dinner?"),
+    # only alice said these: bob's recall must not return them, even across his personas
+    ("bob", "meal-planner", "entity", "Am I allergic to peanuts?"),
+    ("bob", "fitness-coach", "entity", "Is my goal a sub-25-minute 5K by June?"),
 ]
 
 
@@ -65,7 +68,7 @@ def run_demo(db: str | None = None, out: Callable[[str], None] = print) -> bool:
                 mem.capture([{"role": "user", "content": user},
                              {"role": "assistant", "content": assistant}])
                 said[user] = (entity, process)
-            out(f"captured {len(turns)} turn(s) for {entity} / {process}")
+                out(f"captured  {entity} -> {process}: {user!r}")
         if not mem.augmentation.wait(timeout=120):
             out("augmentation did not finish within 120 s")
             return False
@@ -82,10 +85,15 @@ def run_demo(db: str | None = None, out: Callable[[str], None] = print) -> bool:
                 leak = owner is None or owner[0] != entity or (
                     scope == "process" and owner[1] != process)
                 ok = ok and not leak
-                out(f"  {h.similarity:.2f}  {h.content}  [{h.process_id}]"
-                    + ("  <-- LEAK" if leak else ""))
-        out("\nisolation: " + ("no recall crossed a user or persona boundary" if ok
-                               else "FAILED: see LEAK above"))
+                who = f"{owner[0]} -> {owner[1]}" if owner else "unknown"
+                out(f"  {h.similarity:.2f}  {h.content}  (said by {who}; "
+                    f"mentioned {h.mention_count}x)" + ("  <-- LEAK" if leak else ""))
+            if scope == "process":
+                hidden = sum(1 for e, p in said.values() if e == entity and p != process)
+                out(f"  ({hidden} thing(s) {entity} told other personas stay out of this "
+                    "process-scoped recall)")
+        out("\nisolation: " + ("checked on every hit above: no recall crossed a user or "
+                               "persona boundary" if ok else "FAILED: see LEAK above"))
         return ok
 
 

@@ -24,8 +24,13 @@ def test_demo_shows_recall_and_no_leak(tmp_path: Path, capsys: pytest.CaptureFix
     assert "LEAK" not in out
     assert "no recall crossed a user or persona boundary" in out
     # the vegetarian (bob) never shows up in alice's recalls and vice versa
-    alice = out.split("[bob /")[0]
+    alice, bob = out.split("[bob /", 1)
     assert "vegetarian" not in alice
+    assert "peanuts." not in bob and "sub-25-minute 5K by June." not in bob.replace(
+        "Is my goal a sub-25-minute 5K by June?", "")
+    # a second run adds no new memories: the same ones are mentioned again
+    assert main(["demo", "--db", f"sqlite:///{tmp_path / 'demo.db'}"]) == 0
+    assert "mentioned 2x" in capsys.readouterr().out
 
 
 def test_stats_and_recall_commands(sqlite_url: str, capsys: pytest.CaptureFixture[str]) -> None:
