@@ -24,7 +24,8 @@ def test_demo_shows_recall_and_no_leak(tmp_path: Path, capsys: pytest.CaptureFix
     assert "LEAK" not in out
     assert "no recall crossed a user or persona boundary" in out
     # the vegetarian (bob) never shows up in alice's recalls and vice versa
-    alice, bob = out.split("[bob /", 1)
+    recalls = out[out.index("\n[alice /"):]  # after the list of captured turns
+    alice, bob = recalls.split("[bob /", 1)
     assert "vegetarian" not in alice
     assert "peanuts." not in bob and "sub-25-minute 5K by June." not in bob.replace(
         "Is my goal a sub-25-minute 5K by June?", "")
