@@ -28,10 +28,10 @@ install: $(STAMP) ## create .venv and install the workspace (editable)
 demo: $(STAMP) ## two users, two personas, offline, on the embedded default ./memori.db
 	$(VENV)/bin/memori demo
 
-test: $(STAMP) ## the test suite (real SQLite, PostgreSQL, MariaDB; fast reliability form)
+test: $(STAMP) ## the test suite against real SQLite, PostgreSQL and MariaDB
 	$(PY) -m pytest -q -m "not reliability" -p no:cacheprovider
 
-test-reliability: $(STAMP) ## the long fault-injection suite
+test-reliability: $(STAMP) ## the long fault-injection tests (marked reliability)
 	$(PY) -m pytest -q -m reliability -p no:cacheprovider
 
 lint: $(STAMP) ## ruff and mypy

@@ -38,6 +38,17 @@ class Memori:
         extractor: an ``Extractor`` run on every turn besides episodic memories (default none).
         **settings: any ``Config`` field, e.g. ``recall_relevance_threshold=0.2``.
 
+    Attributes:
+        config: this instance's ``Config``; ``config.storage.build()`` creates or migrates the
+            schema (needed once for a database passed as ``conn``).
+        augmentation: the background job queue: ``wait(timeout)``, ``pending()``,
+            ``failed()``.
+        embedder: the ``Embedder`` in use.
+        engine: the SQLAlchemy ``Engine`` every ``conn`` form was turned into.
+
+    Attribution (``attribution()``, sessions) belongs to the instance and lives in context
+    variables: each thread and asyncio task has its own, and two instances never share one.
+
     Raises:
         ConfigurationError: for an unsupported ``conn`` or an unknown setting.
         StorageError: when the embedded default database cannot be built.
@@ -113,9 +124,14 @@ class Memori:
             entity_id: the end user (or other subject) memories belong to; 1-255 characters.
             process_id: the agent, app or persona; memories recalled are scoped to it.
 
+        The session is kept when the entity is unchanged (or was not set yet), else cleared:
+        a session belongs to one entity. Both ids are replaced: ``attribution(entity_id=x)``
+        clears the process.
+
         Returns:
-            this instance; ``with mem.attribution(...):`` restores the previous attribution
-            on exit.
+            this instance. ``with mem.attribution(...):`` restores the previous attribution
+            on exit; only a ``with`` directly on the result of ``attribution()`` does that, any
+            other ``with mem:`` closes the instance.
 
         Raises:
             ConfigurationError: for an empty, overlong or non-string id.
@@ -126,10 +142,12 @@ class Memori:
 
     @property
     def entity_id(self) -> str | None:
+        """The current entity id in this thread / task, or None."""
         return self._attribution.current().entity_id
 
     @property
     def process_id(self) -> str | None:
+        """The current process id in this thread / task, or None."""
         return self._attribution.current().process_id
 
     @property
@@ -164,7 +182,10 @@ class Memori:
 
         Args:
             messages: ``[{"role": "user"|"assistant"|"system"|"tool", "content": str | parts,
-                "name": optional str}, ...]``.
+                "name": optional str}, ...]``; parts are OpenAI / Anthropic content parts, e.g.
+                ``[{"type": "text", "text": "..."}, {"type": "image_url", ...}]`` (their text
+                is indexed, the parts are stored as given). Each user message becomes an
+                episodic memory once its augmentation job is done.
 
         Returns:
             the stored message ids (``memori_conversation_message.id``), in order.
@@ -211,7 +232,9 @@ class Memori:
 
         Returns:
             at most ``limit`` hits, best first, each with similarity >=
-            ``Config.recall_relevance_threshold`` (0.1).
+            ``Config.recall_relevance_threshold`` (0.1); ``[]`` for an entity with no memories
+            (turns whose augmentation is still pending are not recallable yet: see
+            ``augmentation.pending()``).
 
         Raises:
             ConfigurationError: no attribution, or a bad argument.
