@@ -131,6 +131,9 @@ class Augmentation:
         """
         if self._before_wait is not None:
             self._before_wait()
+        if not self._threads:
+            _log.info("this instance runs no augmentation workers (augmentation_workers=0): "
+                      "waiting for other processes, e.g. `memori worker`")
         mark = self._store.max_job_id()
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
