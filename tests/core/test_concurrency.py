@@ -269,3 +269,41 @@ def test_two_processes_build_the_schema_at_the_same_moment(db_url: str, tmp_path
         engine.dispose()
     assert versions == list(range(1, len(migrations.MIGRATIONS) + 1))
     assert entities == ["process-0", "process-1"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_sixteen_threads_interleaving_attribution_changes(shared: Memori) -> None:
+    """16 threads switch between their own two entities on every turn; each capture lands under
+    the entity that thread set just before, and recall never crosses entities."""
+    mem = shared
+    threads_n, turns = 16, 25
+    start = threading.Barrier(threads_n)
+    errors: list[BaseException] = []
+
+    def worker(t: int) -> None:
+        try:
+            start.wait(timeout=30)
+            for turn in range(turns):
+                entity = f"t{t}-{'even' if turn % 2 == 0 else 'odd'}"
+                with mem.attribution(entity_id=entity):
+                    mem.capture([{"role": "user", "content": f"{entity} secret {turn}"}])
+                    assert mem.entity_id == entity
+                assert mem.entity_id is None
+        except BaseException as exc:  # noqa: BLE001 - every failure is reported below
+            errors.append(exc)
+
+    pool = [threading.Thread(target=worker, args=(t,)) for t in range(threads_n)]
+    for th in pool:
+        th.start()
+    for th in pool:
+        th.join()
+    assert errors == []
+    stored = messages_by_entity(mem)
+    assert len(stored) == 2 * threads_n
+    for entity, rows in stored.items():
+        assert all(content.startswith(f"{entity} secret ") for _, _, content in rows)
+    assert mem.augmentation.wait(timeout=120)
+    for t in range(threads_n):
+        mem.attribution(entity_id=f"t{t}-odd")
+        hits = mem.recall(f"t{t}-odd secret", limit=50)
+        assert hits and all(h.content.startswith(f"t{t}-odd secret ") for h in hits)

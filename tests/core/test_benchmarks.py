@@ -1,0 +1,24 @@
+"""The benchmarks keep running (tiny sizes here; their figures come from real runs)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_ingest_recall_benchmark_runs_and_prints_its_figures() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "ingest_recall.py"), "--turns", "40",
+         "--sizes", "300", "--queries", "10"],
+        capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"ingest\s+40 turns: capture\s+[\d.]+ turns/s\s+capture\+augmentation\s+"
+                     r"[\d.]+ turns/s", proc.stdout), proc.stdout
+    line = re.search(r"recall\s+N=\s*300: p50\s+([\d.]+) ms.*peer/memori\s+([\d.]+)x.*"
+                     r"agreement with brute force ([\d.]+)", proc.stdout)
+    assert line is not None, proc.stdout
+    assert float(line.group(3)) == 1.0  # exact search agrees with brute force
