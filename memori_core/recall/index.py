@@ -35,6 +35,7 @@ class EntityIndex:
         self.by_process: dict[int | None, list[int]] = {}
         self.count = 0
         self.max_id = 0
+        self.version = -1  # the entity's memory_version this index matches
         self.lock = threading.RLock()
 
     @property
@@ -100,11 +101,14 @@ class IndexCache:
 
     def get(self, entity_pk: int, dim: int) -> EntityIndex:
         """The entity's index, brought up to date with the database."""
-        count, max_id = self._store.memory_version(entity_pk)
+        version = self._store.memory_version(entity_pk)  # read first: later writes bump it
         with self._lock:
             idx = self._entries.get(entity_pk)
             if idx is not None:
                 self._entries.move_to_end(entity_pk)
+        if idx is not None and idx.version == version and idx.dim == dim:
+            return idx
+        count, max_id = self._store.memory_counts(entity_pk)
         if idx is None or idx.dim != dim or max_id < idx.max_id or count < idx.count:
             idx = self._fill(EntityIndex(dim), entity_pk)  # new, or rows were removed
         elif (idx.count, idx.max_id) != (count, max_id):
@@ -112,6 +116,7 @@ class IndexCache:
                 self._fill(idx, entity_pk)
             if idx.count < count:  # a lower id committed after a higher one: reload whole
                 idx = self._fill(EntityIndex(dim), entity_pk)
+        idx.version = version
         with self._lock:
             self._entries[entity_pk] = idx
             self._entries.move_to_end(entity_pk)

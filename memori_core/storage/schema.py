@@ -71,6 +71,9 @@ entity = Table(
     Column("external_id", String(255), nullable=False),
     Column("external_key", String(64), nullable=False, unique=True),
     Column("created_at", Timestamp, nullable=False),
+    # bumped in the transaction that adds or removes the entity's memories: recall caches
+    # compare it (a primary-key read) before trusting their index
+    Column("memory_version", BigInteger, nullable=False, default=0, server_default="0"),
     **_TABLE_KW,
 )
 

@@ -437,6 +437,11 @@ class Store:
             # the same memory first, in which case ours is one more mention of it
             if self._insert_ignore(conn, s.entity_fact, row) == 0:
                 lost.add(key)
+        grown = sorted({row["entity_id"] for key, row in fresh.items() if key not in lost})
+        if grown:
+            e = s.entity.c
+            conn.execute(update(s.entity).where(e.id.in_(grown))
+                         .values(memory_version=e.memory_version + 1))
         new_ids = self._fact_ids(conn, list(fresh)) if fresh else {}
         bumps = [{"fid": existing[k], "n": n} for k, n in seen.items() if k in existing]
         bumps += [{"fid": new_ids[k], "n": n if k in lost else n - 1}
@@ -462,9 +467,16 @@ class Store:
                 select(f.dedup_key, f.id).where(f.dedup_key.in_(keys[start:start + 500]))).all())
         return out
 
-    def memory_version(self, entity_pk: int) -> tuple[int, int]:
-        """(row count, highest id) of an entity's memories: the cheap check that tells a cached
-        index whether another process wrote."""
+    def memory_version(self, entity_pk: int) -> int:
+        """The entity's ``memory_version``: changes whenever its memory rows do, in any process
+        (one primary-key read)."""
+        e = s.entity.c
+        with self.read() as conn:
+            return int(conn.execute(select(e.memory_version).where(e.id == entity_pk))
+                       .scalar() or 0)
+
+    def memory_counts(self, entity_pk: int) -> tuple[int, int]:
+        """(row count, highest id) of an entity's memories: what a cached index must match."""
         f = s.entity_fact.c
         with self.read() as conn:
             row = conn.execute(select(func.count(), func.max(f.id))

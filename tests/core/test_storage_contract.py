@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from memori_core import Config, ConfigurationError, Memori, StorageError
 from memori_core.storage import migrations, schema
@@ -464,3 +464,29 @@ def test_failed_capture_leaves_nothing_half_written(mem: Memori,
     assert count(mem, "memori_augmentation_job") == before["memori_augmentation_job"] + 1
     assert mem.augmentation.wait(timeout=30)
     assert [h.content for h in mem.recall("lost")] == ["lost"]
+
+
+def test_cached_index_follows_rows_removed_elsewhere(mem: Memori) -> None:
+    """Another process removing memories (as forget will) bumps memory_version; the cached
+    index is rebuilt without them."""
+    from sqlalchemy import delete, update
+
+    from memori_core.storage import schema as sch
+
+    mem.attribution(entity_id="shrinks", process_id="agent")
+    mem.capture([{"role": "user", "content": "keep this sentence about owls"}])
+    mem.capture([{"role": "user", "content": "drop this sentence about owls"}])
+    assert mem.augmentation.wait(timeout=30)
+    assert len(mem.recall("sentence about owls", limit=10)) == 2  # index cached
+    pk = mem._store.find_pk("entity", "shrinks")
+    assert pk is not None
+    f, m, e = sch.entity_fact.c, sch.fact_mention.c, sch.entity.c
+    with mem.engine.begin() as c:
+        gone = c.execute(select(f.id).where(f.content.like("drop%"))).scalar_one()
+        c.execute(delete(sch.fact_mention).where(m.fact_id == gone))
+        c.execute(delete(sch.entity_fact).where(f.id == gone))
+        c.execute(update(sch.entity).where(e.id == pk)
+                  .values(memory_version=e.memory_version + 1))
+    assert [h.content for h in mem.recall("sentence about owls", limit=10)] == [
+        "keep this sentence about owls"]
+    assert mem._recaller.cache.get(pk, mem.embedder.dim).count == 1
