@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -85,6 +86,7 @@ class Memori:
         self.augmentation = Augmentation(self._store, self.embedder, extractor, config,
                                          before_wait=self._ensure_ready)
         self._attribution = AttributionState()
+        self._default_session = str(uuid.uuid4())
         self._closed = False
         self._ready = False
         self._ready_lock = threading.Lock()
@@ -151,9 +153,14 @@ class Memori:
         return self._attribution.current().process_id
 
     @property
-    def session_id(self) -> str | None:
-        """The current session id, or None until the first capture or ``new_session()``."""
-        return self._attribution.current().session_id
+    def session_id(self) -> str:
+        """The current session id: the one set by ``new_session()`` / ``set_session()`` in this
+        thread or task, else the instance's default session (a UUID made when the instance was
+        created). Session ids are per entity: the same id under two entities is two sessions.
+        So, like the threads of a web server, every context capturing for one user continues
+        the same session until it is changed; the conversations in it are split after
+        ``session_timeout_minutes`` idle."""
+        return self._attribution.current().session_id or self._default_session
 
     def new_session(self) -> str:
         """Start a new session in the current context. Returns its id (a UUID string)."""
@@ -197,7 +204,7 @@ class Memori:
         att = self._require_entity("capture")
         normalized = normalize_messages(messages)
         self._ensure_ready()
-        session = att.session_id or self.new_session()
+        session = att.session_id or self._default_session
         ids, _job = self._store.capture(
             entity_id=att.entity_id or "", process_id=att.process_id, session_id=session,
             messages=normalized,
@@ -260,9 +267,7 @@ class Memori:
             ``created_at`` and ``name`` when set. Empty for an unknown session.
         """
         att = self._require_entity("session_messages")
-        sid = att.session_id if session_id is None else session_id
-        if sid is None:
-            return []
+        sid = (att.session_id or self._default_session) if session_id is None else session_id
         check_id(sid, "session_id")
         self._ensure_ready()
         return self._store.session_messages(att.entity_id or "", sid)

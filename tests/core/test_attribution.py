@@ -34,7 +34,7 @@ def test_with_attribution_restores_the_previous_one_and_keeps_mem_open(mem: Memo
 
     with mem.attribution(entity_id="inner") as m:
         assert m is mem
-        assert (mem.entity_id, mem.process_id, mem.session_id) == ("inner", None, None)
+        assert (mem.entity_id, mem.process_id) == ("inner", None)
         mem.capture([{"role": "user", "content": "inner turn"}])
         inner_session = mem.session_id
         with mem.attribution(entity_id="innermost", process_id="deep"):
@@ -65,7 +65,7 @@ def test_with_attribution_restores_the_previous_one_and_keeps_mem_open(mem: Memo
 def test_with_attribution_without_any_before(mem: Memori) -> None:
     with mem.attribution(entity_id="only-inside"):
         mem.capture([{"role": "user", "content": "inside"}])
-    assert (mem.entity_id, mem.process_id, mem.session_id) == (None, None, None)
+    assert (mem.entity_id, mem.process_id) == (None, None)
     with pytest.raises(ConfigurationError, match="attribution"):
         mem.capture([{"role": "user", "content": "outside"}])
 
@@ -123,7 +123,8 @@ def test_with_memori_closes_on_error_and_leaves_attribution_alone(mem: Memori,
 def test_attribution_of_one_instance_never_applies_to_another(mem: Memori, db_url: str) -> None:
     mem.attribution(entity_id="alice", process_id="app-a")
     with Memori(conn=db_url, embedder=HashEmbedder()) as other:
-        assert (other.entity_id, other.process_id, other.session_id) == (None, None, None)
+        assert (other.entity_id, other.process_id) == (None, None)
+        assert other.session_id != mem.session_id  # each instance its own default session
         with pytest.raises(ConfigurationError, match="attribution"):
             other.capture([{"role": "user", "content": "whose is this?"}])
         other.attribution(entity_id="bob")
@@ -134,10 +135,10 @@ def test_attribution_of_one_instance_never_applies_to_another(mem: Memori, db_ur
 
 def test_new_session_and_set_session(mem: Memori) -> None:
     mem.attribution(entity_id="sess", process_id="agent")
-    assert mem.session_id is None
+    first = mem.session_id  # the instance's default session
+    assert uuid.UUID(first)
     mem.capture([{"role": "user", "content": "first session"}])
-    first = mem.session_id
-    assert first is not None and uuid.UUID(first)
+    assert mem.session_id == first
 
     second = mem.new_session()
     assert second != first and uuid.UUID(second) and mem.session_id == second
@@ -158,7 +159,7 @@ def test_new_session_and_set_session(mem: Memori) -> None:
     mem.attribution(entity_id="sess", process_id="agent")
     assert mem.session_id == "my-own-id"
     mem.attribution(entity_id="someone-else", process_id="agent")
-    assert mem.session_id is None
+    assert mem.session_id == first  # back to the default id: for this entity, its own session
     mem.set_session("my-own-id")  # a session id is per entity: this is a different session
     assert mem.session_messages() == []
     mem.capture([{"role": "user", "content": "someone else's"}])
@@ -229,3 +230,22 @@ def test_same_conversation_within_the_timeout(db_url: str) -> None:
                 "SELECT conversation_id, COUNT(*) FROM memori_conversation_message "
                 "GROUP BY conversation_id ORDER BY conversation_id")).all()
         assert [tuple(r) for r in per_conv] == [(convs[0], 3), (convs[1], 1)]
+
+
+def test_threads_of_one_user_continue_one_session_by_default(mem: Memori) -> None:
+    """Like the worker threads of a web server: each request sets the user and captures; with no
+    explicit session they all continue the instance's default session for that user."""
+    def request(n: int) -> None:
+        mem.attribution(entity_id="web-user", process_id="api")
+        mem.capture([{"role": "user", "content": f"request {n}"}])
+
+    pool = [threading.Thread(target=request, args=(n,)) for n in range(4)]
+    for th in pool:
+        th.start()
+    for th in pool:
+        th.join()
+    mem.attribution(entity_id="web-user", process_id="api")
+    assert sorted(m["content"] for m in mem.session_messages()) == [
+        f"request {n}" for n in range(4)]
+    with mem.engine.connect() as c:
+        assert c.execute(text("SELECT COUNT(*) FROM memori_session")).scalar_one() == 1
