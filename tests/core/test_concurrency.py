@@ -9,6 +9,7 @@ import sys
 import textwrap
 import threading
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,15 @@ def messages_by_entity(mem: Memori) -> dict[str, list[tuple[int, str, str]]]:
     return dict(out)
 
 
+def run_threads(target: Callable[[int], None], n: int) -> None:
+    """Run ``target(0..n-1)`` in n threads and wait for all of them."""
+    pool = [threading.Thread(target=target, args=(t,)) for t in range(n)]
+    for th in pool:
+        th.start()
+    for th in pool:
+        th.join()
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_threads_share_one_instance_without_mixing_entities(shared: Memori) -> None:
     mem = shared
@@ -62,11 +72,7 @@ def test_threads_share_one_instance_without_mixing_entities(shared: Memori) -> N
         except BaseException as exc:  # noqa: BLE001 - every failure is reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=worker, args=(t,)) for t in range(THREADS)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
+    run_threads(worker, THREADS)
     assert errors == []
     assert mem.entity_id is None  # the main thread never had an attribution
 
@@ -292,11 +298,7 @@ def test_sixteen_threads_interleaving_attribution_changes(shared: Memori) -> Non
         except BaseException as exc:  # noqa: BLE001 - every failure is reported below
             errors.append(exc)
 
-    pool = [threading.Thread(target=worker, args=(t,)) for t in range(threads_n)]
-    for th in pool:
-        th.start()
-    for th in pool:
-        th.join()
+    run_threads(worker, threads_n)
     assert errors == []
     stored = messages_by_entity(mem)
     assert len(stored) == 2 * threads_n
