@@ -54,19 +54,17 @@ class Augmentation:
         embedder: embeds new memories.
         extractor: optional extractor run on each turn besides the episodic memories.
         config: worker count, batch size and timing, retries.
-        on_written: called with the entity row ids whose memories changed.
         before_wait: called first by ``wait`` (``Memori`` starts its workers there).
     """
 
     def __init__(self, store: Store, embedder: Embedder, extractor: Extractor | None,
-                 config: Config, on_written: Callable[[set[int]], None] | None = None,
+                 config: Config,
                  before_wait: Callable[[], None] | None = None) -> None:
         self._store = store
         self._before_wait = before_wait
         self._embedder = embedder
         self._extractor = extractor
         self._config = config
-        self._on_written = on_written
         self._worker_id = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -280,8 +278,6 @@ class Augmentation:
             return
         self._count("jobs_done", len(plans))
         self._count("memories_written", len(new))
-        if self._on_written is not None and new:
-            self._on_written({m.entity_id for m in new})
 
     def _fail(self, job: JobRow, exc: BaseException) -> None:
         error = f"{type(exc).__name__}: {exc}"

@@ -131,11 +131,6 @@ class IndexCache:
                     vecs.reshape(len(rows), -1))
         return idx
 
-    def invalidate(self, entity_pks: set[int]) -> None:
-        with self._lock:
-            for pk in entity_pks:
-                self._entries.pop(pk, None)
-
     @property
     def nbytes(self) -> int:
         with self._lock:
