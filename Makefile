@@ -20,7 +20,9 @@ $(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(PLUGINS))
 	$(PIP) install -q --upgrade pip
 	# the CPU build of torch first, so nothing pulls CUDA packages
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e ".[local,postgres,mysql,django,dev]" $(addprefix -e ./,$(PLUGINS))
+	# each plugin with its `test` extra: what its own tests need (framework extras, fakes)
+	$(PIP) install -q -e ".[local,postgres,mysql,django,openai,anthropic,google,dev]" \
+		$(foreach p,$(PLUGINS),-e "./$(p)[test]")
 	touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install the workspace (editable)

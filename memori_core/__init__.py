@@ -27,7 +27,7 @@ from memori_core.errors import (
     RecallError,
     StorageError,
 )
-from memori_core.types import RecallHit
+from memori_core.types import Memory, RecallHit
 
 __version__ = "0.1.0"
 
@@ -43,6 +43,7 @@ __all__ = [
     "Extractor",
     "LocalEmbedder",
     "Memori",
+    "Memory",
     "MemoriError",
     "ProviderError",
     "RecallError",

@@ -6,20 +6,21 @@ import dataclasses
 import logging
 import threading
 import uuid
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
 from memori_core._attribution import Attribution, AttributionState
-from memori_core.augmentation.base import Extractor
+from memori_core.augmentation.base import MEMORY_KINDS, Extractor, check_kinds
 from memori_core.augmentation.worker import Augmentation
 from memori_core.config import Config, StorageHandle
 from memori_core.embeddings.base import Embedder
 from memori_core.embeddings.local import LocalEmbedder
 from memori_core.errors import ConfigurationError, StorageError
-from memori_core.recall.rank import Recaller, Scope
+from memori_core.recall.rank import Recaller, Scope, check_scope, scope_processes
 from memori_core.storage.connect import connect
 from memori_core.storage.store import Store
-from memori_core.types import RecallHit, check_id, normalize_messages
+from memori_core.types import Memory, RecallHit, check_id, normalize_messages
 
 __all__ = ["Memori"]
 
@@ -264,13 +265,123 @@ class Memori:
 
         Returns:
             dicts with ``id``, ``role``, ``content`` (as captured: str or parts),
-            ``created_at`` and ``name`` when set. Empty for an unknown session.
+            ``created_at`` (UTC, naive), and ``name``, ``tool_calls``, ``tool_call_id``,
+            ``metadata`` when they were captured. Empty for an unknown session.
         """
         att = self._require_entity("session_messages")
         sid = (att.session_id or self._default_session) if session_id is None else session_id
         check_id(sid, "session_id")
         self._ensure_ready()
         return self._store.session_messages(att.entity_id or "", sid)
+
+    # ---- memories managed directly ---------------------------------------------------------------
+    def remember(self, content: str, *, kind: str = "fact", slot: str | None = None) -> int:
+        """Store a memory for the current entity (and process) directly, without a turn: what a
+        "remember this" tool or an import calls. Embedded at once, so it is recallable when
+        this returns; the same text again only bumps its ``mention_count``.
+
+        Args:
+            content: the memory text, e.g. "The user is allergic to peanuts".
+            kind: ``fact`` (default), ``preference``, ``skill``, ``attribute``, ``event`` or
+                ``episodic``.
+            slot: a key such as ``lives_in``: a newer memory on the same slot supersedes this.
+
+        Returns:
+            the memory's row id (``Memory.id`` / ``RecallHit.id``).
+
+        Raises:
+            ConfigurationError: no attribution, empty content, unknown kind.
+            StorageError: the database failed.
+        """
+        att = self._require_entity("remember")
+        if not isinstance(content, str) or not content.strip():
+            raise ConfigurationError("content must be a non-empty str", argument="content")
+        if kind not in MEMORY_KINDS:
+            raise ConfigurationError(f"kind is {kind!r}; use one of {', '.join(MEMORY_KINDS)}",
+                                     argument="kind")
+        if slot is not None and (not isinstance(slot, str) or not slot.strip()):
+            raise ConfigurationError("slot must be a non-empty str or None", argument="slot")
+        normalize_messages([{"role": "user", "content": content}])  # NUL / surrogate checks
+        self._ensure_ready()
+        vector = self.embedder.embed([content.strip()])[0]
+        self._store.check_embedding_model(self.embedder.name, self.embedder.dim)
+        return self._store.add_memories(att.entity_id or "", att.process_id,
+                                        [(content.strip(), kind, slot, vector)],
+                                        self.embedder.name)[0]
+
+    def memories(self, *, kinds: Sequence[str] | None = None, include_superseded: bool = False,
+                 scope: Scope = "process", limit: int | None = None) -> list[Memory]:
+        """The current entity's stored memories, newest first (no ranking: see ``recall``).
+
+        Args:
+            kinds: only these kinds (default all), e.g. ``["fact", "preference"]``.
+            include_superseded: also memories replaced by a newer one on the same slot.
+            scope: ``"process"`` (default: the current process's memories and those without
+                one) or ``"entity"`` (all of the entity's).
+            limit: at most this many (default all).
+
+        Raises:
+            ConfigurationError: no attribution, or a bad argument.
+            StorageError: the database failed.
+        """
+        att = self._require_entity("memories")
+        check_scope(scope)
+        kinds = check_kinds(kinds)
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
+                                  or limit < 1):
+            raise ConfigurationError(f"limit must be a positive int or None, got {limit!r}",
+                                     argument="limit")
+        self._ensure_ready()
+        entity_pk = self._store.find_pk("entity", att.entity_id or "")
+        if entity_pk is None:
+            return []
+        rows = self._store.list_memories(
+            entity_pk, scope_processes(self._store, att.process_id, scope), kinds,
+            include_superseded, limit)
+        return [Memory(**r) for r in rows]
+
+    def forget_memories(self, memory_ids: Sequence[int]) -> int:
+        """Delete memories of the current entity by id, with their provenance and triples.
+        Ids of other entities' memories are ignored (never deleted).
+
+        Returns:
+            how many were deleted.
+
+        Raises:
+            ConfigurationError: no attribution, or ids that are not ints.
+            StorageError: the database failed (nothing was deleted).
+        """
+        att = self._require_entity("forget_memories")
+        if isinstance(memory_ids, (str, bytes)) or not all(
+                isinstance(i, int) and not isinstance(i, bool) for i in memory_ids):
+            raise ConfigurationError("memory_ids must be a list of int memory ids",
+                                     argument="memory_ids")
+        self._ensure_ready()
+        entity_pk = self._store.find_pk("entity", att.entity_id or "")
+        if entity_pk is None or not memory_ids:
+            return 0
+        return self._store.delete_memories(entity_pk, list(memory_ids))
+
+    def clear_session(self, session_id: str | None = None) -> int:
+        """Delete the messages of a session of the current entity (default: the current
+        session), with their queued augmentation. Memories already extracted from them stay:
+        they are the entity's long-term memory (``forget_memories`` removes those).
+
+        Returns:
+            how many messages were deleted.
+
+        Raises:
+            ConfigurationError: no attribution, or an invalid session id.
+            StorageError: the database failed (nothing was deleted).
+        """
+        att = self._require_entity("clear_session")
+        sid = (att.session_id or self._default_session) if session_id is None else session_id
+        check_id(sid, "session_id")
+        self._ensure_ready()
+        entity_pk = self._store.find_pk("entity", att.entity_id or "")
+        if entity_pk is None:
+            return 0
+        return self._store.delete_session_messages(entity_pk, sid)
 
     def stats(self) -> dict[str, Any]:
         """Row counts per table, augmentation counters and recall-cache size (bytes)."""

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from memori_core.errors import ConfigurationError
 
-__all__ = ["ROLES", "MAX_ID_LENGTH", "CapturedMessage", "RecallHit", "check_id", "normalize_messages"]
+__all__ = ["ROLES", "MAX_ID_LENGTH", "CapturedMessage", "Memory", "RecallHit", "check_id",
+           "normalize_messages", "to_utc_naive"]
 
 #: Message roles accepted by ``Memori.capture`` (OpenAI chat roles).
 ROLES = ("system", "user", "assistant", "tool")
@@ -46,14 +47,73 @@ class RecallHit:
 
 
 @dataclass(frozen=True)
+class Memory:
+    """One stored memory, as listed by ``Memori.memories``.
+
+    Attributes:
+        id: row id in ``memori_entity_fact``.
+        content: the memory text.
+        kind: ``episodic``, ``fact``, ``preference``, ``skill``, ``attribute`` or ``event``.
+        created_at: first stored (UTC, naive).
+        last_seen_at: last mentioned (UTC, naive).
+        mention_count: how many times the same memory was seen.
+        process_id: external process id it was captured under, or None.
+        slot: the key under which a newer value supersedes it (e.g. ``lives_in``), or None.
+        superseded_by: id of the memory that replaced it, or None while it is current.
+        source_message_ids: ids in ``memori_conversation_message`` it came from.
+    """
+
+    id: int
+    content: str
+    kind: str
+    created_at: datetime
+    last_seen_at: datetime
+    mention_count: int = 1
+    process_id: str | None = None
+    slot: str | None = None
+    superseded_by: int | None = None
+    source_message_ids: tuple[int, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
 class CapturedMessage:
     """A validated message ready to store: ``content`` is the plain text, ``content_json`` the
-    original JSON when the caller passed content parts (kept for an exact round-trip)."""
+    original JSON when the caller passed content parts (kept for an exact round-trip),
+    ``extra_json`` the JSON of ``tool_calls`` / ``tool_call_id`` / ``metadata`` when given,
+    ``created_at`` the caller's timestamp (UTC, naive) or None for "now"."""
 
     role: str
     content: str
     content_json: str | None = None
     name: str | None = None
+    extra_json: str | None = None
+    created_at: datetime | None = None
+
+
+#: Optional message keys kept verbatim (as JSON) besides role, content and name.
+EXTRA_KEYS = ("tool_calls", "tool_call_id", "metadata")
+
+
+def to_utc_naive(value: object, argument: str) -> datetime:
+    """A ``datetime`` (aware: converted to UTC; naive: taken as UTC) or an ISO 8601 string, as
+    the naive UTC datetime every timestamp column holds.
+
+    Raises:
+        ConfigurationError: for anything else.
+    """
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise ConfigurationError(f"{argument} is not an ISO 8601 timestamp: {value!r}",
+                                     argument=argument) from exc
+    if not isinstance(value, datetime):
+        raise ConfigurationError(
+            f"{argument} must be a datetime or an ISO 8601 string, got {type(value).__name__}",
+            argument=argument)
+    if value.tzinfo is not None:
+        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value
 
 
 def check_id(value: object, argument: str) -> str:
@@ -128,7 +188,10 @@ def normalize_messages(messages: object) -> list[CapturedMessage]:
     Args:
         messages: a list of dicts ``{"role": ..., "content": ...}``; ``role`` one of
             ``ROLES``; ``content`` a str or a list of content parts (OpenAI / Anthropic style
-            ``{"type": "text", "text": ...}``); ``name`` optional.
+            ``{"type": "text", "text": ...}``); optional: ``name``, ``tool_calls`` (a list
+            of OpenAI-style tool-call dicts), ``tool_call_id`` (str, on tool results),
+            ``metadata`` (a JSON-serialisable dict kept with the message) and ``created_at``
+            (a datetime or ISO 8601 string, for imported history; default: now).
 
     Raises:
         ConfigurationError: naming the offending message and key.
@@ -189,5 +252,31 @@ def normalize_messages(messages: object) -> list[CapturedMessage]:
         name = msg.get("name")
         if name is not None:
             name = check_id(name, f"messages[{i}]['name']")
-        out.append(CapturedMessage(role=role, content=text, content_json=content_json, name=name))
+        extra = {k: msg[k] for k in EXTRA_KEYS if msg.get(k) is not None}
+        if "tool_calls" in extra and not isinstance(extra["tool_calls"], (list, tuple)):
+            raise ConfigurationError(f"messages[{i}]['tool_calls'] must be a list of dicts",
+                                     argument="messages")
+        if "tool_call_id" in extra and not isinstance(extra["tool_call_id"], str):
+            raise ConfigurationError(f"messages[{i}]['tool_call_id'] must be a str",
+                                     argument="messages")
+        if "metadata" in extra and not isinstance(extra["metadata"], Mapping):
+            raise ConfigurationError(f"messages[{i}]['metadata'] must be a dict",
+                                     argument="messages")
+        extra_json = None
+        if extra:
+            try:
+                extra_json = json.dumps(extra, ensure_ascii=False)
+            except (TypeError, ValueError) as exc:
+                raise ConfigurationError(
+                    f"messages[{i}] tool_calls / metadata must be JSON-serialisable: {exc}",
+                    argument="messages") from exc
+            if _has_nul(extra) or not _encodable(extra_json):
+                raise ConfigurationError(
+                    f"messages[{i}] tool_calls / metadata contain NUL bytes or lone surrogates",
+                    argument="messages")
+        created = msg.get("created_at")
+        created_at = None if created is None else to_utc_naive(
+            created, f"messages[{i}]['created_at']")
+        out.append(CapturedMessage(role=role, content=text, content_json=content_json, name=name,
+                                   extra_json=extra_json, created_at=created_at))
     return out

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from memori_core.errors import ConfigurationError
+
 __all__ = [
     "MEMORY_KINDS",
     "Conversation",
@@ -18,11 +20,32 @@ __all__ = [
     "Extraction",
     "Extractor",
     "Triple",
+    "check_kinds",
     "episodic_memories",
 ]
 
 #: Kinds of memory rows in ``memori_entity_fact``.
 MEMORY_KINDS = ("episodic", "fact", "preference", "skill", "attribute", "event")
+
+
+def check_kinds(kinds: object) -> list[str] | None:
+    """Validate a ``kinds=`` filter: None (all) or a non-empty list of ``MEMORY_KINDS``.
+
+    Raises:
+        ConfigurationError: naming the unknown kind.
+    """
+    if kinds is None:
+        return None
+    if isinstance(kinds, str):
+        kinds = [kinds]
+    if not isinstance(kinds, (list, tuple, set, frozenset)) or not kinds:
+        raise ConfigurationError("kinds must be a non-empty list of memory kinds or None",
+                                 argument="kinds")
+    for k in kinds:
+        if k not in MEMORY_KINDS:
+            raise ConfigurationError(f"unknown kind {k!r}; use {', '.join(MEMORY_KINDS)}",
+                                     argument="kinds")
+    return sorted(kinds)
 
 
 @dataclass(frozen=True)

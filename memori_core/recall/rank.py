@@ -14,9 +14,26 @@ from memori_core.recall.index import IndexCache
 from memori_core.storage.store import Store
 from memori_core.types import RecallHit
 
-__all__ = ["Recaller", "Scope"]
+__all__ = ["Recaller", "Scope", "check_scope", "scope_processes"]
 
 Scope = Literal["process", "entity"]
+
+
+def check_scope(scope: object) -> None:
+    """Raises: ConfigurationError unless ``scope`` is ``"process"`` or ``"entity"``."""
+    if scope not in ("process", "entity"):
+        raise ConfigurationError(f"scope must be 'process' or 'entity', got {scope!r}",
+                                 argument="scope")
+
+
+def scope_processes(store: Store, process_id: str | None, scope: Scope
+                    ) -> list[int | None] | None:
+    """Process row ids a read may see: with ``scope="process"`` and a process set, that
+    persona's own memories plus those captured with no process at all; else None (all)."""
+    if scope != "process" or process_id is None:
+        return None
+    process_pk = store.find_pk("process", process_id)
+    return [None] if process_pk is None else [process_pk, None]
 
 
 class Recaller:
@@ -38,19 +55,13 @@ class Recaller:
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise ConfigurationError(f"limit must be a positive int, got {limit!r}",
                                      argument="limit")
-        if scope not in ("process", "entity"):
-            raise ConfigurationError(f"scope must be 'process' or 'entity', got {scope!r}",
-                                     argument="scope")
+        check_scope(scope)
         if not query.strip():
             return []
         entity_pk = self._store.find_pk("entity", entity_id)
         if entity_pk is None:
             return []
-        processes: list[int | None] | None = None
-        if scope == "process" and process_id is not None:
-            # the persona's own memories plus those captured with no process at all
-            process_pk = self._store.find_pk("process", process_id)
-            processes = [None] if process_pk is None else [process_pk, None]
+        processes = scope_processes(self._store, process_id, scope)
         try:
             vector = self._embed_query(query)
             index = self.cache.get(entity_pk, vector.shape[0])

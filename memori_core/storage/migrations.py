@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timezone
+from typing import Any
 
 from sqlalchemy import Connection, Engine, inspect, select, text
 from sqlalchemy.exc import SQLAlchemyError
@@ -30,7 +31,22 @@ def _m0001_initial(conn: Connection) -> None:
     schema.metadata.create_all(conn, tables=schema.TABLES, checkfirst=True)
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_m0001_initial]
+def _add_column(conn: Connection, table: Any, name: str) -> None:
+    """``ALTER TABLE ... ADD COLUMN`` for a column of ``schema.py``, unless migration 1 already
+    created the table at a newer revision."""
+    if name in {c["name"] for c in inspect(conn).get_columns(table.name)}:
+        return
+    column = table.c[name]
+    ddl_type = column.type.compile(dialect=conn.dialect)
+    conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {name} {ddl_type}"
+                      + ("" if column.nullable else " NOT NULL")))
+
+
+def _m0002_message_extra(conn: Connection) -> None:
+    _add_column(conn, schema.conversation_message, "extra_json")
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_m0001_initial, _m0002_message_extra]
 
 
 def current_version(conn: Connection) -> int:

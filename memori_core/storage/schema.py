@@ -123,6 +123,8 @@ conversation_message = Table(
     Column("content", LongText, nullable=False),
     # the original content parts as JSON when the caller passed a list, for an exact round-trip
     Column("content_json", LongText, nullable=True),
+    # tool_calls / tool_call_id / metadata as given to capture, JSON (migration 2)
+    Column("extra_json", LongText, nullable=True),
     Column("created_at", Timestamp, nullable=False),
     Index("ix_memori_message_conversation", "conversation_id", "id"),
     Index("ix_memori_message_session", "session_id", "id"),

@@ -19,7 +19,18 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
 import numpy as np
-from sqlalchemy import Connection, Engine, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
@@ -244,13 +255,16 @@ class Store:
             sess = self._get_or_create(
                 conn, state, s.session, sha("session", e, session_id),
                 {"entity_id": e, "process_id": p, "external_id": session_id})
-            conv = self._conversation(conn, sess, e, p, now, session_timeout)
+            # imported history (messages with created_at) is split into conversations by its
+            # own clock
+            turn_at = messages[0].created_at or now
+            conv = self._conversation(conn, sess, e, p, turn_at, session_timeout)
             ids = []
             for m in messages:
                 res = conn.execute(insert(s.conversation_message).values(
                     conversation_id=conv, session_id=sess, entity_id=e, process_id=p,
                     role=m.role, name=m.name, content=m.content, content_json=m.content_json,
-                    created_at=now))
+                    extra_json=m.extra_json, created_at=m.created_at or now))
                 ids.append(_new_id(res))
             job = conn.execute(insert(s.augmentation_job).values(
                 entity_id=e, process_id=p, conversation_id=conv, message_ids=json.dumps(ids),
@@ -267,7 +281,8 @@ class Store:
             .order_by(c.id.desc()).limit(1)
         ).first()
         if row is not None and now - row.last_activity_at <= timeout:
-            conn.execute(update(s.conversation).where(c.id == row.id).values(last_activity_at=now))
+            conn.execute(update(s.conversation).where(c.id == row.id)
+                         .values(last_activity_at=max(row.last_activity_at, now)))
             return int(row.id)
         res = conn.execute(insert(s.conversation).values(
             session_id=session_pk, entity_id=entity_pk, process_id=process_pk,
@@ -286,7 +301,7 @@ class Store:
             if sess is None:
                 return []
             rows = conn.execute(select(m.id, m.role, m.name, m.content, m.content_json,
-                                       m.created_at)
+                                       m.extra_json, m.created_at)
                                 .where(m.session_id == sess, m.entity_id == e)
                                 .order_by(m.id)).all()
         return [_message_dict(r) for r in rows]
@@ -330,7 +345,7 @@ class Store:
             procs: dict[int, str] = dict(conn.execute(select(p.id, p.external_id).where(
                 p.id.in_({j.process_id for j in jobs if j.process_id is not None}))).all())
             rows = conn.execute(select(m.id, m.entity_id, m.role, m.name, m.content,
-                                       m.content_json, m.created_at)
+                                       m.content_json, m.extra_json, m.created_at)
                                 .where(m.id.in_(list(wanted))).order_by(m.id)).all()
         messages: dict[int, list[dict[str, Any]]] = {job.id: [] for job in jobs}
         for r in rows:
@@ -439,9 +454,7 @@ class Store:
                 lost.add(key)
         grown = sorted({row["entity_id"] for key, row in fresh.items() if key not in lost})
         if grown:
-            e = s.entity.c
-            conn.execute(update(s.entity).where(e.id.in_(grown))
-                         .values(memory_version=e.memory_version + 1))
+            self._bump_version(conn, grown)
         new_ids = self._fact_ids(conn, list(fresh)) if fresh else {}
         bumps = [{"fid": existing[k], "n": n} for k, n in seen.items() if k in existing]
         bumps += [{"fid": new_ids[k], "n": n if k in lost else n - 1}
@@ -518,6 +531,101 @@ class Store:
         return {int(r.id): {**r._mapping, "source_message_ids": tuple(sources.get(int(r.id), ()))}
                 for r in rows}
 
+    def add_memories(self, entity_id: str, process_id: str | None,
+                     memories: Sequence[tuple[str, str, str | None, np.ndarray]], model: str
+                     ) -> list[int]:
+        """Store memories given directly (``Memori.remember``): (content, kind, slot,
+        embedding) each, under an external entity / process created if needed. Same dedup and
+        supersession as augmentation. Returns row ids in input order."""
+
+        def tx(conn: Connection, state: _TxState) -> list[int]:
+            e = self.entity_pk(conn, state, entity_id)
+            p = self.process_pk(conn, state, process_id)
+            return self.upsert_memories(conn, [NewMemory(e, p, kind, content, vec, (), slot)
+                                               for content, kind, slot, vec in memories], model)
+
+        return self.write(tx)
+
+    def list_memories(self, entity_pk: int, processes: Sequence[int | None] | None,
+                      kinds: Sequence[str] | None, include_superseded: bool,
+                      limit: int | None) -> list[dict[str, Any]]:
+        """An entity's memories, newest first, as dicts of ``Memory`` fields."""
+        f, p, mn = s.entity_fact.c, s.process.c, s.fact_mention.c
+        q = (select(f.id, f.content, f.kind, f.created_at, f.last_seen_at, f.mention_count,
+                    f.slot, f.superseded_by, p.external_id.label("process_id"))
+             .select_from(s.entity_fact.outerjoin(s.process, p.id == f.process_id))
+             .where(f.entity_id == entity_pk).order_by(f.id.desc()))
+        if processes is not None:
+            known = [x for x in processes if x is not None]
+            cond = f.process_id.in_(known) if known else None
+            if None in processes:
+                cond = f.process_id.is_(None) if cond is None else or_(cond, f.process_id.is_(None))
+            q = q.where(cond) if cond is not None else q
+        if kinds is not None:
+            q = q.where(f.kind.in_(list(kinds)))
+        if not include_superseded:
+            q = q.where(f.superseded_by.is_(None))
+        if limit is not None:
+            q = q.limit(limit)
+        with self.read() as conn:
+            rows = conn.execute(q).all()
+            ids = [int(r.id) for r in rows]
+            sources: dict[int, list[int]] = {}
+            for start in range(0, len(ids), 500):
+                for fid, mid in conn.execute(select(mn.fact_id, mn.message_id)
+                                             .where(mn.fact_id.in_(ids[start:start + 500]))
+                                             .order_by(mn.message_id)).all():
+                    sources.setdefault(int(fid), []).append(int(mid))
+        return [{**r._mapping, "id": int(r.id), "superseded_by": _opt_int(r.superseded_by),
+                 "source_message_ids": tuple(sources.get(int(r.id), ()))} for r in rows]
+
+    def delete_memories(self, entity_pk: int, ids: Sequence[int]) -> int:
+        """Delete memories of one entity (ids of other entities are ignored) with their
+        provenance and the triples drawn from them. Returns the number deleted."""
+        f, mn, kg = s.entity_fact.c, s.fact_mention.c, s.knowledge_graph.c
+
+        def tx(conn: Connection, _state: _TxState) -> int:
+            mine = [int(i) for i in conn.execute(select(f.id).where(
+                f.entity_id == entity_pk, f.id.in_(list(ids)))).scalars()]
+            if not mine:
+                return 0
+            conn.execute(delete(s.fact_mention).where(mn.fact_id.in_(mine)))
+            conn.execute(delete(s.knowledge_graph).where(kg.fact_id.in_(mine)))
+            conn.execute(delete(s.entity_fact).where(f.id.in_(mine)))
+            self._bump_version(conn, [entity_pk])
+            return len(mine)
+
+        return self.write(tx)
+
+    def delete_session_messages(self, entity_pk: int, session_id: str) -> int:
+        """Delete the messages and conversations of one session of one entity, their
+        augmentation jobs and the provenance rows pointing at them (memories already
+        extracted stay: they are the entity's long-term memory). Returns messages deleted."""
+        m, c, j, mn = (s.conversation_message.c, s.conversation.c, s.augmentation_job.c,
+                       s.fact_mention.c)
+
+        def tx(conn: Connection, _state: _TxState) -> int:
+            sess = conn.execute(select(s.session.c.id).where(
+                s.session.c.external_key == sha("session", entity_pk, session_id))).scalar()
+            if sess is None:
+                return 0
+            convs = select(c.id).where(c.session_id == sess, c.entity_id == entity_pk)
+            msgs = select(m.id).where(m.session_id == sess, m.entity_id == entity_pk)
+            conn.execute(delete(s.fact_mention).where(mn.message_id.in_(msgs)))
+            conn.execute(delete(s.augmentation_job).where(j.conversation_id.in_(convs)))
+            n = conn.execute(delete(s.conversation_message).where(
+                m.session_id == sess, m.entity_id == entity_pk)).rowcount
+            conn.execute(delete(s.conversation).where(c.session_id == sess,
+                                                      c.entity_id == entity_pk))
+            return int(n)
+
+        return self.write(tx)
+
+    def _bump_version(self, conn: Connection, entity_pks: Sequence[int]) -> None:
+        e = s.entity.c
+        conn.execute(update(s.entity).where(e.id.in_(sorted(set(entity_pks))))
+                     .values(memory_version=e.memory_version + 1))
+
     # ---- metadata & stats --------------------------------------------------------------------
     def check_embedding_model(self, name: str, dim: int) -> None:
         """Record the embedding model of the database on first use; afterwards refuse another.
@@ -563,6 +671,8 @@ def _message_dict(r: Any) -> dict[str, Any]:
     out = {"id": int(r.id), "role": r.role, "content": content, "created_at": r.created_at}
     if r.name is not None:
         out["name"] = r.name
+    if r.extra_json is not None:
+        out.update(json.loads(r.extra_json))
     return out
 
 
