@@ -557,10 +557,10 @@ class Store:
              .where(f.entity_id == entity_pk).order_by(f.id.desc()))
         if processes is not None:
             known = [x for x in processes if x is not None]
-            cond = f.process_id.in_(known) if known else None
+            conds: list[Any] = [f.process_id.in_(known)] if known else []
             if None in processes:
-                cond = f.process_id.is_(None) if cond is None else or_(cond, f.process_id.is_(None))
-            q = q.where(cond) if cond is not None else q
+                conds.append(f.process_id.is_(None))
+            q = q.where(or_(*conds))
         if kinds is not None:
             q = q.where(f.kind.in_(list(kinds)))
         if not include_superseded:
