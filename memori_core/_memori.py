@@ -17,6 +17,7 @@ from memori_core.config import Config, StorageHandle
 from memori_core.embeddings.base import Embedder
 from memori_core.embeddings.local import LocalEmbedder
 from memori_core.errors import ConfigurationError, StorageError
+from memori_core.llm.registry import LLMRegistry
 from memori_core.recall.rank import Recaller, Scope, check_scope, scope_processes
 from memori_core.storage.connect import connect
 from memori_core.storage.store import Store
@@ -47,6 +48,8 @@ class Memori:
             ``failed()``.
         embedder: the ``Embedder`` in use.
         engine: the SQLAlchemy ``Engine`` every ``conn`` form was turned into.
+        llm: provider clients made memory-aware: ``llm.register(client)`` (see
+            ``memori_core.llm``).
 
     Attribution (``attribution()``, sessions) belongs to the instance and lives in context
     variables: each thread and asyncio task has its own, and two instances never share one.
@@ -91,6 +94,7 @@ class Memori:
         self._closed = False
         self._ready = False
         self._ready_lock = threading.Lock()
+        self.llm = LLMRegistry(self)
         if conn is None:
             try:
                 self._store.build()
@@ -224,22 +228,28 @@ class Memori:
             return text[:77] + "..."
         return text
 
-    def recall(self, query: str, limit: int | None = None, *, scope: Scope = "process"
+    def recall(self, query: str, limit: int | None = None, *, scope: Scope = "process",
+               kinds: Sequence[str] | None = None, include_superseded: bool = False
                ) -> list[RecallHit]:
-        """Memories of the current entity most similar to ``query``.
+        """Memories of the current entity most relevant to ``query``.
 
-        Exact cosine search over every memory of the entity (no cap). With
-        ``scope="process"`` (default) and a process set, only that process's memories and
-        those captured without a process are searched; ``scope="entity"`` searches all of the
-        entity's.
+        Hybrid and exact over every memory of the entity (no cap): cosine similarity of the
+        embeddings (FAISS, exact inner product) and BM25 over the memory text, fused by
+        reciprocal rank, plus small recency and mention bonuses (formula and weights:
+        ``memori_core.recall.rank`` and ``Config.recall_*``). With ``scope="process"``
+        (default) and a process set, only that process's memories and those captured without a
+        process are searched; ``scope="entity"`` searches all of the entity's.
 
         Args:
             query: the text to match, usually the last user message.
             limit: at most this many hits (default ``Config.recall_facts_limit``, 5).
             scope: ``"process"`` or ``"entity"``.
+            kinds: only these memory kinds, e.g. ``["fact", "preference"]`` (default all).
+            include_superseded: also memories replaced by a newer one on the same slot
+                (history, e.g. where the user lived before).
 
         Returns:
-            at most ``limit`` hits, best first, each with similarity >=
+            at most ``limit`` hits, best first by ``score``, each with cosine similarity >=
             ``Config.recall_relevance_threshold`` (0.1); ``[]`` for an entity with no memories
             (turns whose augmentation is still pending are not recallable yet: see
             ``augmentation.pending()``).
@@ -250,10 +260,12 @@ class Memori:
             StorageError: the database failed.
         """
         att = self._require_entity("recall")
+        kinds = check_kinds(kinds)
         self._ensure_ready()
         hits = self._recaller.recall(
             query, self.config.recall_facts_limit if limit is None else limit,
-            entity_id=att.entity_id or "", process_id=att.process_id, scope=scope)
+            entity_id=att.entity_id or "", process_id=att.process_id, scope=scope,
+            kinds=kinds, include_superseded=bool(include_superseded))
         if _log.isEnabledFor(logging.DEBUG):
             _log.debug("recall %r for entity %r process %r scope %s: %s",
                        self._preview(query), att.entity_id, att.process_id, scope,
@@ -388,7 +400,8 @@ class Memori:
         self._ensure_ready()
         return {"tables": self._store.stats(), "augmentation": dict(self.augmentation.counters),
                 "recall_cache": {"entities": len(self._recaller.cache),
-                                 "bytes": self._recaller.cache.nbytes}}
+                                 "bytes": self._recaller.cache.nbytes},
+                "llm": self.llm.stats()}
 
     # ---- lifecycle --------------------------------------------------------------------------------
     def close(self) -> None:
@@ -396,6 +409,7 @@ class Memori:
         the next start) and release the database. Idempotent."""
         if self._closed:
             return
+        self.llm.close()  # writes spilled turns while the database is still open
         self._closed = True
         self.augmentation.stop()
         self._store.close()

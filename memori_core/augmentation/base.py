@@ -22,6 +22,7 @@ __all__ = [
     "Triple",
     "check_kinds",
     "episodic_memories",
+    "message_text",
 ]
 
 #: Kinds of memory rows in ``memori_entity_fact``.
@@ -55,12 +56,17 @@ class Conversation:
     Attributes:
         entity_id: external entity id.
         process_id: external process id or None.
-        messages: dicts with ``id``, ``role``, ``content`` (str or parts), optional ``name``.
+        messages: the turn: dicts with ``id``, ``role``, ``content`` (str or parts),
+            ``created_at`` (UTC, naive), optional ``name``, ``tool_calls``, ``tool_call_id``,
+            ``metadata``.
+        previous: the message just before the turn in the same conversation (context, e.g.
+            the question a short answer replies to), or None.
     """
 
     entity_id: str
     process_id: str | None
     messages: Sequence[dict[str, Any]]
+    previous: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -72,16 +78,25 @@ class ExtractedMemory:
         kind: one of ``MEMORY_KINDS``.
         source_message_ids: messages it came from (provenance).
         slot: a key (e.g. ``lives_in``) under which a newer value supersedes an older one.
+        embed_text: the text embedded, when not ``content`` (episodic memories add the
+            speaker and date).
+        search_text: the text BM25 indexes, when not ``content`` (episodic memories add the
+            message before them).
     """
 
     content: str
     kind: str
     source_message_ids: tuple[int, ...] = ()
     slot: str | None = None
+    embed_text: str | None = None
+    search_text: str | None = None
 
 
 @dataclass(frozen=True)
 class Triple:
+    """A knowledge-graph edge, e.g. ("user", "lives_in", "Lisbon"); stored in
+    ``memori_knowledge_graph``."""
+
     subject: str
     predicate: str
     object: str
@@ -89,6 +104,15 @@ class Triple:
 
 @dataclass
 class Extraction:
+    """What an extractor found in one turn.
+
+    Attributes:
+        memories: entity memories (kinds fact, preference, skill, attribute, event).
+        triples: knowledge-graph triples.
+        process_attributes: facts about the process (the agent / persona), e.g. its role.
+        summary: a summary of the conversation so far, stored on ``memori_conversation``.
+    """
+
     memories: list[ExtractedMemory] = field(default_factory=list)
     triples: list[Triple] = field(default_factory=list)
     process_attributes: list[str] = field(default_factory=list)
@@ -109,17 +133,40 @@ def _text(content: Any) -> str:
     return "\n".join(p for p in parts if p)
 
 
+def message_text(message: dict[str, Any]) -> str:
+    """The plain text of a stored message (text parts joined)."""
+    return _text(message.get("content")).strip()
+
+
+def _speaker(message: dict[str, Any]) -> str:
+    return str(message.get("name") or message.get("role", "user").capitalize())
+
+
+def _day(when: Any) -> str:
+    return f"{when.day} {when:%B %Y}" if when is not None else ""
+
+
 def episodic_memories(conversation: Conversation) -> list[ExtractedMemory]:
     """Each non-empty user message as an episodic memory, prefixed with the speaker's name when
-    the message has one ("Caroline: I went to the support group")."""
+    the message has one ("Caroline: I went to the support group").
+
+    The embedded text adds the speaker and day ("Caroline (8 May 2023): ..."), and the BM25 text
+    also the message before it when another speaker said it, so "yes, last Sunday" is found by
+    the question it answers (measured on LoCoMo: benchmarks/README.md)."""
     out = []
+    before = conversation.previous
     for m in conversation.messages:
-        if m["role"] != "user":
-            continue
-        text = _text(m["content"]).strip()
-        if not text:
-            continue
-        if m.get("name"):
-            text = f"{m['name']}: {text}"
-        out.append(ExtractedMemory(content=text, kind="episodic", source_message_ids=(m["id"],)))
+        text = message_text(m)
+        if m["role"] == "user" and text:
+            content = f"{m['name']}: {text}" if m.get("name") else text
+            dated = f"{_speaker(m)} ({_day(m.get('created_at'))}): {text}"
+            # the message it replies to: another speaker's (a user's own previous message is
+            # its own memory)
+            replied = before is not None and _speaker(before) != _speaker(m)
+            context = f"{_speaker(before)}: {message_text(before)}\n" if replied else ""
+            out.append(ExtractedMemory(content=content, kind="episodic",
+                                       source_message_ids=(m["id"],), embed_text=dated,
+                                       search_text=context + dated))
+        if text:
+            before = m
     return out

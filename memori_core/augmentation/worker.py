@@ -22,6 +22,7 @@ import time
 import uuid
 import weakref
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -31,15 +32,29 @@ from memori_core.augmentation.base import (
     MEMORY_KINDS,
     Conversation,
     ExtractedMemory,
+    Extraction,
     Extractor,
+    Triple,
     episodic_memories,
 )
 from memori_core.config import Config
 from memori_core.embeddings.base import Embedder
 from memori_core.errors import AugmentationError, ConfigurationError
-from memori_core.storage.store import JobRow, NewMemory, Store
+from memori_core.storage.store import JobRow, NewMemory, NewTriple, Store
 
 __all__ = ["Augmentation"]
+
+
+@dataclass
+class _Plan:
+    """What one job will write."""
+
+    job: JobRow
+    memories: list[ExtractedMemory]
+    triples: list[Triple] = field(default_factory=list)
+    process_attributes: list[str] = field(default_factory=list)
+    summary: str | None = None
+    when: dict[int, Any] = field(default_factory=dict)  # message id -> created_at
 
 _log = logging.getLogger(__name__)
 #: seconds an idle worker waits for a wake-up before looking for jobs queued by other processes
@@ -215,66 +230,95 @@ class Augmentation:
         with self._counter_lock:
             self.counters[key] += n
 
-    def _plan(self, job: JobRow, loaded: tuple[str, str | None, list[dict[str, Any]]]
-              ) -> list[ExtractedMemory]:
-        entity_id, process_id, messages = loaded
-        conv = Conversation(entity_id=entity_id, process_id=process_id, messages=messages)
-        memories = episodic_memories(conv)
-        if self._extractor is not None:
-            extraction = self._extractor.extract(conv)
-            valid_ids = {m["id"] for m in messages}
-            for m in extraction.memories:
-                if m.kind not in MEMORY_KINDS:
-                    raise AugmentationError(f"extractor returned unknown kind {m.kind!r}",
-                                            job_id=job.id)
-                if not m.content.strip():
-                    continue
-                sources = tuple(i for i in m.source_message_ids if i in valid_ids) or \
-                    tuple(sorted(valid_ids))
-                memories.append(ExtractedMemory(m.content.strip(), m.kind, sources, m.slot))
-        return memories
+    def _plan(self, job: JobRow, loaded: tuple[str, str | None, list[dict[str, Any]],
+                                               dict[str, Any] | None]) -> _Plan:
+        entity_id, process_id, messages, previous = loaded
+        conv = Conversation(entity_id=entity_id, process_id=process_id, messages=messages,
+                            previous=previous)
+        plan = _Plan(job, episodic_memories(conv))
+        if self._extractor is None:
+            return plan
+        extraction = self._extractor.extract(conv)
+        if not isinstance(extraction, Extraction):
+            raise AugmentationError(f"extractor returned {type(extraction).__name__}, not an "
+                                    "Extraction", job_id=job.id)
+        valid_ids = {m["id"] for m in messages}
+        for m in extraction.memories:
+            if m.kind not in MEMORY_KINDS:
+                raise AugmentationError(f"extractor returned unknown kind {m.kind!r}",
+                                        job_id=job.id)
+            if not m.content.strip():
+                continue
+            sources = tuple(i for i in m.source_message_ids if i in valid_ids) or \
+                tuple(sorted(valid_ids))
+            plan.memories.append(ExtractedMemory(m.content.strip(), m.kind, sources, m.slot,
+                                                 m.embed_text, m.search_text))
+        plan.triples = [t for t in extraction.triples
+                        if t.subject.strip() and t.predicate.strip() and t.object.strip()]
+        plan.process_attributes = [a.strip() for a in extraction.process_attributes if a.strip()]
+        plan.summary = extraction.summary.strip() if extraction.summary else None
+        return plan
 
     def _process(self, jobs: list[JobRow]) -> None:
-        loaded = self._store.load_jobs(jobs)
-        plans: list[tuple[JobRow, list[ExtractedMemory]]] = []
+        loaded = self._store.load_turns(jobs)
+        plans: list[_Plan] = []
         for job in jobs:
             try:
-                plans.append((job, self._plan(job, loaded[job.id])))
+                plans.append(self._plan(job, loaded[job.id]))
             except Exception as exc:  # noqa: BLE001 - recorded on the job, retried, then failed
                 self._fail(job, exc)
         if not plans:
             return
+        for plan in plans:  # the time each memory was said: its newest source message
+            _, _, messages, _ = loaded[plan.job.id]
+            plan.when = {m["id"]: m.get("created_at") for m in messages}
         try:
             if not self._model_checked:
                 self._check_model()
-            texts = [m.content for _, mems in plans for m in mems]
+            texts = [m.embed_text or m.content for plan in plans for m in plan.memories]
             vectors = self._embedder.embed(texts) if texts else None
         except ConfigurationError:
-            self._store.release_jobs([job.id for job, _ in plans], self._worker_id)
+            self._store.release_jobs([plan.job.id for plan in plans], self._worker_id)
             raise
         except Exception as exc:  # noqa: BLE001 - recorded on each job, which is retried
-            for job, _ in plans:
-                self._fail(job, exc)
+            for plan in plans:
+                self._fail(plan.job, exc)
             return
         new: list[NewMemory] = []
+        triples: list[NewTriple] = []
+        attributes: list[tuple[int, int | None, str]] = []
+        summaries: dict[int, str] = {}
         row = 0
-        for job, mems in plans:
-            for m in mems:
+        for plan in plans:
+            job = plan.job
+            for m in plan.memories:
                 assert vectors is not None
+                seen = [plan.when[i] for i in m.source_message_ids if plan.when.get(i)]
                 new.append(NewMemory(job.entity_id, job.process_id, m.kind, m.content,
-                                     vectors[row], m.source_message_ids, m.slot))
+                                     vectors[row], m.source_message_ids, m.slot,
+                                     m.search_text, max(seen, default=None)))
                 row += 1
+            triples += [NewTriple(job.entity_id, job.process_id, t.subject.strip(),
+                                  t.predicate.strip(), t.object.strip()) for t in plan.triples]
+            if job.process_id is not None:  # an attribute of no process has no owner
+                attributes += [(job.process_id, job.entity_id, a)
+                               for a in plan.process_attributes]
+            if plan.summary:
+                summaries[job.conversation_id] = plan.summary
         model = self._embedder.name
 
         def tx(conn: Connection, _state: Any) -> None:
             self._store.upsert_memories(conn, new, model)
-            self._store.finish_jobs(conn, [job.id for job, _ in plans], self._worker_id)
+            self._store.upsert_triples(conn, triples)
+            self._store.upsert_process_attributes(conn, attributes)
+            self._store.set_summaries(conn, summaries)
+            self._store.finish_jobs(conn, [plan.job.id for plan in plans], self._worker_id)
 
         try:
             self._store.write(tx)
         except Exception as exc:  # noqa: BLE001 - recorded on each job, which is retried
-            for job, _ in plans:
-                self._fail(job, exc)
+            for plan in plans:
+                self._fail(plan.job, exc)
             return
         self._count("jobs_done", len(plans))
         self._count("memories_written", len(new))

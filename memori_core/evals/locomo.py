@@ -1,7 +1,8 @@
 """``memori eval locomo``: capture and recall over LoCoMo's ten real long conversations.
 
 Each conversation becomes its own entity; each session a memori session; every turn goes through
-``capture`` (role ``user``, ``name`` = the speaker) -> augmentation -> storage. Every question of
+``capture`` (role ``user``, ``name`` = the speaker, ``created_at`` = the session's date, the
+caption of a shared photo appended to the text) -> augmentation -> storage. Every question of
 categories 1-4 that has evidence (1,536) is answered by ``recall(question, limit=10,
 scope="entity")``; a question is a hit at k when any of its evidence ``dia_id`` is among the
 source messages of the top-k hits.
@@ -18,6 +19,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -85,11 +87,29 @@ def load(path: str | Path) -> list[dict[str, Any]]:
     return data
 
 
-def _sessions(conv: dict[str, Any]) -> Iterable[tuple[int, list[dict[str, Any]]]]:
+def _sessions(conv: dict[str, Any]) -> Iterable[tuple[int, datetime | None,
+                                                     list[dict[str, Any]]]]:
     numbers = sorted(int(k.split("_")[1]) for k in conv
                      if k.startswith("session_") and k.count("_") == 1)
     for n in numbers:
-        yield n, conv[f"session_{n}"]
+        yield n, _when(conv.get(f"session_{n}_date_time")), conv[f"session_{n}"]
+
+
+def _when(text: object) -> datetime | None:
+    """LoCoMo's session time, e.g. "1:56 pm on 8 May, 2023"."""
+    try:
+        return datetime.strptime(str(text).strip(), "%I:%M %p on %d %B, %Y")
+    except ValueError:
+        return None
+
+
+def _turn_text(turn: dict[str, Any]) -> str:
+    """The turn as said: its text, plus the caption of a photo it shared (LoCoMo's
+    ``blip_caption``), which is part of what the speaker told."""
+    text = str(turn["text"])
+    if turn.get("blip_caption"):
+        text += f" [shares {turn['blip_caption']}]"
+    return text
 
 
 def run(data_path: str | Path, *, db: str | None = None, conversations: int | None = None,
@@ -115,14 +135,16 @@ def run(data_path: str | Path, *, db: str | None = None, conversations: int | No
     try:
         mem.config.storage.build()
         dia_of: dict[int, str] = {}
-        turns = [(s["sample_id"], n, t) for s in samples
-                 for n, session in _sessions(s["conversation"]) for t in session]
+        turns = [(s["sample_id"], n, when, t) for s in samples
+                 for n, when, session in _sessions(s["conversation"]) for t in session]
         start = time.perf_counter()
-        for sample_id, n, turn in wrap(turns, "ingest", len(turns)):
+        for sample_id, n, when, turn in wrap(turns, "ingest", len(turns)):
             mem.attribution(entity_id=str(sample_id))
             mem.set_session(f"session_{n}")
-            ids = mem.capture([{"role": "user", "name": str(turn["speaker"]),
-                                "content": str(turn["text"])}])
+            message = {"role": "user", "name": str(turn["speaker"]), "content": _turn_text(turn)}
+            if when is not None:
+                message["created_at"] = when
+            ids = mem.capture([message])
             dia_of[ids[0]] = str(turn["dia_id"])
         if not mem.augmentation.wait(timeout=None):
             raise RuntimeError("augmentation did not finish")

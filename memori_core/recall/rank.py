@@ -1,8 +1,22 @@
-"""Recall: embed the query once, search the entity's index, threshold, and hydrate hits."""
+"""Recall: embed the query once, search the entity's index by vector and by BM25, fuse the two
+rankings, weigh in recency and mentions, threshold, and hydrate hits.
+
+Score of a candidate (``RecallHit.score``)::
+
+    fused   = (1 / (k + rank_vector) + w_lex / (k + rank_bm25)) / ((1 + w_lex) / (k + 1))
+    score   = fused + w_recency * 0.5 ** (age_days / half_life) + w_mention * (1 - 1 / mentions)
+
+``fused`` is reciprocal-rank fusion (Cormack, Clarke & Buettcher, SIGIR 2009) scaled to (0, 1]; a
+ranker that did not return the candidate contributes 0. Weights and half-life are ``Config``
+fields. A candidate whose cosine similarity to the query is under
+``recall_relevance_threshold`` is dropped, whatever its lexical rank.
+"""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Literal
 
 import numpy as np
@@ -10,11 +24,11 @@ import numpy as np
 from memori_core.config import Config
 from memori_core.embeddings.base import Embedder
 from memori_core.errors import ConfigurationError, RecallError
-from memori_core.recall.index import IndexCache
-from memori_core.storage.store import Store
+from memori_core.recall.index import Filter, IndexCache
+from memori_core.storage.store import Store, utcnow
 from memori_core.types import RecallHit
 
-__all__ = ["Recaller", "Scope", "check_scope", "scope_processes"]
+__all__ = ["Recaller", "Scope", "check_scope", "fuse", "scope_processes"]
 
 Scope = Literal["process", "entity"]
 
@@ -36,6 +50,26 @@ def scope_processes(store: Store, process_id: str | None, scope: Scope
     return [None] if process_pk is None else [process_pk, None]
 
 
+def fuse(rankings: Sequence[tuple[Sequence[int], float]], k: float) -> dict[int, float]:
+    """Weighted reciprocal-rank fusion.
+
+    Args:
+        rankings: (ids best first, weight) per ranker.
+        k: the RRF constant.
+
+    Returns:
+        id -> fused score in (0, 1] (1: first in every ranker with a weight).
+    """
+    best = sum(w for _, w in rankings) / (k + 1)
+    out: dict[int, float] = {}
+    if best <= 0:
+        return out
+    for ids, weight in rankings:
+        for rank, i in enumerate(ids, start=1):
+            out[i] = out.get(i, 0.0) + weight / (k + rank) / best
+    return out
+
+
 class Recaller:
     """Answers ``Memori.recall``; one per ``Memori`` instance."""
 
@@ -48,7 +82,8 @@ class Recaller:
         self._lock = threading.Lock()
 
     def recall(self, query: str, limit: int, *, entity_id: str, process_id: str | None,
-               scope: Scope) -> list[RecallHit]:
+               scope: Scope, kinds: Sequence[str] | None = None,
+               include_superseded: bool = False) -> list[RecallHit]:
         if not isinstance(query, str):
             raise ConfigurationError(f"query must be a str, got {type(query).__name__}",
                                      argument="query")
@@ -61,28 +96,46 @@ class Recaller:
         entity_pk = self._store.find_pk("entity", entity_id)
         if entity_pk is None:
             return []
-        processes = scope_processes(self._store, process_id, scope)
+        flt = Filter(scope_processes(self._store, process_id, scope), kinds, include_superseded)
+        cfg = self._config
         try:
             vector = self._embed_query(query)
             index = self.cache.get(entity_pk, vector.shape[0])
-            found = index.search(vector, limit, processes)
+            dense, lexical, similarity = index.search(
+                vector, query, max(limit, cfg.recall_candidates), flt)
         except ConfigurationError:
             raise
         except Exception as exc:
             raise RecallError(f"recall failed: {type(exc).__name__}: {exc}") from exc
-        threshold = self._config.recall_relevance_threshold
-        found = [(i, sim) for i, sim in found if sim >= threshold]
-        details = self._store.memory_details(entity_pk, [i for i, _ in found])
+        threshold = cfg.recall_relevance_threshold
+        rankings = [([i for i, _ in dense], 1.0)]
+        if cfg.recall_lexical_weight > 0:
+            rankings.append(([i for i, _ in lexical], cfg.recall_lexical_weight))
+        fused = {i: f for i, f in fuse(rankings, cfg.recall_rrf_k).items()
+                 if similarity[i] >= threshold}
+        # hydrate a few more than asked: recency and mentions may reorder near the cut
+        head = sorted(fused, key=lambda i: -fused[i])[:max(limit * 3, limit + 20)]
+        details = self._store.memory_details(entity_pk, head)
+        now = utcnow()
         hits = []
-        for i, sim in found:
+        for i in head:
             d = details.get(i)
             if d is None:  # removed since the index was loaded
                 continue
-            hits.append(RecallHit(id=i, content=d["content"], kind=d["kind"], score=sim,
-                                  similarity=sim, created_at=d["created_at"],
+            score = fused[i] + self._bonus(d["created_at"], int(d["mention_count"]), now)
+            hits.append(RecallHit(id=i, content=d["content"], kind=d["kind"], score=score,
+                                  similarity=similarity[i], created_at=d["created_at"],
                                   source_message_ids=d["source_message_ids"],
                                   process_id=d["process"], mention_count=int(d["mention_count"])))
-        return hits
+        hits.sort(key=lambda h: (-h.score, -h.similarity, -h.id))
+        return hits[:limit]
+
+    def _bonus(self, created_at: datetime, mentions: int, now: datetime) -> float:
+        cfg = self._config
+        age_days = max((now - created_at).total_seconds() / 86400.0, 0.0)
+        recency = 0.5 ** (age_days / cfg.recall_recency_half_life_days)
+        return cfg.recall_recency_weight * recency + cfg.recall_mention_weight * (
+            1.0 - 1.0 / max(mentions, 1))
 
     def _embed_query(self, query: str) -> np.ndarray:
         vector = self._embedder.embed([query])[0]

@@ -42,11 +42,20 @@ def _add_column(conn: Connection, table: Any, name: str) -> None:
                       + ("" if column.nullable else " NOT NULL")))
 
 
-def _m0002_message_extra(conn: Connection) -> None:
+def _add_index(conn: Connection, table: Any, name: str) -> None:
+    """``CREATE INDEX`` for an index of ``schema.py`` unless it exists."""
+    if name in {i["name"] for i in inspect(conn).get_indexes(table.name)}:
+        return
+    next(i for i in table.indexes if i.name == name).create(conn)
+
+
+def _m0002_extras(conn: Connection) -> None:
     _add_column(conn, schema.conversation_message, "extra_json")
+    _add_column(conn, schema.entity_fact, "search_text")
+    _add_index(conn, schema.entity_fact, "ix_memori_fact_slot")
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_m0001_initial, _m0002_message_extra]
+MIGRATIONS: list[Callable[[Connection], None]] = [_m0001_initial, _m0002_extras]
 
 
 def current_version(conn: Connection) -> int:

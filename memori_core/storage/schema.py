@@ -142,6 +142,9 @@ entity_fact = Table(
     # sha256 of entity, process, kind and normalized text: one memory per entity and text
     Column("dedup_key", String(64), nullable=False, unique=True),
     Column("slot", String(255), nullable=True),
+    # the text BM25 indexes when it differs from content (an episodic memory adds the speaker,
+    # date and the message before it); migration 2
+    Column("search_text", LongText, nullable=True),
     Column("embedding", Blob, nullable=False),  # float32 little-endian, embedding_dim values
     Column("embedding_model", String(255), nullable=False),
     Column("embedding_dim", Integer, nullable=False),
@@ -150,6 +153,7 @@ entity_fact = Table(
     Column("last_seen_at", Timestamp, nullable=False),
     Column("superseded_by", FK, nullable=True),
     Index("ix_memori_fact_entity", "entity_id", "id"),
+    Index("ix_memori_fact_slot", "entity_id", "slot"),  # migration 2
     **_TABLE_KW,
 )
 

@@ -39,7 +39,7 @@ from memori_core.storage import migrations
 from memori_core.storage import schema as s
 from memori_core.types import CapturedMessage
 
-__all__ = ["JobRow", "MemoryRow", "NewMemory", "Store", "utcnow"]
+__all__ = ["JobRow", "MemoryRow", "NewMemory", "NewTriple", "Store", "utcnow"]
 
 T = TypeVar("T")
 
@@ -82,12 +82,31 @@ class NewMemory:
     embedding: np.ndarray
     source_message_ids: tuple[int, ...]
     slot: str | None = None
+    search_text: str | None = None  # what BM25 indexes, when not ``content``
+    observed_at: datetime | None = None  # when its source was said (default: now)
+
+
+@dataclass(frozen=True)
+class NewTriple:
+    """A knowledge-graph triple to upsert, with the memory it was drawn from (or None)."""
+
+    entity_id: int
+    process_id: int | None
+    subject: str
+    predicate: str
+    object: str
+    fact_id: int | None = None
 
 
 @dataclass(frozen=True)
 class MemoryRow:
+    """What a recall index holds of one memory."""
+
     id: int
     process_id: int | None
+    kind: str
+    superseded: bool
+    text: str  # search_text, else content: what BM25 indexes
     embedding: bytes
 
 
@@ -333,10 +352,31 @@ class Store:
 
         return self.write(tx)
 
-    def load_jobs(self, jobs: Sequence[JobRow]) -> dict[int, tuple[str, str | None,
-                                                                 list[dict[str, Any]]]]:
-        """For each job: (external entity id, external process id or None, its messages,
-        oldest first). Three queries for the whole batch."""
+    def load_turns(self, jobs: Sequence[JobRow]) -> dict[int, tuple[
+            str, str | None, list[dict[str, Any]], dict[str, Any] | None]]:
+        """For each job: (external entity id, external process id or None, its messages
+        oldest first, the message just before its turn in the same conversation or None:
+        context for extraction and search)."""
+        loaded = self._load_jobs(jobs)
+        m = s.conversation_message.c
+        out = {}
+        with self.read() as conn:
+            for job in jobs:
+                entity_id, process_id, messages = loaded[job.id]
+                previous = None
+                if messages:
+                    row = conn.execute(
+                        select(m.id, m.entity_id, m.role, m.name, m.content, m.content_json,
+                               m.extra_json, m.created_at)
+                        .where(m.conversation_id == job.conversation_id,
+                               m.entity_id == job.entity_id, m.id < messages[0]["id"])
+                        .order_by(m.id.desc()).limit(1)).first()
+                    previous = None if row is None else _message_dict(row)
+                out[job.id] = (entity_id, process_id, messages, previous)
+        return out
+
+    def _load_jobs(self, jobs: Sequence[JobRow]) -> dict[int, tuple[str, str | None,
+                                                                   list[dict[str, Any]]]]:
         e, p, m = s.entity.c, s.process.c, s.conversation_message.c
         wanted = {mid: job for job in jobs for mid in job.message_ids}
         with self.read() as conn:
@@ -443,9 +483,11 @@ class Store:
             vec = np.ascontiguousarray(mem.embedding, dtype="<f4")
             fresh[key] = dict(entity_id=mem.entity_id, process_id=mem.process_id, kind=mem.kind,
                               content=mem.content, dedup_key=key, slot=mem.slot,
+                              search_text=mem.search_text,
                               embedding=vec.tobytes(), embedding_model=model,
                               embedding_dim=int(vec.shape[0]), mention_count=1,
-                              created_at=now, last_seen_at=now)
+                              created_at=mem.observed_at or now,
+                              last_seen_at=mem.observed_at or now)
         lost: set[str] = set()
         for key, row in fresh.items():
             # one row per statement: its rowcount says whether a concurrent worker inserted
@@ -470,7 +512,72 @@ class Store:
             self._insert_ignore_many(conn, s.fact_mention, [
                 {"fact_id": fid, "message_id": mid, "created_at": now}
                 for fid, mid in sorted(mentions)])
+        self._supersede(conn, [(fid, m) for fid, m in zip(ids, memories, strict=True) if m.slot])
         return ids
+
+    def _supersede(self, conn: Connection, slotted: Sequence[tuple[int, NewMemory]]) -> None:
+        """The latest memory on a slot (entity, process, slot) is current; the others on it get
+        ``superseded_by`` = its id (kept as history). In input order, so within a batch the last
+        statement wins; a value said again becomes current again."""
+        f = s.entity_fact.c
+        winners: dict[tuple[int, int | None, str], int] = {}
+        for fid, m in slotted:
+            assert m.slot is not None
+            winners[(m.entity_id, m.process_id, m.slot)] = fid
+        for (entity_pk, process_pk, slot), fid in winners.items():
+            same_slot = and_(f.entity_id == entity_pk, f.slot == slot,
+                             f.process_id.is_(None) if process_pk is None
+                             else f.process_id == process_pk)
+            changed = conn.execute(update(s.entity_fact).where(
+                same_slot, f.id != fid,
+                or_(f.superseded_by.is_(None), f.superseded_by != fid))
+                .values(superseded_by=fid)).rowcount
+            changed += conn.execute(update(s.entity_fact).where(
+                f.id == fid, f.superseded_by.is_not(None)).values(superseded_by=None)).rowcount
+            if changed:
+                self._bump_version(conn, [entity_pk])
+
+    def upsert_triples(self, conn: Connection, triples: Sequence[NewTriple]) -> None:
+        """Insert knowledge-graph triples, or bump ``mention_count`` of the same (entity,
+        process, normalized subject / predicate / object)."""
+        self._upsert_counted(conn, s.knowledge_graph, [
+            (sha("triple", t.entity_id, t.process_id or "", normalize_text(t.subject),
+                 normalize_text(t.predicate), normalize_text(t.object)),
+             dict(entity_id=t.entity_id, process_id=t.process_id, subject=t.subject[:255],
+                  predicate=t.predicate[:255], object=t.object, fact_id=t.fact_id))
+            for t in triples])
+
+    def upsert_process_attributes(self, conn: Connection,
+                                  rows: Sequence[tuple[int, int | None, str]]) -> None:
+        """(process pk, entity pk or None, text): insert or bump ``mention_count``."""
+        self._upsert_counted(conn, s.process_attribute, [
+            (sha("process_attribute", p, e or "", normalize_text(text)),
+             dict(process_id=p, entity_id=e, content=text)) for p, e, text in rows])
+
+    def _upsert_counted(self, conn: Connection, table: Any,
+                        rows: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        if not rows:
+            return
+        now = utcnow()
+        counts: dict[str, int] = {}
+        values: dict[str, dict[str, Any]] = {}
+        for key, row in rows:
+            counts[key] = counts.get(key, 0) + 1
+            values.setdefault(key, row)
+        for key, row in values.items():
+            inserted = self._insert_ignore(conn, table, {
+                **row, "dedup_key": key, "mention_count": 1, "created_at": now,
+                "last_seen_at": now})
+            extra = counts[key] - inserted
+            if extra:
+                conn.execute(update(table).where(table.c.dedup_key == key).values(
+                    mention_count=table.c.mention_count + extra, last_seen_at=now))
+
+    def set_summaries(self, conn: Connection, summaries: dict[int, str]) -> None:
+        """Store extractor summaries on their conversations (the newest wins)."""
+        c = s.conversation.c
+        for conv, text in summaries.items():
+            conn.execute(update(s.conversation).where(c.id == conv).values(summary=text))
 
     def _fact_ids(self, conn: Connection, keys: Sequence[str]) -> dict[str, int]:
         f = s.entity_fact.c
@@ -498,18 +605,29 @@ class Store:
 
     def memory_embeddings(self, entity_pk: int, after_id: int, batch: int) -> Iterator[
             list[MemoryRow]]:
-        """Batches of (id, process, embedding) of an entity's memories with id > after_id."""
+        """Batches of an entity's memories with id > after_id, in id order: what a recall
+        index holds (process, kind, superseded flag, indexed text, embedding)."""
         f = s.entity_fact.c
         last = after_id
         while True:
             with self.read() as conn:
-                rows = conn.execute(select(f.id, f.process_id, f.embedding)
+                rows = conn.execute(select(f.id, f.process_id, f.kind, f.superseded_by,
+                                           func.coalesce(f.search_text, f.content).label("text"),
+                                           f.embedding)
                                     .where(f.entity_id == entity_pk, f.id > last)
                                     .order_by(f.id).limit(batch)).all()
             if not rows:
                 return
-            yield [MemoryRow(int(r.id), _opt_int(r.process_id), r.embedding) for r in rows]
+            yield [MemoryRow(int(r.id), _opt_int(r.process_id), r.kind,
+                             r.superseded_by is not None, r.text, r.embedding) for r in rows]
             last = int(rows[-1].id)
+
+    def superseded_ids(self, entity_pk: int) -> list[int]:
+        """Ids of the entity's memories that a newer one on their slot replaced."""
+        f = s.entity_fact.c
+        with self.read() as conn:
+            return [int(i) for i in conn.execute(select(f.id).where(
+                f.entity_id == entity_pk, f.superseded_by.is_not(None))).scalars()]
 
     def memory_details(self, entity_pk: int, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
         """Content, kind, timestamps, process and source messages of memories, by id. Rows of
@@ -519,8 +637,8 @@ class Store:
         f, p, mn = s.entity_fact.c, s.process.c, s.fact_mention.c
         with self.read() as conn:
             rows = conn.execute(
-                select(f.id, f.content, f.kind, f.created_at, f.mention_count,
-                       p.external_id.label("process"))
+                select(f.id, f.content, f.kind, f.created_at, f.last_seen_at, f.mention_count,
+                       f.superseded_by, p.external_id.label("process"))
                 .select_from(s.entity_fact.outerjoin(s.process, p.id == f.process_id))
                 .where(f.entity_id == entity_pk, f.id.in_(list(ids)))).all()
             sources: dict[int, list[int]] = {}

@@ -265,10 +265,10 @@ def hiker(mem: Memori) -> list[str]:
 
 
 def test_threshold_from_the_environment(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MEMORI_RECALL_RELEVANCE_THRESHOLD", "0.99")
+    monkeypatch.setenv("MEMORI_RECALL_RELEVANCE_THRESHOLD", "0.6")
     monkeypatch.setenv("MEMORI_RECALL_FACTS_LIMIT", "1")
     with Memori(conn=sqlite_url, embedder=HashEmbedder()) as mem:
-        assert mem.config.recall_relevance_threshold == 0.99
+        assert mem.config.recall_relevance_threshold == 0.6
         assert mem.config.recall_facts_limit == 1
         assert hiker(mem) == ["I love hiking in the alps"]
     # a keyword wins over the environment

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_ingest_recall_benchmark_runs_and_prints_its_figures() -> None:
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "ingest_recall.py"), "--turns", "40",
+        [sys.executable, str(ROOT / "benchmarks" / "recall_latency.py"), "--turns", "40",
          "--sizes", "300", "--queries", "10"],
         capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr

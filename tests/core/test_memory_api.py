@@ -109,13 +109,16 @@ def test_clear_session_keeps_memories_and_other_sessions(mem: Memori) -> None:
     assert mem.augmentation.failed() == []
 
 
-def test_migration_2_adds_the_extra_column(db_url: str) -> None:
+def test_migration_2_adds_its_columns_and_index(db_url: str) -> None:
     from memori_core.testing import HashEmbedder
 
     with Memori(conn=db_url, embedder=HashEmbedder()) as mem:
         mem.config.storage.build()
         with mem.engine.begin() as c:  # back to a version-1 database
             c.execute(text("ALTER TABLE memori_conversation_message DROP COLUMN extra_json"))
+            c.execute(text("DROP INDEX ix_memori_fact_slot" + (
+                " ON memori_entity_fact" if mem.engine.dialect.name == "mysql" else "")))
+            c.execute(text("ALTER TABLE memori_entity_fact DROP COLUMN search_text"))
             c.execute(text("DELETE FROM memori_schema_version WHERE version >= 2"))
     with Memori(conn=db_url, embedder=HashEmbedder()) as mem:
         with mem.engine.connect() as c:

@@ -187,7 +187,8 @@ def test_episodic_memory_per_user_message_with_provenance(mem: Memori) -> None:
     assert hits[0].kind == "episodic"
     assert hits[0].source_message_ids == (ids[1],)
     assert hits[0].process_id == "agent"
-    assert hits[0].similarity == pytest.approx(1.0, abs=1e-5)
+    # the embedded text adds speaker and day ("User (8 May 2023): ..."), so not exactly 1
+    assert 0.7 < hits[0].similarity <= 1.0 + 1e-6
     assert isinstance(hits[0].created_at, datetime)
     group = [h for h in mem.recall("support group Caroline") if "support" in h.content]
     assert [h.source_message_ids for h in group] == [(ids[3],)]
@@ -222,9 +223,9 @@ def test_recall_threshold_drops_weak_hits(mem: Memori, other: Callable[..., Memo
     loose = mem.recall("I love hiking in the alps")
     assert [h.content for h in loose] == ["I love hiking in the alps",
                                           "hiking boots for the alps are expensive"]
-    assert 0.1 <= loose[1].similarity < 0.99
+    assert 0.1 <= loose[1].similarity < 0.6 < loose[0].similarity
 
-    strict = other(recall_relevance_threshold=0.99)
+    strict = other(recall_relevance_threshold=0.6)
     strict.attribution(entity_id="hiker", process_id="agent")
     assert [h.content for h in strict.recall("I love hiking in the alps")] == [
         "I love hiking in the alps"]
