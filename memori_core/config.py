@@ -63,7 +63,26 @@ class Config:
         augmentation_batch_seconds: how long a worker waits to fill a batch, in seconds.
         augmentation_lease_seconds: a claimed job whose worker vanished is claimable again after
             this many seconds.
+        recall_lexical_weight: weight of the BM25 ranking against the vector ranking (1.0) in
+            their reciprocal-rank fusion; 2.0 measured best on LoCoMo (see benchmarks/README.md),
+            0 turns lexical recall off.
+        recall_rrf_k: the reciprocal-rank-fusion constant k in ``w / (k + rank)`` (60, from
+            Cormack et al., SIGIR 2009).
+        recall_recency_weight: how much a recent memory gains: score = fused relevance
+            (in (0, 1]) + this * 0.5 ** (age / half-life) + ``recall_mention_weight`` *
+            (1 - 1 / mention_count).
+        recall_recency_half_life_days: age in days at which the recency bonus halves.
+        recall_mention_weight: how much a memory mentioned repeatedly gains (see above).
+        recall_candidates: candidates taken from each ranker before fusion (at least the
+            ``limit`` asked for).
         recall_cache_bytes: upper bound of the per-entity index cache, in bytes.
+        llm_history_messages: earlier messages of the current session replayed into a call
+            through a registered client (``mem.llm.register``) when the request carries no
+            earlier turn of its own; 0 (default) replays none.
+        llm_history_tokens: token budget of that replayed history (estimated as characters / 4).
+        llm_spill_turns: turns a registered client keeps in memory while the database is
+            unreachable, written when it is back; beyond it the oldest are dropped (logged and
+            counted in ``mem.stats()["llm"]``).
         embeddings: see ``EmbeddingsConfig``.
     """
 
@@ -79,7 +98,16 @@ class Config:
     augmentation_batch_size: int = 100
     augmentation_batch_seconds: float = 0.1
     augmentation_lease_seconds: float = 300
+    recall_lexical_weight: float = 2.0
+    recall_rrf_k: float = 60
+    recall_recency_weight: float = 0.05
+    recall_recency_half_life_days: float = 30
+    recall_mention_weight: float = 0.02
+    recall_candidates: int = 100
     recall_cache_bytes: int = 512 * 1024 * 1024
+    llm_history_messages: int = 0
+    llm_history_tokens: int = 2000
+    llm_spill_turns: int = 1000
     embeddings: EmbeddingsConfig = field(default_factory=EmbeddingsConfig)
     #: Set by ``Memori``: ``config.storage.build()`` creates or migrates the schema.
     storage: StorageHandle = field(default_factory=lambda: StorageHandle(None), repr=False,
@@ -146,13 +174,16 @@ class Config:
     def validate(self) -> None:
         """Raises: ConfigurationError when a numeric setting is out of range."""
         positive = ("recall_embeddings_limit", "recall_facts_limit", "augmentation_batch_size",
-                    "recall_cache_bytes", "session_timeout_minutes", "augmentation_lease_seconds")
+                    "recall_cache_bytes", "session_timeout_minutes", "augmentation_lease_seconds",
+                    "recall_rrf_k", "recall_recency_half_life_days", "recall_candidates",
+                    "llm_history_tokens", "llm_spill_turns")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"{name} must be > 0, got {getattr(self, name)!r}",
                                          argument=name)
         for name in ("augmentation_workers", "request_num_backoff", "request_backoff_factor",
-                     "augmentation_batch_seconds"):
+                     "augmentation_batch_seconds", "llm_history_messages", "recall_lexical_weight",
+                     "recall_recency_weight", "recall_mention_weight"):
             if getattr(self, name) < 0:
                 raise ConfigurationError(f"{name} must be >= 0, got {getattr(self, name)!r}",
                                          argument=name)
