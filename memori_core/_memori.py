@@ -6,12 +6,13 @@ import dataclasses
 import logging
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
 from memori_core._attribution import Attribution, AttributionState
-from memori_core.augmentation.base import MEMORY_KINDS, Extractor, check_kinds
+from memori_core.augmentation.base import MEMORY_KINDS, Extractor, check_kinds, dated_text
+from memori_core.augmentation.rules import RuleExtractor
 from memori_core.augmentation.worker import Augmentation
 from memori_core.config import Config, StorageHandle
 from memori_core.embeddings.base import Embedder
@@ -27,6 +28,16 @@ __all__ = ["Memori"]
 
 _log = logging.getLogger("memori_core")
 
+
+class _Default:
+    """The default of ``Memori(extractor=...)``: a ``RuleExtractor``."""
+
+    def __repr__(self) -> str:
+        return "RuleExtractor()"
+
+
+_DEFAULT = _Default()
+
 class Memori:
     """Persistent memory for an LLM application.
 
@@ -38,7 +49,9 @@ class Memori:
         config: a ``Config`` (copied; ``mem.config`` is the instance's own); by default the
             seed's defaults overridden by ``MEMORI_*`` environment variables and by ``settings``.
         embedder: an ``Embedder``; default ``LocalEmbedder(config.embeddings.model)``.
-        extractor: an ``Extractor`` run on every turn besides episodic memories (default none).
+        extractor: the ``Extractor`` run on every turn besides episodic memories: default
+            ``RuleExtractor()`` (offline, deterministic); ``LLMExtractor(...)`` for an
+            OpenAI-compatible model; None for episodic memories only.
         **settings: any ``Config`` field, e.g. ``recall_relevance_threshold=0.2``.
 
     Attributes:
@@ -68,7 +81,8 @@ class Memori:
     """
 
     def __init__(self, conn: object = None, *, config: Config | None = None,
-                 embedder: Embedder | None = None, extractor: Extractor | None = None,
+                 embedder: Embedder | None = None,
+                 extractor: Extractor | None | _Default = _DEFAULT,
                  **settings: Any) -> None:
         if config is None:
             config = Config.from_env(settings)
@@ -87,6 +101,12 @@ class Memori:
             config.embeddings.model, batch_size=config.embeddings.batch_size)
         self._recaller = Recaller(self._store, self.embedder, config)
         # wait() starts the workers, so jobs left queued by an earlier run are finished
+        if isinstance(extractor, _Default):
+            extractor = RuleExtractor()
+        elif extractor is not None and not isinstance(extractor, Extractor):
+            raise ConfigurationError(
+                f"extractor must have an extract(conversation) method (RuleExtractor, "
+                f"LLMExtractor, or None), got {type(extractor).__name__}", argument="extractor")
         self.augmentation = Augmentation(self._store, self.embedder, extractor, config,
                                          before_wait=self._ensure_ready)
         self._attribution = AttributionState()
@@ -394,6 +414,44 @@ class Memori:
         if entity_pk is None:
             return 0
         return self._store.delete_session_messages(entity_pk, sid)
+
+    def reembed(self, progress: Callable[[int, int], None] | None = None) -> int:
+        """Re-embed every memory in the database (all entities) with this instance's embedder
+        and record it as the database's model: how a database written with another model is
+        moved to this one (``memori reembed``). Run it with the apps stopped: until it
+        finishes, the database holds vectors of both models.
+
+        Args:
+            progress: called as ``progress(done, total)`` after each batch.
+
+        Returns:
+            how many memories were re-embedded.
+
+        Raises:
+            StorageError: the database failed (batches already written stay re-embedded;
+                running it again finishes the job).
+        """
+        self._ensure_ready()
+        total = int(self._store.stats()["memori_entity_fact"])
+        done, last = 0, 0
+        while True:
+            rows = self._store.memories_to_reembed(last, 500)
+            if not rows:
+                break
+            texts = [dated_text(r["message"]) if r["kind"] == "episodic" and r["message"]
+                     else r["content"] for r in rows]
+            vectors = self.embedder.embed(texts)
+            self._store.set_embeddings([(r["id"], r["entity_id"], v)
+                                        for r, v in zip(rows, vectors, strict=True)],
+                                       self.embedder.name)
+            done += len(rows)
+            last = rows[-1]["id"]
+            if progress is not None:
+                progress(done, total)
+        self._store.set_embedding_model(self.embedder.name, self.embedder.dim)
+        self._recaller.reset_model_check()
+        self.augmentation.reset_model_check()
+        return done
 
     def stats(self) -> dict[str, Any]:
         """Row counts per table, augmentation counters and recall-cache size (bytes)."""

@@ -153,6 +153,95 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_turns(path: str, entity: str | None) -> list[dict[str, Any]]:
+    """Parse and validate every line of a JSON-lines file before anything is stored."""
+    from memori_core.errors import ConfigurationError
+    from memori_core.types import check_id, normalize_messages
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            lines = fh.readlines()
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read {path}: {exc}", argument="file") from exc
+    turns = []
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError as exc:
+            raise ConfigurationError(f"{path}:{n} is not JSON: {exc}", argument="file") from exc
+        if not isinstance(obj, dict):
+            raise ConfigurationError(f"{path}:{n} must be a JSON object", argument="file")
+        if "messages" not in obj and "role" in obj:  # one message per line
+            obj = {**{k: obj[k] for k in ("entity_id", "process_id", "session_id") if k in obj},
+                   "messages": [{k: v for k, v in obj.items()
+                                 if k not in ("entity_id", "process_id", "session_id")}]}
+        turn = {"entity_id": obj.get("entity_id", entity), "process_id": obj.get("process_id"),
+                "session_id": obj.get("session_id"), "messages": obj.get("messages")}
+        try:
+            if turn["entity_id"] is None:
+                raise ConfigurationError("no entity_id (put one in the line or pass --entity)",
+                                         argument="entity_id")
+            for key in ("entity_id", "process_id", "session_id"):
+                if turn[key] is not None:
+                    check_id(turn[key], key)
+            normalize_messages(turn["messages"])
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"{path}:{n}: {exc}; nothing was ingested",
+                                     argument=exc.argument) from exc
+        turns.append(turn)
+    return turns
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    turns = _read_turns(args.file, args.entity)
+    mem = _memori(args.db)
+    try:
+        mem.config.storage.build()
+        ids = 0
+        for turn in _progress(not args.no_progress)(turns, "ingest", len(turns)):
+            mem.attribution(entity_id=turn["entity_id"], process_id=turn["process_id"])
+            if turn["session_id"] is not None:
+                mem.set_session(turn["session_id"])
+            ids += len(mem.capture(turn["messages"]))
+        print(f"ingested {len(turns)} turn(s), {ids} message(s) into "
+              f"{mem.engine.url.render_as_string()}", flush=True)
+        if not args.no_wait:
+            mem.augmentation.wait(timeout=None)
+            failed = mem.augmentation.failed()
+            print(f"augmentation done; {len(failed)} job(s) failed")
+            return 1 if failed else 0
+        return 0
+    finally:
+        mem.close()
+
+
+def _cmd_reembed(args: argparse.Namespace) -> int:
+    settings = {"embeddings_model": args.model} if args.model else {}
+    mem = _memori(args.db, augmentation_workers=0, **settings)
+    try:
+        mem._ensure_ready()
+        bar = None
+        if not args.no_progress:
+            from tqdm import tqdm
+
+            bar = tqdm(desc="reembed", unit="memory", file=sys.stderr, leave=False)
+
+        def progress(done: int, total: int) -> None:
+            if bar is not None:
+                bar.total = total
+                bar.update(done - bar.n)
+
+        n = mem.reembed(progress)
+        if bar is not None:
+            bar.close()
+        print(f"re-embedded {n} memories with {mem.embedder.name} ({mem.embedder.dim}-d)")
+    finally:
+        mem.close()
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     from memori_core import __version__
 
@@ -194,6 +283,24 @@ def _parser() -> argparse.ArgumentParser:
     lo.add_argument("--json", action="store_true", help="print one JSON object")
     lo.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
     lo.set_defaults(fn=_cmd_eval_locomo)
+
+    i = sub.add_parser("ingest", help="capture turns from a JSON-lines file")
+    i.add_argument("file", help='one turn per line: {"entity_id": ..., "process_id": ..., '
+                   '"session_id": ..., "messages": [{"role": ..., "content": ..., '
+                   '"created_at": ...}]} (or one message per line)')
+    db_arg(i)
+    i.add_argument("--entity", default=None, help="entity id for lines without one")
+    i.add_argument("--no-wait", action="store_true",
+                   help="return once captured; augmentation finishes in the background")
+    i.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    i.set_defaults(fn=_cmd_ingest)
+
+    re_ = sub.add_parser("reembed", help="re-embed every memory with the configured model")
+    db_arg(re_)
+    re_.add_argument("--model", default=None,
+                     help="embedding model (default MEMORI_EMBEDDINGS_MODEL or all-MiniLM-L6-v2)")
+    re_.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    re_.set_defaults(fn=_cmd_reembed)
 
     w = sub.add_parser("worker", help="run augmentation workers as their own process")
     db_arg(w)

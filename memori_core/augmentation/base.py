@@ -21,6 +21,7 @@ __all__ = [
     "Extractor",
     "Triple",
     "check_kinds",
+    "dated_text",
     "episodic_memories",
     "message_text",
 ]
@@ -146,6 +147,11 @@ def _day(when: Any) -> str:
     return f"{when.day} {when:%B %Y}" if when is not None else ""
 
 
+def dated_text(message: dict[str, Any]) -> str:
+    """What an episodic memory's embedding is computed from: "Caroline (8 May 2023): text"."""
+    return f"{_speaker(message)} ({_day(message.get('created_at'))}): {message_text(message)}"
+
+
 def episodic_memories(conversation: Conversation) -> list[ExtractedMemory]:
     """Each non-empty user message as an episodic memory, prefixed with the speaker's name when
     the message has one ("Caroline: I went to the support group").
@@ -159,11 +165,12 @@ def episodic_memories(conversation: Conversation) -> list[ExtractedMemory]:
         text = message_text(m)
         if m["role"] == "user" and text:
             content = f"{m['name']}: {text}" if m.get("name") else text
-            dated = f"{_speaker(m)} ({_day(m.get('created_at'))}): {text}"
+            dated = dated_text(m)
             # the message it replies to: another speaker's (a user's own previous message is
             # its own memory)
-            replied = before is not None and _speaker(before) != _speaker(m)
-            context = f"{_speaker(before)}: {message_text(before)}\n" if replied else ""
+            context = ""
+            if before is not None and _speaker(before) != _speaker(m):
+                context = f"{_speaker(before)}: {message_text(before)}\n"
             out.append(ExtractedMemory(content=content, kind="episodic",
                                        source_message_ids=(m["id"],), embed_text=dated,
                                        search_text=context + dated))

@@ -226,6 +226,18 @@ class Augmentation:
         self._store.check_embedding_model(self._embedder.name, self._embedder.dim)
         self._model_checked = True
 
+    def reset_model_check(self) -> None:
+        """Check the database's embedding model again before the next batch (after a
+        re-embed); clears a model mismatch that stopped the workers."""
+        self._model_checked = False
+        stopped_by_error = self.error is not None
+        self.error = None
+        if stopped_by_error and self._threads and not self._stop.is_set():
+            for t in self._threads:
+                t.join(1.0)  # they returned when the error was set
+            self._threads = []
+            self.start()
+
     def _count(self, key: str, n: int = 1) -> None:
         with self._counter_lock:
             self.counters[key] += n

@@ -51,10 +51,10 @@ class _Growing:
 
     def __init__(self, dtype: type) -> None:
         self._dtype = dtype
-        self._full = np.empty(0, dtype=dtype)
+        self._full: np.ndarray = np.empty(0, dtype=dtype)
         self._chunks: list[np.ndarray] = []
 
-    def append(self, values: Sequence[object]) -> None:
+    def append(self, values: Sequence[object] | np.ndarray) -> None:
         self._chunks.append(np.asarray(values, dtype=self._dtype))
 
     @property

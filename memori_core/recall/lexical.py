@@ -63,7 +63,10 @@ class BM25Index:
 
     def add(self, texts: Sequence[str]) -> None:
         """Append rows ``self.rows .. self.rows + len(texts) - 1``."""
-        toks, rows, tfs, lengths = [], [], [], []
+        toks: list[str] = []
+        rows: list[int] = []
+        tfs: list[int] = []
+        lengths: list[int] = []
         for i, text in enumerate(texts):
             counts = Counter(tokenize(text))
             lengths.append(sum(counts.values()))

@@ -137,6 +137,10 @@ class Recaller:
         return cfg.recall_recency_weight * recency + cfg.recall_mention_weight * (
             1.0 - 1.0 / max(mentions, 1))
 
+    def reset_model_check(self) -> None:
+        """Check the database's embedding model again on the next recall (after a re-embed)."""
+        self._model_checked = False
+
     def _embed_query(self, query: str) -> np.ndarray:
         vector = self._embedder.embed([query])[0]
         if not self._model_checked:

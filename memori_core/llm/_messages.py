@@ -1,0 +1,171 @@
+"""Helpers shared by the provider adapters: reading SDK objects and dicts alike, the canonical
+message form captured by memori (OpenAI chat style), and the choice of history to replay.
+
+Canonical messages are what ``Memori.capture`` takes: ``{"role": "user" | "assistant" |
+"tool", "content": str | parts, "tool_calls": [...], "tool_call_id": str, "name": str}``;
+tool calls are OpenAI style (``{"id", "type": "function", "function": {"name", "arguments"}}``,
+``arguments`` a JSON string). Each adapter converts its provider's request and response into
+this form for capture, and the replayed history back into the provider's form.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from memori_core.llm.context import strip_block
+
+__all__ = ["dump", "estimate_tokens", "field", "select_history", "text_of", "tool_call"]
+
+#: tokens added per message on top of its text, for role and framing
+MESSAGE_OVERHEAD_TOKENS = 4
+
+
+def field(obj: Any, name: str, default: Any = None) -> Any:
+    """``obj[name]`` for a mapping, else ``getattr(obj, name)``; ``default`` when missing or
+    None. SDK requests hold dicts (TypedDicts) or SDK models; responses hold models."""
+    if isinstance(obj, Mapping):
+        value = obj.get(name, default)
+    else:
+        value = getattr(obj, name, default)
+    return default if value is None else value
+
+
+def dump(obj: Any) -> Any:
+    """A JSON-ready copy of ``obj``: pydantic models dumped (None fields left out), mappings
+    and sequences copied recursively, anything else unchanged."""
+    if hasattr(obj, "model_dump"):
+        return obj.model_dump(mode="json", exclude_none=True)
+    if isinstance(obj, Mapping):
+        return {str(k): dump(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [dump(v) for v in obj]
+    return obj
+
+
+def text_of(content: Any) -> str:
+    """The text of a content value: a str, or the ``text`` of text-like parts (``text``,
+    ``input_text``, ``output_text``), joined by newlines; the memori block is stripped."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return strip_block(content)
+    if isinstance(content, (list, tuple)):
+        texts = []
+        for part in content:
+            if isinstance(part, str):
+                texts.append(part)
+            elif field(part, "type", "text") in ("text", "input_text", "output_text") and \
+                    isinstance(field(part, "text"), str):
+                texts.append(field(part, "text"))
+        return strip_block("\n".join(t for t in texts if t))
+    return ""
+
+
+def clean_content(content: Any) -> str | list[Any]:
+    """Content to capture: a str as is (block stripped), parts as JSON-ready dicts with text
+    parts block-stripped; parts that cannot be stored as JSON are reduced to their text."""
+    if isinstance(content, str) or content is None:
+        return text_of(content)
+    parts = []
+    for part in content:
+        if isinstance(part, str):
+            parts.append({"type": "text", "text": strip_block(part)})
+            continue
+        item = dump(part)
+        if isinstance(item, dict) and isinstance(item.get("text"), str):
+            item = {**item, "text": strip_block(item["text"])}
+        parts.append(item)
+    try:
+        json.dumps(parts)
+    except (TypeError, ValueError):
+        return text_of(content)
+    return parts
+
+
+def tool_call(call_id: str, name: str, arguments: Any) -> dict[str, Any]:
+    """An OpenAI-style tool call; ``arguments`` a JSON string, or anything else to dump as one."""
+    if not isinstance(arguments, str):
+        arguments = json.dumps(dump(arguments) if arguments is not None else {},
+                               ensure_ascii=False)
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+def estimate_tokens(message: Mapping[str, Any]) -> int:
+    """A tokenizer-free estimate: characters / 4 of the text and tool-call arguments, plus
+    ``MESSAGE_OVERHEAD_TOKENS``."""
+    chars = len(text_of(message.get("content")))
+    for call in message.get("tool_calls") or ():
+        fn = call.get("function") or {}
+        chars += len(str(fn.get("name", ""))) + len(str(fn.get("arguments", "")))
+    return math.ceil(chars / 4) + MESSAGE_OVERHEAD_TOKENS
+
+
+def _units(messages: Sequence[Mapping[str, Any]]) -> list[tuple[list[dict[str, Any]], bool]]:
+    """Split a session into units that can be replayed or dropped whole: a user message; an
+    assistant message with the tool results answering its tool calls. Returns (messages,
+    valid); a unit is invalid when a tool call has no result or a tool result no call."""
+    units: list[tuple[list[dict[str, Any]], bool]] = []
+    for raw in messages:
+        msg = {k: raw[k] for k in ("role", "content", "name", "tool_calls", "tool_call_id")
+               if raw.get(k) is not None}
+        role = msg.get("role")
+        if role == "tool":
+            if units and units[-1][0][0].get("role") == "assistant" and \
+                    units[-1][0][0].get("tool_calls"):
+                units[-1][0].append(msg)
+            else:
+                units.append(([msg], False))  # a result without its call
+            continue
+        if role in ("user", "assistant"):
+            units.append(([msg], True))
+    out = []
+    for unit, valid in units:
+        head = unit[0]
+        if valid and head.get("role") == "assistant" and head.get("tool_calls"):
+            wanted = {c.get("id") for c in head["tool_calls"]}
+            answered = {m.get("tool_call_id") for m in unit[1:]}
+            valid = wanted <= answered and answered <= wanted
+        out.append((unit, valid))
+    return out
+
+
+def select_history(messages: Sequence[Mapping[str, Any]], max_messages: int, max_tokens: int
+                   ) -> list[dict[str, Any]]:
+    """The newest part of a session to replay before a request.
+
+    Whole units only (a tool call is replayed with all of its results or not at all), at most
+    ``max_messages`` messages and ``max_tokens`` estimated tokens (``estimate_tokens``); it
+    starts with a user message and ends with an assistant message without pending tool
+    calls, so every provider accepts it in front of a new user turn. System messages are
+    never replayed (the request carries its own).
+
+    Args:
+        messages: the session, oldest first (``Memori.session_messages()``).
+        max_messages: ``Config.llm_history_messages``; 0 replays nothing.
+        max_tokens: ``Config.llm_history_tokens``.
+
+    Returns:
+        canonical messages, oldest first.
+    """
+    if max_messages <= 0:
+        return []
+    chosen: list[list[dict[str, Any]]] = []
+    count = tokens = 0
+    for unit, valid in reversed(_units(messages)):
+        if not valid:
+            continue
+        cost = sum(estimate_tokens(m) for m in unit)
+        if count + len(unit) > max_messages or tokens + cost > max_tokens:
+            break
+        chosen.append(unit)
+        count += len(unit)
+        tokens += cost
+    chosen.reverse()
+    while chosen and chosen[0][0].get("role") != "user":
+        chosen.pop(0)
+    while chosen and (chosen[-1][0].get("role") != "assistant" or chosen[-1][0].get("tool_calls")):
+        chosen.pop()
+    return [m for unit in chosen for m in unit]

@@ -1,0 +1,398 @@
+"""``mem.llm``: register provider clients so every call through them is memory-aware.
+
+``mem.llm.register(client)`` replaces the generating methods on that one client instance
+(never on its class, never on other clients) with wrappers that recall before the call and
+capture after it; ``mem.llm.unregister(client)`` puts the originals back.
+
+Supported clients and methods (each sync and async, streamed and not):
+
+============================  ================================================================
+client                        methods
+============================  ================================================================
+``openai.OpenAI``,            ``chat.completions.create``, ``chat.completions.parse``,
+``AsyncOpenAI``,              ``responses.create`` (``chat.completions.stream`` and
+``AzureOpenAI``, and          ``responses.stream`` go through ``create``, so they are covered);
+``OpenAI(base_url=...)`` for  OpenAI-compatible servers: Nebius, DeepSeek, NVIDIA NIM, Ollama,
+any OpenAI-compatible server  vLLM, xAI (``https://api.x.ai/v1``)
+``anthropic.Anthropic``,      ``messages.create`` (also ``stream=True``), ``messages.stream``
+``AsyncAnthropic`` (and the
+Bedrock / Vertex clients)
+``google.genai.Client``       ``models.generate_content``, ``models.generate_content_stream``,
+                              and the same on ``client.aio.models`` (chats use them too)
+============================  ================================================================
+
+A memory failure never breaks a call: recall and history errors are logged and counted and
+the request goes out without them; a failed capture is logged, counted and kept in a bounded
+spill buffer (``Config.llm_spill_turns``) that is written, in order, when the database is back.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import importlib
+import logging
+import sys
+import threading
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from memori_core.errors import ConfigurationError, MemoriError
+from memori_core.llm._engine import Call, Target, wrap
+from memori_core.llm._messages import select_history
+from memori_core.llm._spill import SpillBuffer, SpilledTurn
+from memori_core.llm.context import render_block
+
+if TYPE_CHECKING:
+    from memori_core._memori import Memori
+
+__all__ = ["SUPPORTED_CLIENTS", "LLMRegistry"]
+
+_log = logging.getLogger("memori_core.llm")
+T = TypeVar("T")
+
+#: What ``register`` accepts, as its error message lists it.
+SUPPORTED_CLIENTS = (
+    "openai.OpenAI / AsyncOpenAI / AzureOpenAI / AsyncAzureOpenAI (also OpenAI(base_url=...) "
+    "for OpenAI-compatible servers: Nebius, DeepSeek, NVIDIA NIM, Ollama, vLLM, xAI)",
+    "anthropic.Anthropic / AsyncAnthropic (and AnthropicBedrock / AnthropicVertex)",
+    "google.genai.Client (client.models and client.aio.models)",
+)
+#: (module the SDK loads, memori adapter module) tried in order; an SDK that is not imported
+#: cannot have made the client, so nothing is imported to look
+_PROVIDERS = (
+    ("openai", "memori_core.llm.openai"),
+    ("anthropic", "memori_core.llm.anthropic"),
+    ("google.genai", "memori_core.llm.google"),
+)
+#: longest wait between two attempts to write spilled turns, in seconds
+SPILL_RETRY_MAX_S = 30.0
+#: first wait when ``Config.request_backoff_factor`` is 0, in seconds
+SPILL_RETRY_MIN_S = 0.05
+
+_COUNTERS = ("calls", "injected", "recall_errors", "history_errors", "capture_errors",
+             "turns_captured", "turns_spilled", "spill_written", "spill_dropped")
+
+
+@dataclass
+class _Patch:
+    owner: Callable[[], Any]  # weak (or strong) reference to the SDK resource object
+    attr: str
+    previous: Any  # the instance attribute that was there, or _MISSING
+
+
+_MISSING = object()
+
+
+def _ref(obj: Any) -> Callable[[], Any]:
+    try:
+        return weakref.ref(obj)
+    except TypeError:  # not weak-referenceable: kept alive while registered
+        return lambda: obj
+
+
+class LLMRegistry:
+    """``mem.llm``: the provider clients registered on one ``Memori`` instance.
+
+    Args:
+        memori: the instance whose attribution, recall and capture the calls use.
+
+    Settings (``Memori(...)`` keywords or ``MEMORI_*`` variables, see ``Config``):
+    ``llm_history_messages`` and ``llm_history_tokens`` (history replay, off by default),
+    ``llm_spill_turns`` (spill buffer bound, 1000 turns), ``recall_facts_limit`` and
+    ``recall_relevance_threshold`` (what is injected).
+    """
+
+    def __init__(self, memori: Memori) -> None:
+        self.memori = memori
+        self._lock = threading.RLock()
+        self._clients: dict[int, list[_Patch]] = {}
+        self._counters = dict.fromkeys(_COUNTERS, 0)
+        self._counter_lock = threading.Lock()
+        self._spill = SpillBuffer(memori.config.llm_spill_turns, self._dropped)
+        self._retry: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._closed = False
+
+    # ---- registration --------------------------------------------------------------------------
+    def register(self, client: Any, *, recall: bool = True) -> Memori:
+        """Make every call through ``client`` memory-aware: recall before, capture after.
+
+        Only this client instance changes: its generating methods are replaced by wrappers
+        (the originals are kept). Calls need an attribution (``mem.attribution(...)``), read
+        in the calling thread or task, so one registered client serves many users at once.
+        Registering a client again on this instance only updates ``recall``.
+
+        Args:
+            client: an OpenAI, Anthropic or Google genai client (see ``SUPPORTED_CLIENTS``).
+            recall: inject recalled memories into the system slot (default True). With
+                False, calls are only captured (and history replayed when configured).
+
+        Returns:
+            the ``Memori`` instance, for chaining.
+
+        Raises:
+            ConfigurationError: for an unsupported client (listing the supported ones), a
+                client registered with another ``Memori`` instance, or a closed instance
+                (``argument="client"``).
+        """
+        if not isinstance(recall, bool):
+            raise ConfigurationError(f"recall must be True or False, got {recall!r}",
+                                     argument="recall")
+        targets = _targets(client)
+        with self._lock:
+            if self._closed:
+                raise ConfigurationError("this Memori instance is closed: register the client "
+                                         "with an open one", argument="client")
+            for target in targets:
+                owner = getattr(target.owner, target.attr)
+                other = getattr(owner, "__memori_registry__", None)
+                if other is not None and other is not self:
+                    raise ConfigurationError(
+                        f"this {type(client).__name__} is already registered with another "
+                        f"Memori instance ({other.memori!r}): call mem.llm.unregister(client) "
+                        "on that instance first, or create one client per instance",
+                        argument="client")
+            if id(client) in self._clients:
+                self._restore(self._clients.pop(id(client)))
+            patches = []
+            for target in targets:
+                previous = vars(target.owner).get(target.attr, _MISSING)
+                original = getattr(target.owner, target.attr)
+                setattr(target.owner, target.attr,
+                        wrap(self, target.adapter, original, is_async=target.is_async,
+                             shape=target.shape, recall=recall))
+                patches.append(_Patch(_ref(target.owner), target.attr, previous))
+            self._clients[id(client)] = patches
+            try:
+                weakref.finalize(client, self._forget, id(client), patches)
+            except TypeError:  # not weak-referenceable: forgotten on unregister / close only
+                pass
+        _log.debug("registered %s (%d methods, recall=%s)", type(client).__name__,
+                   len(targets), recall)
+        return self.memori
+
+    def unregister(self, client: Any) -> Memori:
+        """Restore the client's original methods.
+
+        Returns:
+            the ``Memori`` instance.
+
+        Raises:
+            ConfigurationError: the client is not registered with this instance
+                (``argument="client"``).
+        """
+        with self._lock:
+            patches = self._clients.pop(id(client), None)
+            if patches is None:
+                raise ConfigurationError(
+                    f"this {type(client).__name__} is not registered with this Memori "
+                    "instance: nothing to unregister", argument="client")
+            self._restore(patches)
+        return self.memori
+
+    def is_registered(self, client: Any) -> bool:
+        """Whether ``client`` is registered with this instance."""
+        return id(client) in self._clients
+
+    def _forget(self, key: int, patches: list[_Patch]) -> None:
+        with self._lock:
+            if self._clients.get(key) is patches:
+                del self._clients[key]
+
+    def _restore(self, patches: list[_Patch]) -> None:
+        for patch in patches:
+            owner = patch.owner()
+            if owner is None:
+                continue
+            if patch.previous is _MISSING:
+                vars(owner).pop(patch.attr, None)
+            else:
+                setattr(owner, patch.attr, patch.previous)
+
+    # ---- spill buffer & lifecycle ------------------------------------------------------------
+    def flush(self) -> int:
+        """Write the spilled turns now, oldest first, stopping at the first failure (logged).
+
+        Returns:
+            how many turns are still waiting (0: all written).
+        """
+        self._drain()
+        return len(self._spill)
+
+    def stats(self) -> dict[str, int]:
+        """Counters of the calls made through registered clients, readable while the
+        database is down (``mem.stats()["llm"]`` holds the same).
+
+        Returns:
+            ``calls``, ``injected`` (calls that carried memories), ``recall_errors``,
+            ``history_errors``, ``capture_errors`` (every failed capture, spilled or not),
+            ``turns_captured``, ``turns_spilled``, ``spill_written``, ``spill_dropped``
+            (lost because the buffer was full), ``spill_pending`` (waiting now) and
+            ``clients`` (registered now).
+        """
+        with self._counter_lock:
+            out = dict(self._counters)
+        out["spill_pending"] = len(self._spill)
+        out["clients"] = len(self._clients)
+        return out
+
+    def close(self) -> None:
+        """Write what the spill buffer holds (what cannot be written is logged as lost),
+        stop the retry thread and restore every registered client. Idempotent; called by
+        ``Memori.close()`` before the database is released."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            for patches in self._clients.values():
+                self._restore(patches)
+            self._clients.clear()
+            retry = self._retry
+        self._stop.set()
+        if retry is not None:
+            retry.join(timeout=SPILL_RETRY_MAX_S)
+        self._drain()
+        if len(self._spill):
+            _log.error("%d captured turns could not be written before close (the database is "
+                       "unreachable) and are lost", len(self._spill))
+
+    # ---- used by the engine --------------------------------------------------------------------
+    def count(self, key: str, n: int = 1) -> None:
+        with self._counter_lock:
+            self._counters[key] += n
+
+    def failure(self, key: str, what: str) -> None:
+        """Log the exception being handled and count it under ``key``. A ``MemoriError``
+        (database down, recall failed) is logged in one line; anything else is a bug and
+        gets its traceback."""
+        self.count(key)
+        exc = sys.exc_info()[1]
+        if isinstance(exc, MemoriError):
+            _log.error("memori: %s (%s: %s); the provider call is not affected", what,
+                       type(exc).__name__, exc)
+        else:
+            _log.error("memori: %s; the provider call is not affected", what, exc_info=True)
+
+    def _as(self, entity_id: str, process_id: str | None, session_id: str,
+            fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn`` under an attribution in a fresh context, wherever this runs (a worker
+        thread, a stream finalizer): the caller's context is never touched."""
+
+        def run() -> T:
+            self.memori.attribution(entity_id=entity_id, process_id=process_id)
+            self.memori.set_session(session_id)
+            return fn(*args)
+
+        return contextvars.Context().run(run)
+
+    def recall_block(self, call: Call, query: str) -> str | None:
+        try:
+            hits = self._as(call.entity_id, call.process_id, call.session_id,
+                            self.memori.recall, query)
+        except Exception:  # noqa: BLE001 - logged and counted; the call goes out without memories
+            self.failure("recall_errors", "recall failed")
+            return None
+        return render_block(hits)
+
+    def history_enabled(self) -> bool:
+        return self.memori.config.llm_history_messages > 0
+
+    def history(self, call: Call) -> list[dict[str, Any]]:
+        cfg = self.memori.config
+        try:
+            messages = self._as(call.entity_id, call.process_id, call.session_id,
+                                self.memori.session_messages)
+        except Exception:  # noqa: BLE001 - logged and counted; the call goes out without history
+            self.failure("history_errors", "reading the session history failed")
+            return []
+        return select_history(messages, cfg.llm_history_messages, cfg.llm_history_tokens)
+
+    def capture_turn(self, call: Call, messages: list[dict[str, Any]]) -> None:
+        """Capture a turn, or spill it when the database fails. Never raises."""
+        turn = SpilledTurn(call.entity_id, call.process_id, call.session_id, messages)
+        if len(self._spill):  # earlier turns are waiting: they go first
+            self._drain()
+            if len(self._spill):
+                self._spill_turn(turn)
+                return
+        try:
+            self._write(turn)
+        except Exception:  # noqa: BLE001 - logged, counted and spilled; the call is not affected
+            self.failure("capture_errors", "capture failed, the turn is kept in the spill buffer")
+            self._spill_turn(turn)
+
+    def _write(self, turn: SpilledTurn) -> None:
+        """Capture one turn. Raises when the database fails (the turn stays to be retried);
+        a turn that can never be stored (malformed messages) is logged, counted and dropped."""
+        try:
+            self._as(turn.entity_id, turn.process_id, turn.session_id, self.memori.capture,
+                     turn.messages)
+        except ConfigurationError:
+            self.failure("capture_errors", "the turn cannot be captured and is dropped")
+            return
+        self.count("turns_captured")
+
+    def _spill_turn(self, turn: SpilledTurn) -> None:
+        self._spill.add(turn)
+        self.count("turns_spilled")
+        with self._lock:
+            if self._retry is None and not self._closed:
+                self._stop.clear()
+                self._retry = threading.Thread(target=self._retry_loop,
+                                               name="memori-llm-spill", daemon=True)
+                self._retry.start()
+
+    def _drain(self) -> None:
+        written, error = self._spill.drain(self._write)
+        if written:
+            self.count("spill_written", written)
+            _log.info("memori: wrote %d spilled turns (%d still waiting)", written,
+                      len(self._spill))
+        if error is not None:
+            _log.warning("memori: %d spilled turns still waiting for the database (%s: %s)",
+                         len(self._spill), type(error).__name__, error)
+
+    def _retry_loop(self) -> None:
+        """Retry the spill buffer with exponential backoff (``Config.request_backoff_factor``
+        doubling up to ``SPILL_RETRY_MAX_S``) until it is empty or the registry closes."""
+        delay = max(self.memori.config.request_backoff_factor, SPILL_RETRY_MIN_S)
+        while not self._stop.wait(delay):
+            self._drain()
+            with self._lock:
+                if not len(self._spill):
+                    self._retry = None
+                    return
+            delay = min(delay * 2, SPILL_RETRY_MAX_S)
+        with self._lock:
+            self._retry = None
+
+    def _dropped(self, turn: SpilledTurn) -> None:
+        self.count("spill_dropped")
+        _log.error("memori: the spill buffer is full (llm_spill_turns=%d): the oldest turn "
+                   "(entity %r, session %r, %d messages) is dropped",
+                   self.memori.config.llm_spill_turns, turn.entity_id, turn.session_id,
+                   len(turn.messages))
+
+
+def _targets(client: Any) -> list[Target]:
+    """The methods to wrap on ``client``.
+
+    Raises:
+        ConfigurationError: for a client no provider adapter supports.
+    """
+    module = type(client).__module__ or ""
+    if module.split(".")[0] == "xai_sdk":
+        raise ConfigurationError(
+            "xai_sdk.Client talks gRPC, which memori does not wrap: use xAI's OpenAI-compatible "
+            "API instead, OpenAI(base_url=\"https://api.x.ai/v1\", api_key=XAI_API_KEY), and "
+            "register that client", argument="client")
+    for sdk, adapter_module in _PROVIDERS:
+        if sdk in sys.modules:
+            found = importlib.import_module(adapter_module).targets(client)
+            if found:
+                return list(found)
+    raise ConfigurationError(
+        f"mem.llm.register() does not support {module}.{type(client).__name__}; supported: "
+        + "; ".join(SUPPORTED_CLIENTS), argument="client")
