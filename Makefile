@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-reliability lint eval bench clean
+.PHONY: help install demo test test-reliability lint eval bench clean record
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-18s %s\n", $$1, $$2}'
@@ -44,7 +44,12 @@ eval: $(STAMP) ## memori eval locomo on the shared LoCoMo data
 	$(VENV)/bin/memori eval locomo --data $(LOCOMO)
 
 bench: $(STAMP) ## the benchmarks in benchmarks/
-	$(PY) benchmarks/ingest_recall.py
+	$(PY) benchmarks/recall_latency.py
+
+# RECORD narrows it, e.g. make record RECORD="tests/llm/test_openai.py -k chat"
+RECORD ?= tests/llm
+record: $(STAMP) ## re-record provider cassettes with real keys (OPENAI_, ANTHROPIC_, GEMINI_, XAI_, DEEPSEEK_API_KEY)
+	$(PY) -m pytest -q $(RECORD) -m "not authored" --record-mode=rewrite -p no:cacheprovider
 
 clean: ## remove the virtualenv and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -108,7 +108,7 @@ def bench(url: str, base_url: str, calls: int, memories: int) -> dict[str, float
             mem.remember(f"The user likes item {i} for breakfast on topic {i % 50}")
         raw = OpenAI(base_url=base_url, api_key="local", max_retries=0)
         wrapped = OpenAI(base_url=base_url, api_key="local", max_retries=0)
-        messages = [{"role": "user", "content": QUESTION}]
+        messages: Any = [{"role": "user", "content": QUESTION}]
 
         def ask(client: OpenAI) -> Callable[[], Any]:
             return lambda: client.chat.completions.create(model="local", messages=messages)

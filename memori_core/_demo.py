@@ -58,6 +58,7 @@ def run_demo(db: str | None = None, out: Callable[[str], None] = print) -> bool:
         out: where lines are written.
     """
     said: dict[str, tuple[str, str]] = {}  # user text -> (entity, process)
+    by_message: dict[int, tuple[str, str]] = {}  # captured message id -> (entity, process)
     with Memori(conn=db) as mem:
         mem.config.storage.build()
         out(f"database: {mem.engine.url.render_as_string()} (local embeddings, no network)")
@@ -65,9 +66,10 @@ def run_demo(db: str | None = None, out: Callable[[str], None] = print) -> bool:
             mem.attribution(entity_id=entity, process_id=process)
             mem.new_session()
             for user, assistant in turns:
-                mem.capture([{"role": "user", "content": user},
-                             {"role": "assistant", "content": assistant}])
+                ids = mem.capture([{"role": "user", "content": user},
+                                   {"role": "assistant", "content": assistant}])
                 said[user] = (entity, process)
+                by_message.update(dict.fromkeys(ids, (entity, process)))
                 out(f"captured  {entity} -> {process}: {user!r}")
         if not mem.augmentation.wait(timeout=120):
             out("augmentation did not finish within 120 s")
@@ -81,12 +83,15 @@ def run_demo(db: str | None = None, out: Callable[[str], None] = print) -> bool:
             if not hits:
                 out("  (no memory above the relevance threshold)")
             for h in hits:
-                owner = said.get(h.content)
+                # who said it: the messages the memory came from (provenance), checked against
+                # what this run captured under which user and persona
+                owners = {by_message.get(m) for m in h.source_message_ids}
+                owner = owners.pop() if len(owners) == 1 else None
                 leak = owner is None or owner[0] != entity or (
                     scope == "process" and owner[1] != process)
                 ok = ok and not leak
                 who = f"{owner[0]} -> {owner[1]}" if owner else "unknown"
-                out(f"  {h.similarity:.2f}  {h.content}  (said by {who}; "
+                out(f"  {h.score:.2f}  {h.kind:<10} {h.content}  (said by {who}; "
                     f"mentioned {h.mention_count}x)" + ("  <-- LEAK" if leak else ""))
             if scope == "process":
                 hidden = sum(1 for e, p in said.values() if e == entity and p != process)

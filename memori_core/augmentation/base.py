@@ -147,9 +147,16 @@ def _day(when: Any) -> str:
     return f"{when.day} {when:%B %Y}" if when is not None else ""
 
 
+#: characters of a message that go into its embedded and BM25 text (the embedding model reads
+#: 256 tokens, ~1,000 characters; BM25 of a novel-length message is noise); content is whole
+INDEXED_CHARS = 16_384
+
+
 def dated_text(message: dict[str, Any]) -> str:
-    """What an episodic memory's embedding is computed from: "Caroline (8 May 2023): text"."""
-    return f"{_speaker(message)} ({_day(message.get('created_at'))}): {message_text(message)}"
+    """What an episodic memory's embedding is computed from: "Caroline (8 May 2023): text"
+    (the first ``INDEXED_CHARS`` characters of the text)."""
+    return (f"{_speaker(message)} ({_day(message.get('created_at'))}): "
+            f"{message_text(message)[:INDEXED_CHARS]}")
 
 
 def episodic_memories(conversation: Conversation) -> list[ExtractedMemory]:
@@ -170,7 +177,7 @@ def episodic_memories(conversation: Conversation) -> list[ExtractedMemory]:
             # its own memory)
             context = ""
             if before is not None and _speaker(before) != _speaker(m):
-                context = f"{_speaker(before)}: {message_text(before)}\n"
+                context = f"{_speaker(before)}: {message_text(before)[:INDEXED_CHARS]}\n"
             out.append(ExtractedMemory(content=content, kind="episodic",
                                        source_message_ids=(m["id"],), embed_text=dated,
                                        search_text=context + dated))

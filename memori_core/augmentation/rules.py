@@ -47,7 +47,14 @@ _IRREGULAR_PAST = {
     "ate", "drank", "read", "spent", "sold", "told", "thought", "felt", "kept", "built", "sent",
     "taught", "caught", "brought", "fought", "held", "heard", "paid", "quit", "rode", "broke",
     "chose", "forgot", "grew", "knew", "threw", "woke", "wore", "was", "adopted", "moved",
+    "said", "did", "put", "let", "set", "cut", "hit", "hurt", "shut", "understood", "stood",
+    "sat", "slept", "meant", "dreamt", "learnt", "spoke", "fell", "forgave", "hid", "lent",
 }
+#: words that may come before "I" in a statement ("Yesterday I ran", "So, I ...")
+_LEAD_WORDS = {"yesterday", "today", "tonight", "currently", "now", "so", "well", "also", "and",
+               "but", "recently", "lately", "last", "this", "next", "week", "month", "year",
+               "weekend", "morning", "night", "then", "honestly", "actually", "oh", "yes",
+               "yeah", "no", "btw", "anyway", "usually", "sometimes", "finally", "earlier"}
 _VERB_KIND = {
     "preference": {"like", "love", "enjoy", "prefer", "adore", "hate", "dislike", "detest",
                    "want", "wish", "favor", "favour", "fancy", "crave", "avoid"},
@@ -164,6 +171,8 @@ def _restate(sentence: str) -> _Restated | None:
         return None
     # strip a leading time or discourse phrase: "Yesterday I ran", "Currently I run", "So I ..."
     for i, w in enumerate(lower[:4]):
+        if i and not all(x.strip(",") in _LEAD_WORDS for x in lower[:i]):
+            return None  # "the first thing I said": not a statement about the speaker
         if w in ("i", "i'm", "i've", "i'd", "i'll"):
             lead = " ".join(words[:i]).rstrip(",")
             words, lower = words[i:], lower[i:]

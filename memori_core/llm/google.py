@@ -37,25 +37,35 @@ def _is_content(item: Any) -> bool:
     return _get(item, "parts") is not None or (isinstance(item, Mapping) and "role" in item)
 
 
-def _as_contents(contents: Any) -> list[Any]:
-    """``contents`` in any accepted form as a list of content items (the caller's objects
-    kept): a string or parts become one user content, as the SDK does."""
+def _items(contents: Any) -> list[Any]:
+    """``contents`` as a list, items untouched."""
     if contents is None:
         return []
     if isinstance(contents, str) or not isinstance(contents, (list, tuple)):
-        contents = [contents]
+        return [contents]
+    return list(contents)
+
+
+def _as_contents(contents: Any) -> list[Any]:
+    """``contents`` in any accepted form as a list of content items to read (the caller's
+    objects kept): consecutive loose parts (strings, parts) become one content, a model one
+    when a part is a function call, else a user one, as the SDK groups them."""
     out: list[Any] = []
     parts: list[Any] = []
-    for item in contents:
+
+    def flush() -> None:
+        if parts:
+            role = "model" if _calls(parts) else "user"
+            out.append({"role": role, "parts": list(parts)})
+            parts.clear()
+
+    for item in _items(contents):
         if _is_content(item):
-            if parts:
-                out.append({"role": "user", "parts": parts})
-                parts = []
+            flush()
             out.append(item)
         else:
             parts.append({"text": item} if isinstance(item, str) else item)
-    if parts:
-        out.append({"role": "user", "parts": parts})
+    flush()
     return out
 
 
@@ -149,7 +159,8 @@ class GenerateContent:
         if block is not None:
             out["config"] = _with_instruction(kwargs.get("config"), block)
         if history:
-            out["contents"] = [*_to_contents(history), *_as_contents(kwargs.get("contents"))]
+            # complete contents first; the caller's items follow as given, grouped by the SDK
+            out["contents"] = [*_to_contents(history), *_items(kwargs.get("contents"))]
         return out
 
     def response_messages(self, response: Any) -> list[dict[str, Any]]:

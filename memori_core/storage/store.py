@@ -207,8 +207,10 @@ class Store:
         raise StorageError(f"unsupported database dialect {self.dialect}")  # pragma: no cover
 
     def _insert_ignore(self, conn: Connection, table: Any, values: dict[str, Any]) -> int:
-        """Insert one row unless its unique key exists. Returns 1 if inserted, else 0."""
-        return int(conn.execute(self._insert_ignore_stmt(table), values).rowcount)
+        """Insert one row unless its unique key exists. Returns 1 if inserted, else 0
+        (counted from RETURNING: psycopg reports rowcount -1 for a parameter-bound insert)."""
+        stmt = self._insert_ignore_stmt(table).returning(list(table.primary_key.columns)[0])
+        return len(conn.execute(stmt, values).all())
 
     def _insert_ignore_many(self, conn: Connection, table: Any,
                             rows: list[dict[str, Any]]) -> None:

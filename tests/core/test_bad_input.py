@@ -261,7 +261,7 @@ def hiker(mem: Memori) -> list[str]:
     mem.capture([{"role": "user", "content": "I love hiking in the alps"}])
     mem.capture([{"role": "user", "content": "hiking boots for the alps are expensive"}])
     assert mem.augmentation.wait(timeout=30)
-    return [h.content for h in mem.recall("I love hiking in the alps")]
+    return [h.content for h in mem.recall("I love hiking in the alps", kinds=["episodic"])]
 
 
 def test_threshold_from_the_environment(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -315,8 +315,8 @@ def test_unicode_and_sql_metacharacter_ids_round_trip(mem: Memori) -> None:
         mem.attribution(entity_id=entity, process_id="p'; DROP TABLE memori_process;--")
         mem.set_session(sessions[entity])
         assert [m["content"] for m in mem.session_messages()] == [said]
-        assert [h.content for h in mem.recall("tea", limit=10, scope="entity")] == [said]
-        assert [h.content for h in mem.recall(said)] == [said]
+        assert [h.content for h in mem.recall("tea", limit=10, scope="entity", kinds=["episodic"])] == [said]
+        assert [h.content for h in mem.recall(said, kinds=["episodic"])] == [said]
 
 
 def test_ids_differing_by_case_or_trailing_space_are_distinct(mem: Memori) -> None:

@@ -38,11 +38,11 @@ def round_trip(mem: Memori, *, build: bool = True) -> None:
         assert [m["content"] for m in mem.session_messages()] == [FACT, "noted"]
         assert mem.augmentation.wait(timeout=30)
         assert mem.augmentation.failed() == []
-        hits = mem.recall("what is my favourite colour")
+        hits = mem.recall("what is my favourite colour", kinds=["episodic"])
         assert [h.content for h in hits] == [FACT]
         assert hits[0].source_message_ids == (ids[0],)
         mem.attribution(entity_id=entity + "-other", process_id="conn-form")
-        assert mem.recall("what is my favourite colour") == []
+        assert mem.recall("what is my favourite colour", kinds=["episodic"]) == []
     finally:
         mem.close()
 
@@ -140,7 +140,8 @@ def test_sessionmaker(db_url: str) -> None:
         assert mem.engine.pool is engine.pool
         round_trip(mem)
         with factory() as s:
-            assert s.execute(text("SELECT COUNT(*) FROM memori_entity_fact")).scalar_one() == 1
+            assert s.execute(text("SELECT COUNT(*) FROM memori_entity_fact WHERE "
+                                  "kind = 'episodic'")).scalar_one() == 1
     finally:
         engine.dispose()
 
@@ -253,7 +254,7 @@ DJANGO_SCRIPT = textwrap.dedent("""
     ids = mem.capture([{"role": "user", "content": "I deploy with Django on Fridays 🙂"},
                        {"role": "assistant", "content": "brave"}])
     ok = mem.augmentation.wait(timeout=30)
-    hits = mem.recall("when do I deploy with Django")
+    hits = mem.recall("when do I deploy with Django", kinds=["episodic"])
     out = {"dialect": mem.engine.dialect.name, "ids": ids, "waited": ok,
            "failed": mem.augmentation.failed(),
            "hits": [[h.content, list(h.source_message_ids)] for h in hits],

@@ -10,11 +10,11 @@ def test_capture_then_recall_across_sessions(mem: Memori) -> None:
     assert len(ids) == 2
     assert mem.augmentation.wait(timeout=30)
     mem.new_session()
-    hits = mem.recall("how many minutes do I run")
+    hits = mem.recall("how many minutes do I run", kinds=["episodic"])
     assert [h.content for h in hits] == ["I run 30 minutes flat"]
     assert hits[0].source_message_ids == (ids[0],)
     mem.attribution(entity_id="bob", process_id="coach")
-    assert mem.recall("how many minutes do I run") == []
+    assert mem.recall("how many minutes do I run", kinds=["episodic"]) == []
 
 
 def test_debug_log_truncates_long_text_unless_disabled(

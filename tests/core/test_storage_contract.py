@@ -177,7 +177,8 @@ def test_episodic_memory_per_user_message_with_provenance(mem: Memori) -> None:
     assert mem.augmentation.wait(timeout=30)
     assert mem.augmentation.failed() == []
     with mem.engine.connect() as c:
-        facts = c.execute(text("SELECT content, kind FROM memori_entity_fact ORDER BY id")).all()
+        facts = c.execute(text("SELECT content, kind FROM memori_entity_fact "
+                               "WHERE kind = 'episodic' ORDER BY id")).all()
     assert [(f.content, f.kind) for f in facts] == [
         ("I love hiking in the alps", "episodic"),
         ("Caroline: I went to the support group", "episodic")]
@@ -220,15 +221,15 @@ def test_recall_threshold_drops_weak_hits(mem: Memori, other: Callable[..., Memo
     mem.capture([{"role": "user", "content": "I love hiking in the alps"}])
     mem.capture([{"role": "user", "content": "hiking boots for the alps are expensive"}])
     assert mem.augmentation.wait(timeout=30)
-    loose = mem.recall("I love hiking in the alps")
+    loose = mem.recall("I love hiking in the alps", kinds=["episodic"])
     assert [h.content for h in loose] == ["I love hiking in the alps",
                                           "hiking boots for the alps are expensive"]
     assert 0.1 <= loose[1].similarity < 0.6 < loose[0].similarity
 
     strict = other(recall_relevance_threshold=0.6)
     strict.attribution(entity_id="hiker", process_id="agent")
-    assert [h.content for h in strict.recall("I love hiking in the alps")] == [
-        "I love hiking in the alps"]
+    assert [h.content for h in strict.recall("I love hiking in the alps",
+                                             kinds=["episodic"])] == ["I love hiking in the alps"]
     assert strict.recall("hiking boots") == []
 
 
@@ -242,7 +243,7 @@ def test_recall_limit_is_respected(mem: Memori) -> None:
     assert len(mem.recall(query, limit=1)) == 1
     default = mem.recall(query)
     assert len(default) == mem.config.recall_facts_limit == 5
-    everything = mem.recall(query, limit=100)
+    everything = mem.recall(query, limit=100, kinds=["episodic"])
     assert len(everything) == 8
     assert [h.score for h in everything] == sorted((h.score for h in everything), reverse=True)
     assert {h.content for h in everything} == {

@@ -1,9 +1,58 @@
-"""memori-langchain: memori for langchain. Imports only memori_core's public API.
+"""memori-langchain: memori's persistent memory through LangChain's own extension points.
 
-The framework adapters land with their own issue; this package pins the distribution, its
-framework range and its place in the workspace.
+::
+
+    from memori_langchain import MemoriChatMessageHistory, MemoriRetriever, with_memori
+    from memori_langchain import MemoriMiddleware   # needs the `agents` extra (langchain)
+
+- ``MemoriChatMessageHistory``: a ``BaseChatMessageHistory`` (for ``RunnableWithMessageHistory``
+  or on its own) stored in memori's conversation tables, captured and augmented.
+- ``with_memori(model, mem)`` / ``MemoriChatModel``: any chat model (``ChatBedrockConverse``,
+  ``ChatBedrock``, ``ChatOpenAI``, ...) with recalled memories in its system message and every
+  turn captured, for invoke / ainvoke / stream / astream / batch, with tools.
+- ``MemoriMiddleware``: the same for ``langchain.agents.create_agent``.
+- ``MemoriRetriever``: recall as ``Document``s for RAG chains.
+
+There is no callback handler: each case is captured by one of the extension points above, and
+LangChain logs and drops exceptions raised by callback handlers, so a failed capture would go
+unnoticed there. Imports only memori_core's public API.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from memori_langchain._chat_model import MemoriChatModel, with_memori
+from memori_langchain._history import MemoriChatMessageHistory
+from memori_langchain._retriever import MemoriRetriever
+
+if TYPE_CHECKING:
+    from memori_langchain._middleware import MemoriMiddleware
 
 __version__ = "0.1.0"
 
-__all__: list[str] = ["__version__"]
+__all__ = [
+    "MemoriChatMessageHistory",
+    "MemoriChatModel",
+    "MemoriMiddleware",
+    "MemoriRetriever",
+    "__version__",
+    "with_memori",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # the middleware needs `langchain` (the `agents` extra); the rest only langchain-core
+    if name == "MemoriMiddleware":
+        try:
+            from memori_langchain._middleware import MemoriMiddleware
+        except ImportError as exc:
+            if (exc.name or "").split(".")[0] not in ("langchain", "langgraph"):
+                raise
+            from memori_core import ConfigurationError
+
+            raise ConfigurationError(
+                "MemoriMiddleware needs langchain's agents: pip install "
+                "\"memori-langchain[agents]\"", argument="MemoriMiddleware") from exc
+        return MemoriMiddleware
+    raise AttributeError(f"module 'memori_langchain' has no attribute {name!r}")

@@ -1,9 +1,30 @@
-"""memori-pydantic-ai: memori for pydantic_ai. Imports only memori_core's public API.
+"""memori-pydantic-ai: persistent memory for Pydantic AI agents, in a SQL database you control.
 
-The framework adapters land with their own issue; this package pins the distribution, its
-framework range and its place in the workspace.
+    from memori_pydantic_ai import MemoriCapability, MemoriDeps
+    agent = Agent(model, deps_type=MemoriDeps, capabilities=[MemoriCapability()])
+    agent.run_sync("Hi", deps=MemoriDeps(memori=mem, entity_id="user_123"))
+
+- ``MemoriCapability``: recalled memories in the instructions, ``recall_memories`` /
+  ``remember`` tools, and capture of each run's messages;
+- ``MemoriDeps``: the dependency carrying the ``Memori`` and whose memory a run uses;
+- ``MemoriConversationStore``: Pydantic AI's ``ConversationStore`` on memori's conversation
+  tables.
+
+Imports only ``memori_core``'s public API.
 """
+
+from memori_pydantic_ai._capability import MEMORY_TAG, MemoriCapability
+from memori_pydantic_ai._convert import to_memori_messages
+from memori_pydantic_ai._deps import MemoriDeps
+from memori_pydantic_ai._store import MemoriConversationStore
 
 __version__ = "0.1.0"
 
-__all__: list[str] = ["__version__"]
+__all__ = [
+    "MEMORY_TAG",
+    "MemoriCapability",
+    "MemoriConversationStore",
+    "MemoriDeps",
+    "__version__",
+    "to_memori_messages",
+]

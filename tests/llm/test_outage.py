@@ -1,0 +1,57 @@
+"""PostgreSQL goes away in the middle of a run (a proxy between memori and the server cuts every
+connection and refuses new ones; the shared server itself is never stopped): the provider calls
+still succeed, their turns wait in the bounded spill buffer, and are written, in order, when the
+database is back."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+from memori_llm_support import DRIVERS, ENTITY, MEMORY, PROCESS, QUESTION, TcpProxy, new_memori
+from sqlalchemy.engine import make_url
+
+CASSETTE_PROVIDER = "openai"
+OUTAGE = ["Second question", "Third question", "Fourth question"]
+AFTER = "Fifth question"
+
+
+@pytest.mark.vcr
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "google"])
+def test_calls_succeed_while_postgres_is_down_and_spilled_turns_are_written_after(
+        provider: str, pg_url: str, pg_proxy: TcpProxy, vcr: Any,
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="memori_core.llm")
+    driver = DRIVERS[provider]
+    url = make_url(pg_url).set(port=pg_proxy.port).render_as_string(hide_password=False)
+    mem = new_memori(url, llm_spill_turns=2)
+    try:
+        mem.attribution(entity_id=ENTITY, process_id=PROCESS)
+        mem.remember(MEMORY)
+        client = driver.client(False)
+        mem.llm.register(client)
+        replies = {QUESTION: driver.ask(client, QUESTION)}  # with the database: injected
+
+        pg_proxy.cut()
+        for question in OUTAGE:  # no recall, no capture: the calls still return
+            replies[question] = driver.ask(client, question)
+        stats = mem.llm.stats()
+        assert stats["recall_errors"] == 3
+        assert stats["capture_errors"] >= 1  # the first; later turns queue behind it
+        assert stats["turns_spilled"] == 3
+        assert (stats["spill_pending"], stats["spill_dropped"]) == (2, 1)  # bounded: 2 turns
+        assert "spill buffer is full" in caplog.text and "recall failed" in caplog.text
+
+        pg_proxy.restore()
+        replies[AFTER] = driver.ask(client, AFTER)  # written after the spilled turns
+        assert mem.llm.flush() == 0
+        kept = [QUESTION, OUTAGE[1], OUTAGE[2], AFTER]  # the oldest spilled turn was dropped
+        assert [(m["role"], m["content"]) for m in mem.session_messages()] == [
+            pair for q in kept for pair in (("user", q), ("assistant", replies[q]))]
+        stats = mem.llm.stats()
+        assert (stats["spill_written"], stats["spill_pending"], stats["turns_captured"]) == \
+            (2, 0, 4)
+        assert mem.stats()["llm"]["spill_dropped"] == 1
+    finally:
+        mem.close()
