@@ -85,7 +85,8 @@ def run_demo(db: str | None = None, out: Callable[[str], None] = print) -> bool:
             for h in hits:
                 # who said it: the messages the memory came from (provenance), checked against
                 # what this run captured under which user and persona
-                owners = {by_message.get(m) for m in h.source_message_ids}
+                # (ids of an earlier run of the demo are not in by_message: skipped)
+                owners = {by_message[m] for m in h.source_message_ids if m in by_message}
                 owner = owners.pop() if len(owners) == 1 else None
                 leak = owner is None or owner[0] != entity or (
                     scope == "process" and owner[1] != process)

@@ -47,7 +47,7 @@ _IRREGULAR_PAST = {
     "ate", "drank", "read", "spent", "sold", "told", "thought", "felt", "kept", "built", "sent",
     "taught", "caught", "brought", "fought", "held", "heard", "paid", "quit", "rode", "broke",
     "chose", "forgot", "grew", "knew", "threw", "woke", "wore", "was", "adopted", "moved",
-    "said", "did", "put", "let", "set", "cut", "hit", "hurt", "shut", "understood", "stood",
+    "said", "put", "let", "set", "cut", "hit", "hurt", "shut", "understood", "stood",
     "sat", "slept", "meant", "dreamt", "learnt", "spoke", "fell", "forgave", "hid", "lent",
 }
 #: words that may come before "I" in a statement ("Yesterday I ran", "So, I ...")

@@ -191,17 +191,20 @@ def test_episodic_memory_per_user_message_with_provenance(mem: Memori) -> None:
     # the embedded text adds speaker and day ("User (8 May 2023): ..."), so not exactly 1
     assert 0.7 < hits[0].similarity <= 1.0 + 1e-6
     assert isinstance(hits[0].created_at, datetime)
-    group = [h for h in mem.recall("support group Caroline") if "support" in h.content]
+    group = [h for h in mem.recall("support group Caroline", kinds=["episodic"])
+             if "support" in h.content]
     assert [h.source_message_ids for h in group] == [(ids[3],)]
 
     # the same text said again is one memory, mentioned twice, with both sources
     again = mem.capture([{"role": "user", "content": "i love   HIKING in the alps"}])
     assert mem.augmentation.wait(timeout=30)
-    hit = mem.recall("I love hiking in the alps")[0]
+    hit = mem.recall("I love hiking in the alps", kinds=["episodic"])[0]
     assert hit.content == "I love hiking in the alps"
     assert hit.mention_count == 2
     assert hit.source_message_ids == (ids[1], again[0])
-    assert count(mem, "memori_entity_fact") == 2
+    # two episodic memories, and what the rule extractor made of them (each once)
+    assert count(mem, "memori_entity_fact", "WHERE kind = 'episodic'") == 2
+    assert count(mem, "memori_entity_fact", "WHERE mention_count = 2") == 2
 
 
 # ---- recall ----------------------------------------------------------------------------------------
