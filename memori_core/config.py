@@ -75,7 +75,10 @@ class Config:
         recall_mention_weight: how much a memory mentioned repeatedly gains (see above).
         recall_candidates: candidates taken from each ranker before fusion (at least the
             ``limit`` asked for).
-        recall_cache_bytes: upper bound of the per-entity index cache, in bytes.
+        recall_cache_bytes: upper bound of the per-entity index cache, in bytes (256 MiB: with
+            the local model's ~530 MiB, a process recalling for 10,000 users of 100 memories
+            each stays under 1 GiB resident; benchmarks/recall_memory.py). An evicted entity's
+            index is rebuilt from the database on its next recall.
         llm_history_messages: earlier messages of the current session replayed into a call
             through a registered client (``mem.llm.register``) when the request carries no
             earlier turn of its own; 0 (default) replays none.
@@ -104,7 +107,7 @@ class Config:
     recall_recency_half_life_days: float = 30
     recall_mention_weight: float = 0.02
     recall_candidates: int = 100
-    recall_cache_bytes: int = 512 * 1024 * 1024
+    recall_cache_bytes: int = 256 * 1024 * 1024
     llm_history_messages: int = 0
     llm_history_tokens: int = 2000
     llm_spill_turns: int = 1000

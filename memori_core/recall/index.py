@@ -93,8 +93,9 @@ class EntityIndex:
 
     @property
     def nbytes(self) -> int:
-        """Resident size in bytes: vectors and FAISS ids, BM25 postings, filter columns."""
-        return (self.count * (self.dim * 4 + 8) + self.lexical.nbytes + self._ids.nbytes
+        """Resident size in bytes: vectors, FAISS ids and their reverse map (~56 bytes per id),
+        BM25 postings, filter columns."""
+        return (self.count * (self.dim * 4 + 64) + self.lexical.nbytes + self._ids.nbytes
                 + self._proc.nbytes + self._kind.nbytes + self._superseded.nbytes)
 
     def add(self, rows: Sequence[MemoryRow]) -> None:

@@ -421,16 +421,6 @@ def test_embedding_dimension_mismatch_is_a_configuration_error(mem: Memori, othe
 
 # ---- transactional capture -------------------------------------------------------------------------
 
-class _NullStatusInsert:
-    """``insert(memori_augmentation_job)`` whose values violate NOT NULL in the database."""
-
-    def __init__(self, stmt: Any) -> None:
-        self._stmt = stmt
-
-    def values(self, *args: Any, **kw: Any) -> Any:
-        return self._stmt.values(*args, **{**kw, "status": None})
-
-
 def test_failed_capture_leaves_nothing_half_written(mem: Memori,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     mem.attribution(entity_id="existing", process_id="agent")
@@ -438,19 +428,9 @@ def test_failed_capture_leaves_nothing_half_written(mem: Memori,
     assert mem.augmentation.wait(timeout=30)  # the background worker writes nothing more
     before = counts(mem)
 
-    real_insert = store_mod.insert
-    inserted_messages: list[int] = []
-
-    def failing_insert(table: Any, *args: Any, **kw: Any) -> Any:
-        stmt = real_insert(table, *args, **kw)
-        if table is schema.conversation_message:
-            inserted_messages.append(1)
-        if table is schema.augmentation_job:
-            assert inserted_messages, "the messages are written before the job"
-            return _NullStatusInsert(stmt)
-        return stmt
-
-    monkeypatch.setattr(store_mod, "insert", failing_insert)
+    # the job, written after the messages, violates NOT NULL in the database
+    monkeypatch.setattr(store_mod, "_INSERT_JOB", text(
+        "INSERT INTO memori_augmentation_job (entity_id, status) VALUES (:entity_id, NULL)"))
     turn = [{"role": "user", "content": "lost"}, {"role": "assistant", "content": "also lost"}]
     with pytest.raises(StorageError):
         mem.capture(turn)
