@@ -45,6 +45,8 @@ eval: $(STAMP) ## memori eval locomo on the shared LoCoMo data
 
 bench: $(STAMP) ## the benchmarks in benchmarks/
 	$(PY) benchmarks/recall_latency.py
+	$(PY) benchmarks/recall_memory.py
+	$(PY) benchmarks/capture_overhead.py
 
 # RECORD narrows it, e.g. make record RECORD="tests/llm/test_openai.py -k chat"
 RECORD ?= tests/llm

@@ -169,3 +169,40 @@ def select_history(messages: Sequence[Mapping[str, Any]], max_messages: int, max
     while chosen and (chosen[-1][0].get("role") != "assistant" or chosen[-1][0].get("tool_calls")):
         chosen.pop()
     return [m for unit in chosen for m in unit]
+
+
+class MessageListAdapter:
+    """What the adapters of APIs taking a list of role messages (Chat Completions, Responses,
+    Anthropic Messages) share: the stream flag, the model, the last user message as the recall
+    query, and whether the request already carries an assistant turn (history)."""
+
+    provider = ""
+    #: the request argument holding the messages (its first name)
+    iterable_args: tuple[str, ...] = ("messages",)
+
+    def __init__(self, api: str) -> None:
+        self.api = api
+
+    def is_stream(self, kwargs: dict[str, Any]) -> bool:
+        return kwargs.get("stream") is True
+
+    def model(self, kwargs: dict[str, Any]) -> str | None:
+        model = kwargs.get("model")
+        return model if isinstance(model, str) else None
+
+    def _messages(self, kwargs: dict[str, Any]) -> list[Any]:
+        value = kwargs.get(self.iterable_args[0])
+        if isinstance(value, str):  # Responses' input="..."
+            return [{"role": "user", "content": value}]
+        return list(value) if isinstance(value, (list, tuple)) else []
+
+    def query(self, kwargs: dict[str, Any]) -> str | None:
+        for message in reversed(self._messages(kwargs)):
+            if field(message, "role") == "user":
+                text = text_of(field(message, "content"))
+                if text.strip():
+                    return text
+        return None
+
+    def carries_history(self, kwargs: dict[str, Any]) -> bool:
+        return any(field(m, "role") == "assistant" for m in self._messages(kwargs))

@@ -15,41 +15,22 @@ import json
 from typing import Any
 
 from memori_core.llm._engine import Target
-from memori_core.llm._messages import clean_content, field, text_of, tool_call
+from memori_core.llm._messages import (
+    MessageListAdapter,
+    clean_content,
+    field,
+    text_of,
+    tool_call,
+)
 
 __all__ = ["Messages", "targets"]
 
 
-class Messages:
+class Messages(MessageListAdapter):
     """Adapter of ``messages.create`` and ``messages.stream``."""
 
     provider = "anthropic"
     iterable_args: tuple[str, ...] = ("messages",)
-
-    def __init__(self, api: str) -> None:
-        self.api = api
-
-    def is_stream(self, kwargs: dict[str, Any]) -> bool:
-        return kwargs.get("stream") is True
-
-    def model(self, kwargs: dict[str, Any]) -> str | None:
-        model = kwargs.get("model")
-        return model if isinstance(model, str) else None
-
-    def _messages(self, kwargs: dict[str, Any]) -> list[Any]:
-        messages = kwargs.get("messages")
-        return list(messages) if isinstance(messages, (list, tuple)) else []
-
-    def query(self, kwargs: dict[str, Any]) -> str | None:
-        for message in reversed(self._messages(kwargs)):
-            if field(message, "role") == "user":
-                text = text_of(field(message, "content"))
-                if text.strip():
-                    return text
-        return None
-
-    def carries_history(self, kwargs: dict[str, Any]) -> bool:
-        return any(field(m, "role") == "assistant" for m in self._messages(kwargs))
 
     def new_messages(self, kwargs: dict[str, Any]) -> list[dict[str, Any]]:
         messages = self._messages(kwargs)

@@ -20,7 +20,14 @@ from __future__ import annotations
 from typing import Any
 
 from memori_core.llm._engine import Target
-from memori_core.llm._messages import clean_content, dump, field, text_of, tool_call
+from memori_core.llm._messages import (
+    MessageListAdapter,
+    clean_content,
+    dump,
+    field,
+    text_of,
+    tool_call,
+)
 
 __all__ = ["ChatCompletions", "Responses", "targets"]
 
@@ -38,36 +45,11 @@ def _name(message: Any) -> dict[str, str]:
     return {"name": name} if isinstance(name, str) and name.strip() and len(name) <= 255 else {}
 
 
-class ChatCompletions:
+class ChatCompletions(MessageListAdapter):
     """Adapter of ``chat.completions.create`` and ``chat.completions.parse``."""
 
     provider = "openai"
     iterable_args: tuple[str, ...] = ("messages",)
-
-    def __init__(self, api: str) -> None:
-        self.api = api
-
-    def is_stream(self, kwargs: dict[str, Any]) -> bool:
-        return kwargs.get("stream") is True
-
-    def model(self, kwargs: dict[str, Any]) -> str | None:
-        model = kwargs.get("model")
-        return model if isinstance(model, str) else None
-
-    def _messages(self, kwargs: dict[str, Any]) -> list[Any]:
-        messages = kwargs.get("messages")
-        return list(messages) if isinstance(messages, (list, tuple)) else []
-
-    def query(self, kwargs: dict[str, Any]) -> str | None:
-        for message in reversed(self._messages(kwargs)):
-            if field(message, "role") == "user":
-                text = text_of(field(message, "content"))
-                if text.strip():
-                    return text
-        return None
-
-    def carries_history(self, kwargs: dict[str, Any]) -> bool:
-        return any(field(m, "role") == "assistant" for m in self._messages(kwargs))
 
     def new_messages(self, kwargs: dict[str, Any]) -> list[dict[str, Any]]:
         messages = self._messages(kwargs)
@@ -184,44 +166,20 @@ _ASSISTANT_ITEMS = ("function_call", "reasoning", "item_reference", "web_search_
                     "custom_tool_call", "mcp_call")
 
 
-class Responses:
+class Responses(MessageListAdapter):
     """Adapter of ``responses.create``."""
 
     provider = "openai"
     iterable_args: tuple[str, ...] = ("input",)
 
-    def __init__(self, api: str) -> None:
-        self.api = api
-
-    def is_stream(self, kwargs: dict[str, Any]) -> bool:
-        return kwargs.get("stream") is True
-
-    def model(self, kwargs: dict[str, Any]) -> str | None:
-        model = kwargs.get("model")
-        return model if isinstance(model, str) else None
-
-    def _items(self, kwargs: dict[str, Any]) -> list[Any]:
-        value = kwargs.get("input")
-        if isinstance(value, str):
-            return [{"role": "user", "content": value}]
-        return list(value) if isinstance(value, (list, tuple)) else []
-
-    def query(self, kwargs: dict[str, Any]) -> str | None:
-        for item in reversed(self._items(kwargs)):
-            if field(item, "role") == "user":
-                text = text_of(field(item, "content"))
-                if text.strip():
-                    return text
-        return None
-
     def carries_history(self, kwargs: dict[str, Any]) -> bool:
         if _given(kwargs.get("previous_response_id")) or _given(kwargs.get("conversation")):
             return True
         return any(field(i, "role") == "assistant" or field(i, "type") in _ASSISTANT_ITEMS
-                   for i in self._items(kwargs))
+                   for i in self._messages(kwargs))
 
     def new_messages(self, kwargs: dict[str, Any]) -> list[dict[str, Any]]:
-        items = self._items(kwargs)
+        items = self._messages(kwargs)
         start = 0
         for i, item in enumerate(items):
             if field(item, "role") == "assistant" or field(item, "type") in _ASSISTANT_ITEMS:
@@ -247,7 +205,7 @@ class Responses:
             replay: list[Any] = []
             for message in history:
                 replay.extend(_to_response_items(message))
-            out["input"] = replay + self._items(kwargs)
+            out["input"] = replay + self._messages(kwargs)
         return out
 
     def response_messages(self, response: Any) -> list[dict[str, Any]]:

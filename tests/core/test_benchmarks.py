@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -22,3 +23,24 @@ def test_ingest_recall_benchmark_runs_and_prints_its_figures() -> None:
                      r"agreement with brute force ([\d.]+)", proc.stdout)
     assert line is not None, proc.stdout
     assert float(line.group(3)) == 1.0  # exact search agrees with brute force
+
+
+def run_bench(*args: str) -> str:
+    proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=600,
+                          check=False, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_recall_memory_benchmark_runs_and_prints_its_figures() -> None:
+    out = run_bench(str(ROOT / "benchmarks" / "recall_memory.py"), "--entities", "30",
+                    "--memories", "20", "--recalls", "40")
+    assert re.search(r"recalled 40 times over 30 entities", out), out
+    assert re.search(r"recall cache: 30 entities, [\d.]+ MiB", out), out
+    assert re.search(r"peak RSS [\d.]+ MiB \(target < 1024 MiB", out), out
+
+
+def test_capture_overhead_benchmark_runs_and_prints_its_figures() -> None:
+    out = run_bench(str(ROOT / "benchmarks" / "capture_overhead.py"), "--calls", "20",
+                    "--memories", "20")
+    assert "sqlite" in out and "postgresql" in out, out
