@@ -200,7 +200,8 @@ def test_bad_tool_input_goes_back_to_the_model_as_a_retry(smem: Memori) -> None:
     assert "non-empty" in retries[0].model_response_str()
     assert "less than or equal to 20" in retries[1].model_response_str()
     assert "query is empty" in retries[2].model_response_str()
-    assert smem.memories() == []
+    # nothing was remembered (the captured "hi" may already be an episodic memory)
+    assert [m for m in smem.memories() if m.kind != "episodic"] == []
 
 
 def test_tools_read_attribution_from_deps(smem: Memori) -> None:

@@ -53,7 +53,8 @@ def test_concurrent_users_never_mixed(smem: Memori) -> None:
             assert rows[0]["content"] == f"I am {user}: what is the code word?"
             assert rows[-1]["content"] == f"done {user}"
             assert all(o not in str(r["content"]) for r in rows for o in others)
-            assert sorted(m.content for m in smem.memories()) == sorted(
+            # (augmentation of the captured runs may add episodic memories at any moment)
+            assert sorted(m.content for m in smem.memories() if m.kind != "episodic") == sorted(
                 [f"The code word of {user} is word{user[-1]}", f"{user} likes tea"])
     assert smem.entity_id is None
 
