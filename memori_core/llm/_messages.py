@@ -206,3 +206,12 @@ class MessageListAdapter:
 
     def carries_history(self, kwargs: dict[str, Any]) -> bool:
         return any(field(m, "role") == "assistant" for m in self._messages(kwargs))
+
+    def _after_last_assistant(self, kwargs: dict[str, Any]) -> list[Any]:
+        """The request's messages after its last assistant message: what this call adds."""
+        messages = self._messages(kwargs)
+        start = 0
+        for i, message in enumerate(messages):
+            if field(message, "role") == "assistant":
+                start = i + 1
+        return messages[start:]

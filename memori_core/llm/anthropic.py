@@ -33,13 +33,8 @@ class Messages(MessageListAdapter):
     iterable_args: tuple[str, ...] = ("messages",)
 
     def new_messages(self, kwargs: dict[str, Any]) -> list[dict[str, Any]]:
-        messages = self._messages(kwargs)
-        start = 0
-        for i, message in enumerate(messages):
-            if field(message, "role") == "assistant":
-                start = i + 1
         out: list[dict[str, Any]] = []
-        for message in messages[start:]:
+        for message in self._after_last_assistant(kwargs):
             if field(message, "role") != "user":
                 continue
             content = field(message, "content", "")

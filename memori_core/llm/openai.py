@@ -52,13 +52,8 @@ class ChatCompletions(MessageListAdapter):
     iterable_args: tuple[str, ...] = ("messages",)
 
     def new_messages(self, kwargs: dict[str, Any]) -> list[dict[str, Any]]:
-        messages = self._messages(kwargs)
-        start = 0
-        for i, message in enumerate(messages):
-            if field(message, "role") == "assistant":
-                start = i + 1
         out: list[dict[str, Any]] = []
-        for message in messages[start:]:
+        for message in self._after_last_assistant(kwargs):
             role = field(message, "role")
             if role == "user":
                 out.append({"role": "user", "content": clean_content(field(message, "content")),
