@@ -16,11 +16,16 @@ import threading
 from typing import Any
 
 from memori_core import Memori
+from memori_core.llm.context import BLOCK_HEADER
 from memori_core.testing import HashEmbedder
 
 #: the memory and question every injection test uses (they share words, so the HashEmbedder
 #: recalls the memory well above the 0.1 threshold)
 MEMORY = "The user is allergic to peanuts"
+#: the block every injection test expects: MEMORY as the only recalled fact
+BLOCK = f'<memori_context>\n{BLOCK_HEADER}\n- fact: "{MEMORY}"\n</memori_context>'
+#: the four ways a provider call is made
+MODES = ["sync", "async", "stream", "async_stream"]
 QUESTION = "Which snack is safe for someone allergic to peanuts like me?"
 #: a question sharing no word with MEMORY: nothing clears the threshold
 UNRELATED = "Tell me a joke"

@@ -10,9 +10,11 @@ from typing import Any
 import anthropic
 import pytest
 from memori_llm_support import (
+    BLOCK,
     ENTITY,
     MEMORY,
     MODELS,
+    MODES,
     PROCESS,
     QUESTION,
     UNRELATED,
@@ -21,15 +23,11 @@ from memori_llm_support import (
 )
 
 from memori_core import Memori
-from memori_core.llm.context import BLOCK_HEADER
 
 CASSETTE_PROVIDER = "anthropic"
 pytestmark = pytest.mark.vcr
 
 MODEL = MODELS["anthropic"]
-BLOCK = ("<memori_context>\n" + BLOCK_HEADER + '\n- fact: "The user is allergic to peanuts"\n'
-         "</memori_context>")
-MODES = ["sync", "async", "stream", "async_stream"]
 WEATHER_TOOL = {"name": "get_weather", "description": "Current weather in a city",
                 "input_schema": {"type": "object", "properties": {"city": {"type": "string"}},
                                  "required": ["city"]}}

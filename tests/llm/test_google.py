@@ -11,9 +11,11 @@ import pytest
 from google import genai
 from google.genai import types
 from memori_llm_support import (
+    BLOCK,
     ENTITY,
     MEMORY,
     MODELS,
+    MODES,
     PROCESS,
     QUESTION,
     UNRELATED,
@@ -22,15 +24,11 @@ from memori_llm_support import (
 )
 
 from memori_core import Memori
-from memori_core.llm.context import BLOCK_HEADER
 
 CASSETTE_PROVIDER = "google"
 pytestmark = pytest.mark.vcr
 
 MODEL = MODELS["google"]
-BLOCK = ("<memori_context>\n" + BLOCK_HEADER + '\n- fact: "The user is allergic to peanuts"\n'
-         "</memori_context>")
-MODES = ["sync", "async", "stream", "async_stream"]
 WEATHER_DECL = {"name": "get_weather", "description": "Current weather in a city",
                 "parameters_json_schema": {"type": "object",
                                            "properties": {"city": {"type": "string"}},

@@ -14,9 +14,11 @@ import openai
 import pydantic
 import pytest
 from memori_llm_support import (
+    BLOCK,
     ENTITY,
     MEMORY,
     MODELS,
+    MODES,
     PROCESS,
     QUESTION,
     UNRELATED,
@@ -25,15 +27,11 @@ from memori_llm_support import (
 )
 
 from memori_core import Memori
-from memori_core.llm.context import BLOCK_HEADER
 
 CASSETTE_PROVIDER = "openai"
 pytestmark = pytest.mark.vcr
 
 MODEL = MODELS["openai"]
-BLOCK = ("<memori_context>\n" + BLOCK_HEADER + '\n- fact: "The user is allergic to peanuts"\n'
-         "</memori_context>")
-MODES = ["sync", "async", "stream", "async_stream"]
 WEATHER_TOOL = {"type": "function", "function": {
     "name": "get_weather", "description": "Current weather in a city",
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
