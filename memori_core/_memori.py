@@ -98,7 +98,8 @@ class Memori:
         self._store = Store(connected.engine, connected.owned)
         self.config.storage = StorageHandle(self._store)
         self.embedder: Embedder = embedder or LocalEmbedder(
-            config.embeddings.model, batch_size=config.embeddings.batch_size)
+            config.embeddings.model, batch_size=config.embeddings.batch_size,
+            backend=config.embeddings.backend)
         self._recaller = Recaller(self._store, self.embedder, config)
         # wait() starts the workers, so jobs left queued by an earlier run are finished
         if isinstance(extractor, _Default):

