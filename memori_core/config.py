@@ -91,6 +91,11 @@ class Config:
             the local model's ~530 MiB, a process recalling for 10,000 users of 100 memories
             each stays under 1 GiB resident; benchmarks/recall_memory.py). An evicted entity's
             index is rebuilt from the database on its next recall.
+        recall_approximate_above: memories of one entity from which its vector index may
+            switch to 8-bit quantisation with exact re-ranking, only where the agreement of
+            its top-10 with exact search, measured on the entity's own vectors, is >= 0.99
+            (recall/index.py); 0 keeps every search exact. 50,000: below it exact search
+            takes a few ms.
         llm_history_messages: earlier messages of the current session replayed into a call
             through a registered client (``mem.llm.register``) when the request carries no
             earlier turn of its own; 0 (default) replays none.
@@ -120,6 +125,7 @@ class Config:
     recall_mention_weight: float = 0.02
     recall_candidates: int = 100
     recall_cache_bytes: int = 256 * 1024 * 1024
+    recall_approximate_above: int = 50_000
     llm_history_messages: int = 0
     llm_history_tokens: int = 2000
     llm_spill_turns: int = 1000
@@ -222,7 +228,7 @@ class Config:
                 raise ConfigurationError(f"{name} must be > 0, got {getattr(self, name)!r}",
                                          argument=name)
         for name in ("augmentation_workers", "request_num_backoff", "request_backoff_factor",
-                     "augmentation_batch_seconds", "llm_history_messages", "recall_lexical_weight",
+                     "recall_approximate_above", "augmentation_batch_seconds", "llm_history_messages", "recall_lexical_weight",
                      "recall_recency_weight", "recall_mention_weight"):
             if getattr(self, name) < 0:
                 raise ConfigurationError(f"{name} must be >= 0, got {getattr(self, name)!r}",

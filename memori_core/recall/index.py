@@ -6,6 +6,13 @@ similarity and the search is exact over every memory, no cap), a BM25 index over
 and per-row process / kind / superseded columns for filtering. A cached index is brought up to date
 before each search by one primary-key read (the entity's ``memory_version``): new rows are added
 incrementally, supersession flags re-read, and removed rows rebuild it.
+
+Above ``Config.recall_approximate_above`` rows an entity's dense index may switch to 8-bit scalar
+quantisation with an exact re-rank (``faiss.IndexRefineFlat``: the quantised scan proposes
+``_REFINE_FACTOR`` x k candidates, their float32 vectors order them). It switches only when its
+measured top-10 agreement with the exact search, on probe queries drawn from the entity's own
+vectors, is at least ``MIN_AGREEMENT`` (0.99); otherwise it stays exact and measures again when
+the entity has doubled. Half the memory traffic per query: about 2x faster at 100k memories.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import faiss
 import numpy as np
@@ -28,6 +36,12 @@ _KIND_CODE = {k: i for i, k in enumerate(MEMORY_KINDS)}
 #: below this many excluded rows a dense search over-fetches and drops them, instead of building
 #: a FAISS id selector (which costs ~1 ms per 10k allowed ids)
 _OVERFETCH_MAX = 256
+#: an approximate index takes over only at or above this measured agreement with exact search
+MIN_AGREEMENT = 0.99
+#: candidates the quantised scan proposes per hit wanted, re-ranked exactly
+_REFINE_FACTOR = 4.0
+_PROBES = 64
+_PROBE_K = 10
 
 
 @dataclass(frozen=True)
@@ -78,9 +92,13 @@ class EntityIndex:
         version: the entity's ``memory_version`` this index matches.
     """
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, approximate_above: int = 0) -> None:
         self.dim = dim
         self.index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        #: rows at which to try the approximate index (0: never); doubled after a failed try
+        self._approximate_at = approximate_above
+        #: measured agreement of the approximate index in use (None: the search is exact)
+        self.agreement: float | None = None
         self.lexical = BM25Index()
         self._ids = _Growing(np.int64)
         self._proc = _Growing(np.int64)  # -1: no process
@@ -95,7 +113,8 @@ class EntityIndex:
     def nbytes(self) -> int:
         """Resident size in bytes: vectors, FAISS ids and their reverse map (~56 bytes per id),
         BM25 postings, filter columns."""
-        return (self.count * (self.dim * 4 + 64) + self.lexical.nbytes + self._ids.nbytes
+        codes = self.dim if self.agreement is not None else 0  # the 8-bit codes
+        return (self.count * (self.dim * 4 + codes + 64) + self.lexical.nbytes + self._ids.nbytes
                 + self._proc.nbytes + self._kind.nbytes + self._superseded.nbytes)
 
     def add(self, rows: Sequence[MemoryRow]) -> None:
@@ -112,6 +131,43 @@ class EntityIndex:
             self._superseded.append([r.superseded for r in rows])
             self.count += len(rows)
             self.max_id = max(self.max_id, max(r.id for r in rows))
+            if self.agreement is None and 0 < self._approximate_at <= self.count:
+                self._try_approximate()
+
+    def _try_approximate(self) -> None:
+        """Build the quantised index beside the exact one; keep it if it agrees enough."""
+        vectors = self._vectors()
+        ids = self._ids.values
+        base = faiss.IndexScalarQuantizer(self.dim, faiss.ScalarQuantizer.QT_8bit,
+                                          faiss.METRIC_INNER_PRODUCT)
+        refine = faiss.IndexRefineFlat(base)
+        refine.k_factor = _REFINE_FACTOR
+        refine.train(vectors)
+        candidate = faiss.IndexIDMap2(refine)
+        candidate.add_with_ids(vectors, ids)
+        # probes like queries: mixtures of two stored memories plus noise, unit length
+        rng = np.random.default_rng(self.count)
+        pick = rng.integers(0, self.count, size=(_PROBES, 2))
+        probes = vectors[pick[:, 0]] + vectors[pick[:, 1]] + rng.standard_normal(
+            (_PROBES, self.dim)).astype(np.float32) / np.sqrt(self.dim)
+        probes /= np.linalg.norm(probes, axis=1, keepdims=True)
+        faiss.omp_set_num_threads(1)
+        _, exact = self.index.search(probes, _PROBE_K)
+        _, approx = candidate.search(probes, _PROBE_K)
+        agreement = float(np.mean([len(set(a) & set(e)) / _PROBE_K
+                                   for a, e in zip(approx.tolist(), exact.tolist(), strict=True)]))
+        if agreement >= MIN_AGREEMENT:
+            self.index, self.agreement = candidate, agreement
+        else:
+            self._approximate_at = 2 * self.count
+
+    def _vectors(self) -> np.ndarray:
+        """The indexed vectors in row-position order, without a copy: float32 array, shape
+        (count, dim). Valid until the next ``add``; call under ``lock``."""
+        inner: Any = faiss.downcast_index(self.index.index)
+        flat: Any = inner if self.agreement is None else faiss.downcast_index(inner.refine_index)
+        raw: np.ndarray = faiss.rev_swig_ptr(flat.get_xb(), self.count * self.dim)
+        return raw.reshape(self.count, self.dim)
 
     def set_superseded(self, ids: Sequence[int]) -> None:
         """Replace the superseded flags: exactly ``ids`` are superseded."""
@@ -171,8 +227,15 @@ class EntityIndex:
                     drop = set(ids[~mask].tolist())
                     dense = [(i, s) for i, s in dense if i not in drop][:k]
             else:
-                params = faiss.SearchParameters(  # type: ignore[call-arg]
-                    sel=faiss.IDSelectorBatch(ids[mask]))
+                if self.agreement is None:
+                    params = faiss.SearchParameters(  # type: ignore[call-arg]
+                        sel=faiss.IDSelectorBatch(ids[mask]))
+                else:  # the selector reaches the quantised index untranslated: row positions
+                    bitmap = np.packbits(mask, bitorder="little")
+                    selector = faiss.IDSelectorBitmap(len(mask), faiss.swig_ptr(bitmap))
+                    params = faiss.IndexRefineSearchParameters(  # type: ignore[call-arg]
+                        k_factor=_REFINE_FACTOR,
+                        base_index_params=faiss.SearchParameters(sel=selector))  # type: ignore[call-arg]
                 scores, found = self.index.search(q, k, params=params)
                 dense = [(int(i), float(s)) for i, s in zip(found[0], scores[0], strict=True)
                          if i >= 0]
@@ -185,10 +248,10 @@ class EntityIndex:
             top = top[np.argsort(-bm25[top], kind="stable")]
             lexical = [(int(ids[p]), float(bm25[p])) for p in top]
             similarity = dict(dense)
-            missing = [i for i, _ in lexical if i not in similarity]
-            if missing:
-                vecs = np.vstack([self.index.reconstruct(i) for i in missing])
-                similarity.update(zip(missing, (vecs @ q[0]).tolist(), strict=True))
+            missing = [p for p in top.tolist() if int(ids[p]) not in similarity]
+            if missing:  # BM25 gives row positions: their vectors are rows of the flat index
+                sims = self._vectors()[missing] @ q[0]
+                similarity.update(zip(ids[missing].tolist(), sims.tolist(), strict=True))
         return dense, lexical, similarity
 
 
@@ -200,10 +263,14 @@ class IndexCache:
         max_bytes: upper bound on the summed ``EntityIndex.nbytes`` (``Config.recall_cache_bytes``).
         batch: rows read per query while loading (``Config.recall_embeddings_limit``); never a
             cap on what is indexed.
+        approximate_above: rows from which an entity index may turn approximate
+            (``Config.recall_approximate_above``; 0: never).
     """
 
-    def __init__(self, store: Store, max_bytes: int, batch: int) -> None:
+    def __init__(self, store: Store, max_bytes: int, batch: int,
+                 approximate_above: int = 0) -> None:
         self._store = store
+        self._approximate_above = approximate_above
         self._max_bytes = max_bytes
         self._batch = batch
         self._entries: OrderedDict[int, EntityIndex] = OrderedDict()
@@ -223,14 +290,14 @@ class IndexCache:
         before = 0 if old is None else old.nbytes
         count, max_id = self._store.memory_counts(entity_pk)
         if idx is None or idx.dim != dim or max_id < idx.max_id or count < idx.count:
-            idx = self._fill(EntityIndex(dim), entity_pk)  # new, or rows were removed
+            idx = self._fill(EntityIndex(dim, self._approximate_above), entity_pk)  # new, or rows were removed
         else:
             with idx.lock:
                 if (idx.count, idx.max_id) != (count, max_id):
                     self._fill(idx, entity_pk)
                 idx.set_superseded(self._store.superseded_ids(entity_pk))
             if idx.count < count:  # a lower id committed after a higher one: reload whole
-                idx = self._fill(EntityIndex(dim), entity_pk)
+                idx = self._fill(EntityIndex(dim, self._approximate_above), entity_pk)
         idx.version = version
         with self._lock:
             if old is not None and self._entries.get(entity_pk) is old:
@@ -257,6 +324,13 @@ class IndexCache:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def discard(self, entity_pk: int) -> None:
+        """Drop the entity's index, if cached (its rows were deleted: ``Memori.forget``)."""
+        with self._lock:
+            idx = self._entries.pop(entity_pk, None)
+            if idx is not None:
+                self._nbytes -= idx.nbytes
 
     def _evict(self) -> None:
         while self._nbytes > self._max_bytes and len(self._entries) > 1:

@@ -52,6 +52,7 @@ class BM25Index:
         self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._lengths: list[np.ndarray] = []
         self._doc_len = np.empty(0, dtype=np.float32)
+        self._norm = np.empty(0, dtype=np.float32)  # K1 * (1 - B + B * len / avg len), per row
         self.rows = 0
 
     @property
@@ -59,7 +60,7 @@ class BM25Index:
         """Resident size in bytes of postings and lengths."""
         pending = sum(a.nbytes + b.nbytes + c.nbytes for a, b, c in self._pending)
         return (self._tok.nbytes + self._row.nbytes + self._tf.nbytes + pending
-                + 4 * self.rows)
+                + 8 * self.rows)  # lengths and norms, float32 each
 
     def add(self, texts: Sequence[str]) -> None:
         """Append rows ``self.rows .. self.rows + len(texts) - 1``."""
@@ -90,6 +91,8 @@ class BM25Index:
         if self._lengths:
             self._doc_len = np.concatenate([self._doc_len, *self._lengths])
             self._lengths = []
+            avg = float(self._doc_len.mean()) if self.rows else 1.0
+            self._norm = K1 * (1 - B + B * self._doc_len / (avg or 1.0))
 
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of every row for ``query``: float32 array, shape (rows,); 0 where no
@@ -99,8 +102,7 @@ class BM25Index:
         terms = list(dict.fromkeys(tokenize(query)))
         if not terms or self.rows == 0:
             return out
-        avg = float(self._doc_len.mean()) or 1.0
-        norm = K1 * (1 - B + B * self._doc_len / avg)
+        norm = self._norm
         for h in _hashes(terms):
             lo, hi = np.searchsorted(self._tok, [h, h + 1]) if h < np.iinfo(np.int64).max \
                 else (np.searchsorted(self._tok, h), len(self._tok))

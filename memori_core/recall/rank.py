@@ -77,7 +77,8 @@ class Recaller:
         self._store = store
         self._embedder = embedder
         self._config = config
-        self.cache = IndexCache(store, config.recall_cache_bytes, config.recall_embeddings_limit)
+        self.cache = IndexCache(store, config.recall_cache_bytes, config.recall_embeddings_limit,
+                                config.recall_approximate_above)
         self._model_checked = False
         self._lock = threading.Lock()
 

@@ -122,6 +122,18 @@ _LAST_CONVERSATION = (select(s.conversation.c.id, s.conversation.c.last_activity
                       .order_by(s.conversation.c.id.desc()).limit(1))
 _TOUCH_CONVERSATION = (update(s.conversation).where(s.conversation.c.id == bindparam("conv"))
                        .values(last_activity_at=bindparam("at")))
+# recall's reads, built once (SQLAlchemy then compiles each once, not per recall)
+_MEMORY_VERSION = select(s.entity.c.memory_version).where(s.entity.c.id == bindparam("entity"))
+_MEMORY_DETAILS = (
+    select(s.entity_fact.c.id, s.entity_fact.c.content, s.entity_fact.c.kind,
+           s.entity_fact.c.created_at, s.entity_fact.c.last_seen_at, s.entity_fact.c.mention_count,
+           s.entity_fact.c.superseded_by, s.process.c.external_id.label("process"))
+    .select_from(s.entity_fact.outerjoin(s.process, s.process.c.id == s.entity_fact.c.process_id))
+    .where(s.entity_fact.c.entity_id == bindparam("entity"),
+           s.entity_fact.c.id.in_(bindparam("ids", expanding=True))))
+_MEMORY_SOURCES = (select(s.fact_mention.c.fact_id, s.fact_mention.c.message_id)
+                   .where(s.fact_mention.c.fact_id.in_(bindparam("ids", expanding=True)))
+                   .order_by(s.fact_mention.c.message_id))
 
 
 @dataclass
@@ -608,10 +620,8 @@ class Store:
     def memory_version(self, entity_pk: int) -> int:
         """The entity's ``memory_version``: changes whenever its memory rows do, in any process
         (one primary-key read)."""
-        e = s.entity.c
         with self.read() as conn:
-            return int(conn.execute(select(e.memory_version).where(e.id == entity_pk))
-                       .scalar() or 0)
+            return int(conn.execute(_MEMORY_VERSION, {"entity": entity_pk}).scalar() or 0)
 
     def memory_counts(self, entity_pk: int) -> tuple[int, int]:
         """(row count, highest id) of an entity's memories: what a cached index must match."""
@@ -652,17 +662,10 @@ class Store:
         other entities are never returned."""
         if not ids:
             return {}
-        f, p, mn = s.entity_fact.c, s.process.c, s.fact_mention.c
         with self.read() as conn:
-            rows = conn.execute(
-                select(f.id, f.content, f.kind, f.created_at, f.last_seen_at, f.mention_count,
-                       f.superseded_by, p.external_id.label("process"))
-                .select_from(s.entity_fact.outerjoin(s.process, p.id == f.process_id))
-                .where(f.entity_id == entity_pk, f.id.in_(list(ids)))).all()
+            rows = conn.execute(_MEMORY_DETAILS, {"entity": entity_pk, "ids": list(ids)}).all()
             sources: dict[int, list[int]] = {}
-            for fid, mid in conn.execute(select(mn.fact_id, mn.message_id)
-                                         .where(mn.fact_id.in_(list(ids)))
-                                         .order_by(mn.message_id)).all():
+            for fid, mid in conn.execute(_MEMORY_SOURCES, {"ids": list(ids)}).all():
                 sources.setdefault(int(fid), []).append(int(mid))
         return {int(r.id): {**r._mapping, "source_message_ids": tuple(sources.get(int(r.id), ()))}
                 for r in rows}
