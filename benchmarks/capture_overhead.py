@@ -1,5 +1,5 @@
 """Latency memori adds to an LLM call: the official ``openai`` client against a local
-OpenAI-compatible server on 127.0.0.1 that answers at once, raw and registered with
+OpenAI-compatible server on 127.0.0.1 (a process of its own) that answers at once, raw and registered with
 ``mem.llm.register``, on SQLite and PostgreSQL.
 
 Prints, per database, the p50 of a raw call, of a wrapped call with recall off (capture only)
@@ -22,8 +22,9 @@ import argparse
 import http.server
 import json
 import statistics
+import subprocess
+import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -65,14 +66,24 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 @contextmanager
 def local_server() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    """The server in a process of its own, as a real endpoint is: in this process its thread
+    would compete with the timed client for the GIL after every response."""
+    proc = subprocess.Popen([sys.executable, __file__, "--serve"], stdout=subprocess.PIPE,
+                            text=True)
     try:
-        yield f"http://127.0.0.1:{server.server_port}/v1"
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline())
+        yield f"http://127.0.0.1:{port}/v1"
     finally:
-        server.shutdown()
-        server.server_close()
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def serve() -> None:
+    """Answer on a free port of 127.0.0.1 until terminated; print the port first."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    print(server.server_port, flush=True)
+    server.serve_forever()
 
 
 @contextmanager
@@ -138,6 +149,9 @@ def bench(url: str, base_url: str, calls: int, memories: int) -> dict[str, float
 
 
 def main() -> None:
+    if sys.argv[1:] == ["--serve"]:
+        serve()
+        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=300, help="timed calls per variant")
     parser.add_argument("--memories", type=int, default=500, help="memories of the entity")
