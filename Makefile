@@ -47,6 +47,7 @@ bench: $(STAMP) ## the benchmarks in benchmarks/
 	$(PY) benchmarks/recall_latency.py
 	$(PY) benchmarks/recall_memory.py
 	$(PY) benchmarks/capture_overhead.py
+	$(PY) benchmarks/load.py
 
 # RECORD narrows it, e.g. make record RECORD="tests/llm/test_openai.py -k chat"
 RECORD ?= tests/llm

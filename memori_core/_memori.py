@@ -6,7 +6,7 @@ import dataclasses
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -20,6 +20,7 @@ from memori_core.embeddings.local import LocalEmbedder
 from memori_core.errors import ConfigurationError, StorageError
 from memori_core.llm.registry import LLMRegistry
 from memori_core.recall.rank import Recaller, Scope, check_scope, scope_processes
+from memori_core.storage import portability
 from memori_core.storage.connect import connect
 from memori_core.storage.store import Store
 from memori_core.types import Memory, RecallHit, check_id, normalize_messages
@@ -37,6 +38,10 @@ class _Default:
 
 
 _DEFAULT = _Default()
+#: row ids and LIMITs are 64-bit signed integers in every database
+_MAX_ROW_ID = 2**63 - 1
+_MIN_ROW_ID = -(2**63)
+
 
 class Memori:
     """Persistent memory for an LLM application.
@@ -334,7 +339,16 @@ class Memori:
                                      argument="kind")
         if slot is not None and (not isinstance(slot, str) or not slot.strip()):
             raise ConfigurationError("slot must be a non-empty str or None", argument="slot")
-        normalize_messages([{"role": "user", "content": content}])  # NUL / surrogate checks
+        if slot is not None:
+            check_id(slot, "slot")  # at most 255 characters (a VARCHAR(255)), no NUL
+        if "\x00" in content:
+            raise ConfigurationError("content contains NUL bytes, which SQL text columns cannot "
+                                     "hold; strip them first", argument="content")
+        try:
+            content.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ConfigurationError("content is not valid Unicode (a lone surrogate); it "
+                                     "cannot be stored as UTF-8", argument="content") from exc
         self._ensure_ready()
         vector = self.embedder.embed([content.strip()])[0]
         self._store.check_embedding_model(self.embedder.name, self.embedder.dim)
@@ -370,12 +384,12 @@ class Memori:
             return []
         rows = self._store.list_memories(
             entity_pk, scope_processes(self._store, att.process_id, scope), kinds,
-            include_superseded, limit)
+            include_superseded, None if limit is None else min(limit, _MAX_ROW_ID))
         return [Memory(**r) for r in rows]
 
     def forget_memories(self, memory_ids: Sequence[int]) -> int:
         """Delete memories of the current entity by id, with their provenance and triples.
-        Ids of other entities' memories are ignored (never deleted).
+        Ids of other entities' memories, and ids no memory has, are ignored (never deleted).
 
         Returns:
             how many were deleted.
@@ -385,15 +399,17 @@ class Memori:
             StorageError: the database failed (nothing was deleted).
         """
         att = self._require_entity("forget_memories")
-        if isinstance(memory_ids, (str, bytes)) or not all(
-                isinstance(i, int) and not isinstance(i, bool) for i in memory_ids):
+        ids = None if isinstance(memory_ids, (str, bytes, Mapping)) or \
+            not isinstance(memory_ids, Iterable) else list(memory_ids)
+        if ids is None or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
             raise ConfigurationError("memory_ids must be a list of int memory ids",
                                      argument="memory_ids")
         self._ensure_ready()
         entity_pk = self._store.find_pk("entity", att.entity_id or "")
-        if entity_pk is None or not memory_ids:
+        ids = [i for i in ids if _MIN_ROW_ID <= i <= _MAX_ROW_ID]  # no row has any other id
+        if entity_pk is None or not ids:
             return 0
-        return self._store.delete_memories(entity_pk, list(memory_ids))
+        return self._store.delete_memories(entity_pk, ids)
 
     def clear_session(self, session_id: str | None = None) -> int:
         """Delete the messages of a session of the current entity (default: the current
@@ -415,6 +431,101 @@ class Memori:
         if entity_pk is None:
             return 0
         return self._store.delete_session_messages(entity_pk, sid)
+
+    # ---- export, import, forget ------------------------------------------------------------------
+    def export(self, entity_id: str | None = None, process_id: str | None = None
+               ) -> dict[str, Any]:
+        """Everything stored for an entity, as versioned JSON-ready data: sessions with their
+        conversations and messages, memories (with history, provenance and embeddings),
+        triples, process attributes and unfinished augmentation jobs. The format is
+        documented in ``memori_core.storage.portability`` (``"format": "memori.export"``,
+        ``"version": 1``); ``json.dumps`` writes it as is.
+
+        Args:
+            entity_id: whose data (default: the current attribution's entity).
+            process_id: only this process's (persona's) rows of the entity; default all of
+                the entity's (whatever the current attribution's process).
+
+        Returns:
+            the export; for an entity (or process) with no rows, one with empty lists.
+
+        Raises:
+            ConfigurationError: no entity_id and no attribution, or an invalid id.
+            StorageError: the database failed.
+        """
+        if entity_id is None:
+            entity_id = self._require_entity("export").entity_id
+        check_id(entity_id, "entity_id")
+        if process_id is not None:
+            check_id(process_id, "process_id")
+        self._ensure_ready()
+        return portability.export_rows(self._store, entity_id or "", process_id)
+
+    def import_(self, data: Mapping[str, Any], *, entity_id: str | None = None
+                ) -> dict[str, int]:
+        """Restore an export (``export()``, or ``memori export`` read back with ``json.load``)
+        into this database, in one transaction, with new row ids and every link kept, so
+        recall gives what it gave in the source. Memories embedded with another model than
+        this instance's embedder are embedded again with it. Unfinished augmentation jobs are
+        queued again.
+
+        Args:
+            data: the export.
+            entity_id: import under this entity id instead of the export's.
+
+        Returns:
+            rows written per table name (``memori_entity_fact``: memories, ...).
+
+        Raises:
+            ConfigurationError: the data is not a valid export (the message names the field),
+                its ``version`` is not one this memori reads, the database holds another
+                embedding model than this instance's, or the entity (for a ``process_id``
+                export: entity and process) already has rows here: an import never merges,
+                so the same export imported twice fails the second time and changes nothing.
+            StorageError: the database failed (nothing was written).
+        """
+        parsed = portability.parse_export(data)
+        if entity_id is not None:
+            check_id(entity_id, "entity_id")
+        self._ensure_ready()
+        counts = portability.import_rows(self._store, self.embedder, parsed, entity_id)
+        if counts["memori_augmentation_job"]:
+            self.augmentation.notify()
+        _log.info("imported entity %r process %r: %s", entity_id or parsed.entity_id,
+                  parsed.process_id, counts)
+        return counts
+
+    def forget(self, entity_id: str, process_id: str | None = None) -> dict[str, int]:
+        """Erase an entity: every row of it in every table (messages, sessions,
+        conversations, memories, provenance, triples, process attributes, augmentation jobs
+        queued, running or failed, and the entity row), in one transaction; its recall index
+        is dropped here, and other processes see it gone through their version check. A job
+        being processed while this runs writes nothing afterwards.
+
+        Args:
+            entity_id: whose data; named explicitly, never taken from the attribution.
+            process_id: only this process's (persona's) rows of the entity, plus the sessions
+                and conversations left empty; the entity and its other processes stay.
+
+        Returns:
+            rows deleted per table name (every table holding entity rows, zeros included); all
+            zeros for an unknown entity or process.
+
+        Raises:
+            ConfigurationError: an invalid id.
+            StorageError: the database failed (nothing was deleted).
+        """
+        check_id(entity_id, "entity_id")
+        if process_id is not None:
+            check_id(process_id, "process_id")
+        self._ensure_ready()
+        counts, entity_pk = portability.forget_rows(self._store, entity_id, process_id)
+        if entity_pk is not None:
+            self._recaller.cache.discard(entity_pk)
+        if process_id is None:
+            self._store.drop_cached_ids()  # its entity and session rows are gone
+        _log.info("forgot entity %r process %r: %s", entity_id, process_id, counts)
+        return counts
 
     def reembed(self, progress: Callable[[int, int], None] | None = None) -> int:
         """Re-embed every memory in the database (all entities) with this instance's embedder

@@ -5,6 +5,9 @@
     memori recall QUERY --entity ID [--process ID] [--limit N] [--scope process|entity] [--json]
     memori eval locomo --data PATH [--db URL] [--conversations N] [--json]
     memori worker --db URL [--workers N]
+    memori export --entity ID [--process ID] [--db URL] [--out FILE]
+    memori import FILE [--db URL] [--entity ID] [--model NAME] [--json]
+    memori forget --entity ID [--process ID] [--db URL] [--yes] [--json]
 
 ``--db`` defaults to ``MEMORI_DATABASE_URL`` or the embedded ``./memori.db``. Errors are printed
 as one line on stderr with exit status 2.
@@ -242,6 +245,87 @@ def _cmd_reembed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from memori_core.errors import ConfigurationError
+
+    mem = _existing(args.db)
+    try:
+        data = mem.export(entity_id=args.entity, process_id=args.process)
+    finally:
+        mem.close()
+    text = json.dumps(data, ensure_ascii=False)
+    if args.out is None:
+        print(text)
+        return 0
+    try:
+        with open(args.out, "w", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+    except OSError as exc:
+        raise ConfigurationError(f"cannot write {args.out}: {exc}", argument="out") from exc
+    messages = sum(len(c["messages"]) for sess in data["sessions"] for c in sess["conversations"])
+    print(f"exported {messages} message(s), {len(data['memories'])} memories, "
+          f"{len(data['triples'])} triple(s) of entity {args.entity!r} to {args.out}")
+    return 0
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from memori_core.errors import ConfigurationError
+
+    try:
+        with open(args.file, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read {args.file}: {exc}", argument="file") from exc
+    except ValueError as exc:
+        raise ConfigurationError(f"{args.file} is not JSON: {exc}", argument="file") from exc
+    settings = {"embeddings_model": args.model} if args.model else {}
+    # no workers here: queued jobs are left to `memori worker` or the apps
+    mem = _memori(args.db, augmentation_workers=0, **settings)
+    try:
+        mem.config.storage.build()
+        counts = mem.import_(data, entity_id=args.entity)
+        where = mem.engine.url.render_as_string()
+    finally:
+        mem.close()
+    if args.json:
+        print(json.dumps(counts))
+    else:
+        print(f"imported into {where}:")
+        for name, count in counts.items():
+            print(f"{name:<32}{count:>10}")
+        if counts["memori_augmentation_job"]:
+            print(f"{counts['memori_augmentation_job']} augmentation job(s) queued: run "
+                  "`memori worker` (or an app) on this database to finish them")
+    return 0
+
+
+def _cmd_forget(args: argparse.Namespace) -> int:
+    from memori_core.errors import ConfigurationError
+
+    what = f"entity {args.entity!r}" + (f" process {args.process!r}" if args.process else "")
+    mem = _existing(args.db)
+    try:
+        where = mem.engine.url.render_as_string()
+        if not args.yes:
+            if not sys.stdin.isatty():
+                raise ConfigurationError(f"forget deletes every row of {what} in {where}: "
+                                         "pass --yes to confirm", argument="yes")
+            answer = input(f"delete every row of {what} in {where}? [y/N] ")
+            if answer.strip().lower() not in ("y", "yes"):
+                print("nothing deleted")
+                return 1
+        counts = mem.forget(args.entity, process_id=args.process)
+    finally:
+        mem.close()
+    if args.json:
+        print(json.dumps(counts))
+    else:
+        print(f"forgot {what}: {sum(counts.values())} row(s) deleted from {where}")
+        for name, count in counts.items():
+            print(f"{name:<32}{count:>10}")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     from memori_core import __version__
 
@@ -301,6 +385,32 @@ def _parser() -> argparse.ArgumentParser:
                      help="embedding model (default MEMORI_EMBEDDINGS_MODEL or all-MiniLM-L6-v2)")
     re_.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     re_.set_defaults(fn=_cmd_reembed)
+
+    x = sub.add_parser("export", help="write everything stored for an entity as JSON")
+    x.add_argument("--entity", required=True, help="entity (user) id to export")
+    x.add_argument("--process", default=None, help="only this process's (persona's) rows")
+    x.add_argument("--out", default=None, help="file to write (default: stdout)")
+    db_arg(x)
+    x.set_defaults(fn=_cmd_export)
+
+    im = sub.add_parser("import", help="restore a `memori export` file into a database")
+    im.add_argument("file", help="the JSON file written by memori export")
+    im.add_argument("--entity", default=None, help="import under this entity id instead")
+    im.add_argument("--model", default=None,
+                    help="embedding model of this database (default MEMORI_EMBEDDINGS_MODEL or "
+                    "all-MiniLM-L6-v2); memories of another model are embedded again")
+    im.add_argument("--json", action="store_true", help="print the row counts as JSON")
+    db_arg(im)
+    im.set_defaults(fn=_cmd_import)
+
+    fo = sub.add_parser("forget", help="delete every row of an entity (or of one process)")
+    fo.add_argument("--entity", required=True, help="entity (user) id to erase")
+    fo.add_argument("--process", default=None,
+                    help="only this process's (persona's) rows of the entity")
+    fo.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    fo.add_argument("--json", action="store_true", help="print the row counts as JSON")
+    db_arg(fo)
+    fo.set_defaults(fn=_cmd_forget)
 
     w = sub.add_parser("worker", help="run augmentation workers as their own process")
     db_arg(w)

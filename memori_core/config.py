@@ -26,6 +26,8 @@ __all__ = ["Config", "EmbeddingsConfig", "StorageHandle"]
 ENV_PREFIX = "MEMORI_"
 #: largest integer setting: they reach SQL as 64-bit integers (LIMIT)
 MAX_INT = 2**63 - 1
+#: most augmentation worker threads of one instance
+MAX_WORKERS = 256
 #: longest duration setting, in seconds (100 years): timestamps +/- it stay in years 1-9999
 MAX_DURATION_S = 100 * 365 * 86400
 #: duration settings and their unit in seconds
@@ -70,7 +72,7 @@ class Config:
         request_secs_timeout: timeout of provider requests made by memori, in seconds.
         debug_truncate: truncate long memory text in log lines.
         augmentation_workers: background worker threads per ``Memori`` instance (0: none; run
-            ``memori worker`` instead).
+            ``memori worker`` instead; at most 256).
         augmentation_batch_size: jobs claimed and embedded together.
         augmentation_batch_seconds: how long a worker waits to fill a batch, in seconds.
         augmentation_lease_seconds: a claimed job whose worker vanished is claimable again after
@@ -212,6 +214,11 @@ class Config:
             if getattr(self, name) * unit_s > MAX_DURATION_S:
                 raise ConfigurationError(f"{name} is {getattr(self, name)!r}, over 100 years",
                                          argument=name)
+        if self.augmentation_workers > MAX_WORKERS:
+            raise ConfigurationError(
+                f"augmentation_workers is {self.augmentation_workers}; at most {MAX_WORKERS} "
+                "threads per instance (run `memori worker` processes for more)",
+                argument="augmentation_workers")
         retries = self.request_num_backoff - 1
         if retries > 1023 or self.request_backoff_factor * 2.0 ** max(retries, 0) > \
                 MAX_DURATION_S:

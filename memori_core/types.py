@@ -112,7 +112,11 @@ def to_utc_naive(value: object, argument: str) -> datetime:
             f"{argument} must be a datetime or an ISO 8601 string, got {type(value).__name__}",
             argument=argument)
     if value.tzinfo is not None:
-        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        try:
+            value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        except OverflowError as exc:  # e.g. 0001-01-01T00:00+01:00 is before year 1 in UTC
+            raise ConfigurationError(f"{argument} is outside the years 1-9999 in UTC: {value!r}",
+                                     argument=argument) from exc
     return value
 
 
@@ -167,6 +171,16 @@ def _has_nul(value: object) -> bool:
     return False
 
 
+def _has_non_str_key(value: object) -> bool:
+    """A mapping key that is not a str anywhere in ``value``: JSON would turn it into a
+    string (``{1: "a"}`` read back as ``{"1": "a"}``, ``{1: "a", "1": "b"}`` as one key)."""
+    if isinstance(value, Mapping):
+        return any(not isinstance(k, str) or _has_non_str_key(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(_has_non_str_key(v) for v in value)
+    return False
+
+
 def _part_text(part: object, index: int, position: int) -> str:
     if isinstance(part, str):
         return part
@@ -191,7 +205,8 @@ def normalize_messages(messages: object) -> list[CapturedMessage]:
             ``{"type": "text", "text": ...}``); optional: ``name``, ``tool_calls`` (a list
             of OpenAI-style tool-call dicts), ``tool_call_id`` (str, on tool results),
             ``metadata`` (a JSON-serialisable dict kept with the message) and ``created_at``
-            (a datetime or ISO 8601 string, for imported history; default: now).
+            (a datetime or ISO 8601 string, for imported history; default: now). Parts,
+            tool calls and metadata are stored as JSON, so their dict keys must be str.
 
     Raises:
         ConfigurationError: naming the offending message and key.
@@ -232,6 +247,10 @@ def normalize_messages(messages: object) -> list[CapturedMessage]:
                     f"messages[{i}]['content'] parts must be JSON-serialisable: {exc}",
                     argument="messages",
                 ) from exc
+            if _has_non_str_key(content):
+                raise ConfigurationError(
+                    f"messages[{i}]['content'] parts must have str keys only (JSON would "
+                    "change the others)", argument="messages")
         else:
             raise ConfigurationError(
                 f"messages[{i}]['content'] must be a str or a list of content parts, got "
@@ -253,7 +272,8 @@ def normalize_messages(messages: object) -> list[CapturedMessage]:
         if name is not None:
             name = check_id(name, f"messages[{i}]['name']")
         extra = {k: msg[k] for k in EXTRA_KEYS if msg.get(k) is not None}
-        if "tool_calls" in extra and not isinstance(extra["tool_calls"], (list, tuple)):
+        if "tool_calls" in extra and (not isinstance(extra["tool_calls"], (list, tuple)) or
+                                      not all(isinstance(c, Mapping) for c in extra["tool_calls"])):
             raise ConfigurationError(f"messages[{i}]['tool_calls'] must be a list of dicts",
                                      argument="messages")
         if "tool_call_id" in extra and not isinstance(extra["tool_call_id"], str):
@@ -274,6 +294,10 @@ def normalize_messages(messages: object) -> list[CapturedMessage]:
                 raise ConfigurationError(
                     f"messages[{i}] tool_calls / metadata contain NUL bytes or lone surrogates",
                     argument="messages")
+            if _has_non_str_key(extra):
+                raise ConfigurationError(
+                    f"messages[{i}] tool_calls / metadata must have str keys only (JSON would "
+                    "change the others)", argument="messages")
         created = msg.get("created_at")
         created_at = None if created is None else to_utc_naive(
             created, f"messages[{i}]['created_at']")

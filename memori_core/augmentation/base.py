@@ -45,8 +45,8 @@ def check_kinds(kinds: object) -> list[str] | None:
                                  argument="kinds")
     for k in kinds:
         if k not in MEMORY_KINDS:
-            raise ConfigurationError(f"unknown kind {k!r}; use {', '.join(MEMORY_KINDS)}",
-                                     argument="kinds")
+            raise ConfigurationError(f"unknown kind {k!r} in kinds; use "
+                                     f"{', '.join(MEMORY_KINDS)}", argument="kinds")
     return sorted(kinds)
 
 
@@ -130,7 +130,9 @@ class Extractor(Protocol):
 def _text(content: Any) -> str:
     if isinstance(content, str):
         return content
-    parts = [p.get("text", "") if isinstance(p, dict) else str(p) for p in content or []]
+    # a part's "text" may be anything JSON holds: only str text is text
+    parts = [(p.get("text") if isinstance(p.get("text"), str) else "") if isinstance(p, dict)
+             else str(p) for p in content or []]
     return "\n".join(p for p in parts if p)
 
 

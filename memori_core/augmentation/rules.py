@@ -119,7 +119,8 @@ def _pronouns(text: str) -> str:
              "i": "they", "i'm": "they're", "i've": "they've", "i'll": "they'll",
              "i'd": "they'd", "we": "they", "our": "their", "us": "them"}
     return re.sub(r"\b(my|me|myself|mine|i'm|i've|i'll|i'd|i|we|our|us)\b",
-                  lambda m: swaps[m.group(1).lower()], text, flags=re.I)
+                  # re.I also matches "İ" for "i" and "ſ" for "s": those are left as they are
+                  lambda m: swaps.get(m.group(1).lower(), m.group(1)), text, flags=re.I)
 
 
 def _kind_of(verb: str, past: bool, lemma: str) -> str:
@@ -138,6 +139,11 @@ def _lemma(verb: str) -> str:
     return verb
 
 
+def _slot_key(attr: str) -> str:
+    """``favorite color`` -> ``favorite_color``; empty when ``attr`` has no word."""
+    return re.sub(r"[^\w]+", "_", attr).strip("_")
+
+
 def _restate(sentence: str) -> _Restated | None:
     """One first-person sentence in the third person (subject left as ``{S}``), or None."""
     s = sentence.rstrip(".!;").strip()
@@ -150,9 +156,9 @@ def _restate(sentence: str) -> _Restated | None:
     if m := _NAME.match(s):
         return _Restated(f"{{S'}} name is {m.group('o')}", "attribute", "name",
                          ("name", m.group("o")))
-    if m := _MY.match(s):
+    if (m := _MY.match(s)) and (key := _slot_key(m.group("attr").lower().strip())):
+        # (a key is needed: "My ' is x" names no attribute, so it is not this statement)
         attr = m.group("attr").lower().strip()
-        key = re.sub(r"[^\w]+", "_", attr).strip("_")
         kind = "preference" if attr.startswith(("favorite", "favourite")) else "attribute"
         return _Restated(f"{{S'}} {attr} is {_pronouns(m.group('value'))}", kind, key,
                          (key, m.group("value")))

@@ -40,7 +40,7 @@ from memori_core.augmentation.base import (
 from memori_core.config import Config
 from memori_core.embeddings.base import Embedder
 from memori_core.errors import AugmentationError, ConfigurationError
-from memori_core.storage.store import JobRow, NewMemory, NewTriple, Store
+from memori_core.storage.store import JobRow, JobsGone, NewMemory, NewTriple, Store
 
 __all__ = ["Augmentation"]
 
@@ -57,6 +57,48 @@ class _Plan:
     when: dict[int, Any] = field(default_factory=dict)  # message id -> created_at
 
 _log = logging.getLogger(__name__)
+#: characters of a slot and of a triple's subject and predicate (VARCHAR(255) columns)
+MAX_KEY_CHARS = 255
+
+
+def _check_storable(plan: _Plan) -> None:
+    """Fail one job, not its whole batch: text no database can store (NUL, lone surrogates,
+    a key over ``MAX_KEY_CHARS``) would otherwise fail the batch's shared transaction.
+
+    Raises:
+        AugmentationError: naming the field and the memory, triple or attribute.
+    """
+    fields: list[tuple[str, object, int | None]] = []  # (what, value, max characters)
+    for m in plan.memories:
+        fields += [("memory content", m.content, None), ("memory slot", m.slot, MAX_KEY_CHARS),
+                   ("memory embed_text", m.embed_text, None),
+                   ("memory search_text", m.search_text, None)]
+    for t in plan.triples:
+        fields += [("triple subject", t.subject.strip(), MAX_KEY_CHARS),
+                   ("triple predicate", t.predicate.strip(), MAX_KEY_CHARS),
+                   ("triple object", t.object, None)]
+    fields += [("process attribute", a, None) for a in plan.process_attributes]
+    fields.append(("summary", plan.summary, None))
+    for what, value, limit in fields:
+        if value is None:
+            continue
+        problem = ""
+        if not isinstance(value, str):
+            problem = f"is a {type(value).__name__}, not a str"
+        elif "\x00" in value:
+            problem = "contains a NUL character"
+        elif limit is not None and len(value) > limit:
+            problem = f"is {len(value)} characters (at most {limit})"
+        else:
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                problem = "is not valid Unicode (a lone surrogate)"
+        if problem:
+            raise AugmentationError(f"extractor returned a {what} that cannot be stored: it "
+                                    f"{problem}: {value!r:.200}", job_id=plan.job.id)
+
+
 #: seconds an idle worker waits for a wake-up before looking for jobs queued by other processes
 IDLE_RECHECK_S = 1.0
 
@@ -92,6 +134,9 @@ class Augmentation:
         self.counters = {"jobs_done": 0, "jobs_retried": 0, "jobs_failed": 0,
                          "worker_errors": 0, "memories_written": 0}
         self._counter_lock = threading.Lock()
+        #: ids of claimed jobs whose batch failed with the database (see ``run_once``)
+        self._abandoned: set[int] = set()
+        self._abandoned_lock = threading.Lock()
 
     # ---- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
@@ -177,12 +222,21 @@ class Augmentation:
     def run_once(self) -> int:
         """Claim and process one batch. Returns the number of jobs claimed (0: queue empty)."""
         cfg = self._config
+        self._release_abandoned()
         jobs = self._store.claim_jobs(self._worker_id, cfg.augmentation_batch_size,
                                       timedelta(seconds=cfg.augmentation_lease_seconds))
         if not jobs:
             return 0
         try:
             self._process(jobs)
+        except ConfigurationError:
+            raise  # the jobs were released
+        except Exception:
+            # the database failed mid-batch, and so did recording the jobs' outcome: they go
+            # back to the queue once it is reachable, instead of waiting out their lease
+            with self._abandoned_lock:
+                self._abandoned.update(job.id for job in jobs)
+            raise
         finally:
             with self._progress:
                 self._generation += 1
@@ -190,6 +244,14 @@ class Augmentation:
         return len(jobs)
 
     # ---- internals -------------------------------------------------------------------------
+    def _release_abandoned(self) -> None:
+        """Put back in the queue the jobs of batches that failed with the database (only those
+        still claimed by this instance and running). Raises while it is still unreachable."""
+        with self._abandoned_lock:  # each failed batch is released once
+            if self._abandoned:
+                self._store.release_jobs(sorted(self._abandoned), self._worker_id)
+                self._abandoned.clear()
+
     def _loop(self) -> None:
         while not self._stop.is_set():
             self._wake.clear()
@@ -248,7 +310,7 @@ class Augmentation:
         conv = Conversation(entity_id=entity_id, process_id=process_id, messages=messages,
                             previous=previous)
         plan = _Plan(job, episodic_memories(conv))
-        if self._extractor is None:
+        if self._extractor is None or not messages:  # no messages: deleted since the claim
             return plan
         extraction = self._extractor.extract(conv)
         if not isinstance(extraction, Extraction):
@@ -269,6 +331,7 @@ class Augmentation:
                         if t.subject.strip() and t.predicate.strip() and t.object.strip()]
         plan.process_attributes = [a.strip() for a in extraction.process_attributes if a.strip()]
         plan.summary = extraction.summary.strip() if extraction.summary else None
+        _check_storable(plan)
         return plan
 
     def _process(self, jobs: list[JobRow]) -> None:
@@ -296,20 +359,55 @@ class Augmentation:
             for plan in plans:
                 self._fail(plan.job, exc)
             return
+        offsets, row = {}, 0
+        for plan in plans:
+            offsets[plan.job.id] = row
+            row += len(plan.memories)
+        while plans:
+            try:
+                written = self._write(plans, vectors, offsets)
+            except Exception as exc:  # noqa: BLE001 - recorded on each job, which is retried
+                gone = exc.job_ids if isinstance(exc, JobsGone) else self._forgotten(plans)
+                if gone:
+                    # forgotten while they ran (the write failed on their deleted rows, or
+                    # was rolled back): their results must not bring the entity back
+                    _log.info("augmentation jobs %s were forgotten while they ran; dropped",
+                              sorted(gone))
+                    plans = [plan for plan in plans if plan.job.id not in gone]
+                    continue
+                for plan in plans:
+                    self._fail(plan.job, exc)
+                return
+            self._count("jobs_done", len(plans))
+            self._count("memories_written", written)
+            return
+
+    def _forgotten(self, plans: list[_Plan]) -> set[int]:
+        """Jobs of ``plans`` deleted since they were claimed (empty when that cannot be told)."""
+        try:
+            return self._store.missing_jobs([plan.job.id for plan in plans])
+        except Exception:  # noqa: BLE001 - the database is failing: the write error stands
+            return set()
+
+    def _write(self, plans: list[_Plan], vectors: Any, offsets: dict[int, int]) -> int:
+        """Write the plans' results and finish their jobs in one transaction. Returns the
+        number of memories written.
+
+        Raises:
+            JobsGone: some of the jobs were deleted meanwhile (nothing was written).
+        """
         new: list[NewMemory] = []
         triples: list[NewTriple] = []
         attributes: list[tuple[int, int | None, str]] = []
         summaries: dict[int, str] = {}
-        row = 0
         for plan in plans:
             job = plan.job
-            for m in plan.memories:
+            for row, m in enumerate(plan.memories, start=offsets[job.id]):
                 assert vectors is not None
                 seen = [plan.when[i] for i in m.source_message_ids if plan.when.get(i)]
                 new.append(NewMemory(job.entity_id, job.process_id, m.kind, m.content,
                                      vectors[row], m.source_message_ids, m.slot,
                                      m.search_text, max(seen, default=None)))
-                row += 1
             triples += [NewTriple(job.entity_id, job.process_id, t.subject.strip(),
                                   t.predicate.strip(), t.object.strip()) for t in plan.triples]
             if job.process_id is not None:  # an attribute of no process has no owner
@@ -324,19 +422,16 @@ class Augmentation:
             self._store.upsert_triples(conn, triples)
             self._store.upsert_process_attributes(conn, attributes)
             self._store.set_summaries(conn, summaries)
+            # last: a job deleted meanwhile rolls all of it back (JobsGone)
             self._store.finish_jobs(conn, [plan.job.id for plan in plans], self._worker_id)
 
-        try:
-            self._store.write(tx)
-        except Exception as exc:  # noqa: BLE001 - recorded on each job, which is retried
-            for plan in plans:
-                self._fail(plan.job, exc)
-            return
-        self._count("jobs_done", len(plans))
-        self._count("memories_written", len(new))
+        self._store.write(tx)
+        return len(new)
 
     def _fail(self, job: JobRow, exc: BaseException) -> None:
-        error = f"{type(exc).__name__}: {exc}"
+        # storable on every backend, whatever the exception says (NUL, lone surrogates)
+        error = f"{type(exc).__name__}: {exc}".replace("\x00", "\\x00").encode(
+            "utf-8", "backslashreplace").decode("utf-8")
         status = self._store.fail_job(job, self._worker_id, error,
                                       self._config.request_num_backoff,
                                       self._config.request_backoff_factor)

@@ -43,6 +43,7 @@ from memori_core.llm._engine import Call, Target, wrap
 from memori_core.llm._messages import select_history
 from memori_core.llm._spill import SpillBuffer, SpilledTurn
 from memori_core.llm.context import render_block
+from memori_core.types import normalize_messages
 
 if TYPE_CHECKING:
     from memori_core._memori import Memori
@@ -334,6 +335,24 @@ class LLMRegistry:
             return
         self.count("turns_captured")
 
+    def _write_spilled(self, turn: SpilledTurn) -> None:
+        """``_write`` a spilled turn unless it is stored already: the capture that failed may
+        have committed before the database went away (its reply lost), and writing the turn
+        again would store it twice."""
+        if self._as(turn.entity_id, turn.process_id, turn.session_id, self._stored,
+                    turn.messages):
+            self.count("turns_captured")
+            return
+        self._write(turn)
+
+    def _stored(self, messages: list[dict[str, Any]]) -> bool:
+        try:
+            normalized = normalize_messages(messages)
+        except ConfigurationError:
+            return False  # ``_write`` drops it
+        return self.memori._store.turn_stored(self.memori.entity_id or "",
+                                              self.memori.session_id, normalized)
+
     def _spill_turn(self, turn: SpilledTurn) -> None:
         self._spill.add(turn)
         self.count("turns_spilled")
@@ -345,7 +364,7 @@ class LLMRegistry:
                 self._retry.start()
 
     def _drain(self) -> None:
-        written, error = self._spill.drain(self._write)
+        written, error = self._spill.drain(self._write_spilled)
         if written:
             self.count("spill_written", written)
             _log.info("memori: wrote %d spilled turns (%d still waiting)", written,

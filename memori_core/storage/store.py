@@ -12,6 +12,7 @@ import hashlib
 import json
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -32,14 +33,14 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import mysql, postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 
 from memori_core.errors import ConfigurationError, StorageError
 from memori_core.storage import migrations
 from memori_core.storage import schema as s
 from memori_core.types import CapturedMessage
 
-__all__ = ["JobRow", "MemoryRow", "NewMemory", "NewTriple", "Store", "utcnow"]
+__all__ = ["JobRow", "JobsGone", "MemoryRow", "NewMemory", "NewTriple", "Store", "utcnow"]
 
 T = TypeVar("T")
 
@@ -59,6 +60,19 @@ def sha(*parts: object) -> str:
 def normalize_text(text: str) -> str:
     """Lower-case, collapse whitespace: the form used for dedup keys."""
     return " ".join(text.lower().split())
+
+
+class JobsGone(StorageError):
+    """Claimed jobs were deleted while they ran (their entity was forgotten): the transaction
+    writing their results is rolled back, so nothing of a forgotten entity comes back.
+
+    Attributes:
+        job_ids: the jobs that no longer exist.
+    """
+
+    def __init__(self, job_ids: set[int]) -> None:
+        super().__init__(f"augmentation jobs {sorted(job_ids)} were deleted while they ran")
+        self.job_ids = job_ids
 
 
 @dataclass(frozen=True)
@@ -136,6 +150,11 @@ _MEMORY_SOURCES = (select(s.fact_mention.c.fact_id, s.fact_mention.c.message_id)
                    .order_by(s.fact_mention.c.message_id))
 
 
+class _StaleId(Exception):
+    """A get-or-create left no row: the cached parent id it referenced is gone (MySQL's
+    INSERT IGNORE turns the foreign-key error into a warning)."""
+
+
 @dataclass
 class _TxState:
     """Cache entries learned inside a transaction, published only after it commits."""
@@ -193,9 +212,14 @@ class Store:
         """Run ``fn`` in one write transaction; retried as a whole on deadlock or
         serialization failure, so ``fn`` must only touch the database.
 
+        A foreign-key or unique violation is retried once with the id cache cleared: a cached
+        entity or session row may have been deleted by ``forget`` (in any process) and is then
+        created again.
+
         Raises:
             StorageError: when the transaction fails for any other reason (nothing is kept).
         """
+        cleared = False
         for attempt in range(WRITE_RETRIES):
             state = _TxState()
             try:
@@ -207,6 +231,12 @@ class Store:
                 else:
                     with self.engine.begin() as conn:
                         result = fn(conn, state)
+            except (IntegrityError, _StaleId) as exc:
+                if not cleared and self._ids:
+                    cleared = True
+                    self.drop_cached_ids()
+                    continue
+                raise StorageError(f"database write failed: {exc}") from exc
             except DBAPIError as exc:
                 if _is_retryable(exc) and attempt < WRITE_RETRIES - 1:
                     time.sleep(min(0.01 * 2**attempt, 0.5))  # backoff between retries
@@ -254,8 +284,8 @@ class Store:
         if found is None:
             self._insert_ignore(conn, table, {"external_key": key, "created_at": utcnow(), **values})
             found = conn.execute(q).scalar()
-        if found is None:  # pragma: no cover - the insert or a concurrent one must be visible
-            raise StorageError(f"could not create a {table.name} row")
+        if found is None:  # a cached parent row (entity of a session) was deleted: forget
+            raise _StaleId(f"could not create a {table.name} row")
         state.pending[cache_key] = int(found)
         return int(found)
 
@@ -268,6 +298,17 @@ class Store:
             return None
         return self._get_or_create(conn, state, s.process, sha("process", external_id),
                                    {"external_id": external_id})
+
+    def drop_cached_ids(self, entity_pk: int | None = None) -> None:
+        """Forget cached row ids: all (entity, process, session), or only the entity row
+        ``entity_pk``. After ``forget`` deleted rows, or when a cached row turned out gone."""
+        with self._ids_lock:
+            if entity_pk is None:
+                self._ids.clear()
+            else:
+                for key in [k for k, v in self._ids.items()
+                            if k[0] == s.entity.name and v == entity_pk]:
+                    del self._ids[key]
 
     def find_pk(self, kind: str, external_id: str) -> int | None:
         """Look up an entity or process row id without creating it."""
@@ -345,6 +386,30 @@ class Store:
                                 .order_by(m.id)).all()
         return [_message_dict(r) for r in rows]
 
+    def turn_stored(self, entity_id: str, session_id: str,
+                    messages: Sequence[CapturedMessage]) -> bool:
+        """Whether every message of a turn (role, content and ``created_at`` each) is in the
+        session already: a capture can raise although its COMMIT went through (the server
+        went away before replying), and a retry of it must not store the turn twice. False
+        for messages without ``created_at``."""
+        times = {m.created_at for m in messages}
+        if not times or None in times:
+            return False
+        e = self.find_pk("entity", entity_id)
+        if e is None:
+            return False
+        m, ss = s.conversation_message.c, s.session.c
+        with self.read() as conn:
+            sess = conn.execute(select(ss.id).where(
+                ss.external_key == sha("session", e, session_id))).scalar()
+            if sess is None:
+                return False
+            rows = conn.execute(select(m.role, m.content, m.created_at).where(
+                m.session_id == sess, m.entity_id == e, m.created_at.in_(list(times)))).all()
+        have = Counter((r.role, r.content, r.created_at) for r in rows)
+        want = Counter((x.role, x.content, x.created_at) for x in messages)
+        return all(have[key] >= n for key, n in want.items())
+
     # ---- the augmentation queue -------------------------------------------------------------
     def claim_jobs(self, worker: str, limit: int, lease: timedelta) -> list[JobRow]:
         """Claim up to ``limit`` runnable jobs (queued and due, or running with an expired
@@ -375,30 +440,34 @@ class Store:
     def load_turns(self, jobs: Sequence[JobRow]) -> dict[int, tuple[
             str, str | None, list[dict[str, Any]], dict[str, Any] | None]]:
         """For each job: (external entity id, external process id or None, its messages
-        oldest first, the message just before its turn in the same conversation or None:
-        context for extraction and search)."""
+        oldest first, the message just before its turn in the same conversation and process
+        or None: context for extraction and search; a persona's memories never hold another
+        persona's words, so ``forget(process_id=...)`` leaves none behind)."""
         loaded = self._load_jobs(jobs)
         m = s.conversation_message.c
         firsts = {job.id: loaded[job.id][2][0]["id"] for job in jobs if loaded[job.id][2]}
         # one statement for the batch: IN (one indexed MAX subquery per job)
         wanted = [select(func.max(m.id)).where(
             m.conversation_id == job.conversation_id, m.entity_id == job.entity_id,
+            m.process_id.is_(None) if job.process_id is None else m.process_id == job.process_id,
             m.id < firsts[job.id]).scalar_subquery() for job in jobs if job.id in firsts]
         before: list[Any] = []
         if wanted:
             with self.read() as conn:
                 before = list(conn.execute(
-                    select(m.id, m.conversation_id, m.entity_id, m.role, m.name, m.content,
-                           m.content_json, m.extra_json, m.created_at)
+                    select(m.id, m.conversation_id, m.entity_id, m.process_id, m.role, m.name,
+                           m.content, m.content_json, m.extra_json, m.created_at)
                     .where(m.id.in_(wanted)).order_by(m.id)).all())
-        by_conv: dict[tuple[int, int], list[Any]] = {}
+        by_conv: dict[tuple[int, int, int | None], list[Any]] = {}
         for r in before:  # in id order
-            by_conv.setdefault((int(r.conversation_id), int(r.entity_id)), []).append(r)
+            by_conv.setdefault((int(r.conversation_id), int(r.entity_id),
+                                _opt_int(r.process_id)), []).append(r)
         out = {}
         for job in jobs:
             entity_id, process_id, messages = loaded[job.id]
             previous = None
-            for r in reversed(by_conv.get((job.conversation_id, job.entity_id), [])):
+            for r in reversed(by_conv.get((job.conversation_id, job.entity_id,
+                                           job.process_id), [])):
                 if job.id in firsts and int(r.id) < firsts[job.id]:
                     previous = _message_dict(r)
                     break
@@ -422,14 +491,24 @@ class Store:
             job = wanted[int(r.id)]
             if int(r.entity_id) == job.entity_id:  # a job only ever reads its own entity's rows
                 messages[job.id].append(_message_dict(r))
-        return {job.id: (ents[job.entity_id],
-                         None if job.process_id is None else procs[job.process_id],
+        # an entity forgotten since the claim: no messages, and finish_jobs drops the job
+        return {job.id: (ents.get(job.entity_id, ""),
+                         None if job.process_id is None else procs.get(job.process_id),
                          messages[job.id]) for job in jobs}
 
     def finish_jobs(self, conn: Connection, job_ids: Sequence[int], worker: str) -> None:
         """Mark claimed jobs done; only jobs still claimed by ``worker`` (a job whose lease
-        expired and was taken over is left to its new owner)."""
+        expired and was taken over is left to its new owner). Called last in the transaction
+        that writes the jobs' results: a job deleted meanwhile (``forget``) rolls it back.
+
+        Raises:
+            JobsGone: some of the jobs no longer exist.
+        """
         j = s.augmentation_job.c
+        present = {int(i) for i in conn.execute(
+            select(j.id).where(j.id.in_(list(job_ids)))).scalars()}
+        if len(present) < len(set(job_ids)):
+            raise JobsGone(set(job_ids) - present)
         conn.execute(update(s.augmentation_job)
                      .where(j.id.in_(list(job_ids)), j.claimed_by == worker,
                             j.status == "running")
@@ -460,12 +539,20 @@ class Store:
 
         def tx(conn: Connection, _state: _TxState) -> None:
             conn.execute(update(s.augmentation_job)
-                         .where(j.id == job.id, j.claimed_by == worker)
+                         .where(j.id == job.id, j.claimed_by == worker, j.status == "running")
                          .values(status=status, error=error, run_after=utcnow() + delay,
                                  finished_at=utcnow() if final else None))
 
         self.write(tx)
         return status
+
+    def missing_jobs(self, job_ids: Sequence[int]) -> set[int]:
+        """The ids among ``job_ids`` with no job row (deleted by ``forget``)."""
+        j = s.augmentation_job.c
+        with self.read() as conn:
+            present = {int(i) for i in conn.execute(
+                select(j.id).where(j.id.in_(list(job_ids)))).scalars()}
+        return set(job_ids) - present
 
     def max_job_id(self) -> int:
         with self.read() as conn:
@@ -621,7 +708,10 @@ class Store:
         """The entity's ``memory_version``: changes whenever its memory rows do, in any process
         (one primary-key read)."""
         with self.read() as conn:
-            return int(conn.execute(_MEMORY_VERSION, {"entity": entity_pk}).scalar() or 0)
+            version = conn.execute(_MEMORY_VERSION, {"entity": entity_pk}).scalar()
+        if version is None:  # forgotten (maybe by another process): look the id up again
+            self.drop_cached_ids(entity_pk)
+        return int(version or 0)
 
     def memory_counts(self, entity_pk: int) -> tuple[int, int]:
         """(row count, highest id) of an entity's memories: what a cached index must match."""

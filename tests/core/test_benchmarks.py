@@ -44,3 +44,12 @@ def test_capture_overhead_benchmark_runs_and_prints_its_figures() -> None:
     out = run_bench(str(ROOT / "benchmarks" / "capture_overhead.py"), "--calls", "20",
                     "--memories", "20")
     assert "sqlite" in out and "postgresql" in out, out
+
+
+def test_load_benchmark_runs_and_prints_its_figures() -> None:
+    out = run_bench(str(ROOT / "benchmarks" / "load.py"), "--hash", "--threads", "2",
+                    "--seconds", "1", "--rates", "10", "--memories", "5")
+    row = re.search(r"^\s+10\s+([\d.]+)\s+[\d./]+\s+[\d./]+\s+(\d+)\s+(\d+)\s+\d+$", out, re.M)
+    assert row is not None, out
+    assert (row.group(2), row.group(3)) == ("0", "0")  # no error, no lost turn
+    assert re.search(r"highest rate sustained .*: (10 requests/s|none)$", out, re.M), out
