@@ -63,10 +63,11 @@ def fingerprint(model_dir: Path) -> str:
 class OnnxEncoder:
     """An exported model: tokenizer + ONNX Runtime session; no torch.
 
-    Each pass runs single-threaded on the thread that asks (concurrent recalls then use the
-    cores side by side instead of contending for one intra-op pool, measured 1.5x the batch
-    throughput of a 2-thread pool under load); a long list is split into passes run on
-    ``workers`` threads at once.
+    A call that fits one pass (a recall's query) runs on a session with one intra-op thread per
+    core, without spinning (threads sleep between calls, so concurrent callers are not starved);
+    measured here: 9.8 ms instead of 14.5 ms for a LoCoMo turn. Longer lists are split into
+    passes run at once on ``workers`` threads, each on a single-threaded session (1.8x the
+    throughput of one thread; a shared intra-op pool did worse).
 
     Args:
         path: an export directory written by ``export``.
@@ -92,13 +93,19 @@ class OnnxEncoder:
         self._tokenizer.enable_truncation(int(meta["max_seq_length"]))
         self._tokenizer.no_padding()
         self._pad_id = int(meta["pad_id"])
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        self._session = ort.InferenceSession(str(path / "model.onnx"), options,
-                                             providers=["CPUExecutionProvider"])
         self._workers = max(1, workers or os.cpu_count() or 1)
+
+        def session(threads: int) -> Any:
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+            options.log_severity_level = 3
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            return ort.InferenceSession(str(path / "model.onnx"), options,
+                                        providers=["CPUExecutionProvider"])
+
+        self._session = session(1)
+        self._query_session = session(self._workers) if self._workers > 1 else self._session
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
 
@@ -114,10 +121,12 @@ class OnnxEncoder:
         order = sorted(range(len(items)), key=lambda i: -len(items[i]))
         chunks = [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
         if len(chunks) == 1 or self._workers == 1:
+            session = self._query_session if len(chunks) == 1 else self._session
             for chunk in chunks:
-                out[chunk] = self._run([items[i] for i in chunk])
+                out[chunk] = self._run([items[i] for i in chunk], session)
             return out
-        results = self._executor().map(lambda c: self._run([items[i] for i in c]), chunks)
+        results = self._executor().map(
+            lambda c: self._run([items[i] for i in c], self._session), chunks)
         for chunk, vectors in zip(chunks, results, strict=True):
             out[chunk] = vectors
         return out
@@ -128,7 +137,7 @@ class OnnxEncoder:
                 self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="memori-onnx")
             return self._pool
 
-    def _run(self, batch: list[str]) -> np.ndarray:
+    def _run(self, batch: list[str], session: Any) -> np.ndarray:
         encodings = self._tokenizer.encode_batch(batch)
         width = max(len(e.ids) for e in encodings)
         ids = np.full((len(batch), width), self._pad_id, dtype=np.int64)
@@ -140,7 +149,7 @@ class OnnxEncoder:
             mask[row, :n] = e.attention_mask
             types[row, :n] = e.type_ids
         feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
-        result = self._session.run(None, {name: feeds[name] for name in self._inputs})[0]
+        result = session.run(None, {name: feeds[name] for name in self._inputs})[0]
         return np.asarray(result, dtype=np.float32)
 
 
