@@ -1,4 +1,4 @@
-"""ONNX Runtime inference for a local sentence-transformers model: the same vectors, 2-3x faster.
+"""ONNX Runtime inference for a local sentence-transformers model: the same vectors, faster.
 
 A model is exported once with ``torch.onnx`` (its transformer and mean or CLS pooling; vectors are
 L2-normalised by the caller) into a cache directory keyed by a fingerprint of the

@@ -6,7 +6,7 @@ resolution (its cache, or a model hub where one is reachable).
 
 A model in a local directory (the bundled default included) runs on ONNX Runtime when it is
 installed (``backend="auto"``): exported once from the torch model, checked to give the same
-vectors, cached (see ``_onnx.py``), and 2-3x faster for a query. ``backend="torch"`` keeps
+vectors, cached (see ``_onnx.py``); a query embeds in about half the time. ``backend="torch"`` keeps
 sentence-transformers' own inference.
 """
 

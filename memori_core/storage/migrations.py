@@ -55,7 +55,40 @@ def _m0002_extras(conn: Connection) -> None:
     _add_index(conn, schema.entity_fact, "ix_memori_fact_slot")
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_m0001_initial, _m0002_extras]
+def _m0003_sqlite_autoincrement(conn: Connection) -> None:
+    """SQLite: ids are never reused (``AUTOINCREMENT``). Without it a new row gets the highest
+    id + 1, so after ``forget`` deleted the newest rows their ids went to someone else's, while
+    other processes still cached them (entity and session ids) or indexed them (recall indexes
+    are refreshed by id). Each table is rebuilt with its rows, foreign keys off (``apply``)."""
+    if conn.dialect.name != "sqlite":
+        return
+    conn.exec_driver_sql("PRAGMA legacy_alter_table = ON")  # referencing tables keep the name
+    try:
+        for table in schema.TABLES:
+            if not table.dialect_options["sqlite"]["autoincrement"]:
+                continue
+            sql = conn.execute(text("SELECT sql FROM sqlite_master WHERE type = 'table' AND "
+                                    "name = :name"), {"name": table.name}).scalar()
+            if sql is None or "AUTOINCREMENT" in str(sql).upper():
+                continue
+            old = f"{table.name}_before_m0003"
+            conn.exec_driver_sql(f"ALTER TABLE {table.name} RENAME TO {old}")
+            for index in table.indexes:  # their names move to the new table
+                conn.exec_driver_sql(f"DROP INDEX IF EXISTS {index.name}")
+            table.create(conn)
+            columns = ", ".join(c.name for c in table.columns)
+            conn.exec_driver_sql(f"INSERT INTO {table.name} ({columns}) "
+                                 f"SELECT {columns} FROM {old}")
+            conn.exec_driver_sql(f"DROP TABLE {old}")
+    finally:
+        conn.exec_driver_sql("PRAGMA legacy_alter_table = OFF")
+    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
+    if broken:
+        raise StorageError(f"rebuilding the SQLite tables broke foreign keys: {broken[:5]}")
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_m0001_initial, _m0002_extras,
+                                                  _m0003_sqlite_autoincrement]
 
 
 def current_version(conn: Connection) -> int:
@@ -87,7 +120,17 @@ def apply(engine: Engine) -> int:
                     return _migrate(conn)
                 finally:
                     conn.execute(text("SELECT RELEASE_LOCK('memori_schema')"))
-            conn = conn.execution_options(memori_write=True)
+            if dialect == "sqlite":
+                # foreign keys off while migrating (a no-op inside a transaction, so on the
+                # driver's connection before BEGIN): migration 3 rebuilds referenced tables
+                raw = conn.connection.dbapi_connection
+                assert raw is not None
+                raw.execute("PRAGMA foreign_keys = OFF")
+                try:
+                    with conn.execution_options(memori_write=True).begin():
+                        return _migrate(conn, commit=False)
+                finally:
+                    raw.execute("PRAGMA foreign_keys = ON")
             with conn.begin():
                 if dialect == "postgresql":
                     conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})

@@ -703,11 +703,14 @@ def import_rows(store: Store, embedder: Embedder, data: ExportData,
         new_msg: dict[int, int] = {}
         conv_of: dict[int, int] = {}
         for session in data.sessions:
+            key = sha("session", e, session.session_id)
+            # a process export may continue a session the entity's other processes share
+            counts["memori_session"] += conn.execute(select(s.session.c.id).where(
+                s.session.c.external_key == key)).first() is None
             sess = store._get_or_create(  # the store's own get-or-create (session cache)
-                conn, state, s.session, sha("session", e, session.session_id),
+                conn, state, s.session, key,
                 {"entity_id": e, "process_id": proc(session.process_id),
                  "external_id": session.session_id, "created_at": session.created_at})
-            counts["memori_session"] += 1
             for conv in session.conversations:
                 conv_pk = int(conn.execute(insert(s.conversation).returning(s.conversation.c.id),
                                            dict(session_id=sess, entity_id=e,

@@ -47,6 +47,12 @@ _TABLE_KW: dict[str, Any] = {"mysql_charset": "utf8mb4", "mysql_engine": "InnoDB
              "mariadb_engine": "InnoDB"}
 
 
+#: tables with an ``id`` primary key: on SQLite ``AUTOINCREMENT``, so the id of a deleted row
+#: (``forget``) is never given to a new one; ids are cached by every process, and recall
+#: indexes are refreshed by id (PostgreSQL sequences and MariaDB counters never reuse ids)
+_ID_TABLE_KW: dict[str, Any] = {**_TABLE_KW, "sqlite_autoincrement": True}
+
+
 def _pk() -> Column:
     return Column("id", PK, primary_key=True, autoincrement=True)
 
@@ -74,7 +80,7 @@ entity = Table(
     # bumped in the transaction that adds or removes the entity's memories: recall caches
     # compare it (a primary-key read) before trusting their index
     Column("memory_version", BigInteger, nullable=False, default=0, server_default="0"),
-    **_TABLE_KW,
+    **_ID_TABLE_KW,
 )
 
 process = Table(
@@ -83,7 +89,7 @@ process = Table(
     Column("external_id", String(255), nullable=False),
     Column("external_key", String(64), nullable=False, unique=True),
     Column("created_at", Timestamp, nullable=False),
-    **_TABLE_KW,
+    **_ID_TABLE_KW,
 )
 
 session = Table(
@@ -95,7 +101,7 @@ session = Table(
     # sha256 of "<entity pk>:<session id>": a session id is unique per entity.
     Column("external_key", String(64), nullable=False, unique=True),
     Column("created_at", Timestamp, nullable=False),
-    **_TABLE_KW,
+    **_ID_TABLE_KW,
 )
 
 conversation = Table(
@@ -108,7 +114,7 @@ conversation = Table(
     Column("created_at", Timestamp, nullable=False),
     Column("last_activity_at", Timestamp, nullable=False),
     Index("ix_memori_conversation_session", "session_id", "id"),
-    **_TABLE_KW,
+    **_ID_TABLE_KW,
 )
 
 conversation_message = Table(
@@ -129,7 +135,7 @@ conversation_message = Table(
     Index("ix_memori_message_conversation", "conversation_id", "id"),
     Index("ix_memori_message_session", "session_id", "id"),
     Index("ix_memori_message_entity", "entity_id", "id"),
-    **_TABLE_KW,
+    **_ID_TABLE_KW,
 )
 
 entity_fact = Table(
@@ -154,7 +160,7 @@ entity_fact = Table(
     Column("superseded_by", FK, nullable=True),
     Index("ix_memori_fact_entity", "entity_id", "id"),
     Index("ix_memori_fact_slot", "entity_id", "slot"),  # migration 2
-    **_TABLE_KW,
+    **_ID_TABLE_KW,
 )
 
 fact_mention = Table(
@@ -176,7 +182,7 @@ process_attribute = Table(
     Column("mention_count", Integer, nullable=False, default=1),
     Column("created_at", Timestamp, nullable=False),
     Column("last_seen_at", Timestamp, nullable=False),
-    **_TABLE_KW,
+    **_ID_TABLE_KW,
 )
 
 knowledge_graph = Table(
@@ -193,7 +199,7 @@ knowledge_graph = Table(
     Column("created_at", Timestamp, nullable=False),
     Column("last_seen_at", Timestamp, nullable=False),
     Index("ix_memori_kg_entity", "entity_id", "id"),
-    **_TABLE_KW,
+    **_ID_TABLE_KW,
 )
 
 augmentation_job = Table(
@@ -212,7 +218,7 @@ augmentation_job = Table(
     Column("claimed_by", String(64), nullable=True),
     Column("finished_at", Timestamp, nullable=True),
     Index("ix_memori_job_status", "status", "run_after", "id"),
-    **_TABLE_KW,
+    **_ID_TABLE_KW,
 )
 
 #: Every table, in creation order.

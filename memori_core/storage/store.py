@@ -615,6 +615,8 @@ class Store:
         if grown:
             self._bump_version(conn, grown)
         new_ids = self._fact_ids(conn, list(fresh)) if fresh else {}
+        if len(new_ids) < len(fresh):  # MySQL's INSERT IGNORE skipped a row whose entity is gone
+            raise _StaleId("memories were not stored: their entity row no longer exists")
         bumps = [{"fid": existing[k], "n": n} for k, n in seen.items() if k in existing]
         bumps += [{"fid": new_ids[k], "n": n if k in lost else n - 1}
                   for k, n in seen.items() if k in new_ids and (n > 1 or k in lost)]

@@ -276,7 +276,9 @@ def test_import_twice_is_refused_and_changes_nothing(smem: Memori, other_url: st
         chef = smem.export(entity_id="ann", process_id="chef")
         coach = smem.export(entity_id="ann", process_id="coach")
         b.import_(coach, entity_id="ann2")
-        assert b.import_(chef, entity_id="ann2")["memori_entity"] == 0
+        chef_counts = b.import_(chef, entity_id="ann2")  # into coach's session s1
+        assert (chef_counts["memori_entity"], chef_counts["memori_session"]) == (0, 0)
+        assert chef_counts["memori_conversation_message"] == 2
         with pytest.raises(ConfigurationError, match="entity 'ann2' / process 'chef'"):
             b.import_(chef, entity_id="ann2")
         b.attribution(entity_id="ann2", process_id="chef")
@@ -456,29 +458,125 @@ def test_forget_of_a_process_that_had_its_own_session(smem: Memori) -> None:
 def test_forget_drops_the_cache_here_and_other_instances_see_it(db_url: str) -> None:
     with built(db_url) as a, built(db_url) as b:
         seed(a)
-        for mem in (a, b):  # both caches warm
-            mem.attribution(entity_id="ann", process_id="coach")
-            assert mem.recall("where does the user live?")
+        b.attribution(entity_id="ann", process_id="coach")
+        b.capture([{"role": "user", "content": "I like hiking"}])  # b caches ann's row ids
+        assert b.augmentation.wait(60)
+        for mem in (a, b):  # both recall caches warm
             mem.attribution(entity_id="bob", process_id="coach")
+            assert mem.recall("where does the user live?")
+            mem.attribution(entity_id="ann", process_id="coach")
             assert mem.recall("where does the user live?")
         assert len(a._recaller.cache) == 2
         a.forget("ann")
         assert len(a._recaller.cache) == 1
-        b.attribution(entity_id="ann", process_id="coach")
         assert b.recall("where does the user live?", scope="entity",
                         include_superseded=True) == []
         assert b.memories(scope="entity", include_superseded=True) == []
         b.attribution(entity_id="bob", process_id="coach")
         assert "I live in Berlin and I prefer running at night" in [
             h.content for h in b.recall("Berlin")]
-        # b still holds ann's old row ids: capturing for ann again works and is seen by both
-        b.attribution(entity_id="ann", process_id="coach")
+    with built(db_url) as a, built(db_url) as b:
+        a.attribution(entity_id="cy", process_id="coach")
+        b.attribution(entity_id="cy", process_id="coach")
+        a.capture([{"role": "user", "content": "I like hiking"}])
+        b.capture([{"role": "user", "content": "I like climbing"}])  # cy's ids cached in b
+        assert a.augmentation.wait(60)
+        a.forget("cy")
+        # b writes for cy at once, with stale entity and session ids: cy starts afresh
+        b.remember("The user keeps goats")
         b.capture([{"role": "user", "content": "I keep goats"}])
         assert b.augmentation.wait(60)
         for mem in (a, b):
-            mem.attribution(entity_id="ann", process_id="coach")
-            assert {h.content for h in mem.recall("goats")} == {"I keep goats",
-                                                                 "The user keeps goats"}
+            mem.attribution(entity_id="cy", process_id="coach")
+            assert {h.content for h in mem.recall("the user likes hiking, climbing, goats",
+                                                  limit=20)} == {
+                "I keep goats", "The user keeps goats"}
+
+
+def test_stale_ids_of_a_forgotten_entity_never_mix_entities(db_url: str) -> None:
+    """An instance that still caches a forgotten entity's ids (and its recall index) neither
+    writes into nor reads another entity's rows: ids are never reused (SQLite included), and
+    a stale id fails and is looked up again."""
+    with built(db_url) as a, built(db_url) as b:
+        b.attribution(entity_id="old", process_id="coach")
+        b.capture([{"role": "user", "content": "I keep bees"}])  # b caches old's ids
+        assert b.augmentation.wait(60)
+        b.recall("bees")  # and its recall index
+        old_pk = b._store.find_pk("entity", "old")
+        a.forget("old")
+        a.attribution(entity_id="new", process_id="coach")
+        a.capture([{"role": "user", "content": "I keep goats"}])
+        assert a.augmentation.wait(60)
+        assert a._store.find_pk("entity", "new") != old_pk  # SQLite: AUTOINCREMENT
+        b.capture([{"role": "user", "content": "I keep eels"}])  # "old" comes back
+        b.remember("The user keeps eels")
+        assert b.augmentation.wait(60)
+        for mem in (a, b):
+            mem.attribution(entity_id="new", process_id="coach")
+            assert {h.content for h in mem.recall("the user keeps bees, goats, eels",
+                                                  limit=20)} == {
+                "I keep goats", "The user keeps goats"}
+            mem.attribution(entity_id="old", process_id="coach")
+            assert {h.content for h in mem.recall("the user keeps bees, goats, eels",
+                                                  limit=20)} == {
+                "I keep eels", "The user keeps eels"}
+        assert "eels" not in json.dumps(a.export(entity_id="new"))
+
+
+def test_sqlite_ids_of_forgotten_rows_are_never_reused(tmp_path: Path) -> None:
+    """Migration 3 rebuilds the tables of an older SQLite database with AUTOINCREMENT (rows,
+    indexes and foreign keys kept); afterwards a forgotten entity's ids never come back."""
+    import sqlite3
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    with built(url) as mem:
+        seed(mem)
+        before = {e: normalized(mem.export(entity_id=e)) for e in ("ann", "bob")}
+    raw = sqlite3.connect(tmp_path / "old.db", isolation_level=None)
+    tables = [(n, q) for n, q in raw.execute("SELECT name, sql FROM sqlite_master "
+                                             "WHERE type = 'table'") if "AUTOINCREMENT" in q]
+    assert len(tables) == 9
+    raw.execute("PRAGMA foreign_keys = OFF")  # back to a version-2 database: no AUTOINCREMENT
+    raw.execute("PRAGMA legacy_alter_table = ON")
+    raw.execute("BEGIN")
+    for name, sql in tables:
+        indexes = raw.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND "
+                              "tbl_name = ? AND sql IS NOT NULL", (name,)).fetchall()
+        raw.execute(f"ALTER TABLE {name} RENAME TO {name}_v2")
+        for index, _ in indexes:
+            raw.execute(f"DROP INDEX {index}")
+        raw.execute(sql.replace(" AUTOINCREMENT", ""))
+        for _, index_sql in indexes:
+            raw.execute(index_sql)
+        raw.execute(f"INSERT INTO {name} SELECT * FROM {name}_v2")
+        raw.execute(f"DROP TABLE {name}_v2")
+    raw.execute("DELETE FROM memori_schema_version WHERE version >= 3")
+    raw.execute("COMMIT")
+    raw.close()
+    with built(url) as mem:
+        with mem.engine.connect() as c:
+            ddl = dict(c.exec_driver_sql("SELECT name, sql FROM sqlite_master "
+                                         "WHERE type = 'table'").all())
+            assert sum("AUTOINCREMENT" in q for q in ddl.values()) == 9
+            assert not any("_v2" in q or "before" in q for q in ddl.values())
+            assert c.exec_driver_sql("PRAGMA foreign_key_check").all() == []
+            assert c.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert {e: normalized(mem.export(entity_id=e)) for e in ("ann", "bob")} == before
+        with mem.engine.connect() as c:
+            high = {t.name: c.execute(select(func.max(t.c.id))).scalar()
+                    for t in [s.entity, *ENTITY_TABLES]}
+        assert all(high.values())
+        mem.forget("bob")  # bob's rows were the newest
+        mem.attribution(entity_id="cy", process_id="coach")
+        mem.set_session("s9")
+        mem.capture([{"role": "user", "content": "I live in Faro"}])
+        settle(mem)
+        cy = mem._store.find_pk("entity", "cy")
+        assert cy is not None and cy > high["memori_entity"]
+        with mem.engine.connect() as c:
+            for t in ENTITY_TABLES:
+                new = c.execute(select(func.min(t.c.id)).where(t.c.entity_id == cy)).scalar()
+                assert new is None or new > high[t.name], t.name
 
 
 class GatedExtractor:
@@ -562,3 +660,34 @@ def test_cli_export_import_forget(sqlite_url: str, tmp_path: Path,
     assert "forgot entity 'ann': 0 row(s) deleted" in capsys.readouterr().out
     assert main(["import", "--db", db_url, str(tmp_path / "missing.json")]) == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+# ---- README -------------------------------------------------------------------------------------
+def test_readme_block_runs_and_prints_the_documented_output(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's "Export, import and forget" block, with the HashEmbedder standing in for
+    the local model (as the provider examples do)."""
+    import contextlib
+    import functools
+    import re
+
+    import memori_core
+
+    readme = Path(__file__).resolve().parents[2] / "README.md"
+    text = readme.read_text(encoding="utf-8")
+    section = text[text.index("## Export, import and forget"):]
+    found = re.search(r"```python\n(.*?)```\n\nprints\n\n```\n(.*?)```", section, re.S)
+    assert found is not None
+    code, documented = found.groups()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MEMORI_DATABASE_URL", raising=False)
+    monkeypatch.setattr(memori_core, "Memori", functools.partial(memori_core.Memori,
+                                                                 embedder=HashEmbedder()))
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, str(readme), "exec"), {"__name__": "readme"})
+    assert out.getvalue() == documented
+    with built(f"sqlite:///{tmp_path / 'copy.db'}") as copy:
+        copy.attribution(entity_id="user_123", process_id="coach")
+        assert {h.content for h in copy.recall("where does the user live?")} == {
+            "I live in Lisbon", "The user lives in Lisbon"}

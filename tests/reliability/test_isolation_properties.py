@@ -205,6 +205,7 @@ def test_isolation_under_random_interleavings(sqlite_url: str) -> None:
 
 
 @pytest.mark.reliability
+@pytest.mark.timeout(1800)
 def test_isolation_under_random_interleavings_long(db_url: str) -> None:
     _build(db_url)
-    run(db_url, examples=300, steps=40)
+    run(db_url, examples=150, steps=30)
