@@ -9,9 +9,7 @@ re-records them with real keys (``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``, ``GEM
 from __future__ import annotations
 
 import _socket
-import http.server
 import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +17,7 @@ from typing import Any
 import pytest
 from memori_cassettes import CASSETTES, configure
 from memori_cassettes import vcr_config as _vcr_config
-from memori_llm_support import ENTITY, PROCESS, EchoHandler, TcpProxy, new_memori
+from memori_llm_support import ENTITY, PROCESS, TcpProxy, new_memori, serve_echo
 
 from memori_core import Memori
 
@@ -96,12 +94,5 @@ def pg_proxy() -> Iterator[TcpProxy]:
 @pytest.fixture
 def echo_server() -> Iterator[str]:
     """Base URL (``http://127.0.0.1:<port>/v1``) of a local OpenAI-compatible echo server."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), EchoHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/v1"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serve_echo() as url:
+        yield url

@@ -8,11 +8,13 @@ PostgreSQL away from memori, and a local OpenAI-compatible echo server.
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import os
 import socket
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 from memori_core import Memori
@@ -237,3 +239,18 @@ class EchoHandler(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *args: Any) -> None:
         pass
+
+
+@contextlib.contextmanager
+def serve_echo() -> Iterator[str]:
+    """Base URL (``http://127.0.0.1:<port>/v1``) of a local OpenAI-compatible server answering
+    at once with ``EchoHandler``, for the duration of the ``with``."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), EchoHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

@@ -8,11 +8,9 @@ Each scenario runs in two sizes: a fast one in ``make test`` and the issue's ful
 
 from __future__ import annotations
 
-import http.server
 import os
 import random
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +21,7 @@ from memori_reliability_support import PrivateCluster, kill_live
 # name, as tests/llm does itself
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "llm"))
 
-from memori_llm_support import EchoHandler
+from memori_llm_support import serve_echo
 
 
 @pytest.fixture(autouse=True)
@@ -62,12 +60,5 @@ def private_pg() -> Iterator[PrivateCluster]:
 def local_openai() -> Iterator[str]:
     """Base URL (``http://127.0.0.1:<port>/v1``) of a local OpenAI-compatible server that
     answers at once with the system message and the last user message (``EchoHandler``)."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), EchoHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/v1"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serve_echo() as url:
+        yield url
