@@ -19,8 +19,9 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,19 @@ def fingerprint(model_dir: Path) -> str:
         h.update(f"{path.relative_to(model_dir)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return h.hexdigest()[:24]
 
+
+
+@contextmanager
+def _quiet(name: str) -> Iterator[None]:
+    """Hide a library logger's messages below ERROR for a while (the exporter logs one
+    warning per torchvision operator it cannot register: noise for a text model)."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 class OnnxEncoder:
     """An exported model: tokenizer + ONNX Runtime session; no torch.
@@ -217,7 +231,7 @@ def export(model: Any, target: Path) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
         started = time.perf_counter()
-        with warnings.catch_warnings(), torch.no_grad():
+        with warnings.catch_warnings(), torch.no_grad(), _quiet("torch.onnx"):
             warnings.simplefilter("ignore")
             program = torch.onnx.export(
                 (_TypedPipeline() if len(inputs) == 3 else _Pipeline()).eval(), args, dynamo=True, input_names=inputs,

@@ -23,7 +23,7 @@ import numpy as np
 
 from memori_core.config import Config
 from memori_core.embeddings.base import Embedder
-from memori_core.errors import ConfigurationError, RecallError
+from memori_core.errors import ConfigurationError, RecallError, StorageError
 from memori_core.recall.index import Filter, IndexCache
 from memori_core.storage.store import Store, utcnow
 from memori_core.types import RecallHit
@@ -98,13 +98,23 @@ class Recaller:
         if entity_pk is None:
             return []
         flt = Filter(scope_processes(self._store, process_id, scope), kinds, include_superseded)
-        cfg = self._config
         try:
             vector = self._embed_query(query)
+        except ConfigurationError:
+            raise
+        except Exception as exc:
+            raise RecallError(f"recall failed: {type(exc).__name__}: {exc}") from exc
+        with self._store.read():  # one checkout for the version check, any load and details
+            return self._search(vector, query, limit, entity_pk, flt)
+
+    def _search(self, vector: np.ndarray, query: str, limit: int, entity_pk: int,
+                flt: Filter) -> list[RecallHit]:
+        cfg = self._config
+        try:
             index = self.cache.get(entity_pk, vector.shape[0])
             dense, lexical, similarity = index.search(
                 vector, query, max(limit, cfg.recall_candidates), flt)
-        except ConfigurationError:
+        except (ConfigurationError, StorageError):
             raise
         except Exception as exc:
             raise RecallError(f"recall failed: {type(exc).__name__}: {exc}") from exc

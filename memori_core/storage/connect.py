@@ -13,13 +13,14 @@ Accepted forms:
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, InvalidatePoolError, NoSuchModuleError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
@@ -35,6 +36,12 @@ ACCEPTED_FORMS = (
 )
 #: seconds SQLite waits for another writer before giving up
 SQLITE_BUSY_TIMEOUT_S = 60
+#: a pooled server connection idle longer than this (seconds) is pinged before use; one used
+#: more recently is trusted, as HikariCP does (its ``aliveBypassWindowMs``, 500 ms). A ping on
+#: every checkout (``pool_pre_ping``) measured 0.17 ms, a tenth of a capture on PostgreSQL.
+#: A connection that died within the window fails on its first statement instead: the pool is
+#: renewed and ``Store.write`` runs the transaction again.
+PING_AFTER_IDLE_S = 0.5
 
 # drivers memori's extras install; any other driver is the user's to install
 _EXTRA_FOR_DRIVER = {"psycopg": "postgres", "pymysql": "mysql"}
@@ -124,7 +131,7 @@ def _from_url(raw: str) -> Engine:
                                      f"write sqlite:///{raw}", argument="conn") from exc
         raise ConfigurationError(f"conn {raw!r} is not a database URL; accepted: {ACCEPTED_FORMS}",
                                  argument="conn") from exc
-    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    kwargs: dict[str, Any] = {}
     backend = url.get_backend_name()
     if backend == "sqlite":
         kwargs = {"connect_args": {"check_same_thread": False,
@@ -155,7 +162,29 @@ def _from_url(raw: str) -> Engine:
         raise ConfigurationError(f"no driver for {url.drivername}: {hint}",
                                  argument="conn") from exc
     _configure(engine)
+    if backend != "sqlite":
+        _ping_when_idle(engine)
     return engine
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Ping a pooled connection on checkout when it has been idle more than
+    ``PING_AFTER_IDLE_S``; a dead one invalidates the pool, as ``pool_pre_ping`` does."""
+    dialect = engine.dialect
+
+    @event.listens_for(engine.pool, "checkin")
+    def _used(_dbapi_conn: Any, record: Any) -> None:
+        record.info["memori_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine.pool, "checkout")
+    def _ping(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("memori_idle_since")
+        if since is None or time.monotonic() - since < PING_AFTER_IDLE_S:
+            return  # new, or used a moment ago
+        try:
+            dialect.do_ping(dbapi_conn)
+        except dialect.loaded_dbapi.Error as exc:
+            raise InvalidatePoolError(f"pooled connection is gone: {exc}") from exc
 
 
 def _from_factory(factory: Callable[[], Any]) -> Engine:

@@ -249,3 +249,21 @@ def test_threads_of_one_user_continue_one_session_by_default(mem: Memori) -> Non
         f"request {n}" for n in range(4)]
     with mem.engine.connect() as c:
         assert c.execute(text("SELECT COUNT(*) FROM memori_session")).scalar_one() == 1
+
+
+def test_an_older_turn_never_moves_the_conversation_back(db_url: str) -> None:
+    """Imported history carries its own clock: a turn dated before the conversation's last
+    activity joins it without moving ``last_activity_at`` back."""
+    with Memori(conn=db_url, embedder=HashEmbedder(), session_timeout_minutes=1) as m:
+        m.config.storage.build()
+        m.attribution(entity_id="importer", process_id="agent")
+        session = m.new_session()
+        m.capture([{"role": "user", "content": "now"}])
+        conv = schema.conversation.c
+        with m.engine.connect() as c:
+            last = c.execute(select(conv.last_activity_at)).scalar_one()
+        m.capture([{"role": "user", "content": "earlier",
+                    "created_at": last - timedelta(seconds=20)}])
+        assert len(conversations(m, session)) == 1
+        with m.engine.connect() as c:
+            assert c.execute(select(conv.last_activity_at)).scalar_one() == last

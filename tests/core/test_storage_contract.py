@@ -428,9 +428,14 @@ def test_failed_capture_leaves_nothing_half_written(mem: Memori,
     assert mem.augmentation.wait(timeout=30)  # the background worker writes nothing more
     before = counts(mem)
 
-    # the job, written after the messages, violates NOT NULL in the database
+    # the job, written after the messages, violates NOT NULL in the database (PostgreSQL's
+    # one-statement capture: the same statement with a NULL status)
     monkeypatch.setattr(store_mod, "_INSERT_JOB", text(
         "INSERT INTO memori_augmentation_job (entity_id, status) VALUES (:entity_id, NULL)"))
+    one_statement = store_mod._CAPTURE_POSTGRESQL.text
+    assert one_statement.count("'queued'") == 1
+    monkeypatch.setattr(store_mod, "_CAPTURE_POSTGRESQL",
+                        text(one_statement.replace("'queued'", "NULL")))
     turn = [{"role": "user", "content": "lost"}, {"role": "assistant", "content": "also lost"}]
     with pytest.raises(StorageError):
         mem.capture(turn)

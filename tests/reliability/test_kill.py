@@ -87,7 +87,9 @@ class WorkerPlan:
     local: bool  # the worker loads the local embedding model (as users run it)
 
 
-@pytest.mark.parametrize("plan", sizes(WorkerPlan(kills=2, turns=40, local=False),
+# the fast form's worker (HashEmbedder) augments ~40 turns in well under the kill window: 300
+# leave at least 150 to go at the kill, so each kill lands mid-work
+@pytest.mark.parametrize("plan", sizes(WorkerPlan(kills=2, turns=300, local=False),
                                        WorkerPlan(kills=20, turns=300, local=True)))
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_worker_killed_while_augmenting_leaves_every_turn_augmented_once(
