@@ -26,6 +26,8 @@ __all__ = ["Config", "EmbeddingsConfig", "StorageHandle"]
 ENV_PREFIX = "MEMORI_"
 #: largest integer setting: they reach SQL as 64-bit integers (LIMIT)
 MAX_INT = 2**63 - 1
+#: attempts of an augmentation job before it is marked failed (``request_num_backoff``)
+DEFAULT_NUM_BACKOFF = 5
 #: most augmentation worker threads of one instance
 MAX_WORKERS = 256
 #: longest duration setting, in seconds (100 years): timestamps +/- it stay in years 1-9999
@@ -112,7 +114,7 @@ class Config:
     recall_facts_limit: int = 5
     recall_relevance_threshold: float = 0.1
     session_timeout_minutes: float = 30
-    request_num_backoff: int = 5
+    request_num_backoff: int = DEFAULT_NUM_BACKOFF
     request_backoff_factor: float = 1
     request_secs_timeout: float = 5
     debug_truncate: bool = True
@@ -222,10 +224,14 @@ class Config:
         retries = self.request_num_backoff - 1
         if retries > 1023 or self.request_backoff_factor * 2.0 ** max(retries, 0) > \
                 MAX_DURATION_S:
+            # name the factor when it is too long even with the default number of attempts
+            default_retries = DEFAULT_NUM_BACKOFF - 1
+            culprit = ("request_backoff_factor" if self.request_backoff_factor
+                       * 2.0 ** max(default_retries, 0) > MAX_DURATION_S
+                       else "request_num_backoff")
             raise ConfigurationError(
                 "the longest retry delay, request_backoff_factor * 2**(request_num_backoff - 1) "
-                "seconds, is over 100 years: lower request_num_backoff",
-                argument="request_num_backoff")
+                f"seconds, is over 100 years: lower {culprit}", argument=culprit)
         positive = ("recall_embeddings_limit", "recall_facts_limit", "augmentation_batch_size",
                     "recall_cache_bytes", "session_timeout_minutes", "augmentation_lease_seconds",
                     "recall_rrf_k", "recall_recency_half_life_days", "recall_candidates",

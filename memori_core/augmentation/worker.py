@@ -5,7 +5,9 @@ Workers claim jobs in batches (``FOR UPDATE SKIP LOCKED`` on PostgreSQL and Mari
 writer), build memories (episodic + the extractor's), embed them in one batch, upsert them with
 provenance, and mark the jobs done in one transaction. A failing job is retried with exponential
 backoff (``request_backoff_factor * 2**attempt`` seconds) and marked ``failed`` with its error after
-``request_num_backoff`` attempts; it is never dropped. A worker that dies leaves its jobs
+``request_num_backoff`` attempts; it is never dropped. When the extractor is what fails, the
+last attempt still writes the turn's episodic memories (recall works when nothing was
+extracted) and then marks the job ``failed``. A worker that dies leaves its jobs
 ``running`` with a lease; they become claimable again after ``augmentation_lease_seconds``.
 
 Workers run as threads of a ``Memori`` instance (``Config.augmentation_workers``) or as their own
@@ -55,10 +57,20 @@ class _Plan:
     process_attributes: list[str] = field(default_factory=list)
     summary: str | None = None
     when: dict[int, Any] = field(default_factory=dict)  # message id -> created_at
+    #: the extractor failed on the job's last attempt: only the episodic memories are written
+    #: and the job ends ``failed`` with this error
+    error: str | None = None
 
 _log = logging.getLogger(__name__)
 #: characters of a slot and of a triple's subject and predicate (VARCHAR(255) columns)
 MAX_KEY_CHARS = 255
+
+
+def _error_text(exc: BaseException) -> str:
+    """A job's error: ``Type: message``, storable on every backend whatever the exception
+    says (NUL, lone surrogates)."""
+    return f"{type(exc).__name__}: {exc}".replace("\x00", "\\x00").encode(
+        "utf-8", "backslashreplace").decode("utf-8")
 
 
 def _check_storable(plan: _Plan) -> None:
@@ -216,7 +228,8 @@ class Augmentation:
 
     def failed(self) -> list[dict[str, Any]]:
         """Jobs marked failed: dicts with ``id``, ``entity_id`` and ``process_id`` (external
-        ids), ``message_ids`` (the turn, still stored), ``attempts``, ``error``, ``finished_at``."""
+        ids), ``message_ids`` (the turn, still stored; its episodic memories too when the
+        extractor failed), ``attempts``, ``error``, ``finished_at``."""
         return self._store.failed_jobs()
 
     def run_once(self) -> int:
@@ -305,11 +318,14 @@ class Augmentation:
             self.counters[key] += n
 
     def _plan(self, job: JobRow, loaded: tuple[str, str | None, list[dict[str, Any]],
-                                               dict[str, Any] | None]) -> _Plan:
+                                               dict[str, Any] | None],
+              extract: bool = True) -> _Plan:
         entity_id, process_id, messages, previous = loaded
         conv = Conversation(entity_id=entity_id, process_id=process_id, messages=messages,
                             previous=previous)
         plan = _Plan(job, episodic_memories(conv))
+        if not extract:
+            return plan
         if self._extractor is None or not messages:  # no messages: deleted since the claim
             return plan
         extraction = self._extractor.extract(conv)
@@ -341,7 +357,14 @@ class Augmentation:
             try:
                 plans.append(self._plan(job, loaded[job.id]))
             except Exception as exc:  # noqa: BLE001 - recorded on the job, retried, then failed
-                self._fail(job, exc)
+                if job.attempts < self._config.request_num_backoff:
+                    self._fail(job, exc)
+                    continue
+                # the extractor failed for good: the turn still becomes recallable as said
+                # (its episodic memories), and the job ends failed with the error
+                plan = self._plan(job, loaded[job.id], extract=False)
+                plan.error = _error_text(exc)
+                plans.append(plan)
         if not plans:
             return
         for plan in plans:  # the time each memory was said: its newest source message
@@ -378,7 +401,13 @@ class Augmentation:
                 for plan in plans:
                     self._fail(plan.job, exc)
                 return
-            self._count("jobs_done", len(plans))
+            failed = [plan for plan in plans if plan.error is not None]
+            for plan in failed:
+                _log.error("augmentation job %d failed after %d attempts (its episodic "
+                           "memories are written): %s", plan.job.id, plan.job.attempts,
+                           plan.error)
+            self._count("jobs_failed", len(failed))
+            self._count("jobs_done", len(plans) - len(failed))
             self._count("memories_written", written)
             return
 
@@ -423,15 +452,15 @@ class Augmentation:
             self._store.upsert_process_attributes(conn, attributes)
             self._store.set_summaries(conn, summaries)
             # last: a job deleted meanwhile rolls all of it back (JobsGone)
-            self._store.finish_jobs(conn, [plan.job.id for plan in plans], self._worker_id)
+            self._store.finish_jobs(conn, [plan.job.id for plan in plans], self._worker_id,
+                                    {plan.job.id: plan.error for plan in plans
+                                     if plan.error is not None})
 
         self._store.write(tx)
         return len(new)
 
     def _fail(self, job: JobRow, exc: BaseException) -> None:
-        # storable on every backend, whatever the exception says (NUL, lone surrogates)
-        error = f"{type(exc).__name__}: {exc}".replace("\x00", "\\x00").encode(
-            "utf-8", "backslashreplace").decode("utf-8")
+        error = _error_text(exc)
         status = self._store.fail_job(job, self._worker_id, error,
                                       self._config.request_num_backoff,
                                       self._config.request_backoff_factor)

@@ -616,10 +616,12 @@ class Store:
                          None if job.process_id is None else procs.get(job.process_id),
                          messages[job.id]) for job in jobs}
 
-    def finish_jobs(self, conn: Connection, job_ids: Sequence[int], worker: str) -> None:
-        """Mark claimed jobs done; only jobs still claimed by ``worker`` (a job whose lease
-        expired and was taken over is left to its new owner). Called last in the transaction
-        that writes the jobs' results: a job deleted meanwhile (``forget``) rolls it back.
+    def finish_jobs(self, conn: Connection, job_ids: Sequence[int], worker: str,
+                    errors: dict[int, str] | None = None) -> None:
+        """Mark claimed jobs done, or ``failed`` with their error for those in ``errors``;
+        only jobs still claimed by ``worker`` (a job whose lease expired and was taken over is
+        left to its new owner). Called last in the transaction that writes the jobs' results:
+        a job deleted meanwhile (``forget``) rolls it back.
 
         Raises:
             JobsGone: some of the jobs no longer exist.
@@ -629,10 +631,17 @@ class Store:
             select(j.id).where(j.id.in_(list(job_ids)))).scalars()}
         if len(present) < len(set(job_ids)):
             raise JobsGone(set(job_ids) - present)
-        conn.execute(update(s.augmentation_job)
-                     .where(j.id.in_(list(job_ids)), j.claimed_by == worker,
-                            j.status == "running")
-                     .values(status="done", finished_at=utcnow(), error=None))
+        errors = errors or {}
+        now = utcnow()
+        done = [i for i in job_ids if i not in errors]
+        if done:
+            conn.execute(update(s.augmentation_job)
+                         .where(j.id.in_(done), j.claimed_by == worker, j.status == "running")
+                         .values(status="done", finished_at=now, error=None))
+        for job_id, error in errors.items():
+            conn.execute(update(s.augmentation_job)
+                         .where(j.id == job_id, j.claimed_by == worker, j.status == "running")
+                         .values(status="failed", finished_at=now, error=error))
 
     def release_jobs(self, job_ids: Sequence[int], worker: str) -> None:
         """Put claimed jobs back in the queue untouched (the attempt does not count): the

@@ -63,3 +63,15 @@ def test_raw_connection_hint_names_the_right_driver(pg_url: str) -> None:
             Memori(conn=raw)
     finally:
         raw.close()
+
+
+@pytest.mark.parametrize(("setting", "value"), [("request_backoff_factor", 1e9),
+                                                ("request_num_backoff", 60)])
+def test_a_retry_delay_over_100_years_names_the_setting_given(setting: str,
+                                                              value: float) -> None:
+    """Found by the long API fuzz: a backoff factor too long under the default 5 attempts
+    was reported as request_num_backoff, a setting the caller never gave."""
+    with pytest.raises(ConfigurationError) as err:
+        Config.from_env({setting: value}, environ={})
+    assert err.value.argument == setting
+    assert f"lower {setting}" in str(err.value)

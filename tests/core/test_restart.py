@@ -148,12 +148,15 @@ def test_an_always_failing_extractor_ends_failed_with_its_error(db_url: str) -> 
         counters = mem.stats()["augmentation"]
         assert (counters["jobs_failed"], counters["jobs_retried"], counters["jobs_done"]) == (
             1, 1, 0)
-        # the turn itself is kept; nothing half-augmented was written
+        # the turn itself is kept, and on the last attempt its episodic memory was written
+        # (recallable as said), nothing of the failed extraction
         assert [m["id"] for m in mem.session_messages()] == ids
         assert [m["content"] for m in mem.session_messages()] == [
             "this turn cannot be augmented", "sorry"]
-        assert count(mem, schema.entity_fact) == 0
-        assert mem.recall("this turn cannot be augmented") == []
+        assert count(mem, schema.entity_fact) == 1
+        [hit] = mem.recall("this turn cannot be augmented")
+        assert (hit.kind, hit.content, hit.source_message_ids) == (
+            "episodic", "this turn cannot be augmented", (ids[0],))
         # a failed job stays failed: a restart does not run it again
         with mem.engine.connect() as c:
             assert c.execute(text("SELECT status FROM memori_augmentation_job")).scalar_one() \

@@ -313,10 +313,12 @@ def test_a_malformed_job_fails_alone_with_its_raw_output(db_url: str, examples: 
             assert {(m.kind, m.content, m.source_message_ids) for m in mem.memories()} == {
                 ("attribute", "The user lives in Porto", tuple(good_ids)),
                 ("episodic", "I moved to Porto", tuple(good_ids))}
-            # the victim's turn itself is kept as it was said
+            # the victim's turn itself is kept as it was said, and recallable as said
             mem.attribution(entity_id=f"victim-{n}")
             assert [(m["role"], m["content"]) for m in mem.session_messages()] == [
                 (m["role"], m["content"]) for m in said]
+            assert [(m.kind, m.content, m.source_message_ids) for m in mem.memories()] == [
+                ("episodic", f"poison-{n}: I moved to Porto", (bad_ids[0],))]
 
         check()
         assert mem.augmentation.pending() == 0
@@ -410,12 +412,18 @@ def test_any_extraction_is_stored_exactly_or_fails_its_job_alone(db_url: str,
                     assert error.startswith("RuntimeError: "), error
                     assert re.search(r"\\(x00|ud[89a-f])", error), error
                 assert [m["content"] for m in mem.session_messages()] == [f"turn-{n}"]
+                # ... and recallable as said: the failed job still wrote its episodic memory
+                assert [(m.kind, m.source_message_ids) for m in mem.memories()] == [
+                    ("episodic", tuple(ids))]
                 return
             if not storable(extraction):
                 error = failed[f"subject-{n}"]["error"]
                 assert error.startswith("AugmentationError: extractor returned a "), error
                 assert failed[f"subject-{n}"]["message_ids"] == ids
                 assert [m["content"] for m in mem.session_messages()] == [f"turn-{n}"]
+                # ... and recallable as said: the failed job still wrote its episodic memory
+                assert [(m.kind, m.source_message_ids) for m in mem.memories()] == [
+                    ("episodic", tuple(ids))]
                 return
             assert f"subject-{n}" not in failed
             stored = [m for m in mem.memories(include_superseded=True) if m.kind != "episodic"]
