@@ -500,7 +500,8 @@ class Memori:
         conversations, memories, provenance, triples, process attributes, augmentation jobs
         queued, running or failed, and the entity row), in one transaction; its recall index
         is dropped here, and other processes see it gone through their version check. A job
-        being processed while this runs writes nothing afterwards.
+        being processed while this runs writes nothing afterwards, and turns of it waiting in
+        this instance's LLM spill buffer (database outage) are dropped, never written.
 
         Args:
             entity_id: whose data; named explicitly, never taken from the attribution.
@@ -519,6 +520,8 @@ class Memori:
         if process_id is not None:
             check_id(process_id, "process_id")
         self._ensure_ready()
+        # turns waiting in the LLM spill buffer first: written later, they would bring it back
+        self.llm.forget_spilled(entity_id, process_id)
         counts, entity_pk = portability.forget_rows(self._store, entity_id, process_id)
         if entity_pk is not None:
             self._recaller.cache.discard(entity_pk)

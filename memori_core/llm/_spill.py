@@ -66,6 +66,15 @@ class SpillBuffer:
         if dropped is not None:
             self._on_drop(dropped)
 
+    def discard(self, keep: Callable[[SpilledTurn], bool]) -> int:
+        """Remove the turns ``keep`` rejects (``forget``: they must never be written). Waits
+        for a drain in progress, so no removed turn is being written meanwhile. Returns how
+        many were removed."""
+        with self._drain_lock, self._lock:
+            before = len(self._turns)
+            self._turns = deque(t for t in self._turns if keep(t))
+            return before - len(self._turns)
+
     def drain(self, write: Callable[[SpilledTurn], None]) -> tuple[int, Exception | None]:
         """Write the spilled turns, oldest first, until one fails.
 

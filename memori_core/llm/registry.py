@@ -73,7 +73,8 @@ SPILL_RETRY_MAX_S = 30.0
 SPILL_RETRY_MIN_S = 0.05
 
 _COUNTERS = ("calls", "injected", "recall_errors", "history_errors", "capture_errors",
-             "turns_captured", "turns_spilled", "spill_written", "spill_dropped")
+             "turns_captured", "turns_spilled", "spill_written", "spill_dropped",
+             "spill_forgotten")
 
 
 @dataclass
@@ -222,6 +223,17 @@ class LLMRegistry:
         self._drain()
         return len(self._spill)
 
+    def forget_spilled(self, entity_id: str, process_id: str | None = None) -> int:
+        """Drop the spilled turns of an entity (or of one of its processes) so they are never
+        written: ``Memori.forget`` calls it before erasing the rows. Returns how many, also
+        counted as ``spill_forgotten``."""
+        n = self._spill.discard(lambda t: t.entity_id != entity_id or (
+            process_id is not None and t.process_id != process_id))
+        if n:
+            self.count("spill_forgotten", n)
+            _log.info("memori: %d spilled turns of the forgotten entity were dropped", n)
+        return n
+
     def stats(self) -> dict[str, int]:
         """Counters of the calls made through registered clients, readable while the
         database is down (``mem.stats()["llm"]`` holds the same).
@@ -230,7 +242,8 @@ class LLMRegistry:
             ``calls``, ``injected`` (calls that carried memories), ``recall_errors``,
             ``history_errors``, ``capture_errors`` (every failed capture, spilled or not),
             ``turns_captured``, ``turns_spilled``, ``spill_written``, ``spill_dropped``
-            (lost because the buffer was full), ``spill_pending`` (waiting now) and
+            (lost because the buffer was full), ``spill_forgotten`` (dropped by
+            ``forget``), ``spill_pending`` (waiting now) and
             ``clients`` (registered now).
         """
         with self._counter_lock:

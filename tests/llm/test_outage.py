@@ -5,6 +5,7 @@ database is back."""
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -53,5 +54,39 @@ def test_calls_succeed_while_postgres_is_down_and_spilled_turns_are_written_afte
         assert (stats["spill_written"], stats["spill_pending"], stats["turns_captured"]) == \
             (2, 0, 4)
         assert mem.stats()["llm"]["spill_dropped"] == 1
+    finally:
+        mem.close()
+
+
+def test_forget_drops_the_entitys_spilled_turns(pg_url: str, pg_proxy: TcpProxy,
+                                                echo_server: str) -> None:
+    """Turns spilled during an outage belong to their entity too: ``forget`` drops them from the
+    buffer, so writing the buffer later cannot bring a forgotten entity back."""
+    import openai
+
+    url = make_url(pg_url).set(port=pg_proxy.port).render_as_string(hide_password=False)
+    # a long first retry: nothing drains the buffer on its own during the test
+    mem = new_memori(url, request_backoff_factor=60)
+    try:
+        client = openai.OpenAI(base_url=echo_server, api_key="local", max_retries=0)
+        mem.llm.register(client, recall=False)
+        ask = lambda text: client.chat.completions.create(  # noqa: E731
+            model="echo", messages=[{"role": "user", "content": text}])
+        pg_proxy.cut()
+        for entity in ("leaving", "staying", "leaving"):
+            mem.attribution(entity_id=entity, process_id=PROCESS)
+            ask(f"{entity} said this during the outage")
+        assert mem.llm.stats()["spill_pending"] == 3
+        pg_proxy.restore()
+
+        counts = mem.forget("leaving")
+        assert sum(counts.values()) == 0  # nothing of it reached the database
+        stats = mem.llm.stats()
+        assert (stats["spill_forgotten"], stats["spill_pending"]) == (2, 1)
+        assert mem.llm.flush() == 0
+        mem.attribution(entity_id="staying", process_id=PROCESS)
+        assert [m["content"] for m in mem.session_messages()][0] == \
+            "staying said this during the outage"
+        assert "during the outage" not in json.dumps(mem.export(entity_id="leaving"))
     finally:
         mem.close()
