@@ -379,7 +379,7 @@ class Memori:
             raise ConfigurationError(f"limit must be a positive int or None, got {limit!r}",
                                      argument="limit")
         self._ensure_ready()
-        entity_pk = self._store.find_pk("entity", att.entity_id or "")
+        entity_pk = self._store.live_entity_pk(att.entity_id or "")
         if entity_pk is None:
             return []
         rows = self._store.list_memories(
@@ -405,7 +405,7 @@ class Memori:
             raise ConfigurationError("memory_ids must be a list of int memory ids",
                                      argument="memory_ids")
         self._ensure_ready()
-        entity_pk = self._store.find_pk("entity", att.entity_id or "")
+        entity_pk = self._store.live_entity_pk(att.entity_id or "")
         ids = [i for i in ids if _MIN_ROW_ID <= i <= _MAX_ROW_ID]  # no row has any other id
         if entity_pk is None or not ids:
             return 0
@@ -427,7 +427,7 @@ class Memori:
         sid = (att.session_id or self._default_session) if session_id is None else session_id
         check_id(sid, "session_id")
         self._ensure_ready()
-        entity_pk = self._store.find_pk("entity", att.entity_id or "")
+        entity_pk = self._store.live_entity_pk(att.entity_id or "")
         if entity_pk is None:
             return 0
         return self._store.delete_session_messages(entity_pk, sid)

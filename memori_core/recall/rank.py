@@ -25,7 +25,7 @@ from memori_core.config import Config
 from memori_core.embeddings.base import Embedder
 from memori_core.errors import ConfigurationError, RecallError, StorageError
 from memori_core.recall.index import Filter, IndexCache
-from memori_core.storage.store import Store, utcnow
+from memori_core.storage.store import EntityGone, Store, utcnow
 from memori_core.types import RecallHit
 
 __all__ = ["Recaller", "Scope", "check_scope", "fuse", "scope_processes"]
@@ -104,8 +104,18 @@ class Recaller:
             raise
         except Exception as exc:
             raise RecallError(f"recall failed: {type(exc).__name__}: {exc}") from exc
-        with self._store.read():  # one checkout for the version check, any load and details
-            return self._search(vector, query, limit, entity_pk, flt)
+        try:
+            with self._store.read():  # one checkout for the version check, any load, details
+                return self._search(vector, query, limit, entity_pk, flt)
+        except EntityGone:
+            # the cached row id was forgotten, maybe by another process that then made the
+            # entity again under a new id: look it up once more
+            self.cache.discard(entity_pk)
+            entity_pk = self._store.find_pk("entity", entity_id)
+            if entity_pk is None:
+                return []
+            with self._store.read():
+                return self._search(vector, query, limit, entity_pk, flt)
 
     def _search(self, vector: np.ndarray, query: str, limit: int, entity_pk: int,
                 flt: Filter) -> list[RecallHit]:

@@ -43,7 +43,7 @@ from memori_core.storage import migrations
 from memori_core.storage import schema as s
 from memori_core.types import CapturedMessage
 
-__all__ = ["JobRow", "JobsGone", "MemoryRow", "NewMemory", "NewTriple", "Store", "utcnow"]
+__all__ = ["EntityGone", "JobRow", "JobsGone", "MemoryRow", "NewMemory", "NewTriple", "Store", "utcnow"]
 
 T = TypeVar("T")
 
@@ -63,6 +63,12 @@ def sha(*parts: object) -> str:
 def normalize_text(text: str) -> str:
     """Lower-case, collapse whitespace: the form used for dedup keys."""
     return " ".join(text.lower().split())
+
+
+class EntityGone(StorageError):
+    """A cached entity row id no longer exists: the entity was forgotten, maybe by another
+    process, and maybe created again under a new id. The cached id is dropped; look it up
+    again (``find_pk``)."""
 
 
 class JobsGone(StorageError):
@@ -400,6 +406,19 @@ class Store:
                             if k[0] == s.entity.name and v == entity_pk]:
                     del self._ids[key]
 
+    def live_entity_pk(self, external_id: str) -> int | None:
+        """``find_pk("entity", ...)`` checked against the database: a cached id whose row
+        another process forgot (and maybe made again under a new id) is looked up again. One
+        primary-key read more; recall skips it (its version check does the same)."""
+        pk = self.find_pk("entity", external_id)
+        if pk is None:
+            return None
+        try:
+            self.memory_version(pk)
+        except EntityGone:
+            return self.find_pk("entity", external_id)
+        return pk
+
     def find_pk(self, kind: str, external_id: str) -> int | None:
         """Look up an entity or process row id without creating it."""
         table = s.entity if kind == "entity" else s.process
@@ -491,7 +510,7 @@ class Store:
 
     def session_messages(self, entity_id: str, session_id: str) -> list[dict[str, Any]]:
         """The messages of one session of one entity, oldest first."""
-        e = self.find_pk("entity", entity_id)
+        e = self.live_entity_pk(entity_id)
         if e is None:
             return []
         m, ss = s.conversation_message.c, s.session.c
@@ -515,7 +534,7 @@ class Store:
         times = {m.created_at for m in messages}
         if not times or None in times:
             return False
-        e = self.find_pk("entity", entity_id)
+        e = self.live_entity_pk(entity_id)
         if e is None:
             return False
         m, ss = s.conversation_message.c, s.session.c
@@ -837,12 +856,17 @@ class Store:
 
     def memory_version(self, entity_pk: int) -> int:
         """The entity's ``memory_version``: changes whenever its memory rows do, in any process
-        (one primary-key read)."""
+        (one primary-key read).
+
+        Raises:
+            EntityGone: the row is gone (forgotten); its cached id is dropped.
+        """
         with self.read() as conn:
             version = conn.execute(_MEMORY_VERSION, {"entity": entity_pk}).scalar()
-        if version is None:  # forgotten (maybe by another process): look the id up again
+        if version is None:
             self.drop_cached_ids(entity_pk)
-        return int(version or 0)
+            raise EntityGone(f"entity row {entity_pk} no longer exists")
+        return int(version)
 
     def memory_counts(self, entity_pk: int) -> tuple[int, int]:
         """(row count, highest id) of an entity's memories: what a cached index must match."""

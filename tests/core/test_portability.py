@@ -691,3 +691,27 @@ def test_readme_block_runs_and_prints_the_documented_output(
         copy.attribution(entity_id="user_123", process_id="coach")
         assert {h.content for h in copy.recall("where does the user live?")} == {
             "I live in Lisbon", "The user lives in Lisbon"}
+
+
+def test_an_entity_forgotten_and_made_again_elsewhere_is_found_at_once(db_url: str) -> None:
+    """Found by the long isolation property test: instance A cached the entity's row id;
+    instance B forgot the entity and it was made again under a new id. A's very next recall,
+    listing, history and deletions must use the new row, not come back empty."""
+    with built(db_url, augmentation_workers=0) as a, built(db_url, augmentation_workers=0) as b:
+        a.attribution(entity_id="again", process_id="agent")
+        a.remember("The user keeps bees")
+        a.capture([{"role": "user", "content": "hello before"}])
+        assert [h.content for h in a.recall("bees")] == ["The user keeps bees"]  # id cached
+
+        b.forget("again")
+        b.attribution(entity_id="again", process_id="agent")
+        b.remember("The user keeps goats")
+        b.set_session(a.session_id or "")
+        ids = b.capture([{"role": "user", "content": "hello after"}])
+
+        assert [h.content for h in a.recall("keeps")] == ["The user keeps goats"]
+        assert [m.content for m in a.memories()] == ["The user keeps goats"]
+        assert [m["id"] for m in a.session_messages()] == ids
+        [goats] = a.memories()
+        assert a.forget_memories([goats.id]) == 1
+        assert b.memories() == []
