@@ -248,6 +248,23 @@ def _from_django(conn: Any) -> Engine:
     return _from_url(url.render_as_string(hide_password=False))
 
 
+def _set_wal(cursor: Any) -> None:
+    """``PRAGMA journal_mode = WAL``, retried while another connection holds the file: the
+    switch answers "database is locked" at once instead of waiting on the busy timeout
+    (seen when two processes open a new file at the same moment)."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    delay = 0.005
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except Exception as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(delay)  # backoff: the pragma does not use SQLite's busy handler
+        delay = min(delay * 2, 0.2)
+
+
 def _configure(engine: Engine) -> None:
     """SQLite: WAL, a busy timeout, foreign keys, and BEGIN IMMEDIATE for write transactions
     (``execution_options(memori_write=True)``) so writers queue instead of failing with
@@ -261,7 +278,7 @@ def _configure(engine: Engine) -> None:
         dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
         cur = dbapi_conn.cursor()
         cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_S * 1000}")
-        cur.execute("PRAGMA journal_mode = WAL")
+        _set_wal(cur)
         cur.execute("PRAGMA synchronous = NORMAL")
         cur.execute("PRAGMA foreign_keys = ON")
         cur.close()
