@@ -106,9 +106,18 @@ def test_worker_killed_while_augmenting_leaves_every_turn_augmented_once(
                 app.capture(turn_messages(marker(run, n)))
             target = job_counts(app).get("done", 0) + rng.randint(1, plan.turns // 2)
             worker = child("worker", db_url, *local, **WORKER_ENV)
-            assert poll_until(lambda t=target: job_counts(app).get("done", 0) >= t,  # type: ignore[misc]
-                              timeout=300), (job_counts(app), worker.stderr, seed)
-            time.sleep(rng.uniform(0.01, MAX_WORKER_DELAY_S))  # the random kill point
+            if run == 0:
+                # the first kill lands while a batch is claimed and not finished (a random
+                # point may always fall between batches when they take a few ms)
+                def mid_batch(t: int = target) -> bool:
+                    counts = job_counts(app)
+                    return counts.get("done", 0) >= t and counts.get("running", 0) > 0
+                assert poll_until(mid_batch, timeout=300, interval=0.0005), \
+                    (job_counts(app), worker.stderr, seed)
+            else:
+                assert poll_until(lambda t=target: job_counts(app).get("done", 0) >= t,  # type: ignore[misc]
+                                  timeout=300), (job_counts(app), worker.stderr, seed)
+                time.sleep(rng.uniform(0.01, MAX_WORKER_DELAY_S))  # the random kill point
             worker.kill()
             left.append(job_counts(app))
         print(f"jobs after each kill: {left}")
