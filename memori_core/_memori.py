@@ -379,12 +379,11 @@ class Memori:
             raise ConfigurationError(f"limit must be a positive int or None, got {limit!r}",
                                      argument="limit")
         self._ensure_ready()
-        entity_pk = self._store.live_entity_pk(att.entity_id or "")
-        if entity_pk is None:
-            return []
-        rows = self._store.list_memories(
-            entity_pk, scope_processes(self._store, att.process_id, scope), kinds,
-            include_superseded, None if limit is None else min(limit, _MAX_ROW_ID))
+        processes = scope_processes(self._store, att.process_id, scope)
+        none: list[dict[str, Any]] = []
+        rows = self._store.for_entity(att.entity_id or "", lambda pk: self._store.list_memories(
+            pk, processes, kinds, include_superseded,
+            None if limit is None else min(limit, _MAX_ROW_ID)), none)
         return [Memory(**r) for r in rows]
 
     def forget_memories(self, memory_ids: Sequence[int]) -> int:
@@ -405,11 +404,11 @@ class Memori:
             raise ConfigurationError("memory_ids must be a list of int memory ids",
                                      argument="memory_ids")
         self._ensure_ready()
-        entity_pk = self._store.live_entity_pk(att.entity_id or "")
         ids = [i for i in ids if _MIN_ROW_ID <= i <= _MAX_ROW_ID]  # no row has any other id
-        if entity_pk is None or not ids:
+        if not ids:
             return 0
-        return self._store.delete_memories(entity_pk, ids)
+        return self._store.for_entity(att.entity_id or "",
+                                      lambda pk: self._store.delete_memories(pk, ids), 0)
 
     def clear_session(self, session_id: str | None = None) -> int:
         """Delete the messages of a session of the current entity (default: the current
@@ -427,10 +426,8 @@ class Memori:
         sid = (att.session_id or self._default_session) if session_id is None else session_id
         check_id(sid, "session_id")
         self._ensure_ready()
-        entity_pk = self._store.live_entity_pk(att.entity_id or "")
-        if entity_pk is None:
-            return 0
-        return self._store.delete_session_messages(entity_pk, sid)
+        return self._store.for_entity(
+            att.entity_id or "", lambda pk: self._store.delete_session_messages(pk, sid), 0)
 
     # ---- export, import, forget ------------------------------------------------------------------
     def export(self, entity_id: str | None = None, process_id: str | None = None

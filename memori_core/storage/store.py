@@ -406,18 +406,24 @@ class Store:
                             if k[0] == s.entity.name and v == entity_pk]:
                     del self._ids[key]
 
-    def live_entity_pk(self, external_id: str) -> int | None:
-        """``find_pk("entity", ...)`` checked against the database: a cached id whose row
-        another process forgot (and maybe made again under a new id) is looked up again. One
-        primary-key read more; recall skips it (its version check does the same)."""
+    def for_entity(self, external_id: str, fn: Callable[[int], T], empty: T) -> T:
+        """``fn(entity row id)`` for an external entity id, or ``empty`` for an unknown one.
+        A cached id whose row another process forgot (and maybe made again under a new id)
+        finds nothing, so only an empty result costs a check of the id (one primary-key
+        read) and, when it was stale, a second call with the fresh one. Recall does the same
+        through its version check."""
         pk = self.find_pk("entity", external_id)
         if pk is None:
-            return None
+            return empty
+        result = fn(pk)
+        if result:
+            return result
         try:
             self.memory_version(pk)
-        except EntityGone:
-            return self.find_pk("entity", external_id)
-        return pk
+            return result
+        except EntityGone:  # stale: its cached id is dropped
+            fresh = self.find_pk("entity", external_id)
+        return empty if fresh is None else fn(fresh)
 
     def find_pk(self, kind: str, external_id: str) -> int | None:
         """Look up an entity or process row id without creating it."""
@@ -510,9 +516,9 @@ class Store:
 
     def session_messages(self, entity_id: str, session_id: str) -> list[dict[str, Any]]:
         """The messages of one session of one entity, oldest first."""
-        e = self.live_entity_pk(entity_id)
-        if e is None:
-            return []
+        return self.for_entity(entity_id, lambda e: self._session_messages(e, session_id), [])
+
+    def _session_messages(self, e: int, session_id: str) -> list[dict[str, Any]]:
         m, ss = s.conversation_message.c, s.session.c
         with self.read() as conn:
             sess = conn.execute(select(ss.id).where(
@@ -534,9 +540,11 @@ class Store:
         times = {m.created_at for m in messages}
         if not times or None in times:
             return False
-        e = self.live_entity_pk(entity_id)
-        if e is None:
-            return False
+        return self.for_entity(
+            entity_id, lambda e: self._turn_stored(e, session_id, messages, times), False)
+
+    def _turn_stored(self, e: int, session_id: str, messages: Sequence[CapturedMessage],
+                     times: set[datetime | None]) -> bool:
         m, ss = s.conversation_message.c, s.session.c
         with self.read() as conn:
             sess = conn.execute(select(ss.id).where(
