@@ -13,6 +13,7 @@ Accepted forms:
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -258,7 +259,7 @@ def _set_wal(cursor: Any) -> None:
         try:
             cursor.execute("PRAGMA journal_mode = WAL")
             return
-        except Exception as exc:
+        except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) or time.monotonic() >= deadline:
                 raise
         time.sleep(delay)  # backoff: the pragma does not use SQLite's busy handler

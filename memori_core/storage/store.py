@@ -25,7 +25,6 @@ from sqlalchemy import (
     Engine,
     and_,
     bindparam,
-    case,
     delete,
     func,
     insert,
@@ -145,16 +144,6 @@ _LAST_CONVERSATION = (select(s.conversation.c.id, s.conversation.c.last_activity
                       .order_by(s.conversation.c.id.desc()).limit(1))
 _TOUCH_CONVERSATION = (update(s.conversation).where(s.conversation.c.id == bindparam("conv"))
                        .values(last_activity_at=bindparam("at")))
-# the two above in one round trip, where UPDATE ... RETURNING exists (PostgreSQL, SQLite): the
-# session's newest conversation, if active since ``cutoff``, moved on to ``at`` (never back)
-_TOUCH_LAST_CONVERSATION = (
-    update(s.conversation)
-    .where(s.conversation.c.id == select(func.max(s.conversation.c.id))
-           .where(s.conversation.c.session_id == bindparam("session")).scalar_subquery(),
-           s.conversation.c.last_activity_at >= bindparam("cutoff"))
-    .values(last_activity_at=case((s.conversation.c.last_activity_at < bindparam("at"),
-                                   bindparam("at")), else_=s.conversation.c.last_activity_at))
-    .returning(s.conversation.c.id))
 # PostgreSQL: capture in one statement. The session's newest conversation is touched when
 # active since :cutoff, else a new one is made; the messages go in in order (an INSERT ...
 # SELECT ... ORDER BY takes serial ids in that order, as SQLAlchemy's insertmanyvalues relies
@@ -497,19 +486,14 @@ class Store:
 
     def _conversation(self, conn: Connection, session_pk: int, entity_pk: int,
                       process_pk: int | None, now: datetime, timeout: timedelta) -> int:
-        """The session's conversation for a turn at ``now``: its newest one, touched, when
-        that was active within ``timeout``; else a new one."""
-        if self.engine.dialect.update_returning:
-            conv = conn.execute(_TOUCH_LAST_CONVERSATION, {
-                "session": session_pk, "cutoff": now - timeout, "at": now}).scalar()
-            if conv is not None:
-                return int(conv)
-        else:
-            row = conn.execute(_LAST_CONVERSATION, {"session": session_pk}).first()
-            if row is not None and now - row.last_activity_at <= timeout:
-                if now > row.last_activity_at:
-                    conn.execute(_TOUCH_CONVERSATION, {"conv": row.id, "at": now})
-                return int(row.id)
+        """The session's conversation for a turn at ``now``: its newest one, touched (never
+        moved back), when that was active within ``timeout``; else a new one. (PostgreSQL
+        does this inside ``_CAPTURE_POSTGRESQL``.)"""
+        row = conn.execute(_LAST_CONVERSATION, {"session": session_pk}).first()
+        if row is not None and now - row.last_activity_at <= timeout:
+            if now > row.last_activity_at:
+                conn.execute(_TOUCH_CONVERSATION, {"conv": row.id, "at": now})
+            return int(row.id)
         return int(conn.execute(_INSERT_CONVERSATION, dict(
             session_id=session_pk, entity_id=entity_pk, process_id=process_pk,
             created_at=now, last_activity_at=now)).scalar_one())
