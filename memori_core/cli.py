@@ -88,11 +88,7 @@ def _cmd_stats(args: argparse.Namespace) -> int:
         tables = mem.stats()["tables"]
     finally:
         mem.close()
-    if args.json:
-        print(json.dumps(tables))
-    else:
-        for name, count in tables.items():
-            print(f"{name:<32}{count:>10}")
+    _print_counts(tables, args.json)
     return 0
 
 
@@ -287,15 +283,10 @@ def _cmd_import(args: argparse.Namespace) -> int:
         where = mem.engine.url.render_as_string()
     finally:
         mem.close()
-    if args.json:
-        print(json.dumps(counts))
-    else:
-        print(f"imported into {where}:")
-        for name, count in counts.items():
-            print(f"{name:<32}{count:>10}")
-        if counts["memori_augmentation_job"]:
-            print(f"{counts['memori_augmentation_job']} augmentation job(s) queued: run "
-                  "`memori worker` (or an app) on this database to finish them")
+    _print_counts(counts, args.json, f"imported into {where}:")
+    if not args.json and counts["memori_augmentation_job"]:
+        print(f"{counts['memori_augmentation_job']} augmentation job(s) queued: run "
+              "`memori worker` (or an app) on this database to finish them")
     return 0
 
 
@@ -317,13 +308,20 @@ def _cmd_forget(args: argparse.Namespace) -> int:
         counts = mem.forget(args.entity, process_id=args.process)
     finally:
         mem.close()
-    if args.json:
-        print(json.dumps(counts))
-    else:
-        print(f"forgot {what}: {sum(counts.values())} row(s) deleted from {where}")
-        for name, count in counts.items():
-            print(f"{name:<32}{count:>10}")
+    _print_counts(counts, args.json,
+                  f"forgot {what}: {sum(counts.values())} row(s) deleted from {where}")
     return 0
+
+
+def _print_counts(counts: dict[str, int], as_json: bool, title: str | None = None) -> None:
+    """Rows per table: one JSON object, or a title and a two-column table."""
+    if as_json:
+        print(json.dumps(counts))
+        return
+    if title:
+        print(title)
+    for name, count in counts.items():
+        print(f"{name:<32}{count:>10}")
 
 
 def _parser() -> argparse.ArgumentParser:
