@@ -215,22 +215,19 @@ def _pipe(src: socket.socket, dst: socket.socket) -> None:
         _close(dst)
 
 
-# ---- a local OpenAI-compatible server -------------------------------------------------------
-class EchoHandler(http.server.BaseHTTPRequestHandler):
-    """Answers ``POST /v1/chat/completions`` at once; the reply text is the system message
-    (where memori puts its block) and the last user message, so a test can see what was sent."""
+# ---- local HTTP endpoints -------------------------------------------------------------------
+class JsonHandler(http.server.BaseHTTPRequestHandler):
+    """A loopback JSON endpoint answering every POST at once with ``reply(path, body)``."""
 
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
 
+    def reply(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["content-length"])))
-        system = [m["content"] for m in body["messages"] if m["role"] == "system"]
-        text = f"{' '.join(system)} | {body['messages'][-1]['content']}"
-        data = json.dumps({"id": "chatcmpl-local", "object": "chat.completion", "created": 0,
-                           "model": body["model"], "choices": [{
-                               "index": 0, "finish_reason": "stop",
-                               "message": {"role": "assistant", "content": text}}]}).encode()
+        data = json.dumps(self.reply(self.path.split("?")[0], body)).encode()
         self.send_response(200)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(data)))
@@ -241,16 +238,37 @@ class EchoHandler(http.server.BaseHTTPRequestHandler):
         pass
 
 
+class EchoHandler(JsonHandler):
+    """Answers ``POST /v1/chat/completions``; the reply text is the system message (where
+    memori puts its block) and the last user message, so a test can see what was sent."""
+
+    def reply(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        system = [m["content"] for m in body["messages"] if m["role"] == "system"]
+        text = f"{' '.join(system)} | {body['messages'][-1]['content']}"
+        return {"id": "chatcmpl-local", "object": "chat.completion", "created": 0,
+                "model": body["model"], "choices": [{
+                    "index": 0, "finish_reason": "stop",
+                    "message": {"role": "assistant", "content": text}}]}
+
+
 @contextlib.contextmanager
-def serve_echo() -> Iterator[str]:
-    """Base URL (``http://127.0.0.1:<port>/v1``) of a local OpenAI-compatible server answering
-    at once with ``EchoHandler``, for the duration of the ``with``."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), EchoHandler)
+def serve(handler: type[JsonHandler]) -> Iterator[str]:
+    """``http://127.0.0.1:<port>`` of a threaded server running ``handler``, for the
+    duration of the ``with``."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_port}/v1"
+        yield f"http://127.0.0.1:{server.server_port}"
     finally:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+@contextlib.contextmanager
+def serve_echo() -> Iterator[str]:
+    """Base URL (``http://127.0.0.1:<port>/v1``) of a local OpenAI-compatible server answering
+    at once with ``EchoHandler``, for the duration of the ``with``."""
+    with serve(EchoHandler) as url:
+        yield f"{url}/v1"

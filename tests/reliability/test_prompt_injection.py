@@ -19,10 +19,8 @@ objects and markdown fences, in any mix (hypothesis). On every request:
 
 from __future__ import annotations
 
-import http.server
 import json
 import re
-import threading
 import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -35,6 +33,7 @@ from google import genai
 from google.genai import types as gtypes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from memori_llm_support import JsonHandler, serve
 from memori_reliability_support import sizes
 
 from memori_core import Memori
@@ -96,23 +95,12 @@ def _reply(path: str, body: dict[str, Any]) -> dict[str, Any]:
     raise AssertionError(f"unexpected request to {path}")
 
 
-class _Recorder(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
+class _Recorder(JsonHandler):
     received: list[dict[str, Any]]
 
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
-        self.received.append(body)  # type: ignore[attr-defined]
-        data = json.dumps(_reply(self.path.split("?")[0], body)).encode()
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+    def reply(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        self.received.append(body)
+        return _reply(path, body)
 
 
 @dataclass
@@ -129,16 +117,8 @@ def endpoint() -> Iterator[Endpoint]:
     """A loopback HTTP server answering OpenAI, Anthropic and Gemini requests at once and
     keeping every request body."""
     received: list[dict[str, Any]] = []
-    handler = type("Handler", (_Recorder,), {"received": received})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield Endpoint(f"http://127.0.0.1:{server.server_port}", received)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serve(type("Handler", (_Recorder,), {"received": received})) as url:
+        yield Endpoint(url, received)
 
 
 # ---- every provider format: the call, and where its system slot is -----------------------------
