@@ -15,6 +15,8 @@ from memori_core.augmentation.base import MEMORY_KINDS, Extractor, check_kinds, 
 from memori_core.augmentation.rules import RuleExtractor
 from memori_core.augmentation.worker import Augmentation
 from memori_core.config import Config, StorageHandle
+from memori_core.context import ContextSettings, MemoryContext
+from memori_core.context import build as build_context
 from memori_core.embeddings.base import Embedder
 from memori_core.embeddings.local import LocalEmbedder
 from memori_core.errors import ConfigurationError, StorageError
@@ -297,6 +299,53 @@ class Memori:
                        self._preview(query), att.entity_id, att.process_id, scope,
                        [(round(h.similarity, 3), self._preview(h.content)) for h in hits])
         return hits
+
+    def context(self, query: str, *, history: Sequence[Mapping[str, Any]] | None = None,
+                limit: int | None = None, scope: Scope = "process") -> MemoryContext:
+        """What the model should be shown for ``query``: the context pipeline
+        (``memori_core.context``), the one every registered client, plugin and
+        ``memori recall`` uses.
+
+        Recall (``Config.auto_ingest``) -> one line per source turn -> relevance cut
+        (``Config.context_relative_threshold``, ``context_semantic_threshold``) -> no
+        questions or small talk -> nothing ``history`` already shows -> the essential
+        memories first (``Config.conscious_ingest``) -> the token budget
+        (``Config.context_tokens``; each memory cut past ``context_memory_tokens``) -> one
+        framed block of dated, quoted lines.
+
+        Args:
+            query: the text to recall for, usually the last user message.
+            history: the messages the model is given with it (``{"role", "content"}`` dicts,
+                optionally with their stored ``id``); memories they hold are not repeated.
+            limit: at most this many recalled memories (default
+                ``Config.recall_facts_limit``, 5); essential ones come on top, at most
+                ``Config.context_essential_limit``.
+            scope: ``"process"`` or ``"entity"``, as for ``recall``.
+
+        Returns:
+            a ``MemoryContext``: ``lines`` (``ContextLine``), ``block`` (str, or None when
+            nothing is worth showing), ``tokens`` (estimated, at most ``budget``).
+
+        Raises:
+            ConfigurationError: no attribution, or a bad argument.
+            RecallError: embedding or search failed.
+            StorageError: the database failed.
+        """
+        att = self._require_entity("context")
+        check_scope(scope)
+        self._ensure_ready()
+        cfg = self.config
+        entity = att.entity_id or ""
+        hits = self.recall(query, limit, scope=scope) if cfg.auto_ingest else []
+        essentials = self._recaller.essential(
+            cfg.context_essential_limit, entity_id=entity, process_id=att.process_id,
+            scope=scope) if cfg.conscious_ingest else []
+        settings = ContextSettings(
+            tokens=cfg.context_tokens, memory_tokens=cfg.context_memory_tokens,
+            essential_share=cfg.context_essential_share,
+            relative=cfg.context_relative_threshold, semantic=cfg.context_semantic_threshold)
+        return build_context(hits, essentials, settings, history=history,
+                             source_texts=lambda ids: self._store.message_texts(entity, ids))
 
     def session_messages(self, session_id: str | None = None) -> list[dict[str, Any]]:
         """Messages of a session of the current entity, oldest first.

@@ -3,7 +3,7 @@
     memori demo [--db URL]
     memori stats [--db URL] [--json]
     memori recall QUERY --entity ID [--process ID] [--limit N] [--scope process|entity] [--json]
-    memori eval locomo --data PATH [--db URL] [--conversations N] [--json]
+    memori eval locomo --data PATH [--db URL] [--conversations 1-5] [--set NAME=VALUE] [--json]
     memori worker --db URL [--workers N]
     memori export --entity ID [--process ID] [--db URL] [--out FILE]
     memori import FILE [--db URL] [--entity ID] [--model NAME] [--json]
@@ -96,7 +96,9 @@ def _cmd_recall(args: argparse.Namespace) -> int:
     mem = _existing(args.db)
     try:
         mem.attribution(entity_id=args.entity, process_id=args.process)
-        hits = mem.recall(args.query, limit=args.limit, scope=args.scope)
+        if args.conscious:
+            mem.config.conscious_ingest = True
+        ctx = mem.context(args.query, limit=args.limit, scope=args.scope)
         where = mem.engine.url.render_as_string()
         unknown = [f"{kind} {name!r}" for kind, name in (("entity", args.entity),
                                                           ("process", args.process))
@@ -108,15 +110,20 @@ def _cmd_recall(args: argparse.Namespace) -> int:
               "under this id", file=sys.stderr)
         return 1
     if args.json:
-        print(json.dumps([{"id": h.id, "content": h.content, "kind": h.kind, "score": h.score,
-                           "similarity": h.similarity, "created_at": h.created_at.isoformat(),
-                           "source_message_ids": list(h.source_message_ids),
-                           "process_id": h.process_id} for h in hits]))
-    elif not hits:
-        print("no memory above the relevance threshold")
+        print(json.dumps([{"id": ln.memory_ids[0], "content": ln.content, "kind": ln.kind,
+                           "score": ln.score, "similarity": ln.similarity,
+                           "created_at": ln.created_at.isoformat() if ln.created_at else None,
+                           "essential": ln.essential, "memory_ids": list(ln.memory_ids),
+                           "source_message_ids": list(ln.source_message_ids),
+                           "truncated_from": ln.total_chars} for ln in ctx.lines]))
+    elif args.block:
+        print(ctx.block or "")
+    elif not ctx.lines:
+        print("no memory above the relevance threshold: nothing would be injected")
     else:
-        for h in hits:
-            print(f"{h.score:.3f}  [{h.kind}]  {h.content}")
+        for ln in ctx.lines:
+            print(f"{'essential' if ln.essential else f'{ln.score:.3f}':>9}  {ln.text}")
+        print(f"({len(ctx.lines)} lines, about {ctx.tokens} of {ctx.budget} tokens)")
     return 0
 
 
@@ -124,9 +131,31 @@ def _cmd_eval_locomo(args: argparse.Namespace) -> int:
     from memori_core.evals import locomo
 
     result = locomo.run(args.data, db=args.db, conversations=args.conversations,
-                        progress=_progress(not args.no_progress))
+                        settings=dict(args.set), progress=_progress(not args.no_progress))
     print(json.dumps(result.as_dict()) if args.json else locomo.report(result))
     return 0
+
+
+def _conversations_arg(text: str) -> str:
+    """``--conversations``: checked for form here, against the data's size by the eval."""
+    from memori_core.errors import ConfigurationError
+    from memori_core.evals.locomo import conversation_ranges
+
+    try:
+        conversation_ranges(text)
+    except ConfigurationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    return text
+
+
+def _setting_arg(text: str) -> tuple[str, str]:
+    """``--set NAME=VALUE`` -> ``(NAME, VALUE)``; the value is converted by ``Config``."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(
+            f"--set {text!r}: expected NAME=VALUE with NAME a Config setting, e.g. "
+            "--set recall_rrf_k=20")
+    return name.strip(), value.strip()
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
@@ -344,7 +373,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(fn=_cmd_stats)
 
-    r = sub.add_parser("recall", help="recall memories of an entity")
+    r = sub.add_parser("recall", help="the memories a model would be shown for a query (the "
+                       "context pipeline: recall, one line per turn, cut, budget)")
     r.add_argument("query", help="the text to match, e.g. a user's question")
     r.add_argument("--entity", required=True, help="entity (user) id the memories belong to")
     r.add_argument("--process", default=None,
@@ -352,7 +382,11 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--limit", type=int, default=5, help="at most this many hits (default 5)")
     r.add_argument("--scope", choices=("process", "entity"), default="process",
                    help="process (default): the process's memories; entity: all of the entity's")
-    r.add_argument("--json", action="store_true", help="print a JSON list of hits")
+    r.add_argument("--conscious", action="store_true",
+                   help="lead with the entity's essential memories (conscious_ingest)")
+    r.add_argument("--block", action="store_true",
+                   help="print the framed block exactly as a model receives it")
+    r.add_argument("--json", action="store_true", help="print a JSON list of the lines shown")
     db_arg(r)
     r.set_defaults(fn=_cmd_recall)
 
@@ -360,8 +394,14 @@ def _parser() -> argparse.ArgumentParser:
     esub = e.add_subparsers(dest="dataset", required=True)
     lo = esub.add_parser("locomo", help="LoCoMo: capture every turn, recall every question")
     lo.add_argument("--data", required=True, help="path of locomo10.json")
-    lo.add_argument("--db", default=None, help="database URL (default: a temporary SQLite file)")
-    lo.add_argument("--conversations", type=int, default=None, help="only the first N")
+    lo.add_argument("--db", default=None,
+                    help="database URL (default: a temporary SQLite file); one already holding "
+                    "the conversations is reused: recall only, no ingestion")
+    lo.add_argument("--conversations", type=_conversations_arg, default=None,
+                    help="which conversations, 1-based: 3, 1-5 or 1,4,7-8 (default all)")
+    lo.add_argument("--set", type=_setting_arg, action="append", default=[],
+                    metavar="NAME=VALUE",
+                    help="a Config setting for the run, e.g. recall_rrf_k=20 (repeatable)")
     lo.add_argument("--json", action="store_true", help="print one JSON object")
     lo.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
     lo.set_defaults(fn=_cmd_eval_locomo)

@@ -100,6 +100,24 @@ class Config:
             its top-10 with exact search, measured on the entity's own vectors, is >= 0.99
             (recall/index.py); 0 keeps every search exact. 50,000: below it exact search
             takes a few ms.
+        auto_ingest: recall for the query of every call (the seed's ``auto_ingest``, on by
+            default): the context pipeline shows the memories most relevant to it.
+        conscious_ingest: lead every context block with the entity's essential memories
+            (the seed's ``conscious_ingest``, off by default): a short profile (health and
+            allergies, standing instructions, identity, strong preferences) chosen by
+            importance, mentions and recency, not by the query.
+        context_tokens: budget of the whole context block, in estimated tokens (characters
+            / 4), frame included (600: about ten memories of a sentence or two).
+        context_memory_tokens: most tokens of one memory in the block; a longer memory is
+            cut and its line says how long it was (150, about 600 characters).
+        context_essential_share: fraction of ``context_tokens`` the essential memories may
+            take (0.4); the query's memories fill the rest.
+        context_essential_limit: most essential memories read per call (10).
+        context_relative_threshold: a memory is shown only when its similarity to the query
+            is at least this fraction of the best memory's (0.6; measured on LoCoMo,
+            benchmarks/README.md).
+        context_semantic_threshold: similarity a memory that shares no word with the query
+            needs to be shown (0.3; under it, a memory must share a query term).
         llm_history_messages: earlier messages of the current session replayed into a call
             through a registered client (``mem.llm.register``) when the request carries no
             earlier turn of its own; 0 (default) replays none.
@@ -130,6 +148,14 @@ class Config:
     recall_candidates: int = 100
     recall_cache_bytes: int = 256 * 1024 * 1024
     recall_approximate_above: int = 50_000
+    auto_ingest: bool = True
+    conscious_ingest: bool = False
+    context_tokens: int = 600
+    context_memory_tokens: int = 150
+    context_essential_share: float = 0.4
+    context_essential_limit: int = 10
+    context_relative_threshold: float = 0.6
+    context_semantic_threshold: float = 0.3
     llm_history_messages: int = 0
     llm_history_tokens: int = 2000
     llm_spill_turns: int = 1000
@@ -235,7 +261,8 @@ class Config:
         positive = ("recall_embeddings_limit", "recall_facts_limit", "augmentation_batch_size",
                     "recall_cache_bytes", "session_timeout_minutes", "augmentation_lease_seconds",
                     "recall_rrf_k", "recall_recency_half_life_days", "recall_candidates",
-                    "llm_history_tokens", "llm_spill_turns")
+                    "llm_history_tokens", "llm_spill_turns", "context_tokens",
+                    "context_memory_tokens", "context_essential_limit")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"{name} must be > 0, got {getattr(self, name)!r}",
@@ -249,6 +276,13 @@ class Config:
         if self.embeddings.backend not in ("auto", "onnx", "torch"):
             raise ConfigurationError("embeddings_backend must be auto, onnx or torch, got "
                                      f"{self.embeddings.backend!r}", argument="embeddings_backend")
+        for name in ("context_essential_share", "context_relative_threshold"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigurationError(f"{name} is a fraction in [0, 1], got "
+                                         f"{getattr(self, name)!r}", argument=name)
+        if not -1.0 <= self.context_semantic_threshold <= 1.0:
+            raise ConfigurationError("context_semantic_threshold is a cosine similarity in "
+                                     "[-1, 1]", argument="context_semantic_threshold")
         if not -1.0 <= self.recall_relevance_threshold <= 1.0:
             raise ConfigurationError("recall_relevance_threshold is a cosine similarity in [-1, 1]",
                                      argument="recall_relevance_threshold")

@@ -33,6 +33,12 @@ class RecallHit:
         source_message_ids: ids in ``memori_conversation_message`` the memory came from.
         process_id: the external process id the memory was captured under, or None.
         mention_count: how many times the same memory was seen.
+        memory_ids: every memory this hit stands for, best first (``id`` among them): the
+            memories of one source turn are one hit (``memori_core.recall.rank.one_per_turn``).
+        lexical: BM25 score of the query against the memory's text (0: no query term in it).
+        importance: in [0, 1], 0 for an ordinary memory; higher for what must not be missed
+            (safety and health about 0.9-1.0, standing instructions 0.8, identity 0.6-0.7,
+            strong preferences 0.4).
     """
 
     id: int
@@ -44,6 +50,9 @@ class RecallHit:
     source_message_ids: tuple[int, ...] = field(default_factory=tuple)
     process_id: str | None = None
     mention_count: int = 1
+    memory_ids: tuple[int, ...] = field(default_factory=tuple)
+    lexical: float = 0.0
+    importance: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -61,6 +70,7 @@ class Memory:
         slot: the key under which a newer value supersedes it (e.g. ``lives_in``), or None.
         superseded_by: id of the memory that replaced it, or None while it is current.
         source_message_ids: ids in ``memori_conversation_message`` it came from.
+        importance: in [0, 1], 0 for an ordinary memory (see ``RecallHit.importance``).
     """
 
     id: int
@@ -73,6 +83,7 @@ class Memory:
     slot: str | None = None
     superseded_by: int | None = None
     source_message_ids: tuple[int, ...] = field(default_factory=tuple)
+    importance: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,10 @@ class Adapter(Protocol):
     def carries_history(self, kwargs: dict[str, Any]) -> bool:
         """Whether the request already holds earlier turns (then none is replayed)."""
 
+    def visible(self, kwargs: dict[str, Any]) -> list[dict[str, Any]]:
+        """Every message of the request as ``{"role", "content"}`` (text): what the model
+        sees, so the context pipeline does not repeat it."""
+
     def new_messages(self, kwargs: dict[str, Any]) -> list[dict[str, Any]]:
         """The canonical messages to capture: those after the last assistant turn."""
 
@@ -146,7 +150,12 @@ class Call:
             except Exception:  # noqa: BLE001 - logged and counted; the call goes out as is
                 registry.failure("recall_errors", f"cannot read the {adapter.api} request")
             if query:
-                block = registry.recall_block(self, query)
+                try:
+                    visible = adapter.visible(self.kwargs)
+                except Exception:  # noqa: BLE001 - logged and counted; nothing is filtered
+                    registry.failure("recall_errors", f"cannot read the {adapter.api} request")
+                    visible = []
+                block = registry.recall_block(self, query, visible)
         history: list[dict[str, Any]] = []
         if registry.history_enabled():
             try:

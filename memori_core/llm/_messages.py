@@ -207,6 +207,10 @@ class MessageListAdapter:
     def carries_history(self, kwargs: dict[str, Any]) -> bool:
         return any(field(m, "role") == "assistant" for m in self._messages(kwargs))
 
+    def visible(self, kwargs: dict[str, Any]) -> list[dict[str, Any]]:
+        return [{"role": str(field(m, "role", "")), "content": text_of(field(m, "content"))}
+                for m in self._messages(kwargs)]
+
     def _after_last_assistant(self, kwargs: dict[str, Any]) -> list[Any]:
         """The request's messages after its last assistant message: what this call adds."""
         messages = self._messages(kwargs)

@@ -145,6 +145,9 @@ class GenerateContent:
     def carries_history(self, kwargs: dict[str, Any]) -> bool:
         return any(_role(c) == "model" for c in _as_contents(kwargs.get("contents")))
 
+    def visible(self, kwargs: dict[str, Any]) -> list[dict[str, Any]]:
+        return _canonical(_as_contents(kwargs.get("contents")))
+
     def new_messages(self, kwargs: dict[str, Any]) -> list[dict[str, Any]]:
         contents = _as_contents(kwargs.get("contents"))
         start = 0

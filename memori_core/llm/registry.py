@@ -42,7 +42,6 @@ from memori_core.errors import ConfigurationError, MemoriError
 from memori_core.llm._engine import Call, Target, wrap
 from memori_core.llm._messages import select_history
 from memori_core.llm._spill import SpillBuffer, SpilledTurn
-from memori_core.llm.context import render_block
 from memori_core.types import normalize_messages
 
 if TYPE_CHECKING:
@@ -301,14 +300,18 @@ class LLMRegistry:
 
         return contextvars.Context().run(run)
 
-    def recall_block(self, call: Call, query: str) -> str | None:
+    def recall_block(self, call: Call, query: str, visible: list[dict[str, Any]]
+                     ) -> str | None:
+        """The context pipeline's block for ``query`` (``Memori.context``), leaving out what
+        the request's own messages (``visible``) already show. Never raises."""
+        def context() -> str | None:
+            return self.memori.context(query, history=visible).block
+
         try:
-            hits = self._as(call.entity_id, call.process_id, call.session_id,
-                            self.memori.recall, query)
+            return self._as(call.entity_id, call.process_id, call.session_id, context)
         except Exception:  # noqa: BLE001 - logged and counted; the call goes out without memories
             self.failure("recall_errors", "recall failed")
             return None
-        return render_block(hits)
 
     def history_enabled(self) -> bool:
         return self.memori.config.llm_history_messages > 0

@@ -14,6 +14,7 @@ fields. A candidate whose cosine similarity to the query is under
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Sequence
 from datetime import datetime
@@ -28,7 +29,7 @@ from memori_core.recall.index import Filter, IndexCache
 from memori_core.storage.store import EntityGone, Store, utcnow
 from memori_core.types import RecallHit
 
-__all__ = ["Recaller", "Scope", "check_scope", "fuse", "scope_processes"]
+__all__ = ["Recaller", "Scope", "check_scope", "fuse", "one_per_turn", "scope_processes"]
 
 Scope = Literal["process", "entity"]
 
@@ -67,6 +68,47 @@ def fuse(rankings: Sequence[tuple[Sequence[int], float]], k: float) -> dict[int,
     for ids, weight in rankings:
         for rank, i in enumerate(ids, start=1):
             out[i] = out.get(i, 0.0) + weight / (k + rank) / best
+    return out
+
+
+def one_per_turn(hits: Sequence[RecallHit]) -> list[RecallHit]:
+    """One hit per source turn: a turn's episodic memory and the memories extracted from it
+    are one thing said, so they take one slot, not several.
+
+    Hits sharing their first source message form a group, ranked where its best member
+    ranked. The group shows the clearer text: the one memory extracted from the turn when
+    there is exactly one (third person: "The user is allergic to peanuts"), else the turn
+    itself, which holds everything said (several partial facts, or none). ``score`` is the
+    group's best, ``similarity`` and ``id`` are those of the memory shown, ``memory_ids`` all
+    members (best first), ``source_message_ids`` the union, ``created_at`` the earliest,
+    ``lexical`` the best BM25 score.
+    Memories with no source message (``remember``) are groups of their own.
+
+    Args:
+        hits: best first.
+
+    Returns:
+        hits best first, one per group.
+    """
+    groups: dict[object, list[RecallHit]] = {}
+    for h in hits:
+        key: object = h.source_message_ids[0] if h.source_message_ids else ("memory", h.id)
+        groups.setdefault(key, []).append(h)
+    out = []
+    for members in groups.values():  # dicts keep insertion order: best group first
+        if len(members) == 1:
+            out.append(members[0])
+            continue
+        extracted = [h for h in members if h.kind != "episodic"]
+        turn = [h for h in members if h.kind == "episodic"]
+        shown = extracted[0] if len(extracted) == 1 or not turn else turn[0]
+        sources = sorted({m for h in members for m in h.source_message_ids})
+        out.append(dataclasses.replace(
+            shown, score=members[0].score, memory_ids=tuple(h.id for h in members),
+            source_message_ids=tuple(sources),
+            created_at=min(h.created_at for h in members),
+            mention_count=max(h.mention_count for h in members),
+            lexical=max(h.lexical for h in members)))
     return out
 
 
@@ -129,13 +171,15 @@ class Recaller:
         except Exception as exc:
             raise RecallError(f"recall failed: {type(exc).__name__}: {exc}") from exc
         threshold = cfg.recall_relevance_threshold
+        bm25 = dict(lexical)
         rankings = [([i for i, _ in dense], 1.0)]
         if cfg.recall_lexical_weight > 0:
             rankings.append(([i for i, _ in lexical], cfg.recall_lexical_weight))
         fused = {i: f for i, f in fuse(rankings, cfg.recall_rrf_k).items()
                  if similarity[i] >= threshold}
-        # hydrate a few more than asked: recency and mentions may reorder near the cut
-        head = sorted(fused, key=lambda i: -fused[i])[:max(limit * 3, limit + 20)]
+        # hydrate more than asked: recency and mentions may reorder near the cut, and the
+        # memories of one turn fold into one hit
+        head = sorted(fused, key=lambda i: -fused[i])[:max(limit * 4, limit + 20)]
         details = self._store.memory_details(entity_pk, head)
         now = utcnow()
         hits = []
@@ -147,9 +191,29 @@ class Recaller:
             hits.append(RecallHit(id=i, content=d["content"], kind=d["kind"], score=score,
                                   similarity=similarity[i], created_at=d["created_at"],
                                   source_message_ids=d["source_message_ids"],
-                                  process_id=d["process"], mention_count=int(d["mention_count"])))
+                                  process_id=d["process"], mention_count=int(d["mention_count"]),
+                                  memory_ids=(i,), lexical=bm25.get(i, 0.0)))
         hits.sort(key=lambda h: (-h.score, -h.similarity, -h.id))
-        return hits[:limit]
+        return one_per_turn(hits)[:limit]
+
+    def essential(self, limit: int, *, entity_id: str, process_id: str | None, scope: Scope
+                  ) -> list[RecallHit]:
+        """The entity's essential memories (``conscious_ingest``): current, extracted (not
+        episodic) memories rated important, most important first, then most mentioned, then
+        newest; at most ``limit``. Not ranked by any query: ``score`` and ``similarity`` are 0.
+
+        Raises:
+            StorageError: the database failed.
+        """
+        processes = scope_processes(self._store, process_id, scope)
+        rows = self._store.for_entity(entity_id, lambda pk: self._store.essential_memories(
+            pk, processes, limit), [])
+        return [RecallHit(id=int(d["id"]), content=d["content"], kind=d["kind"], score=0.0,
+                          similarity=0.0, created_at=d["created_at"],
+                          source_message_ids=d["source_message_ids"], process_id=d["process"],
+                          mention_count=int(d["mention_count"]), memory_ids=(int(d["id"]),),
+                          importance=float(d["importance"]))
+                for d in rows]
 
     def _bonus(self, created_at: datetime, mentions: int, now: datetime) -> float:
         cfg = self._config

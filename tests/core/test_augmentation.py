@@ -142,7 +142,10 @@ def test_recall_kinds_filter_and_errors(smem: Memori) -> None:
     smem.attribution(entity_id="ann")
     smem.capture([{"role": "user", "content": "I love tempo runs"}])
     assert smem.augmentation.wait(timeout=30)
-    assert {h.kind for h in smem.recall("tempo runs", limit=10)} == {"episodic", "preference"}
+    # the turn and the preference drawn from it are one hit, shown as the preference
+    [hit] = smem.recall("tempo runs", limit=10)
+    assert hit.kind == "preference" and len(hit.memory_ids) == 2
+    assert [h.kind for h in smem.recall("tempo runs", kinds=["episodic"])] == ["episodic"]
     assert [h.kind for h in smem.recall("tempo runs", kinds=["preference"])] == ["preference"]
     with pytest.raises(ConfigurationError) as err:
         smem.recall("tempo", kinds=["memo"])

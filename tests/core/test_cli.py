@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -49,9 +50,15 @@ def test_stats_and_recall_commands(sqlite_url: str, capsys: pytest.CaptureFixtur
     assert stats["memori_entity_fact"] == 2  # the message as said, and "The user keeps bees ..."
     assert main(["recall", "bees", "--entity", "u1", "--process", "p1", "--db", sqlite_url,
                  "--json"]) == 0
-    hits = json.loads(capsys.readouterr().out)
-    assert {h["content"] for h in hits} == {"I keep bees on the roof",
-                                            "The user keeps bees on the roof"}
+    lines = json.loads(capsys.readouterr().out)
+    # the turn and the fact drawn from it are one line, shown as the fact
+    assert [ln["content"] for ln in lines] == ["The user keeps bees on the roof"]
+    assert len(lines[0]["memory_ids"]) == 2 and lines[0]["created_at"] is not None
+    assert main(["recall", "bees", "--entity", "u1", "--process", "p1", "--db", sqlite_url,
+                 "--block"]) == 0
+    block = capsys.readouterr().out.strip().splitlines()
+    assert block[0] == "<memori_context>" and block[-1] == "</memori_context>"
+    assert re.fullmatch(r'- \d{4}-\d\d-\d\d fact: "The user keeps bees on the roof"', block[2])
     assert main(["recall", "volcanoes", "--entity", "u1", "--process", "p1", "--db",
                  sqlite_url]) == 0
     assert "no memory above the relevance threshold" in capsys.readouterr().out

@@ -5,9 +5,12 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+from datetime import datetime
 from pathlib import Path
 
 import pytest
+
+from memori_core.storage import store
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -22,8 +25,14 @@ def test_readme_starts_with_the_two_commands() -> None:
     assert first.splitlines()[1].startswith("make test")
 
 
+@pytest.mark.parametrize("today", [None, datetime(2023, 5, 8, 13, 56), datetime(2031, 2, 28, 23, 59)],
+                         ids=["today", "2023-05-08", "2031-02-28"])
 def test_quickstart_runs_and_prints_the_documented_output(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, today: datetime | None) -> None:
+    """The documented output holds on any date (episodic memories are embedded with the day
+    they were said, so nothing printed may depend on it)."""
+    if today is not None:
+        monkeypatch.setattr(store, "utcnow", lambda: today)
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MEMORI_DATABASE_URL", raising=False)
     code = _blocks("python")[0]
