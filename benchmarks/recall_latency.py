@@ -4,6 +4,8 @@ embeddings).
 Prints, for this machine:
   - ingest: turns/s through capture alone and through capture + augmentation (embedding, storage),
     on real LoCoMo turns when ../shared/datasets/locomo/locomo10.json is there;
+  - context: p50/p95 of ``mem.context`` (recall + the context pipeline) and what the pipeline
+    adds to recall's p50;
   - recall: p50/p95 latency of ``mem.recall`` (hybrid: query embedding, exact FAISS search, BM25,
     fusion, hydration) for one entity holding N memories, side by side with a peer that loads the
     entity's rows and rebuilds a flat index on every query, and the agreement of the vector
@@ -117,6 +119,11 @@ def bench_recall(tmp: Path, sizes: list[int], queries: int) -> None:
                 t0 = time.perf_counter()
                 results[q] = mem.recall(q, limit=5)
                 ours.append((time.perf_counter() - t0) * 1000)
+            ctx_ms = []
+            for q in questions:  # the whole context pipeline: recall + cut, dedup, budget, render
+                t0 = time.perf_counter()
+                mem.context(q, limit=5)
+                ctx_ms.append((time.perf_counter() - t0) * 1000)
             for q in questions:
                 t0 = time.perf_counter()
                 peer_recall(mem, entity_pk, mem.embedder.embed([q])[0], 5)
@@ -136,6 +143,9 @@ def bench_recall(tmp: Path, sizes: list[int], queries: int) -> None:
                   f"peer (reload + rebuild per query) p50 {p50_peer:7.2f} ms  "
                   f"p95 {pct(peer, 0.95):7.2f} ms | peer/memori {p50_peer / p50:5.1f}x | "
                   f"vector top-5 agreement with brute force {agree / len(questions):.3f}")
+            p50_ctx = statistics.median(ctx_ms)
+            print(f"context N={n:>6}: p50 {p50_ctx:6.2f} ms  p95 {pct(ctx_ms, 0.95):6.2f} ms | "
+                  f"the pipeline adds {p50_ctx - p50:+.2f} ms p50 to recall")
 
 
 def main() -> None:

@@ -1,8 +1,9 @@
 """``memori demo``: the seed's persona scenario, offline, on the embedded default database.
 
 One user talks to a ``fitness-coach`` and a ``meal-planner`` process, a second user talks to the
-same two; then, in a new session, each recall is shown, and the isolation across users and
-personas is checked on what recall actually returned. Running it again adds nothing new: the same
+same two; then, in a new session, what a model would be shown for each question (the context
+pipeline, with ``conscious_ingest``) is printed, and the isolation across users and personas is
+checked on every line shown. Running it again adds nothing new: the same
 memories are deduplicated (their mention count grows).
 """
 
@@ -50,7 +51,11 @@ QUESTIONS = [
 
 
 def run_demo(db: str | None = None, out: Callable[[str], None] = print) -> bool:
-    """Run the scenario; returns True when no recall crossed a user or persona boundary.
+    """Run the scenario; returns True when no memory shown crossed a user or persona boundary.
+
+    For each question it prints what a model would be shown (``Memori.context``): the
+    essential memories (``conscious_ingest``) first, then those recalled for the question,
+    each once, dated, with who said it.
 
     Args:
         db: database URL; default the embedded default (``MEMORI_DATABASE_URL`` or
@@ -59,7 +64,7 @@ def run_demo(db: str | None = None, out: Callable[[str], None] = print) -> bool:
     """
     said: dict[str, tuple[str, str]] = {}  # user text -> (entity, process)
     by_message: dict[int, tuple[str, str]] = {}  # captured message id -> (entity, process)
-    with Memori(conn=db) as mem:
+    with Memori(conn=db, conscious_ingest=True) as mem:
         mem.config.storage.build()
         out(f"database: {mem.engine.url.render_as_string()} (local embeddings, no network)")
         for entity, process, turns in SCENARIO:
@@ -78,28 +83,32 @@ def run_demo(db: str | None = None, out: Callable[[str], None] = print) -> bool:
         for entity, process, scope, question in QUESTIONS:
             mem.attribution(entity_id=entity, process_id=process)
             mem.new_session()
-            hits = mem.recall(question, limit=3, scope=scope)  # type: ignore[arg-type]
+            ctx = mem.context(question, limit=3, scope=scope)  # type: ignore[arg-type]
             out(f"\n[{entity} / {process}, new session, scope={scope}] {question}")
-            if not hits:
-                out("  (no memory above the relevance threshold)")
-            for h in hits:
+            for ln in ctx.lines:
                 # who said it: the messages the memory came from (provenance), checked against
                 # what this run captured under which user and persona
                 # (ids of an earlier run of the demo are not in by_message: skipped)
-                owners = {by_message[m] for m in h.source_message_ids if m in by_message}
+                owners = {by_message[m] for m in ln.source_message_ids if m in by_message}
                 owner = owners.pop() if len(owners) == 1 else None
                 leak = owner is None or owner[0] != entity or (
                     scope == "process" and owner[1] != process)
                 ok = ok and not leak
                 who = f"{owner[0]} -> {owner[1]}" if owner else "unknown"
-                out(f"  {h.score:.2f}  {h.kind:<10} {h.content}  (said by {who}; "
-                    f"mentioned {h.mention_count}x)" + ("  <-- LEAK" if leak else ""))
+                why = "essential" if ln.essential else f"{ln.score:.2f}"
+                out(f"  {why:>9}  {ln.text}  (said by {who})" + ("  <-- LEAK" if leak else ""))
+            if not any(ln.score > 0 for ln in ctx.lines):  # essential lines only, or none
+                out("  (nothing recalled for this question: no memory relevant enough)")
             if scope == "process":
                 hidden = sum(1 for e, p in said.values() if e == entity and p != process)
                 out(f"  ({hidden} thing(s) {entity} told other personas stay out of this "
-                    "process-scoped recall)")
-        out("\nisolation: " + ("checked on every hit above: no recall crossed a user or "
-                               "persona boundary" if ok else "FAILED: see LEAK above"))
+                    "process-scoped context)")
+        mem.attribution(entity_id="alice")
+        stored = len(mem.memories(scope="entity"))
+        mem.attribution(entity_id="bob")
+        stored += len(mem.memories(scope="entity"))
+        out(f"\nmemories stored for alice and bob: {stored} (a second run adds none: what is "
+            "said again is mentioned again)")
+        out("isolation: " + ("checked on every line above: nothing shown crossed a user or "
+                             "persona boundary" if ok else "FAILED: see LEAK above"))
         return ok
-
-

@@ -82,6 +82,8 @@ class Config:
         recall_lexical_weight: weight of the BM25 ranking against the vector ranking (1.0) in
             their reciprocal-rank fusion; 2.0 measured best on LoCoMo (see benchmarks/README.md),
             0 turns lexical recall off.
+        recall_stemming: BM25 matches Snowball English word stems ("running" finds "runs");
+            False matches whole words.
         recall_rrf_k: the reciprocal-rank-fusion constant k in ``w / (k + rank)`` (60, from
             Cormack et al., SIGIR 2009).
         recall_recency_weight: how much a recent memory gains: score = fused relevance
@@ -89,6 +91,10 @@ class Config:
             (1 - 1 / mention_count).
         recall_recency_half_life_days: age in days at which the recency bonus halves.
         recall_mention_weight: how much a memory mentioned repeatedly gains (see above).
+        recall_conversation_weight: conversation prior: a candidate gains this times its
+            conversation's summed relevance over the best conversation's (0 turns it off).
+        recall_speaker_weight: a candidate said by a participant the query names (a
+            message's ``name``) gains this (0 turns it off).
         recall_candidates: candidates taken from each ranker before fusion (at least the
             ``limit`` asked for).
         recall_cache_bytes: upper bound of the per-entity index cache, in bytes (256 MiB: with
@@ -141,10 +147,13 @@ class Config:
     augmentation_batch_seconds: float = 0.1
     augmentation_lease_seconds: float = 300
     recall_lexical_weight: float = 2.0
+    recall_stemming: bool = True
     recall_rrf_k: float = 60
     recall_recency_weight: float = 0.05
     recall_recency_half_life_days: float = 30
     recall_mention_weight: float = 0.02
+    recall_conversation_weight: float = 0.0
+    recall_speaker_weight: float = 0.0
     recall_candidates: int = 100
     recall_cache_bytes: int = 256 * 1024 * 1024
     recall_approximate_above: int = 50_000
@@ -269,7 +278,8 @@ class Config:
                                          argument=name)
         for name in ("augmentation_workers", "request_num_backoff", "request_backoff_factor",
                      "recall_approximate_above", "augmentation_batch_seconds", "llm_history_messages", "recall_lexical_weight",
-                     "recall_recency_weight", "recall_mention_weight"):
+                     "recall_recency_weight", "recall_mention_weight",
+                     "recall_conversation_weight", "recall_speaker_weight"):
             if getattr(self, name) < 0:
                 raise ConfigurationError(f"{name} must be >= 0, got {getattr(self, name)!r}",
                                          argument=name)

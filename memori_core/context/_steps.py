@@ -81,6 +81,14 @@ def _said(hit: RecallHit) -> str:
     return tail if sep and len(head) <= 40 and "\n" not in head else hit.content
 
 
+def _small_talk(sentence: str) -> bool:
+    """Only greetings, thanks and acknowledgements, maybe addressing someone by name ("Hey
+    Caroline!")."""
+    words = _WORD.findall(sentence)
+    rest = [w for w in words if w.lower() not in _SMALL_TALK]
+    return not rest or (len(rest) == 1 and rest[0][:1].isupper() and len(words) <= 4)
+
+
 def informative(hits: Sequence[RecallHit]) -> list[RecallHit]:
     """``hits`` without the turns that say nothing about the user: an episodic memory made
     only of questions ("What time is it in Tokyo?") or of greetings and thanks ("hi",
@@ -93,7 +101,7 @@ def informative(hits: Sequence[RecallHit]) -> list[RecallHit]:
             continue
         sentences = [s for s in _SENTENCE.split(_said(h).strip()) if s.strip()]
         statements = [s for s in sentences if not s.rstrip().endswith("?")]
-        if any(not set(_WORD.findall(s.lower())) <= _SMALL_TALK for s in statements) or \
+        if any(not _small_talk(s) for s in statements) or \
                 any(_FIRST_PERSON_FACT.search(s) for s in sentences if s not in statements):
             out.append(h)
     return out

@@ -92,14 +92,14 @@ class EntityIndex:
         version: the entity's ``memory_version`` this index matches.
     """
 
-    def __init__(self, dim: int, approximate_above: int = 0) -> None:
+    def __init__(self, dim: int, approximate_above: int = 0, stem: bool = True) -> None:
         self.dim = dim
         self.index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
         #: rows at which to try the approximate index (0: never); doubled after a failed try
         self._approximate_at = approximate_above
         #: measured agreement of the approximate index in use (None: the search is exact)
         self.agreement: float | None = None
-        self.lexical = BM25Index()
+        self.lexical = BM25Index(stem=stem)
         self._ids = _Growing(np.int64)
         self._proc = _Growing(np.int64)  # -1: no process
         self._kind = _Growing(np.int8)
@@ -265,11 +265,13 @@ class IndexCache:
             cap on what is indexed.
         approximate_above: rows from which an entity index may turn approximate
             (``Config.recall_approximate_above``; 0: never).
+        stem: BM25 matches word stems (``Config.recall_stemming``).
     """
 
     def __init__(self, store: Store, max_bytes: int, batch: int,
-                 approximate_above: int = 0) -> None:
+                 approximate_above: int = 0, stem: bool = True) -> None:
         self._store = store
+        self._stem = stem
         self._approximate_above = approximate_above
         self._max_bytes = max_bytes
         self._batch = batch
@@ -290,14 +292,14 @@ class IndexCache:
         before = 0 if old is None else old.nbytes
         count, max_id = self._store.memory_counts(entity_pk)
         if idx is None or idx.dim != dim or max_id < idx.max_id or count < idx.count:
-            idx = self._fill(EntityIndex(dim, self._approximate_above), entity_pk)  # new, or rows were removed
+            idx = self._fill(EntityIndex(dim, self._approximate_above, self._stem), entity_pk)  # new, or rows were removed
         else:
             with idx.lock:
                 if (idx.count, idx.max_id) != (count, max_id):
                     self._fill(idx, entity_pk)
                 idx.set_superseded(self._store.superseded_ids(entity_pk))
             if idx.count < count:  # a lower id committed after a higher one: reload whole
-                idx = self._fill(EntityIndex(dim, self._approximate_above), entity_pk)
+                idx = self._fill(EntityIndex(dim, self._approximate_above, self._stem), entity_pk)
         idx.version = version
         with self._lock:
             if old is not None and self._entries.get(entity_pk) is old:

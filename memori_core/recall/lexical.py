@@ -2,7 +2,8 @@
 
 Okapi BM25 (k1 = 1.2, b = 0.75; Robertson & Zaragoza, "The Probabilistic Relevance Framework:
 BM25 and Beyond", 2009). Tokens are lower-cased word characters minus a short English stopword
-list, hashed to 64-bit ints so an index holds no per-entity vocabulary; postings are three flat
+list, reduced to their Snowball (Porter 2) English stem by PyStemmer ("running", "runs" ->
+"run"), hashed to 64-bit ints so an index holds no per-entity vocabulary; postings are three flat
 numpy arrays sorted by token hash (16 bytes per posting), so a query term is two binary searches
 and a vectorised slice. Rows are appended incrementally; the sort happens on the next search.
 """
@@ -10,10 +11,12 @@ and a vectorised slice. Rows are appended incrementally; the sort happens on the
 from __future__ import annotations
 
 import re
+import threading
 from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
+import Stemmer
 
 __all__ = ["BM25Index", "tokenize"]
 
@@ -29,9 +32,21 @@ K1 = 1.2
 B = 0.75
 
 
-def tokenize(text: str) -> list[str]:
-    """Lower-cased word tokens without stopwords: what BM25 matches on."""
-    return [w for w in _WORD.findall(text.lower()) if w not in _STOP]
+_local = threading.local()  # a PyStemmer Stemmer (with its cache) is not shared across threads
+
+
+def _stemmer() -> Stemmer.Stemmer:
+    stemmer = getattr(_local, "stemmer", None)
+    if stemmer is None:
+        stemmer = _local.stemmer = Stemmer.Stemmer("english")
+    return stemmer
+
+
+def tokenize(text: str, stem: bool = True) -> list[str]:
+    """Lower-cased word tokens without stopwords, stemmed unless ``stem`` is False: what BM25
+    matches on."""
+    words = [w for w in _WORD.findall(text.lower()) if w not in _STOP]
+    return _stemmer().stemWords(words) if stem and words else words
 
 
 def _hashes(tokens: Sequence[str]) -> np.ndarray:
@@ -45,7 +60,8 @@ class BM25Index:
     Not thread-safe: ``EntityIndex`` holds its lock around every call.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, stem: bool = True) -> None:
+        self._stem = stem
         self._tok = np.empty(0, dtype=np.int64)
         self._row = np.empty(0, dtype=np.int32)
         self._tf = np.empty(0, dtype=np.float32)
@@ -69,7 +85,7 @@ class BM25Index:
         tfs: list[int] = []
         lengths: list[int] = []
         for i, text in enumerate(texts):
-            counts = Counter(tokenize(text))
+            counts = Counter(tokenize(text, self._stem))
             lengths.append(sum(counts.values()))
             toks.extend(counts)
             rows.extend([self.rows + i] * len(counts))
@@ -99,7 +115,7 @@ class BM25Index:
         query term occurs."""
         self._merge()
         out = np.zeros(self.rows, dtype=np.float32)
-        terms = list(dict.fromkeys(tokenize(query)))
+        terms = list(dict.fromkeys(tokenize(query, self._stem)))
         if not terms or self.rows == 0:
             return out
         norm = self._norm

@@ -15,6 +15,7 @@ fields. A candidate whose cosine similarity to the query is under
 from __future__ import annotations
 
 import dataclasses
+import re
 import threading
 from collections.abc import Sequence
 from datetime import datetime
@@ -32,6 +33,7 @@ from memori_core.types import RecallHit
 __all__ = ["Recaller", "Scope", "check_scope", "fuse", "one_per_turn", "scope_processes"]
 
 Scope = Literal["process", "entity"]
+_NAME_WORD = re.compile(r"[\w'-]+")
 
 
 def check_scope(scope: object) -> None:
@@ -120,7 +122,7 @@ class Recaller:
         self._embedder = embedder
         self._config = config
         self.cache = IndexCache(store, config.recall_cache_bytes, config.recall_embeddings_limit,
-                                config.recall_approximate_above)
+                                config.recall_approximate_above, config.recall_stemming)
         self._model_checked = False
         self._lock = threading.Lock()
 
@@ -193,8 +195,45 @@ class Recaller:
                                   source_message_ids=d["source_message_ids"],
                                   process_id=d["process"], mention_count=int(d["mention_count"]),
                                   memory_ids=(i,), lexical=bm25.get(i, 0.0)))
+        if cfg.recall_conversation_weight > 0 or cfg.recall_speaker_weight > 0:
+            hits = self._context_bonus(hits, query, entity_pk)
         hits.sort(key=lambda h: (-h.score, -h.similarity, -h.id))
         return one_per_turn(hits)[:limit]
+
+    def _context_bonus(self, hits: list[RecallHit], query: str, entity_pk: int
+                       ) -> list[RecallHit]:
+        """Scores plus the conversation prior and the named-participant bonus.
+
+        Conversation prior: a conversation several candidates come from is likelier the one
+        the query is about; each candidate gains ``recall_conversation_weight`` times its
+        conversation's summed relevance over the best conversation's. Named participant: when
+        the query names a speaker of the candidates (a message's ``name``, as a whole word),
+        the memories that speaker said gain ``recall_speaker_weight``.
+        """
+        cfg = self._config
+        origin = self._store.message_origins(
+            entity_pk, sorted({h.source_message_ids[0] for h in hits if h.source_message_ids}))
+        of = {h.id: origin.get(h.source_message_ids[0]) if h.source_message_ids else None
+              for h in hits}
+        mass: dict[int, float] = {}
+        for h in hits:
+            o = of[h.id]
+            if o is not None:
+                mass[o[0]] = mass.get(o[0], 0.0) + h.score
+        top = max(mass.values(), default=0.0)
+        words = {w.lower() for w in _NAME_WORD.findall(query)}
+        named = {o[1] for o in of.values() if o is not None and o[1]
+                 and o[1].lower() in words}
+        out = []
+        for h in hits:
+            o = of[h.id]
+            bonus = 0.0
+            if o is not None and top > 0:
+                bonus += cfg.recall_conversation_weight * mass[o[0]] / top
+            if o is not None and o[1] in named:
+                bonus += cfg.recall_speaker_weight
+            out.append(dataclasses.replace(h, score=h.score + bonus) if bonus else h)
+        return out
 
     def essential(self, limit: int, *, entity_id: str, process_id: str | None, scope: Scope
                   ) -> list[RecallHit]:

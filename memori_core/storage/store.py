@@ -22,10 +22,13 @@ from typing import Any, TypeVar
 import numpy as np
 from sqlalchemy import (
     Connection,
+    Double,
     Engine,
     and_,
     bindparam,
+    case,
     delete,
+    false,
     func,
     insert,
     or_,
@@ -42,7 +45,8 @@ from memori_core.storage import migrations
 from memori_core.storage import schema as s
 from memori_core.types import CapturedMessage
 
-__all__ = ["EntityGone", "JobRow", "JobsGone", "MemoryRow", "NewMemory", "NewTriple", "Store", "utcnow"]
+__all__ = ["EntityGone", "JobRow", "JobsGone", "MemoryRow", "NewMemory", "NewTriple", "Store",
+           "clip_importance", "utcnow"]
 
 T = TypeVar("T")
 
@@ -53,6 +57,12 @@ WRITE_RETRIES = 8
 def utcnow() -> datetime:
     """Naive UTC now, the form every timestamp column holds."""
     return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def clip_importance(value: float) -> float:
+    """An importance as stored: ``value`` clipped to [0, 1], NaN as 0 (ordinary)."""
+    v = float(value)
+    return min(max(v, 0.0), 1.0) if v == v else 0.0
 
 
 def sha(*parts: object) -> str:
@@ -95,7 +105,11 @@ class JobRow:
 
 @dataclass(frozen=True)
 class NewMemory:
-    """A memory to upsert: dedup on (entity, process, kind, normalized content)."""
+    """A memory to upsert: dedup on (entity, process, kind, normalized content).
+
+    ``importance`` is in [0, 1] (0 = ordinary; values outside are clipped, NaN is 0); a memory
+    said again keeps the higher of its stored and its new importance.
+    """
 
     entity_id: int
     process_id: int | None
@@ -106,6 +120,7 @@ class NewMemory:
     slot: str | None = None
     search_text: str | None = None  # what BM25 indexes, when not ``content``
     observed_at: datetime | None = None  # when its source was said (default: now)
+    importance: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -181,24 +196,31 @@ job AS (
     RETURNING id)
 SELECT (SELECT json_agg(id ORDER BY id)::text FROM msg) AS ids, (SELECT id FROM job) AS job
 """)
+# a memory said again: one more mention, and the higher of its stored and its new importance
+_BUMP_MEMORY = update(s.entity_fact).where(s.entity_fact.c.id == bindparam("fid")).values(
+    mention_count=s.entity_fact.c.mention_count + bindparam("n"),
+    importance=case((s.entity_fact.c.importance < bindparam("imp", type_=Double()),
+                     bindparam("imp", type_=Double())), else_=s.entity_fact.c.importance))
 # recall's reads, built once (SQLAlchemy then compiles each once, not per recall)
 _MEMORY_VERSION = select(s.entity.c.memory_version).where(s.entity.c.id == bindparam("entity"))
-_MEMORY_DETAILS = (
+# what ``memory_details`` returns of a memory, for any WHERE
+_DETAILS = (
     select(s.entity_fact.c.id, s.entity_fact.c.content, s.entity_fact.c.kind,
            s.entity_fact.c.created_at, s.entity_fact.c.last_seen_at, s.entity_fact.c.mention_count,
-           s.entity_fact.c.superseded_by, s.process.c.external_id.label("process"))
-    .select_from(s.entity_fact.outerjoin(s.process, s.process.c.id == s.entity_fact.c.process_id))
-    .where(s.entity_fact.c.entity_id == bindparam("entity"),
-           s.entity_fact.c.id.in_(bindparam("ids", expanding=True))))
+           s.entity_fact.c.superseded_by, s.entity_fact.c.importance,
+           s.process.c.external_id.label("process"))
+    .select_from(s.entity_fact.outerjoin(s.process, s.process.c.id == s.entity_fact.c.process_id)))
+# PostgreSQL: the sources as an array beside the details, one round trip instead of two
+_SOURCES_ARRAY = (select(postgresql.array_agg(aggregate_order_by(s.fact_mention.c.message_id,
+                                                                 s.fact_mention.c.message_id)))
+                  .where(s.fact_mention.c.fact_id == s.entity_fact.c.id)
+                  .scalar_subquery().label("sources"))
+_MEMORY_DETAILS = _DETAILS.where(s.entity_fact.c.entity_id == bindparam("entity"),
+                                 s.entity_fact.c.id.in_(bindparam("ids", expanding=True)))
+_MEMORY_DETAILS_WITH_SOURCES = _MEMORY_DETAILS.add_columns(_SOURCES_ARRAY)
 _MEMORY_SOURCES = (select(s.fact_mention.c.fact_id, s.fact_mention.c.message_id)
                    .where(s.fact_mention.c.fact_id.in_(bindparam("ids", expanding=True)))
                    .order_by(s.fact_mention.c.message_id))
-# PostgreSQL: the details with their sources as an array, one round trip instead of two
-_MEMORY_DETAILS_WITH_SOURCES = _MEMORY_DETAILS.add_columns(
-    select(postgresql.array_agg(aggregate_order_by(s.fact_mention.c.message_id,
-                                                   s.fact_mention.c.message_id)))
-    .where(s.fact_mention.c.fact_id == s.entity_fact.c.id)
-    .scalar_subquery().label("sources"))
 
 
 class _StaleId(Exception):
@@ -515,6 +537,36 @@ class Store:
                                 .order_by(m.id)).all()
         return [_message_dict(r) for r in rows]
 
+    def message_texts(self, entity_id: str, ids: Sequence[int]) -> dict[int, str]:
+        """Text of stored messages of one entity, by id (ids of other entities' messages are
+        not returned): what the context pipeline compares with a visible history."""
+        m = s.conversation_message.c
+
+        def read(e: int) -> dict[int, str]:
+            out: dict[int, str] = {}
+            with self.read() as conn:
+                for start in range(0, len(ids), 500):
+                    out.update((int(i), str(t)) for i, t in conn.execute(
+                        select(m.id, m.content).where(m.entity_id == e,
+                                                      m.id.in_(list(ids[start:start + 500])))))
+            return out
+
+        return self.for_entity(entity_id, read, {}) if ids else {}
+
+    def message_origins(self, entity_pk: int, ids: Sequence[int]
+                        ) -> dict[int, tuple[int, str | None]]:
+        """Conversation row id and speaker ``name`` of stored messages of one entity, by id
+        (other entities' messages are not returned): what recall's conversation prior and
+        named-participant bonus read. One statement per 500 ids."""
+        m = s.conversation_message.c
+        out: dict[int, tuple[int, str | None]] = {}
+        with self.read() as conn:
+            for start in range(0, len(ids), 500):
+                out.update((int(i), (int(c), n)) for i, c, n in conn.execute(
+                    select(m.id, m.conversation_id, m.name).where(
+                        m.entity_id == entity_pk, m.id.in_(list(ids[start:start + 500])))))
+        return out
+
     def turn_stored(self, entity_id: str, session_id: str,
                     messages: Sequence[CapturedMessage]) -> bool:
         """Whether every message of a turn (role, content and ``created_at`` each) is in the
@@ -722,19 +774,21 @@ class Store:
     def upsert_memories(self, conn: Connection, memories: Sequence[NewMemory], model: str
                         ) -> list[int]:
         """Insert memories, or bump ``mention_count`` of the same (entity, process, kind,
-        normalized text); provenance rows to every source message. A handful of statements
-        per batch, whatever its size. Returns the row ids, in input order."""
+        normalized text) and raise its ``importance`` to the new one when that is higher;
+        provenance rows to every source message. A handful of statements per batch, whatever
+        its size. Returns the row ids, in input order."""
         if not memories:
             return []
-        f = s.entity_fact.c
         now = utcnow()
         keys = [sha("fact", m.entity_id, m.process_id or "", m.kind, normalize_text(m.content))
                 for m in memories]
         existing = self._fact_ids(conn, keys)
         fresh: dict[str, dict[str, Any]] = {}
         seen: dict[str, int] = {}  # mentions per key in this batch
+        top: dict[str, float] = {}  # the highest importance per key in this batch
         for key, mem in zip(keys, memories, strict=True):
             seen[key] = seen.get(key, 0) + 1
+            top[key] = max(top.get(key, 0.0), clip_importance(mem.importance))
             if key in existing or key in fresh:
                 continue
             vec = np.ascontiguousarray(mem.embedding, dtype="<f4")
@@ -747,6 +801,7 @@ class Store:
                               last_seen_at=mem.observed_at or now)
         lost: set[str] = set()
         for key, row in fresh.items():
+            row["importance"] = top[key]
             # one row per statement: its rowcount says whether a concurrent worker inserted
             # the same memory first, in which case ours is one more mention of it
             if self._insert_ignore(conn, s.entity_fact, row) == 0:
@@ -757,13 +812,12 @@ class Store:
         new_ids = self._fact_ids(conn, list(fresh)) if fresh else {}
         if len(new_ids) < len(fresh):  # MySQL's INSERT IGNORE skipped a row whose entity is gone
             raise _StaleId("memories were not stored: their entity row no longer exists")
-        bumps = [{"fid": existing[k], "n": n} for k, n in seen.items() if k in existing]
-        bumps += [{"fid": new_ids[k], "n": n if k in lost else n - 1}
+        bumps = [{"fid": existing[k], "n": n, "imp": top[k]} for k, n in seen.items()
+                 if k in existing]
+        bumps += [{"fid": new_ids[k], "n": n if k in lost else n - 1, "imp": top[k]}
                   for k, n in seen.items() if k in new_ids and (n > 1 or k in lost)]
         if bumps:
-            conn.execute(update(s.entity_fact).where(f.id == bindparam("fid"))
-                         .values(mention_count=f.mention_count + bindparam("n"),
-                                 last_seen_at=now), bumps)
+            conn.execute(_BUMP_MEMORY.values(last_seen_at=now), bumps)
         ids = [existing.get(k) or new_ids[k] for k in keys]
         mentions = {(fid, mid) for fid, mem in zip(ids, memories, strict=True)
                     for mid in mem.source_message_ids}
@@ -895,40 +949,82 @@ class Store:
                 f.entity_id == entity_pk, f.superseded_by.is_not(None))).scalars()]
 
     def memory_details(self, entity_pk: int, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
-        """Content, kind, timestamps, process and source messages of memories, by id. Rows of
-        other entities are never returned."""
+        """Details of memories, by id. Rows of other entities are never returned.
+
+        Returns:
+            id -> dict with ``id``, ``content``, ``kind``, ``created_at``, ``last_seen_at``
+            (UTC, naive), ``mention_count``, ``superseded_by``, ``importance`` (float in
+            [0, 1]), ``process`` (external process id or None) and ``source_message_ids``
+            (tuple, oldest first).
+        """
         if not ids:
             return {}
         params = {"entity": entity_pk, "ids": list(ids)}
         with self.read() as conn:
-            sources: dict[int, list[int]] = {}
-            if self.dialect == "postgresql":
-                rows = conn.execute(_MEMORY_DETAILS_WITH_SOURCES, params).all()
-                sources = {int(r.id): r.sources or [] for r in rows}
-            else:
-                rows = conn.execute(_MEMORY_DETAILS, params).all()
-                for fid, mid in conn.execute(_MEMORY_SOURCES, {"ids": list(ids)}).all():
-                    sources.setdefault(int(fid), []).append(int(mid))
-        details = {}
+            rows = self._details(conn, _MEMORY_DETAILS, _MEMORY_DETAILS_WITH_SOURCES, params)
+        return {row["id"]: row for row in rows}
+
+    def essential_memories(self, entity_pk: int, processes: Sequence[int | None] | None,
+                           limit: int) -> list[dict[str, Any]]:
+        """The entity's essential memories: current (not superseded), not episodic, with
+        importance > 0, most important first (then most mentioned, last seen latest, newest).
+
+        Args:
+            entity_pk: the entity's row id.
+            processes: process row ids whose memories count, None meaning "captured without a
+                process" (``scope_processes``); None for every process of the entity.
+            limit: at most this many (0: none).
+
+        Returns:
+            dicts shaped like ``memory_details`` values (``id`` included), best first; one
+            statement on PostgreSQL, two elsewhere (the details, then their sources).
+        """
+        if limit <= 0:
+            return []
+        f = s.entity_fact.c
+        q = (_DETAILS.where(f.entity_id == entity_pk, f.superseded_by.is_(None),
+                            f.kind != "episodic", f.importance > 0)
+             .order_by(f.importance.desc(), f.mention_count.desc(), f.last_seen_at.desc(),
+                       f.id.desc()).limit(limit))
+        if processes is not None:
+            q = q.where(_in_processes(processes))
+        with self.read() as conn:
+            return self._details(conn, q, q.add_columns(_SOURCES_ARRAY), {})
+
+    def _details(self, conn: Connection, plain: Any, with_sources: Any,
+                 params: dict[str, Any]) -> list[dict[str, Any]]:
+        """Rows of a ``_DETAILS`` statement with their ``source_message_ids``: on PostgreSQL
+        from ``with_sources`` (the same statement plus ``_SOURCES_ARRAY``), elsewhere from
+        ``plain`` and one read of the sources."""
+        if self.dialect == "postgresql":
+            rows = conn.execute(with_sources, params).all()
+            sources = {int(r.id): r.sources or [] for r in rows}
+        else:
+            rows = conn.execute(plain, params).all()
+            sources = _sources(conn, [int(r.id) for r in rows])
+        out = []
         for r in rows:
             row = dict(r._mapping)
             row.pop("sources", None)
+            row["id"] = int(r.id)
             row["source_message_ids"] = tuple(int(m) for m in sources.get(int(r.id), ()))
-            details[int(r.id)] = row
-        return details
+            out.append(row)
+        return out
 
     def add_memories(self, entity_id: str, process_id: str | None,
-                     memories: Sequence[tuple[str, str, str | None, np.ndarray]], model: str
-                     ) -> list[int]:
+                     memories: Sequence[tuple[str, str, str | None, np.ndarray, float]],
+                     model: str) -> list[int]:
         """Store memories given directly (``Memori.remember``): (content, kind, slot,
-        embedding) each, under an external entity / process created if needed. Same dedup and
-        supersession as augmentation. Returns row ids in input order."""
+        embedding, importance in [0, 1]) each, under an external entity / process created if
+        needed. Same dedup, importance and supersession as augmentation. Returns row ids in
+        input order."""
 
         def tx(conn: Connection, state: _TxState) -> list[int]:
             e = self.entity_pk(conn, state, entity_id)
             p = self.process_pk(conn, state, process_id)
-            return self.upsert_memories(conn, [NewMemory(e, p, kind, content, vec, (), slot)
-                                               for content, kind, slot, vec in memories], model)
+            return self.upsert_memories(conn, [
+                NewMemory(e, p, kind, content, vec, (), slot, importance=importance)
+                for content, kind, slot, vec, importance in memories], model)
 
         return self.write(tx)
 
@@ -936,17 +1032,13 @@ class Store:
                       kinds: Sequence[str] | None, include_superseded: bool,
                       limit: int | None) -> list[dict[str, Any]]:
         """An entity's memories, newest first, as dicts of ``Memory`` fields."""
-        f, p, mn = s.entity_fact.c, s.process.c, s.fact_mention.c
+        f, p = s.entity_fact.c, s.process.c
         q = (select(f.id, f.content, f.kind, f.created_at, f.last_seen_at, f.mention_count,
-                    f.slot, f.superseded_by, p.external_id.label("process_id"))
+                    f.slot, f.superseded_by, f.importance, p.external_id.label("process_id"))
              .select_from(s.entity_fact.outerjoin(s.process, p.id == f.process_id))
              .where(f.entity_id == entity_pk).order_by(f.id.desc()))
         if processes is not None:
-            known = [x for x in processes if x is not None]
-            conds: list[Any] = [f.process_id.in_(known)] if known else []
-            if None in processes:
-                conds.append(f.process_id.is_(None))
-            q = q.where(or_(*conds))
+            q = q.where(_in_processes(processes))
         if kinds is not None:
             q = q.where(f.kind.in_(list(kinds)))
         if not include_superseded:
@@ -955,13 +1047,7 @@ class Store:
             q = q.limit(limit)
         with self.read() as conn:
             rows = conn.execute(q).all()
-            ids = [int(r.id) for r in rows]
-            sources: dict[int, list[int]] = {}
-            for start in range(0, len(ids), 500):
-                for fid, mid in conn.execute(select(mn.fact_id, mn.message_id)
-                                             .where(mn.fact_id.in_(ids[start:start + 500]))
-                                             .order_by(mn.message_id)).all():
-                    sources.setdefault(int(fid), []).append(int(mid))
+            sources = _sources(conn, [int(r.id) for r in rows])
         return [{**r._mapping, "id": int(r.id), "superseded_by": _opt_int(r.superseded_by),
                  "source_message_ids": tuple(sources.get(int(r.id), ()))} for r in rows]
 
@@ -1083,6 +1169,26 @@ class Store:
         with self.read() as conn:
             return {t.name: int(conn.execute(select(func.count()).select_from(t)).scalar() or 0)
                     for t in s.TABLES}
+
+
+def _in_processes(processes: Sequence[int | None]) -> Any:
+    """A memory's process is one of ``processes`` (row ids; None: captured without one)."""
+    f = s.entity_fact.c
+    known = [x for x in processes if x is not None]
+    conds: list[Any] = [f.process_id.in_(known)] if known else []
+    if None in processes:
+        conds.append(f.process_id.is_(None))
+    return or_(*conds) if conds else false()
+
+
+def _sources(conn: Connection, ids: Sequence[int]) -> dict[int, list[int]]:
+    """Source message ids of memories, oldest first, by memory id (500 ids per read)."""
+    out: dict[int, list[int]] = {}
+    for start in range(0, len(ids), 500):
+        for fid, mid in conn.execute(_MEMORY_SOURCES,
+                                     {"ids": list(ids[start:start + 500])}).all():
+            out.setdefault(int(fid), []).append(int(mid))
+    return out
 
 
 def _opt_int(value: Any) -> int | None:

@@ -21,21 +21,51 @@ LOCOMO = Path(os.environ.get("MEMORI_LOCOMO") or Path(__file__).resolve().parent
               / "datasets" / "locomo" / "locomo10.json")
 
 
-def test_demo_shows_recall_and_no_leak(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def _sections(out: str) -> dict[str, str]:
+    """The demo's output per question: "[alice / meal-planner, ...] question" -> its lines."""
+    parts = re.split(r"\n(?=\[)", out[out.index("\n[alice /"):])
+    return {p.split("\n", 1)[0]: p for p in parts if p.startswith("[")}
+
+
+def test_demo_shows_each_memory_once_the_essential_allergy_and_no_leak(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", "--db", f"sqlite:///{tmp_path / 'demo.db'}"]) == 0
     out = capsys.readouterr().out
-    assert "Goal: sub-25-minute 5K by June" in out
     assert "LEAK" not in out
-    assert "no recall crossed a user or persona boundary" in out
-    # the vegetarian (bob) never shows up in alice's recalls and vice versa
-    recalls = out[out.index("\n[alice /"):]  # after the list of captured turns
-    alice, bob = recalls.split("[bob /", 1)
-    assert "vegetarian" not in alice
-    assert "peanuts." not in bob and "sub-25-minute 5K by June." not in bob.replace(
-        "Is my goal a sub-25-minute 5K by June?", "")
+    assert "nothing shown crossed a user or persona boundary" in out
+    sections = _sections(out)
+    lines = {k: [ln for ln in v.splitlines()[1:] if re.match(r"\s+(essential|\d\.\d\d)\s", ln)]
+             for k, v in sections.items()}
+    for key, shown in lines.items():  # each memory once: no text shown twice in one block
+        texts = [ln.split(": ", 1)[1] for ln in shown]
+        assert len(texts) == len(set(texts)), key
+        assert all(re.search(r" \d{4}-\d\d-\d\d \w+: \"", ln) for ln in shown), key
+    def section(start: str) -> list[str]:
+        [key] = [k for k in lines if k.startswith(start)]
+        return lines[key]
+    dinner = section("[alice / meal-planner, new session, scope=process] What should I cook")
+    assert "essential" in dinner[0] and "allergic to peanuts" in dinner[0]
+    assert any("low-carb" in ln for ln in dinner)
+    running = section("[alice / fitness-coach, new session, scope=process] What is my running")
+    recalled = [ln for ln in running if "essential" not in ln]
+    assert "30 minutes flat" in recalled[0] and not any("Tuesday" in ln for ln in recalled)
+    # bob's peanut question: nothing recalled for it (alice's allergy is hers; his own
+    # memories are not about it); his essential profile may still lead
+    peanuts = section("[bob / meal-planner, new session, scope=entity] Am I allergic")
+    assert all("essential" in ln for ln in peanuts)
+    assert "nothing recalled for this question" in sections[next(
+        k for k in sections if "Am I allergic" in k)]
+    bob = [ln for k, v in lines.items() if k.startswith("[bob") for ln in v]
+    alice = [ln for k, v in lines.items() if k.startswith("[alice") for ln in v]
+    assert bob and alice
+    assert not any("vegetarian" in ln or "marathon" in ln for ln in alice)
+    assert not any(w in ln for ln in bob for w in ("peanuts", "sub-25", "low-carb", "Tuesday"))
+    stored = re.search(r"memories stored for alice and bob: (\d+)", out)
+    assert stored is not None
     # a second run adds no new memories: the same ones are mentioned again
     assert main(["demo", "--db", f"sqlite:///{tmp_path / 'demo.db'}"]) == 0
-    assert "mentioned 2x" in capsys.readouterr().out
+    again = re.search(r"memories stored for alice and bob: (\d+)", capsys.readouterr().out)
+    assert again is not None and again.group(1) == stored.group(1)
 
 
 def test_stats_and_recall_commands(sqlite_url: str, capsys: pytest.CaptureFixture[str]) -> None:

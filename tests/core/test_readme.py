@@ -44,3 +44,17 @@ def test_quickstart_runs_and_prints_the_documented_output(
     assert documented is not None
     assert out.getvalue() == documented.group(1)
     assert (tmp_path / "memori.db").exists()
+
+
+def test_context_section_runs_and_prints_the_documented_output(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MEMORI_DATABASE_URL", raising=False)
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("## What the model is shown"):text.index("## LLM providers")]
+    found = re.search(r"```python\n(.*?)```\n\nprints\n\n```\n(.*?)```", section, re.S)
+    assert found is not None
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(found.group(1), str(README), "exec"), {"__name__": "readme"})
+    assert out.getvalue() == found.group(2)
