@@ -46,18 +46,20 @@ def main() -> None:
     n = len(runs)
     print(f"{n} questions; recall limit 5; a question is answered when an evidence turn is "
           "among the sources of the block's lines")
-    print(f"{'relative':>8} {'semantic':>8} {'lines/q':>8} {'answered':>9} {'empty':>6} "
-          f"{'lines per answered':>19}")
-    for rel in RELATIVE:
-        for sem in SEMANTIC:
-            lines = answered = empty = 0
-            for hits, evidence in runs:
-                shown = informative(relevance_cut(hits, relative=rel, semantic=sem))
-                lines += len(shown)
-                empty += not shown
-                answered += any(set(h.source_message_ids) & evidence for h in shown)
-            print(f"{rel:>8.2f} {sem:>8.2f} {lines / n:>8.2f} {answered / n:>9.3f} "
-                  f"{empty / n:>6.3f} {lines / max(answered, 1):>19.2f}")
+    print(f"{'relative':>8} {'semantic':>8} {'q filter':>8} {'lines/q':>8} {'answered':>9} "
+          f"{'empty':>6} {'lines per answered':>19}")
+    for rel, sem, only_informative in [(r, s, True) for r in RELATIVE for s in SEMANTIC] + [
+            (r, 0.3, False) for r in RELATIVE]:
+        lines = answered = empty = 0
+        for hits, evidence in runs:
+            shown = relevance_cut(hits, relative=rel, semantic=sem)
+            shown = informative(shown) if only_informative else shown
+            lines += len(shown)
+            empty += not shown
+            answered += any(set(h.source_message_ids) & evidence for h in shown)
+        print(f"{rel:>8.2f} {sem:>8.2f} {'on' if only_informative else 'off':>8} "
+              f"{lines / n:>8.2f} {answered / n:>9.3f} "
+              f"{empty / n:>6.3f} {lines / max(answered, 1):>19.2f}")
 
 
 if __name__ == "__main__":

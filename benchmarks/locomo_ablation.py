@@ -29,11 +29,16 @@ from memori_core.evals import locomo
 #: name -> the Config settings it overrides; "defaults" first (it ingests, with no override)
 VARIANTS: dict[str, dict[str, Any]] = {
     "defaults": {},
-    "no lexical": {"recall_lexical_weight": 0},
+    "no lexical (dense only)": {"recall_lexical_weight": 0},
     "lexical 1:1": {"recall_lexical_weight": 1},
+    "no stemming": {"recall_stemming": False},
+    "rrf k=60 (Cormack et al.)": {"recall_rrf_k": 60},
+    "no conversation prior": {"recall_conversation_weight": 0},
+    "no named-participant bonus": {"recall_speaker_weight": 0},
     "no recency": {"recall_recency_weight": 0},
     "no mention bonus": {"recall_mention_weight": 0},
-    "rrf k=20": {"recall_rrf_k": 20},
+    "before this issue": {"recall_stemming": False, "recall_rrf_k": 60,
+                          "recall_conversation_weight": 0, "recall_speaker_weight": 0},
 }
 
 LOCOMO = Path(os.environ.get("MEMORI_LOCOMO") or Path(__file__).resolve().parents[2] / "shared"

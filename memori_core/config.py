@@ -84,17 +84,19 @@ class Config:
             0 turns lexical recall off.
         recall_stemming: BM25 matches Snowball English word stems ("running" finds "runs");
             False matches whole words.
-        recall_rrf_k: the reciprocal-rank-fusion constant k in ``w / (k + rank)`` (60, from
-            Cormack et al., SIGIR 2009).
+        recall_rrf_k: the reciprocal-rank-fusion constant k in ``w / (k + rank)``: 10, tuned
+            on LoCoMo conversations 1-5 (Cormack et al., SIGIR 2009, use 60; a smaller k
+            trusts each ranker's top more; benchmarks/README.md).
         recall_recency_weight: how much a recent memory gains: score = fused relevance
             (in (0, 1]) + this * 0.5 ** (age / half-life) + ``recall_mention_weight`` *
             (1 - 1 / mention_count).
         recall_recency_half_life_days: age in days at which the recency bonus halves.
         recall_mention_weight: how much a memory mentioned repeatedly gains (see above).
         recall_conversation_weight: conversation prior: a candidate gains this times its
-            conversation's summed relevance over the best conversation's (0 turns it off).
+            conversation's summed relevance over the best conversation's (0.2, tuned on LoCoMo
+            conversations 1-5; 0 turns it off).
         recall_speaker_weight: a candidate said by a participant the query names (a
-            message's ``name``) gains this (0 turns it off).
+            message's ``name``) gains this (0.1, tuned likewise; 0 turns it off).
         recall_candidates: candidates taken from each ranker before fusion (at least the
             ``limit`` asked for).
         recall_cache_bytes: upper bound of the per-entity index cache, in bytes (256 MiB: with
@@ -120,10 +122,12 @@ class Config:
             take (0.4); the query's memories fill the rest.
         context_essential_limit: most essential memories read per call (10).
         context_relative_threshold: a memory is shown only when its similarity to the query
-            is at least this fraction of the best memory's (0.6; measured on LoCoMo,
-            benchmarks/README.md).
+            is at least this fraction of the best memory's (0.5: on LoCoMo it shows 4.26
+            lines per question instead of 4.84 for 0.731 of questions answered instead of
+            0.745; benchmarks/context_cut.py, benchmarks/README.md).
         context_semantic_threshold: similarity a memory that shares no word with the query
-            needs to be shown (0.3; under it, a memory must share a query term).
+            needs to be shown (0.3; under it, a memory must share a query term; costs no
+            LoCoMo answer, where every answering memory is closer or shares a word).
         llm_history_messages: earlier messages of the current session replayed into a call
             through a registered client (``mem.llm.register``) when the request carries no
             earlier turn of its own; 0 (default) replays none.
@@ -148,12 +152,12 @@ class Config:
     augmentation_lease_seconds: float = 300
     recall_lexical_weight: float = 2.0
     recall_stemming: bool = True
-    recall_rrf_k: float = 60
+    recall_rrf_k: float = 10
     recall_recency_weight: float = 0.05
     recall_recency_half_life_days: float = 30
     recall_mention_weight: float = 0.02
-    recall_conversation_weight: float = 0.0
-    recall_speaker_weight: float = 0.0
+    recall_conversation_weight: float = 0.2
+    recall_speaker_weight: float = 0.1
     recall_candidates: int = 100
     recall_cache_bytes: int = 256 * 1024 * 1024
     recall_approximate_above: int = 50_000
@@ -163,7 +167,7 @@ class Config:
     context_memory_tokens: int = 150
     context_essential_share: float = 0.4
     context_essential_limit: int = 10
-    context_relative_threshold: float = 0.6
+    context_relative_threshold: float = 0.5
     context_semantic_threshold: float = 0.3
     llm_history_messages: int = 0
     llm_history_tokens: int = 2000

@@ -5,10 +5,13 @@ Score of a candidate (``RecallHit.score``)::
 
     fused   = (1 / (k + rank_vector) + w_lex / (k + rank_bm25)) / ((1 + w_lex) / (k + 1))
     score   = fused + w_recency * 0.5 ** (age_days / half_life) + w_mention * (1 - 1 / mentions)
+    score  += w_conversation * mass(conversation) / max mass + w_speaker * [query names speaker]
 
 ``fused`` is reciprocal-rank fusion (Cormack, Clarke & Buettcher, SIGIR 2009) scaled to (0, 1]; a
-ranker that did not return the candidate contributes 0. Weights and half-life are ``Config``
-fields. A candidate whose cosine similarity to the query is under
+ranker that did not return the candidate contributes 0. ``mass`` is the summed score of the
+candidates from one conversation (a prior for the conversation the query is about); the speaker
+term rewards memories said by a participant the query names. Weights and half-life are ``Config``
+fields. Then the memories of one source turn become one hit (``one_per_turn``). A candidate whose cosine similarity to the query is under
 ``recall_relevance_threshold`` is dropped, whatever its lexical rank.
 """
 
