@@ -12,7 +12,7 @@ from typing import Any
 
 from memori_core._attribution import Attribution, AttributionState
 from memori_core.augmentation.base import MEMORY_KINDS, Extractor, check_kinds, dated_text
-from memori_core.augmentation.rules import RuleExtractor
+from memori_core.augmentation.rules import RuleExtractor, rate_importance
 from memori_core.augmentation.worker import Augmentation
 from memori_core.config import Config, StorageHandle
 from memori_core.context import ContextSettings, MemoryContext
@@ -362,22 +362,28 @@ class Memori:
         return self._store.session_messages(att.entity_id or "", sid)
 
     # ---- memories managed directly ---------------------------------------------------------------
-    def remember(self, content: str, *, kind: str = "fact", slot: str | None = None) -> int:
+    def remember(self, content: str, *, kind: str = "fact", slot: str | None = None,
+                 importance: float | None = None) -> int:
         """Store a memory for the current entity (and process) directly, without a turn: what a
         "remember this" tool or an import calls. Embedded at once, so it is recallable when
-        this returns; the same text again only bumps its ``mention_count``.
+        this returns; the same text again only bumps its ``mention_count`` (and keeps the
+        higher importance).
 
         Args:
             content: the memory text, e.g. "The user is allergic to peanuts".
             kind: ``fact`` (default), ``preference``, ``skill``, ``attribute``, ``event`` or
                 ``episodic``.
             slot: a key such as ``lives_in``: a newer memory on the same slot supersedes this.
+            importance: in [0, 1], 0 = ordinary (``Memory.importance``); None (default): as
+                ``RuleExtractor`` rates the text (``rules.rate_importance``), e.g. 1.0 for
+                "The user is allergic to peanuts".
 
         Returns:
             the memory's row id (``Memory.id`` / ``RecallHit.id``).
 
         Raises:
-            ConfigurationError: no attribution, empty content, unknown kind.
+            ConfigurationError: no attribution, empty content, unknown kind, an importance
+                that is not a number in [0, 1].
             StorageError: the database failed.
         """
         att = self._require_entity("remember")
@@ -398,11 +404,18 @@ class Memori:
         except UnicodeEncodeError as exc:
             raise ConfigurationError("content is not valid Unicode (a lone surrogate); it "
                                      "cannot be stored as UTF-8", argument="content") from exc
+        if importance is None:
+            importance = rate_importance(content, kind)
+        elif isinstance(importance, bool) or not isinstance(importance, (int, float)) or \
+                not 0.0 <= importance <= 1.0:
+            raise ConfigurationError(f"importance must be a number in [0, 1] or None, got "
+                                     f"{importance!r}", argument="importance")
         self._ensure_ready()
         vector = self.embedder.embed([content.strip()])[0]
         self._store.check_embedding_model(self.embedder.name, self.embedder.dim)
         return self._store.add_memories(att.entity_id or "", att.process_id,
-                                        [(content.strip(), kind, slot, vector)],
+                                        [(content.strip(), kind, slot, vector,
+                                          float(importance))],
                                         self.embedder.name)[0]
 
     def memories(self, *, kinds: Sequence[str] | None = None, include_superseded: bool = False,

@@ -3,12 +3,19 @@
 An extractor reads one captured turn (``Conversation``) and returns an ``Extraction``. The worker
 always adds episodic memories (each user message as it was said, so recall works when nothing
 was extracted) and then whatever the configured extractor returns.
+
+An extractor with ``wants_related = True`` (``LLMExtractor``) also gets
+``Conversation.related``, the entity's existing memories most similar to the turn, and may
+change them: an ``ExtractedMemory.supersedes`` old ones (UPDATE), ``Extraction.deletes``
+marks some no longer true (DELETE: ``superseded_by`` = the memory's own id). The worker
+applies both in the job's write transaction, to the job's own entity and process only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from memori_core.errors import ConfigurationError
@@ -19,6 +26,7 @@ __all__ = [
     "ExtractedMemory",
     "Extraction",
     "Extractor",
+    "RelatedMemory",
     "Triple",
     "check_kinds",
     "dated_text",
@@ -51,6 +59,30 @@ def check_kinds(kinds: object) -> list[str] | None:
 
 
 @dataclass(frozen=True)
+class RelatedMemory:
+    """One of the entity's current memories, shown to an extractor that decides what a turn
+    changes (``LLMExtractor``).
+
+    Attributes:
+        id: its ``memori_entity_fact`` row id (never shown to a model as such).
+        content: its text, e.g. "The user lives in Lisbon".
+        kind: one of ``MEMORY_KINDS`` (never ``episodic``).
+        created_at: when it was said (UTC, naive).
+        similarity: cosine similarity to the closest of the texts it was found for, in [-1, 1].
+    """
+
+    id: int
+    content: str
+    kind: str
+    created_at: datetime | None = None
+    similarity: float = 0.0
+
+
+#: ``Conversation.related``: (texts, at most k) -> the entity's memories most similar to them
+RelatedFn = Callable[[Sequence[str], int], list[RelatedMemory]]
+
+
+@dataclass(frozen=True)
 class Conversation:
     """One captured turn handed to an extractor.
 
@@ -62,12 +94,19 @@ class Conversation:
             ``metadata``.
         previous: the message just before the turn in the same conversation (context, e.g.
             the question a short answer replies to), or None.
+        related: given to extractors with ``wants_related = True``: ``related(texts, k)``
+            returns at most ``k`` of the entity's current (not superseded), non-episodic
+            memories of the turn's own process (exactly that process, or no process when the
+            turn has none: supersession stays within one process, as on a slot), most similar
+            to any of ``texts`` (exact cosine), best first, none under
+            ``Config.recall_relevance_threshold``. None when not wanted or not available.
     """
 
     entity_id: str
     process_id: str | None
     messages: Sequence[dict[str, Any]]
     previous: dict[str, Any] | None = None
+    related: RelatedFn | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +122,14 @@ class ExtractedMemory:
             speaker and date).
         search_text: the text BM25 indexes, when not ``content`` (episodic memories add the
             message before them).
+        importance: how much it matters that the memory is never missed, in [0, 1]: 0 for
+            ordinary memories (and every episodic one), about 0.9-1.0 for safety and health
+            (allergies, medication, diets), 0.8 for standing instructions, 0.6-0.7 for
+            identity, 0.4 for strong preferences (``rules.rate_importance``). Stored values
+            are clipped to [0, 1].
+        supersedes: row ids of the entity's memories this one replaces (an UPDATE): each gets
+            ``superseded_by`` = this memory's id and stays as history. Ids of another entity
+            or process, and episodic memories, are ignored by the worker.
     """
 
     content: str
@@ -91,6 +138,8 @@ class ExtractedMemory:
     slot: str | None = None
     embed_text: str | None = None
     search_text: str | None = None
+    importance: float = 0.0
+    supersedes: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -112,12 +161,17 @@ class Extraction:
         triples: knowledge-graph triples.
         process_attributes: facts about the process (the agent / persona), e.g. its role.
         summary: a summary of the conversation so far, stored on ``memori_conversation``.
+        deletes: row ids of the entity's memories the turn says are no longer true (a
+            DELETE): each is marked superseded by itself (``superseded_by`` = its own id), so
+            recall leaves it out and ``include_superseded=True`` still shows it as history.
+            Ids of another entity or process, and episodic memories, are ignored.
     """
 
     memories: list[ExtractedMemory] = field(default_factory=list)
     triples: list[Triple] = field(default_factory=list)
     process_attributes: list[str] = field(default_factory=list)
     summary: str | None = None
+    deletes: list[int] = field(default_factory=list)
 
 
 @runtime_checkable

@@ -3,9 +3,14 @@
 ``capture`` writes a job row into ``memori_augmentation_job`` in the same transaction as the turn.
 Workers claim jobs in batches (``FOR UPDATE SKIP LOCKED`` on PostgreSQL and MariaDB; SQLite has one
 writer), build memories (episodic + the extractor's), embed them in one batch, upsert them with
-provenance, and mark the jobs done in one transaction. A failing job is retried with exponential
-backoff (``request_backoff_factor * 2**attempt`` seconds) and marked ``failed`` with its error after
-``request_num_backoff`` attempts; it is never dropped. When the extractor is what fails, the
+provenance, and mark the jobs done in one transaction. An extractor with ``wants_related``
+(``LLMExtractor``) is given the entity's related memories (``Conversation.related``: exact
+cosine over the current memories of the job's entity and process) and its UPDATEs and DELETEs
+are applied in that same transaction, to rows of the job's own entity and process only (DELETE:
+``superseded_by`` = the memory's own id). Jobs of one batch are planned before any is written,
+so a turn is decided against memories written by earlier batches. A failing job is retried
+with exponential backoff (``request_backoff_factor * 2**attempt`` seconds) and marked
+``failed`` with its error after ``request_num_backoff`` attempts; it is never dropped. When the extractor is what fails, the
 last attempt still writes the turn's episodic memories (recall works when nothing was
 extracted) and then marks the job ``failed``. A worker that dies leaves its jobs
 ``running`` with a lease; they become claimable again after ``augmentation_lease_seconds``.
@@ -17,32 +22,45 @@ process (``memori worker --db URL``).
 from __future__ import annotations
 
 import atexit
+import heapq
 import logging
 import os
 import threading
 import time
 import uuid
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Connection
+import numpy as np
+from sqlalchemy import Connection, and_, or_, update
 
 from memori_core.augmentation.base import (
+    INDEXED_CHARS,
     MEMORY_KINDS,
     Conversation,
     ExtractedMemory,
     Extraction,
     Extractor,
+    RelatedFn,
+    RelatedMemory,
     Triple,
     episodic_memories,
 )
 from memori_core.config import Config
 from memori_core.embeddings.base import Embedder
 from memori_core.errors import AugmentationError, ConfigurationError
-from memori_core.storage.store import JobRow, JobsGone, NewMemory, NewTriple, Store
+from memori_core.storage import schema as s
+from memori_core.storage.store import (
+    JobRow,
+    JobsGone,
+    NewMemory,
+    NewTriple,
+    Store,
+    clip_importance,
+)
 
 __all__ = ["Augmentation"]
 
@@ -60,10 +78,76 @@ class _Plan:
     #: the extractor failed on the job's last attempt: only the episodic memories are written
     #: and the job ends ``failed`` with this error
     error: str | None = None
+    #: row ids the extractor marks no longer true (``Extraction.deletes``)
+    deletes: tuple[int, ...] = ()
 
 _log = logging.getLogger(__name__)
 #: characters of a slot and of a triple's subject and predicate (VARCHAR(255) columns)
 MAX_KEY_CHARS = 255
+
+
+#: row ids an extractor may name: what a BIGINT primary key holds (others are no row, and
+#: would fail the whole batch's statement)
+_MAX_ROW_ID = 2**63 - 1
+
+
+def _row_ids(values: object, what: str, job_id: int) -> tuple[int, ...]:
+    """An extractor's ``supersedes`` / ``deletes``: ints, those that can be row ids kept.
+
+    Raises:
+        AugmentationError: not a list or tuple of ints.
+    """
+    if not isinstance(values, (list, tuple)) or not all(
+            isinstance(i, int) and not isinstance(i, bool) for i in values):
+        raise AugmentationError(f"extractor returned {what} that are not row ids: "
+                                f"{values!r:.200}", job_id=job_id)
+    return tuple(dict.fromkeys(i for i in values if 0 < i <= _MAX_ROW_ID))
+
+
+def _apply_decisions(conn: Connection, plan: _Plan, ids: Sequence[int]) -> bool:
+    """Apply one job's UPDATEs and DELETEs in its write transaction, to non-episodic rows of
+    the job's own entity and process only (ids of any other row are ignored):
+
+    - a memory the job states again that is superseded and has no slot (a slot's history is
+      ``Store._supersede``'s) is current again, since it was just said;
+    - each ``ExtractedMemory.supersedes`` row gets ``superseded_by`` = the new memory's id;
+    - each ``_Plan.deletes`` row still current gets ``superseded_by`` = its own id (no
+      replacement: recall leaves it out, ``include_superseded=True`` shows it).
+
+    Args:
+        conn: the write transaction.
+        plan: the job's plan.
+        ids: the row ids ``Store.upsert_memories`` gave ``plan.memories``, in order.
+
+    Returns:
+        Whether any row changed (the entity's ``memory_version`` must then be bumped).
+    """
+    f, job = s.entity_fact.c, plan.job
+    mine = and_(f.entity_id == job.entity_id, f.kind != "episodic",
+                f.process_id.is_(None) if job.process_id is None
+                else f.process_id == job.process_id)
+    changed = 0
+    stated = [fid for fid, m in zip(ids, plan.memories, strict=True) if m.kind != "episodic"]
+    if stated:
+        changed += conn.execute(update(s.entity_fact).where(
+            mine, f.id.in_(stated), f.slot.is_(None), f.superseded_by.is_not(None))
+            .values(superseded_by=None)).rowcount
+    for fid, m in zip(ids, plan.memories, strict=True):
+        old = [i for i in m.supersedes if i != fid]
+        if old:
+            changed += conn.execute(update(s.entity_fact).where(
+                mine, f.id.in_(old), or_(f.superseded_by.is_(None), f.superseded_by != fid))
+                .values(superseded_by=fid)).rowcount
+    if plan.deletes:
+        changed += conn.execute(update(s.entity_fact).where(
+            mine, f.id.in_(list(plan.deletes)), f.superseded_by.is_(None))
+            .values(superseded_by=f.id)).rowcount
+    return changed > 0
+
+
+def _by_similarity(item: tuple[int, float]) -> tuple[float, int]:
+    """Sort key of (row id, similarity): the most similar, then the newest."""
+    return item[1], item[0]
 
 
 def _error_text(exc: BaseException) -> str:
@@ -133,6 +217,9 @@ class Augmentation:
         self._before_wait = before_wait
         self._embedder = embedder
         self._extractor = extractor
+        #: the extractor decides against related memories (``LLMExtractor``): it gets
+        #: ``Conversation.related`` and may supersede or delete memories
+        self._decides = bool(getattr(extractor, "wants_related", False))
         self._config = config
         self._worker_id = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
         self._wake = threading.Event()
@@ -322,7 +409,8 @@ class Augmentation:
               extract: bool = True) -> _Plan:
         entity_id, process_id, messages, previous = loaded
         conv = Conversation(entity_id=entity_id, process_id=process_id, messages=messages,
-                            previous=previous)
+                            previous=previous,
+                            related=self._related(job) if self._decides and extract else None)
         plan = _Plan(job, episodic_memories(conv))
         if not extract:
             return plan
@@ -342,7 +430,11 @@ class Augmentation:
             sources = tuple(i for i in m.source_message_ids if i in valid_ids) or \
                 tuple(sorted(valid_ids))
             plan.memories.append(ExtractedMemory(m.content.strip(), m.kind, sources, m.slot,
-                                                 m.embed_text, m.search_text))
+                                                 m.embed_text, m.search_text,
+                                                 importance=clip_importance(m.importance),
+                                                 supersedes=_row_ids(m.supersedes, "supersedes",
+                                                                     job.id)))
+        plan.deletes = _row_ids(extraction.deletes, "deletes", job.id)
         plan.triples = [t for t in extraction.triples
                         if t.subject.strip() and t.predicate.strip() and t.object.strip()]
         plan.process_attributes = [a.strip() for a in extraction.process_attributes if a.strip()]
@@ -350,7 +442,50 @@ class Augmentation:
         _check_storable(plan)
         return plan
 
+    def _related(self, job: JobRow) -> RelatedFn:
+        """``Conversation.related`` for one job: exact cosine similarity over the current,
+        non-episodic memories of the job's entity and process (``Store.memory_embeddings``,
+        read in batches of ``Config.recall_embeddings_limit``), one embedding call for the
+        texts (each cut to ``INDEXED_CHARS``); a memory scores its best text. Hits under
+        ``Config.recall_relevance_threshold`` are left out; ties go to the newest."""
+        threshold = self._config.recall_relevance_threshold
+        batch = self._config.recall_embeddings_limit
+
+        def related(texts: Sequence[str], k: int) -> list[RelatedMemory]:
+            wanted = [t[:INDEXED_CHARS] for t in texts if t.strip()]
+            if not wanted or k <= 0:
+                return []
+            queries = np.asarray(self._embedder.embed(wanted), dtype=np.float32)
+            dim = queries.shape[1]
+            best: dict[int, float] = {}
+            for rows in self._store.memory_embeddings(job.entity_id, 0, batch):
+                keep = [r for r in rows if not r.superseded and r.kind != "episodic"
+                        and r.process_id == job.process_id and len(r.embedding) == 4 * dim]
+                if not keep:
+                    continue
+                vectors = np.frombuffer(b"".join(r.embedding for r in keep),
+                                        dtype="<f4").reshape(len(keep), dim)
+                scores = (vectors @ queries.T).max(axis=1)
+                best.update((r.id, float(score)) for r, score in zip(keep, scores, strict=True)
+                            if score >= threshold)
+                if len(best) > 4 * k:  # bounded: only the best k can still make it
+                    best = dict(heapq.nlargest(k, best.items(), key=_by_similarity))
+            top = heapq.nlargest(k, best.items(), key=_by_similarity)
+            details = self._store.memory_details(job.entity_id, [i for i, _ in top])
+            return [RelatedMemory(i, details[i]["content"], details[i]["kind"],
+                                  details[i]["created_at"], score) for i, score in top
+                    if i in details and details[i]["superseded_by"] is None]
+
+        return related
+
     def _process(self, jobs: list[JobRow]) -> None:
+        if self._decides and not self._model_checked:
+            # the extractor embeds with it (related memories): check it before planning
+            try:
+                self._check_model()
+            except ConfigurationError:
+                self._store.release_jobs([job.id for job in jobs], self._worker_id)
+                raise
         loaded = self._store.load_turns(jobs)
         plans: list[_Plan] = []
         for job in jobs:
@@ -429,14 +564,17 @@ class Augmentation:
         triples: list[NewTriple] = []
         attributes: list[tuple[int, int | None, str]] = []
         summaries: dict[int, str] = {}
+        starts: list[int] = []  # where each plan's memories begin in ``new``
         for plan in plans:
             job = plan.job
+            starts.append(len(new))
             for row, m in enumerate(plan.memories, start=offsets[job.id]):
                 assert vectors is not None
                 seen = [plan.when[i] for i in m.source_message_ids if plan.when.get(i)]
                 new.append(NewMemory(job.entity_id, job.process_id, m.kind, m.content,
                                      vectors[row], m.source_message_ids, m.slot,
-                                     m.search_text, max(seen, default=None)))
+                                     m.search_text, max(seen, default=None),
+                                     importance=m.importance))
             triples += [NewTriple(job.entity_id, job.process_id, t.subject.strip(),
                                   t.predicate.strip(), t.object.strip()) for t in plan.triples]
             if job.process_id is not None:  # an attribute of no process has no owner
@@ -447,7 +585,13 @@ class Augmentation:
         model = self._embedder.name
 
         def tx(conn: Connection, _state: Any) -> None:
-            self._store.upsert_memories(conn, new, model)
+            ids = self._store.upsert_memories(conn, new, model)
+            if self._decides:  # in job order: a later turn's decision wins
+                changed = {plan.job.entity_id for plan, start in zip(plans, starts, strict=True)
+                           if _apply_decisions(conn, plan,
+                                               ids[start:start + len(plan.memories)])}
+                if changed:
+                    self._store._bump_version(conn, sorted(changed))
             self._store.upsert_triples(conn, triples)
             self._store.upsert_process_attributes(conn, attributes)
             self._store.set_summaries(conn, summaries)

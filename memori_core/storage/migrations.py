@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, inspect, select, text
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.schema import CreateColumn
 
 from memori_core.errors import StorageError
 from memori_core.storage import schema
@@ -36,10 +37,10 @@ def _add_column(conn: Connection, table: Any, name: str) -> None:
     created the table at a newer revision."""
     if name in {c["name"] for c in inspect(conn).get_columns(table.name)}:
         return
-    column = table.c[name]
-    ddl_type = column.type.compile(dialect=conn.dialect)
-    conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {name} {ddl_type}"
-                      + ("" if column.nullable else " NOT NULL")))
+    # the column as CREATE TABLE spells it: type, NOT NULL and the server default, which
+    # fills the rows already there
+    spec = CreateColumn(table.c[name]).compile(dialect=conn.dialect)
+    conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {spec}"))
 
 
 def _add_index(conn: Connection, table: Any, name: str) -> None:
@@ -76,7 +77,10 @@ def _m0003_sqlite_autoincrement(conn: Connection) -> None:
             for index in table.indexes:  # their names move to the new table
                 conn.exec_driver_sql(f"DROP INDEX IF EXISTS {index.name}")
             table.create(conn)
-            columns = ", ".join(c.name for c in table.columns)
+            # the columns the old table has: a later migration adds the others (a column of
+            # ``schema.py`` gets its server default here and is then left alone)
+            have = {str(r[1]) for r in conn.exec_driver_sql(f"PRAGMA table_info({old})")}
+            columns = ", ".join(c.name for c in table.columns if c.name in have)
             conn.exec_driver_sql(f"INSERT INTO {table.name} ({columns}) "
                                  f"SELECT {columns} FROM {old}")
             conn.exec_driver_sql(f"DROP TABLE {old}")
@@ -87,8 +91,16 @@ def _m0003_sqlite_autoincrement(conn: Connection) -> None:
         raise StorageError(f"rebuilding the SQLite tables broke foreign keys: {broken[:5]}")
 
 
+def _m0004_importance(conn: Connection) -> None:
+    """``memori_entity_fact.importance`` (a double in [0, 1], NOT NULL, default 0: every memory
+    already stored is ordinary) and the index essential-memory reads use."""
+    _add_column(conn, schema.entity_fact, "importance")
+    _add_index(conn, schema.entity_fact, "ix_memori_fact_importance")
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [_m0001_initial, _m0002_extras,
-                                                  _m0003_sqlite_autoincrement]
+                                                  _m0003_sqlite_autoincrement,
+                                                  _m0004_importance]
 
 
 def current_version(conn: Connection) -> int:

@@ -14,6 +14,7 @@ An export is a JSON-ready dict, versioned (``FORMAT``, ``VERSION``)::
                                                     "created_at": "..."}]}]}],
      "memories": [{"id": 7, "process_id": "coach", "kind": "fact", "content": "...",
                    "search_text": null, "slot": "lives_in", "mention_count": 2,
+                   "importance": 0.6,
                    "created_at": "...", "last_seen_at": "...", "superseded_by": null,
                    "source_message_ids": [1], "embedding": "<base64>"}],
      "triples": [{"process_id": "coach", "subject": "user", "predicate": "lives_in",
@@ -35,6 +36,9 @@ An export is a JSON-ready dict, versioned (``FORMAT``, ``VERSION``)::
   ``embedding_model`` (``dimension`` values), or null (embedded on import). An import into a
   database on another embedding model re-embeds every memory with the importing instance's
   embedder (episodic memories from their message, as augmentation does).
+- ``importance`` is a number in [0, 1] (0: an ordinary memory; ``Memory.importance``). It is
+  optional on import (absent or null: 0), so exports written before it existed still import;
+  the format version stays 1.
 - ``jobs`` are the turns whose augmentation had not finished (``queued``) or ``failed``: an
   import queues them again, so their memories are built in the target.
 
@@ -180,7 +184,7 @@ def export_rows(store: Store, entity_id: str, process_id: str | None) -> dict[st
                                 .where(sess_cond).order_by(ss.id)).all()
         facts = conn.execute(
             select(f.id, f.process_id, f.kind, f.content, f.search_text, f.slot,
-                   f.mention_count, f.created_at, f.last_seen_at, f.superseded_by,
+                   f.mention_count, f.importance, f.created_at, f.last_seen_at, f.superseded_by,
                    f.embedding, f.embedding_model, f.embedding_dim)
             .where(_scope(s.entity_fact, e, p)).order_by(f.id)).all()
         mn = s.fact_mention.c
@@ -238,7 +242,8 @@ def export_rows(store: Store, entity_id: str, process_id: str | None) -> dict[st
     out["memories"] = [{
         "id": int(r.id), "process_id": proc(r.process_id), "kind": r.kind, "content": r.content,
         "search_text": r.search_text, "slot": r.slot, "mention_count": int(r.mention_count),
-        "created_at": _iso(r.created_at), "last_seen_at": _iso(r.last_seen_at),
+        "importance": float(r.importance), "created_at": _iso(r.created_at),
+        "last_seen_at": _iso(r.last_seen_at),
         "superseded_by": int(r.superseded_by) if r.superseded_by is not None
         and int(r.superseded_by) in fact_ids else None,
         "source_message_ids": sources.get(int(r.id), []),
@@ -310,6 +315,7 @@ class _Memory:
     superseded_by: int | None
     source_message_ids: list[int]
     embedding: np.ndarray | None
+    importance: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -435,6 +441,16 @@ class _Obj:
             raise _bad(self.at(key), f"must be an integer >= {minimum}, got {value!r}")
         return value
 
+    def unit(self, key: str, default: Any = _MISSING) -> Any:
+        """A number in [0, 1] (an int or a float; not a bool, NaN or infinity)."""
+        value = self.get(key, default)
+        if value is default and default is not _MISSING:
+            return value
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                not 0.0 <= value <= 1.0:
+            raise _bad(self.at(key), f"must be a number in [0, 1], got {value!r}")
+        return float(value)
+
     def time(self, key: str, default: Any = _MISSING) -> Any:
         value = self.get(key, default)
         if value is default and default is not _MISSING:
@@ -466,7 +482,8 @@ _CONVERSATION = ("process_id", "summary", "created_at", "last_activity_at", "mes
 _MESSAGE = ("id", "process_id", "role", "content", "name", "tool_calls", "tool_call_id",
             "metadata", "created_at")
 _MEMORY = ("id", "process_id", "kind", "content", "search_text", "slot", "mention_count",
-           "created_at", "last_seen_at", "superseded_by", "source_message_ids", "embedding")
+           "importance", "created_at", "last_seen_at", "superseded_by", "source_message_ids",
+           "embedding")
 _TRIPLE = ("process_id", "subject", "predicate", "object", "memory_id", "mention_count",
            "created_at", "last_seen_at")
 _ATTRIBUTE = ("process_id", "content", "mention_count", "created_at", "last_seen_at")
@@ -567,7 +584,7 @@ def parse_export(data: object) -> ExportData:
             o.integer("id"), proc, kind, content, o.text("search_text", None, nonempty=False),
             o.text("slot", None, max_len=255), o.integer("mention_count", 1, minimum=1),
             created, o.time("last_seen_at", created), superseded, o.ids("source_message_ids"),
-            vector))
+            vector, o.unit("importance", 0.0)))
     memory_ids = {mem.id for mem in memories}
     if len(memory_ids) != len(memories):
         raise _bad("memories", "use one id twice")
@@ -748,8 +765,9 @@ def import_rows(store: Store, embedder: Embedder, data: ExportData,
                     dedup_key=sha("fact", e, p or "", mem.kind, normalize_text(mem.content)),
                     slot=mem.slot, search_text=mem.search_text, embedding=v.tobytes(),
                     embedding_model=model, embedding_dim=int(v.shape[0]),
-                    mention_count=mem.mention_count, created_at=mem.created_at,
-                    last_seen_at=mem.last_seen_at, superseded_by=None))
+                    mention_count=mem.mention_count, importance=mem.importance,
+                    created_at=mem.created_at, last_seen_at=mem.last_seen_at,
+                    superseded_by=None))
             ids = conn.execute(insert(s.entity_fact).returning(
                 s.entity_fact.c.id, sort_by_parameter_order=True), fact_rows).scalars().all()
             new_fact.update((mem.id, int(new)) for mem, new in zip(mems, ids, strict=True))

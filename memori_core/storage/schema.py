@@ -19,6 +19,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     DateTime,
+    Double,
     ForeignKey,
     Index,
     Integer,
@@ -27,6 +28,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 from sqlalchemy.dialects import mysql
 
@@ -158,8 +160,14 @@ entity_fact = Table(
     Column("created_at", Timestamp, nullable=False),
     Column("last_seen_at", Timestamp, nullable=False),
     Column("superseded_by", FK, nullable=True),
+    # in [0, 1], 0 = ordinary: how much it matters that recall never misses it (essential
+    # memories: ``Store.essential_memories``); a double, so 0.9 reads back as 0.9 (MySQL's FLOAT
+    # is single precision); migration 4
+    Column("importance", Double, nullable=False, default=0.0, server_default=text("0")),
     Index("ix_memori_fact_entity", "entity_id", "id"),
     Index("ix_memori_fact_slot", "entity_id", "slot"),  # migration 2
+    # essential memories: a range over the few rows with importance > 0 (migration 4)
+    Index("ix_memori_fact_importance", "entity_id", "importance"),
     **_ID_TABLE_KW,
 )
 

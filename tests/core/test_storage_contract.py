@@ -480,3 +480,47 @@ def test_cached_index_follows_rows_removed_elsewhere(mem: Memori) -> None:
     assert [h.content for h in mem.recall("sentence about owls", limit=10)] == [
         "keep this sentence about owls"]
     assert mem._recaller.cache.get(pk, mem.embedder.dim).count == 1
+
+
+# ---- essential memories -----------------------------------------------------------------------------
+
+def test_essential_memories_most_important_first_within_the_process_scope(mem: Memori) -> None:
+    """Current, non-episodic memories with importance > 0 of one entity, by importance, then
+    mentions, then last seen; process scope as ``list_memories``; the ``memory_details``
+    shape."""
+    mem.attribution(entity_id="ann")
+    mem.remember("The user lives in Lisbon", slot="lives_in", importance=0.6)  # superseded
+    porto = mem.remember("The user lives in Porto", slot="lives_in", importance=0.6)
+    mem.remember("The user lives in Porto", slot="lives_in", importance=0.6)  # 2 mentions
+    mem.attribution(entity_id="ann", process_id="coach")
+    peanuts = mem.remember("The user is allergic to peanuts")  # rated 1.0
+    acme = mem.remember("The user works at Acme", importance=0.6)
+    bike = mem.remember("The user owns a bike", importance=0.6)  # seen after acme
+    mem.remember("The user likes tea", importance=0.0)
+    mem.remember("I'm allergic to shellfish", kind="episodic", importance=0.9)
+    ids = mem.capture([{"role": "user", "content": "I'm pregnant"}])
+    assert mem.augmentation.wait(timeout=30)
+    mem.attribution(entity_id="ann", process_id="chef")
+    spicy = mem.remember("The user loves spicy food")  # rated 0.4
+    mem.attribution(entity_id="bob")
+    mem.remember("Bob is allergic to cats")
+
+    store = mem._store
+    ann, coach = store.find_pk("entity", "ann"), store.find_pk("process", "coach")
+    assert ann is not None and coach is not None
+    everything = store.essential_memories(ann, None, 10)
+    pregnant = everything[1]["id"]
+    assert [m["id"] for m in everything] == [peanuts, pregnant, porto, bike, acme, spicy]
+    assert [m["importance"] for m in everything] == [1.0, 0.9, 0.6, 0.6, 0.6, 0.4]
+    assert everything[1]["content"] == "The user is pregnant"
+    assert everything[1]["source_message_ids"] == (ids[0],)
+    assert everything[2]["mention_count"] == 2 and everything[2]["process"] is None
+    assert everything == list(store.memory_details(ann, [m["id"] for m in everything]).values()
+                              ) or all(m == store.memory_details(ann, [m["id"]])[m["id"]]
+                                       for m in everything)
+    assert [m["id"] for m in store.essential_memories(ann, [coach, None], 10)] == [
+        peanuts, pregnant, porto, bike, acme]
+    assert [m["id"] for m in store.essential_memories(ann, [None], 10)] == [porto]
+    assert [m["id"] for m in store.essential_memories(ann, [coach], 2)] == [peanuts, pregnant]
+    assert store.essential_memories(ann, None, 0) == []
+    assert store.essential_memories(ann, [], 10) == []
