@@ -515,9 +515,8 @@ def test_essential_memories_most_important_first_within_the_process_scope(mem: M
     assert everything[1]["content"] == "The user is pregnant"
     assert everything[1]["source_message_ids"] == (ids[0],)
     assert everything[2]["mention_count"] == 2 and everything[2]["process"] is None
-    assert everything == list(store.memory_details(ann, [m["id"] for m in everything]).values()
-                              ) or all(m == store.memory_details(ann, [m["id"]])[m["id"]]
-                                       for m in everything)
+    details = store.memory_details(ann, [m["id"] for m in everything])
+    assert everything == [details[m["id"]] for m in everything]  # the same shape and values
     assert [m["id"] for m in store.essential_memories(ann, [coach, None], 10)] == [
         peanuts, pregnant, porto, bike, acme]
     assert [m["id"] for m in store.essential_memories(ann, [None], 10)] == [porto]
