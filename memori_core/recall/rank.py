@@ -22,7 +22,7 @@ import re
 import threading
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -197,7 +197,8 @@ class Recaller:
                                   similarity=similarity[i], created_at=d["created_at"],
                                   source_message_ids=d["source_message_ids"],
                                   process_id=d["process"], mention_count=int(d["mention_count"]),
-                                  memory_ids=(i,), lexical=bm25.get(i, 0.0)))
+                                  memory_ids=(i,), lexical=bm25.get(i, 0.0),
+                                  importance=float(d["importance"])))
         if cfg.recall_conversation_weight > 0 or cfg.recall_speaker_weight > 0:
             hits = self._context_bonus(hits, query, entity_pk)
         hits.sort(key=lambda h: (-h.score, -h.similarity, -h.id))
@@ -248,8 +249,9 @@ class Recaller:
             StorageError: the database failed.
         """
         processes = scope_processes(self._store, process_id, scope)
+        none: list[dict[str, Any]] = []
         rows = self._store.for_entity(entity_id, lambda pk: self._store.essential_memories(
-            pk, processes, limit), [])
+            pk, processes, limit), none)
         return [RecallHit(id=int(d["id"]), content=d["content"], kind=d["kind"], score=0.0,
                           similarity=0.0, created_at=d["created_at"],
                           source_message_ids=d["source_message_ids"], process_id=d["process"],

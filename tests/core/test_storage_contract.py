@@ -183,7 +183,11 @@ def test_episodic_memory_per_user_message_with_provenance(mem: Memori) -> None:
         ("I love hiking in the alps", "episodic"),
         ("Caroline: I went to the support group", "episodic")]
 
-    hits = mem.recall("I love hiking in the alps")
+    # the turn and the preference drawn from it are one hit, shown as the preference
+    [both] = [h for h in mem.recall("I love hiking in the alps") if "alps" in h.content]
+    assert both.kind == "preference" and len(both.memory_ids) == 2
+    assert both.source_message_ids == (ids[1],)
+    hits = mem.recall("I love hiking in the alps", kinds=["episodic"])
     assert hits[0].content == "I love hiking in the alps"
     assert hits[0].kind == "episodic"
     assert hits[0].source_message_ids == (ids[1],)
