@@ -84,6 +84,10 @@ class Config:
             0 turns lexical recall off.
         recall_stemming: BM25 matches Snowball English word stems ("running" finds "runs");
             False matches whole words.
+        recall_reply_weight: BM25 of a turn also reads the message that answers it (the next
+            message of its conversation, by another speaker: the assistant's reply, or the
+            other participant's next turn), weighted by this against the turn's own text; no
+            re-embedding (0 turns it off).
         recall_rrf_k: the reciprocal-rank-fusion constant k in ``w / (k + rank)``: 10, tuned
             on LoCoMo conversations 1-5 (Cormack et al., SIGIR 2009, use 60; a smaller k
             trusts each ranker's top more; benchmarks/README.md).
@@ -152,6 +156,7 @@ class Config:
     augmentation_lease_seconds: float = 300
     recall_lexical_weight: float = 2.0
     recall_stemming: bool = True
+    recall_reply_weight: float = 0.0
     recall_rrf_k: float = 10
     recall_recency_weight: float = 0.05
     recall_recency_half_life_days: float = 30
@@ -283,7 +288,8 @@ class Config:
         for name in ("augmentation_workers", "request_num_backoff", "request_backoff_factor",
                      "recall_approximate_above", "augmentation_batch_seconds", "llm_history_messages", "recall_lexical_weight",
                      "recall_recency_weight", "recall_mention_weight",
-                     "recall_conversation_weight", "recall_speaker_weight"):
+                     "recall_conversation_weight", "recall_speaker_weight",
+                     "recall_reply_weight"):
             if getattr(self, name) < 0:
                 raise ConfigurationError(f"{name} must be >= 0, got {getattr(self, name)!r}",
                                          argument=name)

@@ -19,18 +19,22 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import faiss
 import numpy as np
 
-from memori_core.augmentation.base import MEMORY_KINDS
+from memori_core.augmentation.base import INDEXED_CHARS, MEMORY_KINDS
 from memori_core.recall.lexical import BM25Index
 from memori_core.storage.store import MemoryRow, Store
 
-__all__ = ["EntityIndex", "Filter", "IndexCache"]
+__all__ = ["EntityIndex", "Filter", "IndexCache", "Neighbours"]
+
+#: (message id, speaker, message text, previous message id, next message as (speaker, text)):
+#: ``Store.neighbour_messages`` of one episodic memory
+Neighbours = tuple[int, str, str, int | None, tuple[str, str] | None]
 
 _KIND_CODE = {k: i for i, k in enumerate(MEMORY_KINDS)}
 #: below this many excluded rows a dense search over-fetches and drops them, instead of building
@@ -100,6 +104,11 @@ class EntityIndex:
         #: measured agreement of the approximate index in use (None: the search is exact)
         self.agreement: float | None = None
         self.lexical = BM25Index(stem=stem)
+        #: the reply field: for an episodic memory, the next message of its conversation when
+        #: another speaker said it (row-aligned with ``lexical``; filled when the reply comes)
+        self.reply = BM25Index(stem=stem)
+        self._said: dict[int, tuple[int, str]] = {}  # message id -> (row position, speaker)
+        self._replied: set[int] = set()  # row positions whose reply field is filled
         self._ids = _Growing(np.int64)
         self._proc = _Growing(np.int64)  # -1: no process
         self._kind = _Growing(np.int8)
@@ -115,9 +124,14 @@ class EntityIndex:
         BM25 postings, filter columns."""
         codes = self.dim if self.agreement is not None else 0  # the 8-bit codes
         return (self.count * (self.dim * 4 + codes + 64) + self.lexical.nbytes + self._ids.nbytes
+                + self.reply.nbytes + 120 * len(self._said)
                 + self._proc.nbytes + self._kind.nbytes + self._superseded.nbytes)
 
-    def add(self, rows: Sequence[MemoryRow]) -> None:
+    def add(self, rows: Sequence[MemoryRow],
+            neighbours: Mapping[int, Neighbours] | None = None) -> None:
+        """Append rows; ``neighbours`` (``Store.neighbour_messages`` of their episodic
+        memories) fills the reply field: a turn's BM25 text gains the message answering it,
+        when another speaker said it, as soon as both are indexed (no re-embedding)."""
         if not rows:
             return
         vectors = np.frombuffer(b"".join(r.embedding for r in rows), dtype="<f4")
@@ -129,10 +143,29 @@ class EntityIndex:
             self._proc.append([-1 if r.process_id is None else r.process_id for r in rows])
             self._kind.append([_KIND_CODE.get(r.kind, -1) for r in rows])
             self._superseded.append([r.superseded for r in rows])
+            self.reply.add([""] * len(rows))
+            if neighbours:
+                self._link_replies(rows, neighbours)
             self.count += len(rows)
             self.max_id = max(self.max_id, max(r.id for r in rows))
             if self.agreement is None and 0 < self._approximate_at <= self.count:
                 self._try_approximate()
+
+    def _link_replies(self, rows: Sequence[MemoryRow],
+                      neighbours: Mapping[int, Neighbours]) -> None:
+        for pos, r in enumerate(rows, start=self.count):
+            found = neighbours.get(r.id)
+            if found is None:
+                continue
+            message, speaker, text, previous, following = found
+            self._said[message] = (pos, speaker)
+            if following is not None and following[0] != speaker and pos not in self._replied:
+                self.reply.add_to(pos, following[1][:INDEXED_CHARS])
+                self._replied.add(pos)
+            before = self._said.get(previous) if previous is not None else None
+            if before is not None and before[1] != speaker and before[0] not in self._replied:
+                self.reply.add_to(before[0], text[:INDEXED_CHARS])
+                self._replied.add(before[0])
 
     def _try_approximate(self) -> None:
         """Build the quantised index beside the exact one; keep it if it agrees enough."""
@@ -192,7 +225,8 @@ class EntityIndex:
                 mask = current if mask is None else mask & current
         return mask
 
-    def search(self, query: np.ndarray, text: str, k: int, flt: Filter
+    def search(self, query: np.ndarray, text: str, k: int, flt: Filter,
+               reply_weight: float = 0.0
                ) -> tuple[list[tuple[int, float]], list[tuple[int, float]], dict[int, float]]:
         """Candidates of both rankers.
 
@@ -201,6 +235,7 @@ class EntityIndex:
             text: the query text, for BM25.
             k: candidates wanted from each ranker.
             flt: which rows may be returned.
+            reply_weight: weight of the reply field's BM25 added to the row's own.
 
         Returns:
             (dense: top-``k`` (row id, cosine similarity) best first; lexical: top-``k``
@@ -240,6 +275,8 @@ class EntityIndex:
                 dense = [(int(i), float(s)) for i, s in zip(found[0], scores[0], strict=True)
                          if i >= 0]
             bm25 = self.lexical.scores(text)
+            if reply_weight > 0 and self._replied:
+                bm25 += np.float32(reply_weight) * self.reply.scores(text)
             if mask is not None:
                 bm25[~mask] = 0.0
             top = np.argpartition(-bm25, min(k, len(bm25) - 1))[:k] if len(bm25) > k \
@@ -266,12 +303,14 @@ class IndexCache:
         approximate_above: rows from which an entity index may turn approximate
             (``Config.recall_approximate_above``; 0: never).
         stem: BM25 matches word stems (``Config.recall_stemming``).
+        replies: fill the reply field (``Config.recall_reply_weight`` > 0).
     """
 
     def __init__(self, store: Store, max_bytes: int, batch: int,
-                 approximate_above: int = 0, stem: bool = True) -> None:
+                 approximate_above: int = 0, stem: bool = True, replies: bool = True) -> None:
         self._store = store
         self._stem = stem
+        self._replies = replies
         self._approximate_above = approximate_above
         self._max_bytes = max_bytes
         self._batch = batch
@@ -315,7 +354,9 @@ class IndexCache:
     def _fill(self, idx: EntityIndex, entity_pk: int) -> EntityIndex:
         """Add the entity's rows with id above ``idx.max_id``, in batches."""
         for rows in self._store.memory_embeddings(entity_pk, idx.max_id, self._batch):
-            idx.add(rows)
+            episodic = [r.id for r in rows if r.kind == "episodic"]
+            idx.add(rows, self._store.neighbour_messages(entity_pk, episodic)
+                    if self._replies and episodic else None)
         return idx
 
     @property

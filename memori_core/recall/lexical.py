@@ -67,6 +67,7 @@ class BM25Index:
         self._tf = np.empty(0, dtype=np.float32)
         self._pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._lengths: list[np.ndarray] = []
+        self._set_lengths: dict[int, int] = {}  # rows given their text later (``add_to``)
         self._doc_len = np.empty(0, dtype=np.float32)
         self._norm = np.empty(0, dtype=np.float32)  # K1 * (1 - B + B * len / avg len), per row
         self.rows = 0
@@ -96,6 +97,16 @@ class BM25Index:
         self._lengths.append(np.asarray(lengths, dtype=np.float32))
         self.rows += len(texts)
 
+    def add_to(self, row: int, text: str) -> None:
+        """Index ``text`` as the text of row ``row`` (``0 <= row < rows``), which holds none
+        yet: a field filled after its row was added (the reply to a turn)."""
+        counts = Counter(tokenize(text, self._stem))
+        if counts:
+            self._pending.append((_hashes(list(counts)),
+                                  np.full(len(counts), row, dtype=np.int32),
+                                  np.asarray(list(counts.values()), dtype=np.float32)))
+        self._set_lengths[row] = sum(counts.values())
+
     def _merge(self) -> None:
         if self._pending:
             tok = np.concatenate([self._tok, *(p[0] for p in self._pending)])
@@ -104,10 +115,14 @@ class BM25Index:
             order = np.argsort(tok, kind="stable")
             self._tok, self._row, self._tf = tok[order], row[order], tf[order]
             self._pending = []
-        if self._lengths:
+        if self._lengths or self._set_lengths:
             self._doc_len = np.concatenate([self._doc_len, *self._lengths])
             self._lengths = []
-            avg = float(self._doc_len.mean()) if self.rows else 1.0
+            for at, n in self._set_lengths.items():
+                self._doc_len[at] = n
+            self._set_lengths = {}
+            filled = self._doc_len[self._doc_len > 0]  # the mean over rows that hold text
+            avg = float(filled.mean()) if len(filled) else 1.0
             self._norm = K1 * (1 - B + B * self._doc_len / (avg or 1.0))
 
     def scores(self, query: str) -> np.ndarray:

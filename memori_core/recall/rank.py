@@ -125,7 +125,8 @@ class Recaller:
         self._embedder = embedder
         self._config = config
         self.cache = IndexCache(store, config.recall_cache_bytes, config.recall_embeddings_limit,
-                                config.recall_approximate_above, config.recall_stemming)
+                                config.recall_approximate_above, config.recall_stemming,
+                                config.recall_reply_weight > 0)
         self._model_checked = False
         self._lock = threading.Lock()
 
@@ -170,7 +171,7 @@ class Recaller:
         try:
             index = self.cache.get(entity_pk, vector.shape[0])
             dense, lexical, similarity = index.search(
-                vector, query, max(limit, cfg.recall_candidates), flt)
+                vector, query, max(limit, cfg.recall_candidates), flt, cfg.recall_reply_weight)
         except (ConfigurationError, StorageError):
             raise
         except Exception as exc:

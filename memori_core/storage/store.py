@@ -223,6 +223,10 @@ _MEMORY_SOURCES = (select(s.fact_mention.c.fact_id, s.fact_mention.c.message_id)
                    .order_by(s.fact_mention.c.message_id))
 
 
+#: a second reference to the message table (neighbours of a message in its conversation)
+_M2 = s.conversation_message.alias("neighbour")
+
+
 class _StaleId(Exception):
     """A get-or-create left no row: the cached parent id it referenced is gone (MySQL's
     INSERT IGNORE turns the foreign-key error into a warning)."""
@@ -940,6 +944,48 @@ class Store:
             yield [MemoryRow(int(r.id), _opt_int(r.process_id), r.kind,
                              r.superseded_by is not None, r.text, r.embedding) for r in rows]
             last = int(rows[-1].id)
+
+    def neighbour_messages(self, entity_pk: int, memory_ids: Sequence[int]
+                           ) -> dict[int, tuple[int, str, str, int | None,
+                                            tuple[str, str] | None]]:
+        """For episodic memories: their message and that message's neighbours in its
+        conversation, for the reply field of recall's BM25 (``memori_core.recall.index``).
+
+        Returns:
+            memory id -> (its message id, its speaker, its text, the previous message's id or
+            None, the next message as (speaker, text) or None), for each id that is an episodic memory
+            of the entity (said twice: its first message). A speaker is the message's
+            ``name``, else its role.
+        """
+        f, mn, m = s.entity_fact.c, s.fact_mention.c, s.conversation_message.c
+        out: dict[int, tuple[int, str, str, int | None, tuple[str, str] | None]] = {}
+        prev = (select(func.max(_M2.c.id)).where(_M2.c.conversation_id == m.conversation_id,
+                                                 _M2.c.id < m.id).scalar_subquery())
+        nxt = (select(func.min(_M2.c.id)).where(_M2.c.conversation_id == m.conversation_id,
+                                                _M2.c.id > m.id).scalar_subquery())
+        with self.read() as conn:
+            for start in range(0, len(memory_ids), 500):
+                rows = conn.execute(
+                    select(f.id, m.id.label("message"), m.role, m.name, m.content,
+                           prev.label("prev"),
+                           nxt.label("next"))
+                    .select_from(s.entity_fact.join(s.fact_mention, mn.fact_id == f.id)
+                                 .join(s.conversation_message, m.id == mn.message_id))
+                    .where(f.entity_id == entity_pk, f.kind == "episodic",
+                           f.id.in_(list(memory_ids[start:start + 500])))
+                    .order_by(f.id, m.id)).all()
+                nexts = sorted({int(r.next) for r in rows if r.next is not None})
+                said: dict[int, tuple[str, str]] = {}
+                for i in range(0, len(nexts), 500):
+                    said.update((int(r.id), (r.name or r.role, str(r.content))) for r in
+                                conn.execute(select(m.id, m.role, m.name, m.content).where(
+                                    m.id.in_(nexts[i:i + 500]))))
+                for r in rows:
+                    if int(r.id) not in out:  # the first message of a memory said twice
+                        out[int(r.id)] = (int(r.message), r.name or r.role, str(r.content),
+                                          _opt_int(r.prev),
+                                          said.get(int(r.next)) if r.next is not None else None)
+        return out
 
     def superseded_ids(self, entity_pk: int) -> list[int]:
         """Ids of the entity's memories that a newer one on their slot replaced."""
