@@ -151,6 +151,9 @@ class Outcome:
         context_empty: the context block was empty (None or ""), or None when not measured.
         duplicate_lines: lines repeating a memory (same memory id or same source message) of an
             earlier line of the same block.
+        context_answered: an evidence turn is among the sources of the block's lines, or None
+            when not measured.
+        over_budget: the block's estimated tokens exceed its budget.
     """
 
     conversation: int
@@ -160,6 +163,8 @@ class Outcome:
     context_lines: int | None = None
     context_empty: bool | None = None
     duplicate_lines: int = 0
+    context_answered: bool | None = None
+    over_budget: bool = False
 
 
 def _metrics(outcomes: Sequence[Outcome]) -> dict[str, Any]:
@@ -217,7 +222,9 @@ class LocomoResult:
     def context_stats(self) -> dict[str, Any]:
         """``available``, and when it is: ``mean_lines`` (lines injected per question),
         ``empty_share`` (share of questions with an empty block, in [0, 1]) and
-        ``duplicate_lines`` (lines repeating a memory already in their block, summed)."""
+        ``duplicate_lines`` (lines repeating a memory already in their block, summed),
+        ``answered_share`` (share of questions whose block holds an evidence turn) and
+        ``over_budget`` (blocks over their token budget, counted)."""
         if not self.context_available:
             return {"available": False}
         measured = [o for o in self.outcomes if o.context_lines is not None]
@@ -225,7 +232,9 @@ class LocomoResult:
         return {"available": True,
                 "mean_lines": round(sum(o.context_lines or 0 for o in measured) / n, 3),
                 "empty_share": round(sum(1 for o in measured if o.context_empty) / n, 4),
-                "duplicate_lines": sum(o.duplicate_lines for o in measured)}
+                "duplicate_lines": sum(o.duplicate_lines for o in measured),
+                "answered_share": round(sum(1 for o in measured if o.context_answered) / n, 4),
+                "over_budget": sum(1 for o in measured if o.over_budget)}
 
     def as_dict(self) -> dict[str, Any]:
         ms = sorted(self.recall_ms) or [0.0]
@@ -459,15 +468,19 @@ def run(data_path: str | Path, *, db: str | None = None,
                               if {dia for dia, _s in src} & evidence), None)
             session_rank = next((i for i, src in enumerate(sources, 1)
                                  if {s for _dia, s in src} & sessions), None)
-            lines = empty = None
+            lines = empty = answered = None
             duplicates = 0
+            over = False
             if result.context_available:
                 ctx = mem.context(str(q["question"]))
                 lines = len(ctx.lines)
                 empty = not ctx.block
                 duplicates = _duplicate_lines(ctx.lines)
+                answered = any(turn_of[m][0] in evidence for ln in ctx.lines
+                               for m in getattr(ln, "source_message_ids", ()) if m in turn_of)
+                over = getattr(ctx, "tokens", 0) > getattr(ctx, "budget", float("inf"))
             result.outcomes.append(Outcome(n, int(q["category"]), turn_rank, session_rank,
-                                           lines, empty, duplicates))
+                                           lines, empty, duplicates, answered, over))
     finally:
         mem.close()
         if tmp is not None:
@@ -513,7 +526,8 @@ def report(result: LocomoResult) -> str:
     if c["available"]:
         lines.append(f"context pipeline: {c['mean_lines']:.2f} lines per question, "
                      f"{c['empty_share']:.1%} empty blocks, duplicate lines: "
-                     f"{c['duplicate_lines']}")
+                     f"{c['duplicate_lines']}, blocks over budget: {c['over_budget']}, "
+                     f"{c['answered_share']:.1%} hold an evidence turn")
     else:
         lines.append("context pipeline: not available")
     return "\n".join(lines)

@@ -178,8 +178,12 @@ def test_hit_at_k_and_session_recall_exactly_per_category_and_split(
                              "conversations": [2]}
     assert split["all"]["hit_at_10"] == d["hit_at_10"]
     # context: lines 1, 3, 3, 1, 3, 0; qb2's block is empty; qa3's third line repeats D1:2
+    # a block (the top 3 hits) holds an evidence turn exactly when recall ranked one in 3
+    in_top_3 = sum(1 for o in result.outcomes if o.turn_rank is not None and o.turn_rank <= 3)
+    assert 0 < in_top_3 < 6
     assert d["context"] == {"available": True, "mean_lines": round(11 / 6, 3),
-                            "empty_share": round(1 / 6, 4), "duplicate_lines": 1}
+                            "empty_share": round(1 / 6, 4), "duplicate_lines": 1,
+                            "answered_share": round(in_top_3 / 6, 4), "over_budget": 0}
     assert d["ingest"] == "ingested" and d["turns"] == 18 and d["ingest_turns_per_s"] > 0
     text = locomo.report(result)
     assert "conversations 1-2" in text
