@@ -31,14 +31,17 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "defaults": {},
     "no lexical (dense only)": {"recall_lexical_weight": 0},
     "lexical 1:1": {"recall_lexical_weight": 1},
+    "lexical 2:1": {"recall_lexical_weight": 2},
+    "no reply field": {"recall_reply_weight": 0},
     "no stemming": {"recall_stemming": False},
     "rrf k=60 (Cormack et al.)": {"recall_rrf_k": 60},
     "no conversation prior": {"recall_conversation_weight": 0},
     "no named-participant bonus": {"recall_speaker_weight": 0},
     "no recency": {"recall_recency_weight": 0},
     "no mention bonus": {"recall_mention_weight": 0},
-    "before this issue": {"recall_stemming": False, "recall_rrf_k": 60,
-                          "recall_conversation_weight": 0, "recall_speaker_weight": 0},
+    "recall of before (same stored memories)": {
+        "recall_stemming": False, "recall_rrf_k": 60, "recall_lexical_weight": 2,
+        "recall_reply_weight": 0, "recall_conversation_weight": 0, "recall_speaker_weight": 0},
 }
 
 LOCOMO = Path(os.environ.get("MEMORI_LOCOMO") or Path(__file__).resolve().parents[2] / "shared"

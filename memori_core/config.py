@@ -80,14 +80,14 @@ class Config:
         augmentation_lease_seconds: a claimed job whose worker vanished is claimable again after
             this many seconds.
         recall_lexical_weight: weight of the BM25 ranking against the vector ranking (1.0) in
-            their reciprocal-rank fusion; 2.0 measured best on LoCoMo (see benchmarks/README.md),
-            0 turns lexical recall off.
+            their reciprocal-rank fusion; 1.5, tuned on LoCoMo conversations 1-5 with the other
+            recall_* weights (benchmarks/README.md); 0 turns lexical recall off.
         recall_stemming: BM25 matches Snowball English word stems ("running" finds "runs");
             False matches whole words.
         recall_reply_weight: BM25 of a turn also reads the message that answers it (the next
             message of its conversation, by another speaker: the assistant's reply, or the
-            other participant's next turn), weighted by this against the turn's own text; no
-            re-embedding (0 turns it off).
+            other participant's next turn), weighted by this against the turn's own text (0.4,
+            tuned on LoCoMo conversations 1-5); no re-embedding (0 turns it off).
         recall_rrf_k: the reciprocal-rank-fusion constant k in ``w / (k + rank)``: 10, tuned
             on LoCoMo conversations 1-5 (Cormack et al., SIGIR 2009, use 60; a smaller k
             trusts each ranker's top more; benchmarks/README.md).
@@ -100,7 +100,7 @@ class Config:
             conversation's summed relevance over the best conversation's (0.2, tuned on LoCoMo
             conversations 1-5; 0 turns it off).
         recall_speaker_weight: a candidate said by a participant the query names (a
-            message's ``name``) gains this (0.1, tuned likewise; 0 turns it off).
+            message's ``name``) gains this (0.2, tuned likewise; 0 turns it off).
         recall_candidates: candidates taken from each ranker before fusion (at least the
             ``limit`` asked for).
         recall_cache_bytes: upper bound of the per-entity index cache, in bytes (256 MiB: with
@@ -154,15 +154,15 @@ class Config:
     augmentation_batch_size: int = 100
     augmentation_batch_seconds: float = 0.1
     augmentation_lease_seconds: float = 300
-    recall_lexical_weight: float = 2.0
+    recall_lexical_weight: float = 1.5
     recall_stemming: bool = True
-    recall_reply_weight: float = 0.0
+    recall_reply_weight: float = 0.4
     recall_rrf_k: float = 10
     recall_recency_weight: float = 0.05
     recall_recency_half_life_days: float = 30
     recall_mention_weight: float = 0.02
     recall_conversation_weight: float = 0.2
-    recall_speaker_weight: float = 0.1
+    recall_speaker_weight: float = 0.2
     recall_candidates: int = 100
     recall_cache_bytes: int = 256 * 1024 * 1024
     recall_approximate_above: int = 50_000
