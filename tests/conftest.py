@@ -4,6 +4,11 @@ PostgreSQL (127.0.0.1:5432, user postgres, trust) and MariaDB (127.0.0.1:3306, r
 password) must be running; ``.ci/run`` starts them when they are down. A missing server fails the
 test, it never skips. Override with MEMORI_TEST_PG_URL / MEMORI_TEST_MYSQL_URL (server URLs
 without a database).
+
+memori's clock starts every test at ``TEST_CLOCK_START`` (2026-01-01 09:00 UTC) and runs on in
+real time (``memori_clock``), so the day printed on each memory of the injected block, and so
+the cassettes, never depend on the day the tests run. ``@pytest.mark.real_clock`` opts a test
+out: one whose child processes (which run on the real clock) share its database needs it.
 """
 
 from __future__ import annotations
@@ -11,14 +16,19 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import sys
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from memori_core import Memori
+from memori_core.llm import _engine
+from memori_core.storage import store
 from memori_core.testing import HashEmbedder
 
 PG_SERVER = os.environ.get("MEMORI_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -38,6 +48,95 @@ def _loopback_only(self: socket.socket, address: object) -> object:
 
 
 socket.socket.connect = _loopback_only  # type: ignore[method-assign]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "real_clock: memori's clock is the real one (not "
+                                       "shifted to TEST_CLOCK_START)")
+
+
+# ---- memori's clock -------------------------------------------------------------------------
+#: when memori's clock starts in every test (naive UTC; the authored cassettes carry its day)
+TEST_CLOCK_START = datetime(2026, 1, 1, 9, 0, 0)
+#: memori's clocks, by attribute name: the real function and whether it is timezone-aware.
+#: ``utcnow`` (naive UTC) stamps what is stored: messages, memories, jobs, leases, sessions, and
+#: recall's recency; ``_utcnow`` (aware UTC) when a wrapped LLM call and its reply were made. A
+#: module that imported one by name (``from memori_core.storage.store import utcnow``: recall,
+#: portability) holds its own reference, which is replaced too.
+_REAL_CLOCKS: dict[str, tuple[Callable[[], datetime], bool]] = {
+    "utcnow": (store.utcnow, False), "_utcnow": (_engine._utcnow, True)}
+
+
+class TestClock:
+    """memori's clock in the tests: ``start`` plus the (monotonic) time elapsed since it was
+    (re)started. It runs on, so backoffs, leases and session timeouts still pass; it reads no
+    wall clock, so a test that also moves the wall clock (``time_machine``) does not shift it
+    twice."""
+
+    __test__ = False  # not a test class
+
+    def __init__(self, start: datetime) -> None:
+        self.start = start
+        self._t0 = time.monotonic()
+
+    def now(self) -> datetime:
+        """Naive UTC, as memori stores timestamps."""
+        return self.start + timedelta(seconds=time.monotonic() - self._t0)
+
+    def aware(self) -> datetime:
+        """The same instant, timezone-aware."""
+        return self.now().replace(tzinfo=timezone.utc)
+
+    def travel(self, when: datetime) -> None:
+        """Go to ``when`` (aware, or naive UTC) and run on from there: what a fixture that
+        moves the wall clock (``time_machine.travel``) calls to move memori's with it."""
+        if when.tzinfo is not None:
+            when = when.astimezone(timezone.utc).replace(tzinfo=None)
+        self.start, self._t0 = when, time.monotonic()
+
+
+def _stand_in(clock: TestClock, aware: bool) -> Callable[[], datetime]:
+    def now() -> datetime:
+        return clock.aware() if aware else clock.now()
+
+    return now
+
+
+#: memori's clock in this test session; every test starts it again at ``TEST_CLOCK_START``
+CLOCK = TestClock(TEST_CLOCK_START)
+#: what stands in for each of memori's clocks, by attribute name
+_STAND_INS = {name: _stand_in(CLOCK, aware) for name, (_, aware) in _REAL_CLOCKS.items()}
+
+
+def _set_clocks(real: bool, setattr_: Callable[[object, str, object], None]) -> None:
+    """Point every memori module's reference to one of its clocks at the real function
+    (``real``) or at ``CLOCK``'s stand-in."""
+    for mod_name, mod in list(sys.modules.items()):
+        if mod is None or not mod_name.startswith("memori"):
+            continue
+        names = vars(mod)
+        for name, (fn, _) in _REAL_CLOCKS.items():
+            if names.get(name) in (fn, _STAND_INS[name]):
+                setattr_(mod, name, fn if real else _STAND_INS[name])
+
+
+# installed for the whole session, so what a module- or session-scoped fixture stores (set up
+# before any test's own fixtures) is on the test clock too; a module imported later binds the
+# stand-in through ``store.utcnow``
+_set_clocks(False, setattr)
+
+
+@pytest.fixture(autouse=True)
+def memori_clock(request: pytest.FixtureRequest,
+                 monkeypatch: pytest.MonkeyPatch) -> TestClock | None:
+    """memori's clock for this test: ``CLOCK``, started again at ``TEST_CLOCK_START``, or None
+    (the real clock, put back for this test only) for a test marked ``real_clock``."""
+    if request.node.get_closest_marker("real_clock"):
+        _set_clocks(True, monkeypatch.setattr)
+        return None
+    CLOCK.travel(TEST_CLOCK_START)
+    _set_clocks(False, monkeypatch.setattr)  # a module imported during a real_clock test
+    return CLOCK
 
 
 def _server_error(url: str, exc: Exception) -> pytest.fail.Exception:

@@ -10,8 +10,7 @@ from typing import Any
 from sqlalchemy import func, select, text, update
 
 from memori_core import Conversation, Extraction, Memori
-from memori_core.storage import schema
-from memori_core.storage.store import utcnow
+from memori_core.storage import schema, store
 from memori_core.testing import HashEmbedder
 
 
@@ -61,7 +60,7 @@ def abandon(mem: Memori, claimed_seconds_ago: float) -> None:
     with mem.engine.begin() as c:
         c.execute(update(schema.augmentation_job).values(
             status="running", attempts=1, claimed_by="dead-worker",
-            claimed_at=utcnow() - timedelta(seconds=claimed_seconds_ago)))
+            claimed_at=store.utcnow() - timedelta(seconds=claimed_seconds_ago)))  # memori's clock
 
 
 def test_an_expired_lease_is_reclaimed_and_processed_once(db_url: str) -> None:

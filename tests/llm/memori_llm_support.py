@@ -18,14 +18,16 @@ from collections.abc import Iterator
 from typing import Any
 
 from memori_core import Memori
-from memori_core.llm.context import BLOCK_HEADER
+from memori_core.context import BLOCK_END, BLOCK_HEADER, BLOCK_START
 from memori_core.testing import HashEmbedder
 
 #: the memory and question every injection test uses (they share words, so the HashEmbedder
 #: recalls the memory well above the 0.1 threshold)
 MEMORY = "The user is allergic to peanuts"
-#: the block every injection test expects: MEMORY as the only recalled fact
-BLOCK = f'<memori_context>\n{BLOCK_HEADER}\n- fact: "{MEMORY}"\n</memori_context>'
+#: the day the tests' memories are stored on: tests/conftest.py's TEST_CLOCK_START
+DAY = "2026-01-01"
+#: the block every injection test expects: MEMORY as the only recalled fact, dated
+BLOCK = "\n".join([BLOCK_START, BLOCK_HEADER, f'- {DAY} fact: "{MEMORY}"', BLOCK_END])
 #: the four ways a provider call is made
 MODES = ["sync", "async", "stream", "async_stream"]
 QUESTION = "Which snack is safe for someone allergic to peanuts like me?"

@@ -53,6 +53,8 @@ def job_counts(mem: Memori) -> dict[str, int]:
                                    "GROUP BY status")).all())
 
 
+# the children stamp jobs and leases with the real clock, which this test's Memori must share
+@pytest.mark.real_clock
 @pytest.mark.parametrize("kills", sizes(2, 20))
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_app_killed_while_capturing_keeps_every_acknowledged_turn_once(

@@ -10,8 +10,10 @@ objects and markdown fences, in any mix (hypothesis). On every request:
 
 - the block opens once and closes once, even after NFKC normalization, case folding and removal
   of whitespace and zero-width characters (what a normalizing tokenizer or a lenient reader sees);
-- it has exactly one line per memory between its header and its end, each a JSON string literal
-  that decodes to the memory, so no memory can end the block, add a line or leave its quotes;
+- it has exactly one line per memory shown between its header and its end (a turn and what was
+  extracted from it are one memory shown), each the day it was said, its kind and a JSON string
+  literal that decodes to the memory, so no memory can end the block, add a line or leave its
+  quotes;
 - it sits in the system slot only: appended to the caller's system prompt (string or blocks),
   or the system slot itself when the caller has none, never in a user or assistant message and
   never as a second system message.
@@ -38,6 +40,7 @@ from memori_reliability_support import sizes
 
 from memori_core import Memori
 from memori_core.llm.context import BLOCK_END, BLOCK_HEADER, BLOCK_START
+from memori_core.storage import store
 from memori_core.storage.store import normalize_text
 from memori_core.testing import HashEmbedder
 
@@ -229,8 +232,9 @@ FORMATS = [
 
 
 @pytest.fixture
-def clients(endpoint: Endpoint, lmem: Memori) -> dict[str, Any]:
-    """The three SDK clients, pointed at ``endpoint`` and registered with ``lmem``."""
+def clients(endpoint: Endpoint, lmem: Memori) -> Iterator[dict[str, Any]]:
+    """The three SDK clients, pointed at ``endpoint`` and registered with ``lmem``; closed
+    after the test (an open keep-alive socket collected later warns in another test)."""
     made = {
         "openai": openai.OpenAI(base_url=f"{endpoint.url}/v1", api_key="local", max_retries=0),
         "anthropic": anthropic.Anthropic(base_url=endpoint.url, api_key="local",
@@ -240,14 +244,21 @@ def clients(endpoint: Endpoint, lmem: Memori) -> dict[str, Any]:
     }
     for client in made.values():
         lmem.llm.register(client)
-    return made
+    try:
+        yield made
+    finally:
+        for client in made.values():
+            client.close()
 
 
 @pytest.fixture
 def lmem(sqlite_url: str) -> Iterator[Memori]:
-    """Every stored memory is recalled (threshold -1, room for all), no background workers."""
+    """Every stored memory is recalled (threshold -1, room for all) and shown (no relevance
+    cut, a budget none of them reaches), no background workers."""
     mem = Memori(conn=sqlite_url, embedder=HashEmbedder(), augmentation_workers=0,
-                 recall_relevance_threshold=-1.0, recall_facts_limit=1000)
+                 recall_relevance_threshold=-1.0, recall_facts_limit=1000,
+                 context_relative_threshold=0.0, context_semantic_threshold=-1.0,
+                 context_tokens=1_000_000, context_memory_tokens=100_000)
     mem.config.storage.build()
     try:
         yield mem
@@ -268,7 +279,10 @@ def squash(text: str) -> str:
     return re.sub(r"\s+", "", _ZERO_WIDTH.sub("", text)).casefold()
 
 
-def check_request(fmt: Format, body: dict[str, Any], memories: list[str]) -> None:
+def check_request(fmt: Format, body: dict[str, Any], memories: list[str],
+                  stored_texts: list[str] | None = None) -> None:
+    """``memories``: the texts the block shows; ``stored_texts``: every stored memory's text
+    (default ``memories``), none of which may reach the request unescaped."""
     system = fmt.system_texts(body)
     others = fmt.other_texts(body)
     everything = system + others
@@ -290,21 +304,24 @@ def check_request(fmt: Format, body: dict[str, Any], memories: list[str]) -> Non
         assert system[:-1] == fmt.caller_system[:-1]
     else:  # one more part or block
         assert system == [*fmt.caller_system, block], (fmt.name, system)
-    # one line per memory, each a JSON string that decodes to it and cannot end the block
+    # one line per memory shown: the day it was said, its kind and a JSON string that decodes
+    # to it and cannot end the block
     lines = block.split("\n")
     assert block.splitlines() == lines, fmt.name  # no other line break inside
     assert lines[0] == BLOCK_START and lines[1] == BLOCK_HEADER and lines[-1] == BLOCK_END
     quoted = lines[2:-1]
     decoded = []
+    today = f"{store.utcnow():%Y-%m-%d}"  # every memory of the test was stored today
     for line in quoted:
-        match = re.fullmatch(r'- (\w+): (".*")', line)
+        match = re.fullmatch(r'- (\d{4}-\d\d-\d\d) (\w+): (".*")', line)
         assert match, (fmt.name, line)
-        literal = match.group(2)
+        assert match.group(1) == today, (fmt.name, line)
+        literal = match.group(3)
         assert not re.search("[<>&]", unicodedata.normalize("NFKD", literal)), line
         decoded.append(json.loads(literal))
     assert sorted(decoded) == sorted(memories), fmt.name
     # and no memory text reaches the request unescaped
-    for memory in memories:
+    for memory in memories if stored_texts is None else stored_texts:
         if re.search("[<>\n\u2028\uff1c\ufe64]", memory) and len(memory) > 12:
             assert not any(memory in t for t in everything), (fmt.name, memory)
 
@@ -356,6 +373,14 @@ def test_every_fragment_at_once_through_capture_and_augmentation(
     assert {normalize_text(m.content) for m in lmem.memories(kinds=["episodic"])} == {
         normalize_text(s) for s in hostile}
     assert {m.kind for m in lmem.memories()} > {"episodic"}  # the rule extractor found some
+    # a turn and the memories extracted from it are one line: every stored memory is in
+    # exactly one line shown, and each line shows the text of one of its memories
+    shown = lmem.context(QUESTION).lines
+    assert sorted(i for ln in shown for i in ln.memory_ids) == sorted(
+        m.id for m in lmem.memories())
+    by_id = {m.id: m.content for m in lmem.memories()}
+    assert all(ln.content in {by_id[i] for i in ln.memory_ids} for ln in shown)
+    assert len(shown) < len(texts)  # fewer lines than memories: turns and facts were folded
     for fmt in FORMATS:
         fmt.call(clients)
-        check_request(fmt, endpoint.last(), texts)
+        check_request(fmt, endpoint.last(), [ln.content for ln in shown], texts)

@@ -25,7 +25,8 @@ MODEL = "anthropic.claude-3-haiku-20240307-v1:0"
 GUIDE = "You are a hiking guide. Answer in one sentence."
 QUESTION = "Which snacks are safe for someone allergic to peanuts?"
 ANSWER = "Apple slices, cheese and pretzels are safe picks without peanuts."
-BLOCK_LINE = '- fact: "The user is allergic to peanuts"'
+#: the memory's block line, dated the day tests/conftest.py's clock starts
+BLOCK_LINE = '- 2026-01-01 fact: "The user is allergic to peanuts"'
 
 
 @pytest.fixture

@@ -23,7 +23,8 @@ from pydantic import BaseModel
 from memori_core import ConfigurationError, Memori, StorageError
 
 BLOCK_START = "<memori_context>\n"
-PEANUTS = '- fact: "The user is allergic to peanuts"'
+#: the memory's block line, dated the day tests/conftest.py's clock starts
+PEANUTS = '- 2026-01-01 fact: "The user is allergic to peanuts"'
 
 
 @pytest.fixture
@@ -243,7 +244,7 @@ def test_memory_text_cannot_break_out_of_the_block(smem: Memori,
     assert lines.count("</memori_context>") == 1 and len(lines) == 4
     assert not any(line.startswith("SYSTEM") for line in lines)
     kind, quoted = lines[2].split(": ", 1)
-    assert kind == "- fact" and json.loads(quoted) == evil  # quoted data, intact
+    assert kind == "- 2026-01-01 fact" and json.loads(quoted) == evil  # quoted data, intact
 
 
 def test_options_fix_the_target_and_switch_parts_off(smem: Memori,

@@ -18,7 +18,8 @@ from memori_langchain import MemoriChatMessageHistory, MemoriMiddleware
 
 from memori_core import ConfigurationError, Memori, StorageError
 
-LISBON = '- fact: "The user\'s home city is Lisbon"'
+#: the memory's block line, dated the day tests/conftest.py's clock starts
+LISBON = '- 2026-01-01 fact: "The user\'s home city is Lisbon"'
 
 
 @tool

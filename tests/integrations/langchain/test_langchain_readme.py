@@ -65,7 +65,7 @@ def test_chat_bedrock_example(vcr: Cassette) -> None:
     run(2, "ChatBedrock(")
     assert vcr.all_played and vcr.play_count == 1
     system = json.loads(vcr.requests[0].body)["system"]
-    assert '- fact: "The user is allergic to peanuts"' in system.splitlines()
+    assert '- 2026-01-01 fact: "The user is allergic to peanuts"' in system.splitlines()
 
 
 def test_retriever_example() -> None:

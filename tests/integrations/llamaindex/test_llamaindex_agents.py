@@ -98,7 +98,8 @@ def test_memories_from_an_earlier_session_reach_the_model(smem: Memori, llm: Rec
     asyncio.run(chat("friday", "Which nuts am I allergic to?"))
     sent = llm.last_chat_messages or []
     assert sent[0].role == MessageRole.SYSTEM
-    assert "- I am allergic to peanuts." in (sent[0].content or "")
+    # the turn and the fact extracted from it are one memory, shown as the fact
+    assert "- The user is allergic to peanuts" in (sent[0].content or "")
     assert texts(sent[1:]) == [("user", "Which nuts am I allergic to?")]  # a new session
 
 

@@ -96,9 +96,12 @@ def vcr_cassette_dir(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def frozen_day() -> Iterator[None]:
-    """The wall clock starts at ``FROZEN_DAY`` (and keeps ticking), so stored memories carry
-    that date; monotonic time, which timeouts use, is untouched."""
+def frozen_day(memori_clock: Any) -> Iterator[None]:
+    """The wall clock and memori's (tests/conftest.py's ``memori_clock``) start at
+    ``FROZEN_DAY`` (and keep ticking), so stored memories carry that date; monotonic time,
+    which timeouts use, is untouched."""
+    if memori_clock is not None:
+        memori_clock.travel(FROZEN_DAY)
     with time_machine.travel(FROZEN_DAY):
         yield
 

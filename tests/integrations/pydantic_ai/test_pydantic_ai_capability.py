@@ -233,9 +233,13 @@ def test_new_messages_with_tool_calls_and_returns_are_captured(smem: Memori) -> 
     assert rows[2]["tool_call_id"] == "call_7" and rows[2]["name"] == "remember"
     assert all(r["metadata"]["pydantic_ai"]["run_id"] == result.run_id for r in rows)
     assert rows[3]["metadata"]["pydantic_ai"]["model_name"].startswith("function:")
-    # the captured user message becomes a memory once augmentation ran
+    # the captured user message becomes a memory once augmentation ran: recalled as one hit
+    # with what was extracted from it (shown as the extracted fact)
     assert smem.augmentation.wait(timeout=30)
-    assert "I live in Lisbon" in [h.content for h in smem.recall("I live in Lisbon")]
+    [said] = [m.id for m in smem.memories()
+              if m.kind == "episodic" and m.content == "I live in Lisbon"]
+    [turn] = [h for h in smem.recall("I live in Lisbon") if said in h.memory_ids]
+    assert turn.source_message_ids == (rows[0]["id"],)
 
 
 def test_capture_false_stores_nothing(smem: Memori) -> None:
@@ -254,7 +258,8 @@ def test_second_run_continues_the_session_and_sees_the_first(smem: Memori) -> No
     script = Script(text("Rex!"))
     agent2 = Agent(script.model, capabilities=[MemoriCapability(smem)])
     agent2.run_sync("What is my dog called?", message_history=first.all_messages())
-    assert "My dog is called Rex" in (script.infos[0].instructions or "")
+    # the first run's turn, shown as the fact extracted from it
+    assert "The user's dog is called Rex" in (script.infos[0].instructions or "")
     assert [r["content"] for r in smem.session_messages("s1") if r["role"] == "user"] == [
         "My dog is called Rex", "What is my dog called?"]  # history is not captured twice
 
