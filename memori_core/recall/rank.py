@@ -30,7 +30,7 @@ from memori_core.config import Config
 from memori_core.embeddings.base import Embedder
 from memori_core.errors import ConfigurationError, RecallError, StorageError
 from memori_core.recall.index import Filter, IndexCache
-from memori_core.storage.store import EntityGone, Store, utcnow
+from memori_core.storage.store import EntityGone, Store, normalize_text, utcnow
 from memori_core.types import RecallHit
 
 __all__ = ["Recaller", "Scope", "check_scope", "fuse", "one_per_turn", "scope_processes"]
@@ -87,7 +87,8 @@ def one_per_turn(hits: Sequence[RecallHit]) -> list[RecallHit]:
     group's best, ``similarity`` and ``id`` are those of the memory shown, ``memory_ids`` all
     members (best first), ``source_message_ids`` the union, ``created_at`` the earliest,
     ``lexical`` the best BM25 score.
-    Memories with no source message (``remember``) are groups of their own.
+    Memories with no source message (``remember``) are groups of their own. Groups showing the
+    same text (normalized: said in two turns, or remembered and also extracted) are one hit.
 
     Args:
         hits: best first.
@@ -99,14 +100,16 @@ def one_per_turn(hits: Sequence[RecallHit]) -> list[RecallHit]:
     for h in hits:
         key: object = h.source_message_ids[0] if h.source_message_ids else ("memory", h.id)
         groups.setdefault(key, []).append(h)
-    out = []
+    # the same text from two turns, or remembered and also extracted, is one memory to show
+    merged: dict[str, list[RecallHit]] = {}
     for members in groups.values():  # dicts keep insertion order: best group first
+        merged.setdefault(normalize_text(_shown(members).content), []).extend(members)
+    out = []
+    for members in merged.values():
         if len(members) == 1:
             out.append(members[0])
             continue
-        extracted = [h for h in members if h.kind != "episodic"]
-        turn = [h for h in members if h.kind == "episodic"]
-        shown = extracted[0] if len(extracted) == 1 or not turn else turn[0]
+        shown = _shown(members)
         sources = sorted({m for h in members for m in h.source_message_ids})
         out.append(dataclasses.replace(
             shown, score=members[0].score, memory_ids=tuple(h.id for h in members),
@@ -115,6 +118,14 @@ def one_per_turn(hits: Sequence[RecallHit]) -> list[RecallHit]:
             mention_count=max(h.mention_count for h in members),
             lexical=max(h.lexical for h in members)))
     return out
+
+
+def _shown(members: Sequence[RecallHit]) -> RecallHit:
+    """The member whose text a group shows: its one extracted memory, else its turn."""
+    extracted = [h for h in members if h.kind != "episodic"]
+    if len({normalize_text(h.content) for h in extracted}) == 1:
+        return extracted[0]
+    return next((h for h in members if h.kind == "episodic"), members[0])
 
 
 class Recaller:

@@ -58,7 +58,7 @@ def test_sources_of_recalled_memories_are_complete_and_ordered(pg_url: str) -> N
         m.attribution(entity_id="pooled", process_id="agent")
         ids = [m.capture([{"role": "user", "content": "I keep bees"}])[0] for _ in range(4)]
         assert m.augmentation.wait(timeout=60)
-        hit = next(h for h in m.recall("keeps bees", limit=10) if h.kind == "episodic")
+        hit = next(h for h in m.recall("keeps bees", limit=10, kinds=["episodic"]))
     assert list(hit.source_message_ids) == ids  # every mention, oldest first
     assert hit.mention_count == 4
 

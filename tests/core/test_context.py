@@ -56,8 +56,13 @@ def test_one_per_turn_folds_a_fact_into_its_turn_and_shows_the_clearer_text() ->
                                          sources=(7,))])
     assert [h.content for h in two] == ["I'm allergic to peanuts."]
     assert two[0].memory_ids == (1, 2, 4)
-    # memories without a source message (remember()) are never folded together
+    # memories without a source message (remember()) are never folded together...
     assert len(one_per_turn([hit(5, "a", "fact", sources=()), hit(6, "b", "fact", sources=())])) == 2
+    # ...unless they show the same text: remembered, and extracted from a turn as an attribute
+    said = one_per_turn([hit(7, "The user lives in Lisbon", "fact", sources=(), score=0.9),
+                         hit(8, "I live in Lisbon", sources=(9,), score=0.8),
+                         hit(10, "The user lives in  lisbon", "attribute", sources=(9,))])
+    assert [(h.content, h.memory_ids) for h in said] == [("The user lives in Lisbon", (7, 8, 10))]
 
 
 def test_relevance_cut_is_relative_to_the_best_and_needs_a_shared_word_or_meaning() -> None:
