@@ -36,6 +36,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "no stemming": {"recall_stemming": False},
     "rrf k=60 (Cormack et al.)": {"recall_rrf_k": 60},
     "no conversation prior": {"recall_conversation_weight": 0},
+    "conversation diversity 0.05": {"recall_conversation_diversity": 0.05},
     "no named-participant bonus": {"recall_speaker_weight": 0},
     "no recency": {"recall_recency_weight": 0},
     "no mention bonus": {"recall_mention_weight": 0},

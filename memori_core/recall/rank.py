@@ -33,7 +33,8 @@ from memori_core.recall.index import Filter, IndexCache
 from memori_core.storage.store import EntityGone, Store, normalize_text, utcnow
 from memori_core.types import RecallHit
 
-__all__ = ["Recaller", "Scope", "check_scope", "fuse", "one_per_turn", "scope_processes"]
+__all__ = ["Recaller", "Scope", "check_scope", "diversify", "fuse", "one_per_turn",
+           "scope_processes"]
 
 Scope = Literal["process", "entity"]
 _NAME_WORD = re.compile(r"[\w'-]+")
@@ -118,6 +119,29 @@ def one_per_turn(hits: Sequence[RecallHit]) -> list[RecallHit]:
             mention_count=max(h.mention_count for h in members),
             lexical=max(h.lexical for h in members)))
     return out
+
+
+def diversify(hits: Sequence[RecallHit], conversation: dict[int, int], penalty: float,
+              limit: int) -> list[RecallHit]:
+    """The first ``limit`` of ``hits`` picked greedily: each pick is the best score minus
+    ``penalty`` times the hits already picked from its conversation, so one conversation does
+    not fill every slot (maximal marginal relevance over conversations). ``conversation`` maps
+    a memory id to its conversation; a hit without one is never penalised. The rest follow in
+    their order."""
+    left = list(hits)
+    picked: list[RecallHit] = []
+    count: dict[int, int] = {}
+    while left and len(picked) < limit:
+        def adjusted(h: RecallHit) -> float:
+            c = conversation.get(h.id)
+            return h.score - penalty * count.get(c, 0) if c is not None else h.score
+        best = max(range(len(left)), key=lambda i: (adjusted(left[i]), -i))
+        h = left.pop(best)
+        c = conversation.get(h.id)
+        if c is not None:
+            count[c] = count.get(c, 0) + 1
+        picked.append(h)
+    return picked + left
 
 
 def _shown(members: Sequence[RecallHit]) -> RecallHit:
@@ -211,14 +235,20 @@ class Recaller:
                                   process_id=d["process"], mention_count=int(d["mention_count"]),
                                   memory_ids=(i,), lexical=bm25.get(i, 0.0),
                                   importance=float(d["importance"])))
-        if cfg.recall_conversation_weight > 0 or cfg.recall_speaker_weight > 0:
-            hits = self._context_bonus(hits, query, entity_pk)
+        conversation: dict[int, int] = {}
+        if cfg.recall_conversation_weight > 0 or cfg.recall_speaker_weight > 0 or \
+                cfg.recall_conversation_diversity > 0:
+            hits, conversation = self._context_bonus(hits, query, entity_pk)
         hits.sort(key=lambda h: (-h.score, -h.similarity, -h.id))
-        return one_per_turn(hits)[:limit]
+        shown = one_per_turn(hits)
+        if cfg.recall_conversation_diversity > 0 and len(shown) > limit:
+            shown = diversify(shown, conversation, cfg.recall_conversation_diversity, limit)
+        return shown[:limit]
 
     def _context_bonus(self, hits: list[RecallHit], query: str, entity_pk: int
-                       ) -> list[RecallHit]:
-        """Scores plus the conversation prior and the named-participant bonus.
+                       ) -> tuple[list[RecallHit], dict[int, int]]:
+        """Scores plus the conversation prior and the named-participant bonus, and the
+        conversation row id of each hit (by memory id) that has a source message.
 
         Conversation prior: a conversation several candidates come from is likelier the one
         the query is about; each candidate gains ``recall_conversation_weight`` times its
@@ -249,7 +279,7 @@ class Recaller:
             if o is not None and o[1] in named:
                 bonus += cfg.recall_speaker_weight
             out.append(dataclasses.replace(h, score=h.score + bonus) if bonus else h)
-        return out
+        return out, {i: o[0] for i, o in of.items() if o is not None}
 
     def essential(self, limit: int, *, entity_id: str, process_id: str | None, scope: Scope
                   ) -> list[RecallHit]:

@@ -12,6 +12,8 @@ import pytest
 
 from memori_core import Memori
 from memori_core.recall.lexical import BM25Index, tokenize
+from memori_core.recall.rank import diversify
+from memori_core.types import RecallHit
 from memori_core.testing import HashEmbedder
 
 
@@ -104,3 +106,16 @@ def test_memories_said_by_the_participant_the_query_names_gain_the_bonus(make: A
     # it follows) can come first; the bonus goes to the speaker named, by its size
     for named in ("Melanie", "Caroline"):
         assert margin[0.5, named] == pytest.approx(margin[0.0, named] + 0.5, abs=1e-6)
+
+
+def test_diversify_spreads_the_top_over_conversations() -> None:
+    def hit(i: int, score: float) -> RecallHit:
+        return RecallHit(id=i, content=str(i), kind="episodic", score=score, similarity=score,
+                         created_at=None)  # type: ignore[arg-type]
+
+    hits = [hit(1, 1.0), hit(2, 0.95), hit(3, 0.9), hit(4, 0.8), hit(5, 0.5)]
+    conversation = {1: 10, 2: 10, 3: 10, 4: 20}  # 5 has none: never penalised
+    assert [h.id for h in diversify(hits, conversation, 0.0, 3)] == [1, 2, 3, 4, 5]
+    # 2 and 3 lose 0.1 per earlier pick of conversation 10: 4 (conversation 20) moves up
+    assert [h.id for h in diversify(hits, conversation, 0.1, 3)] == [1, 2, 4, 3, 5]
+    assert [h.id for h in diversify(hits, conversation, 0.6, 5)] == [1, 4, 5, 2, 3]
