@@ -38,11 +38,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "no conversation prior": {"recall_conversation_weight": 0},
     "conversation diversity 0.05": {"recall_conversation_diversity": 0.05},
     "no named-participant bonus": {"recall_speaker_weight": 0},
+    "no named-date bonus": {"recall_date_weight": 0},
     "no recency": {"recall_recency_weight": 0},
     "no mention bonus": {"recall_mention_weight": 0},
     "recall of before (same stored memories)": {
         "recall_stemming": False, "recall_rrf_k": 60, "recall_lexical_weight": 2,
-        "recall_reply_weight": 0, "recall_conversation_weight": 0, "recall_speaker_weight": 0},
+        "recall_reply_weight": 0, "recall_conversation_weight": 0, "recall_speaker_weight": 0,
+        "recall_date_weight": 0},
 }
 
 LOCOMO = Path(os.environ.get("MEMORI_LOCOMO") or Path(__file__).resolve().parents[2] / "shared"

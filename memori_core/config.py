@@ -101,6 +101,10 @@ class Config:
             conversations 1-5; 0 turns it off).
         recall_speaker_weight: a candidate said by a participant the query names (a
             message's ``name``) gains this (0.2, tuned likewise; 0 turns it off).
+        recall_date_weight: a memory said on a day the query names ("on 8 May 2023",
+            "2023-05-08") gains this, one said in a month it names ("in May 2023") half of it
+            (0.2; on LoCoMo, where 179 of 1,536 questions name a date, hit@1 on 1-5 0.447 ->
+            0.450, hit@5 0.795 -> 0.797; 0 turns it off).
         recall_conversation_diversity: each hit already taken from a conversation lowers
             the next one's score from it by this: the top hits spread over more conversations.
             Off (0) by default: on LoCoMo 0.05 raises session R@10 0.940 -> 0.953 but lowers
@@ -169,6 +173,7 @@ class Config:
     recall_conversation_weight: float = 0.2
     recall_speaker_weight: float = 0.2
     recall_conversation_diversity: float = 0.0
+    recall_date_weight: float = 0.2
     recall_candidates: int = 100
     recall_cache_bytes: int = 256 * 1024 * 1024
     recall_approximate_above: int = 50_000
@@ -295,7 +300,8 @@ class Config:
                      "recall_approximate_above", "augmentation_batch_seconds", "llm_history_messages", "recall_lexical_weight",
                      "recall_recency_weight", "recall_mention_weight",
                      "recall_conversation_weight", "recall_speaker_weight",
-                     "recall_reply_weight", "recall_conversation_diversity"):
+                     "recall_reply_weight", "recall_conversation_diversity",
+                     "recall_date_weight"):
             if getattr(self, name) < 0:
                 raise ConfigurationError(f"{name} must be >= 0, got {getattr(self, name)!r}",
                                          argument=name)

@@ -1,18 +1,22 @@
 """Recall: embed the query once, search the entity's index by vector and by BM25, fuse the two
-rankings, weigh in recency and mentions, threshold, and hydrate hits.
+rankings, weigh in recency, mentions, conversation, participant and date, threshold, hydrate hits,
+and fold the memories of one source turn into one hit.
 
 Score of a candidate (``RecallHit.score``)::
 
     fused   = (1 / (k + rank_vector) + w_lex / (k + rank_bm25)) / ((1 + w_lex) / (k + 1))
     score   = fused + w_recency * 0.5 ** (age_days / half_life) + w_mention * (1 - 1 / mentions)
     score  += w_conversation * mass(conversation) / max mass + w_speaker * [query names speaker]
+    score  += w_date * (1 on a day the query names, 0.5 in a month it names)
 
 ``fused`` is reciprocal-rank fusion (Cormack, Clarke & Buettcher, SIGIR 2009) scaled to (0, 1]; a
-ranker that did not return the candidate contributes 0. ``mass`` is the summed score of the
-candidates from one conversation (a prior for the conversation the query is about); the speaker
-term rewards memories said by a participant the query names. Weights and half-life are ``Config``
-fields. Then the memories of one source turn become one hit (``one_per_turn``). A candidate whose cosine similarity to the query is under
-``recall_relevance_threshold`` is dropped, whatever its lexical rank.
+ranker that did not return the candidate contributes 0; BM25 is the memory's own text plus
+``recall_reply_weight`` times its reply field (``memori_core.recall.index``). ``mass`` is the
+summed score of the candidates from one conversation (a prior for the conversation the query is
+about). Weights and half-life are ``Config`` fields. A candidate whose cosine similarity to the
+query is under ``recall_relevance_threshold`` is dropped, whatever its lexical rank. Then the
+memories of one source turn become one hit (``one_per_turn``), optionally spread over
+conversations (``diversify``).
 """
 
 from __future__ import annotations
@@ -33,11 +37,52 @@ from memori_core.recall.index import Filter, IndexCache
 from memori_core.storage.store import EntityGone, Store, normalize_text, utcnow
 from memori_core.types import RecallHit
 
-__all__ = ["Recaller", "Scope", "check_scope", "diversify", "fuse", "one_per_turn",
-           "scope_processes"]
+__all__ = ["Recaller", "Scope", "check_scope", "diversify", "fuse", "named_dates",
+           "one_per_turn", "scope_processes"]
 
 Scope = Literal["process", "entity"]
 _NAME_WORD = re.compile(r"[\w'-]+")
+_MONTHS = {m: i for i, m in enumerate(("january february march april may june july august "
+                                        "september october november december").split(), 1)}
+_MONTH = (r"(?P<month>" + "|".join(_MONTHS) + r"|sept|" + "|".join(m[:3] for m in _MONTHS)
+          + r")\.?")
+_DATES = [re.compile(p, re.I) for p in (
+    r"\b(?P<year>\d{4})-(?P<mon>\d{1,2})-(?P<day>\d{1,2})\b",
+    r"\b(?P<day>\d{1,2})(?:st|nd|rd|th)?\s+(?:of\s+)?" + _MONTH + r",?\s+(?P<year>\d{4})\b",
+    r"\b" + _MONTH + r"\s+(?P<day>\d{1,2})(?:st|nd|rd|th)?,?\s+(?P<year>\d{4})\b",
+    r"\b" + _MONTH + r",?\s+(?P<year>\d{4})\b")]
+
+
+def named_dates(query: str) -> list[tuple[int, int, int | None]]:
+    """(year, month, day or None) of each date the query names: "8 May 2023", "May 8, 2023",
+    "2023-05-08", "May 2023"."""
+    out: list[tuple[int, int, int | None]] = []
+    taken: list[tuple[int, int]] = []
+    for pattern in _DATES:
+        for m in pattern.finditer(query):
+            if any(a < m.end() and m.start() < b for a, b in taken):
+                continue  # "May 2023" inside "8 May 2023"
+            g = m.groupdict()
+            month = int(g["mon"]) if g.get("mon") else _month(g["month"])
+            day = int(g["day"]) if g.get("day") else None
+            if 1 <= month <= 12 and (day is None or 1 <= day <= 31):
+                out.append((int(g["year"]), month, day))
+                taken.append((m.start(), m.end()))
+    return out
+
+
+def _date_match(dates: Sequence[tuple[int, int, int | None]], when: datetime) -> float:
+    """1 when ``when`` is on a day of ``dates``, 0.5 when only in a month of them, else 0."""
+    best = 0.0
+    for year, month, day in dates:
+        if (year, month) == (when.year, when.month):
+            best = max(best, 1.0 if day == when.day else 0.5 if day is None else 0.0)
+    return best
+
+
+def _month(name: str) -> int:
+    name = name.lower().rstrip(".")
+    return next(i for m, i in _MONTHS.items() if m.startswith(name))
 
 
 def check_scope(scope: object) -> None:
@@ -237,7 +282,7 @@ class Recaller:
                                   importance=float(d["importance"])))
         conversation: dict[int, int] = {}
         if cfg.recall_conversation_weight > 0 or cfg.recall_speaker_weight > 0 or \
-                cfg.recall_conversation_diversity > 0:
+                cfg.recall_conversation_diversity > 0 or cfg.recall_date_weight > 0:
             hits, conversation = self._context_bonus(hits, query, entity_pk)
         hits.sort(key=lambda h: (-h.score, -h.similarity, -h.id))
         shown = one_per_turn(hits)
@@ -254,7 +299,9 @@ class Recaller:
         the query is about; each candidate gains ``recall_conversation_weight`` times its
         conversation's summed relevance over the best conversation's. Named participant: when
         the query names a speaker of the candidates (a message's ``name``, as a whole word),
-        the memories that speaker said gain ``recall_speaker_weight``.
+        the memories that speaker said gain ``recall_speaker_weight``. Named date: a memory
+        said on a day the query names gains ``recall_date_weight``, one said in a month it
+        names half of it.
         """
         cfg = self._config
         origin = self._store.message_origins(
@@ -270,10 +317,13 @@ class Recaller:
         words = {w.lower() for w in _NAME_WORD.findall(query)}
         named = {o[1] for o in of.values() if o is not None and o[1]
                  and o[1].lower() in words}
+        dates = named_dates(query) if cfg.recall_date_weight > 0 else []
         out = []
         for h in hits:
             o = of[h.id]
             bonus = 0.0
+            if dates and h.created_at is not None:
+                bonus += cfg.recall_date_weight * _date_match(dates, h.created_at)
             if o is not None and top > 0:
                 bonus += cfg.recall_conversation_weight * mass[o[0]] / top
             if o is not None and o[1] in named:

@@ -12,9 +12,9 @@ import pytest
 
 from memori_core import Memori
 from memori_core.recall.lexical import BM25Index, tokenize
-from memori_core.recall.rank import diversify
-from memori_core.types import RecallHit
+from memori_core.recall.rank import diversify, named_dates
 from memori_core.testing import HashEmbedder
+from memori_core.types import RecallHit
 
 
 @pytest.fixture
@@ -119,3 +119,36 @@ def test_diversify_spreads_the_top_over_conversations() -> None:
     # 2 and 3 lose 0.1 per earlier pick of conversation 10: 4 (conversation 20) moves up
     assert [h.id for h in diversify(hits, conversation, 0.1, 3)] == [1, 2, 4, 3, 5]
     assert [h.id for h in diversify(hits, conversation, 0.6, 5)] == [1, 4, 5, 2, 3]
+
+
+@pytest.mark.parametrize(("query", "dates"), [
+    ("What did I do on 8 May 2023?", [(2023, 5, 8)]),
+    ("Who came on May 3, 2023?", [(2023, 5, 3)]),
+    ("on 1 February, 2023 and 2023-06-01", [(2023, 6, 1), (2023, 2, 1)]),
+    ("What did Melanie face in October 2023?", [(2023, 10, None)]),
+    ("the 3rd of Sept. 2022", [(2022, 9, 3)]),
+    ("nothing dated in 2023, or on May 40, 2023", []),  # a year alone, no such day
+])
+def test_dates_a_query_names(query: str, dates: list[tuple[int, int, int | None]]) -> None:
+    assert named_dates(query) == dates
+
+
+def test_a_memory_said_on_the_day_the_query_names_gains_the_bonus(make: Any) -> None:
+    from datetime import datetime
+
+    days = {"I painted a lake": datetime(2023, 5, 8, 12),
+            "I painted a barn": datetime(2023, 6, 2, 12)}
+    gaps: dict[float, float] = {}
+    for weight in (0.0, 0.5):
+        mem = make(f"date-{weight}.db", recall_date_weight=weight, extractor=None,
+                   recall_recency_weight=0.0)
+        mem.attribution(entity_id="ann")
+        for text, when in days.items():
+            mem.capture([{"role": "user", "content": text, "created_at": when}])
+        assert mem.augmentation.wait(timeout=30)
+        score = {h.content: h.score for h in mem.recall("What did I paint on 2 June 2023?")}
+        gaps[weight] = score["I painted a barn"] - score["I painted a lake"]
+        if weight:
+            month = {h.content: h.score for h in mem.recall("What did I paint in May 2023?")}
+            assert month["I painted a lake"] > month["I painted a barn"]
+    assert gaps[0.5] == pytest.approx(gaps[0.0] + 0.5, abs=1e-6)  # the day named: the bonus
