@@ -68,7 +68,9 @@ class Memory:
         mention_count: how many times the same memory was seen.
         process_id: external process id it was captured under, or None.
         slot: the key under which a newer value supersedes it (e.g. ``lives_in``), or None.
-        superseded_by: id of the memory that replaced it, or None while it is current.
+        superseded_by: id of the memory that replaced it (a newer value on its slot, or an
+            ``LLMExtractor`` UPDATE), its own id when it was deleted as no longer true (an
+            ``LLMExtractor`` DELETE), or None while it is current.
         source_message_ids: ids in ``memori_conversation_message`` it came from.
         importance: in [0, 1], 0 for an ordinary memory (see ``RecallHit.importance``).
     """
