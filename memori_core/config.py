@@ -312,12 +312,10 @@ class Config:
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigurationError(f"{name} is a fraction in [0, 1], got "
                                          f"{getattr(self, name)!r}", argument=name)
-        if not -1.0 <= self.context_semantic_threshold <= 1.0:
-            raise ConfigurationError("context_semantic_threshold is a cosine similarity in "
-                                     "[-1, 1]", argument="context_semantic_threshold")
-        if not -1.0 <= self.recall_relevance_threshold <= 1.0:
-            raise ConfigurationError("recall_relevance_threshold is a cosine similarity in [-1, 1]",
-                                     argument="recall_relevance_threshold")
+        for name in ("recall_relevance_threshold", "context_semantic_threshold"):
+            if not -1.0 <= getattr(self, name) <= 1.0:
+                raise ConfigurationError(f"{name} is a cosine similarity in [-1, 1]",
+                                         argument=name)
 
 
 def _ftype(cfg: Config, name: str) -> str:
