@@ -73,7 +73,7 @@ SPILL_RETRY_MIN_S = 0.05
 
 _COUNTERS = ("calls", "injected", "recall_errors", "history_errors", "capture_errors",
              "turns_captured", "turns_spilled", "spill_written", "spill_dropped",
-             "spill_forgotten")
+             "spill_forgotten", "text_cleaned")
 
 
 @dataclass
@@ -327,8 +327,15 @@ class LLMRegistry:
         return select_history(messages, cfg.llm_history_messages, cfg.llm_history_tokens)
 
     def capture_turn(self, call: Call, messages: list[dict[str, Any]]) -> None:
-        """Capture a turn, or spill it when the database fails. Never raises."""
-        turn = SpilledTurn(call.entity_id, call.process_id, call.session_id, messages)
+        """Capture a call's turn, or spill it when the database fails. Never raises."""
+        self.keep(call.entity_id, call.process_id, call.session_id, messages)
+
+    def keep(self, entity_id: str, process_id: str | None, session_id: str,
+             messages: list[dict[str, Any]]) -> None:
+        """Capture a turn under the given attribution, or spill it when the database fails
+        (written in order once it is back). Used by the wrappers and by the integration kit
+        (``memori_core.integration.Turn``). Never raises."""
+        turn = SpilledTurn(entity_id, process_id, session_id, messages)
         if len(self._spill):  # earlier turns are waiting: they go first
             self._drain()
             if len(self._spill):
