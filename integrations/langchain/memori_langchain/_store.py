@@ -1,0 +1,360 @@
+"""``MemoriStore``: LangGraph's long-term memory store (``BaseStore``) over memori.
+
+Namespace mapping (``entity_at=1``, the default)::
+
+    ("memories", "alice")            -> entity "alice"
+    ("memories", "alice", "prefs")   -> entity "alice"
+    ("docs",)                        -> entity ``shared_entity`` ("langgraph"): app-wide
+
+The label at position ``entity_at`` of a namespace is memori's entity (the user): an item is
+a memory of that entity only, so reading one user's namespace never touches another
+user's rows. A namespace too short to name a user is app-wide and kept under
+``shared_entity``. Every item is stored under ``process_id`` (default ``"langgraph"``), so
+the full namespace, not only its entity, tells items apart: ``("memories", "alice")`` and
+``("notes", "alice")`` are two collections of the same entity.
+
+One item is one memory (``Memori.remember``): its text is the indexed fields of the value
+(what recall embeds and searches) followed by one line holding the namespace, key and the
+value as JSON, which ``get`` returns exactly. The memory's slot is a hash of (namespace,
+key): a newer value supersedes the older one, which is then deleted. A registry of the
+namespaces in use (one memory per namespace under ``shared_entity``) answers
+``list_namespaces`` and searches whose prefix names no user.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from langgraph.store.base import (
+    BaseStore,
+    GetOp,
+    Item,
+    ListNamespacesOp,
+    MatchCondition,
+    Op,
+    PutOp,
+    Result,
+    SearchItem,
+    SearchOp,
+    get_text_at_path,
+    tokenize_path,
+    validate_op_namespace,
+)
+
+from memori_core import ConfigurationError, Memori, Memory
+from memori_core.integration import attributed, check_memori, clean
+
+__all__ = ["MemoriStore"]
+
+_ITEM = "langgraph-item:"      # the last line of an item's memory text: its JSON
+_NAMESPACE = "langgraph-namespace:"   # a registry memory's text: the namespace's JSON
+_ITEM_SLOT = "langgraph:"
+_NAMESPACE_SLOT = "langgraph-ns:"
+Namespace = tuple[str, ...]
+
+
+def _digest(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, ensure_ascii=True).encode()).hexdigest()[:48]
+
+
+def _utc(when: datetime) -> datetime:
+    return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when
+
+
+@dataclass
+class _Row:
+    """A stored item: its memory and what its text holds."""
+
+    memory: Memory
+    namespace: Namespace
+    key: str
+    value: dict[str, Any]
+    created_at: datetime
+    indexed: bool
+
+    def item(self) -> Item:
+        return Item(value=self.value, key=self.key, namespace=self.namespace,
+                    created_at=self.created_at, updated_at=_utc(self.memory.last_seen_at))
+
+    def search_item(self, score: float | None) -> SearchItem:
+        return SearchItem(self.namespace, self.key, self.value, self.created_at,
+                          _utc(self.memory.last_seen_at), score)
+
+
+def _parse(memory: Memory) -> _Row | None:
+    """The item a memory holds, or None for any other memory."""
+    if not (memory.slot or "").startswith(_ITEM_SLOT):
+        return None
+    text = memory.content
+    at = text.rfind(_ITEM)
+    if at < 0 or (at > 0 and text[at - 1] != "\n"):
+        return None
+    data = json.loads(text[at + len(_ITEM):])
+    created = datetime.fromisoformat(data["c"]) if "c" in data else memory.created_at
+    return _Row(memory, tuple(data["ns"]), data["k"], data["v"], _utc(created),
+                bool(data.get("i", True)))
+
+
+def _matches(value: Any, wanted: Any) -> bool:
+    """``filter`` semantics of LangGraph's ``InMemoryStore``: equality (nested dicts and
+    lists compared field by field) and the operators ``$eq $ne $gt $gte $lt $lte``."""
+    if isinstance(wanted, dict):
+        if any(k.startswith("$") for k in wanted):
+            return all(_operator(value, op, arg) for op, arg in wanted.items())
+        return isinstance(value, dict) and all(_matches(value.get(k), v)
+                                               for k, v in wanted.items())
+    if isinstance(wanted, (list, tuple)):
+        return (isinstance(value, (list, tuple)) and len(value) == len(wanted)
+                and all(_matches(a, b) for a, b in zip(value, wanted, strict=True)))
+    return bool(value == wanted)
+
+
+def _operator(value: Any, op: str, arg: Any) -> bool:
+    if op == "$eq":
+        return bool(value == arg)
+    if op == "$ne":
+        return bool(value != arg)
+    compare = {"$gt": float.__gt__, "$gte": float.__ge__, "$lt": float.__lt__,
+               "$lte": float.__le__}.get(op)
+    if compare is None:
+        raise ValueError(f"Unsupported operator: {op}")
+    return bool(compare(float(value), float(arg)))
+
+
+def _condition(condition: MatchCondition, namespace: Namespace) -> bool:
+    path = tuple(condition.path)
+    if len(namespace) < len(path):
+        return False
+    if condition.match_type == "prefix":
+        pairs = zip(namespace, path, strict=False)
+    elif condition.match_type == "suffix":
+        pairs = zip(reversed(namespace), reversed(path), strict=False)
+    else:
+        raise ValueError(f"Unsupported match type: {condition.match_type}")
+    return all(p == "*" or n == p for n, p in pairs)
+
+
+class MemoriStore(BaseStore):
+    """LangGraph's ``BaseStore`` over memori: long-term memory for ``create_agent(...,
+    store=...)``, ``runtime.store`` in tools and langmem's memory tools, persisted in
+    memori's database and searched with memori's recall.
+
+    ``put`` / ``get`` / ``delete`` / ``search`` / ``list_namespaces`` (and their async
+    twins) behave like LangGraph's ``InMemoryStore``, with these differences:
+
+    - values are stored as JSON, so ``get`` returns what JSON round-trips (tuples come back
+      as lists); a value JSON cannot hold raises ``ConfigurationError``;
+    - ``search(..., query=...)`` ranks with ``Memori.recall`` (vector + BM25, best first,
+      ``score`` = recall's score); items recall does not return (``index=False``, or under
+      ``Config.recall_relevance_threshold``) follow with ``score=None``;
+    - without a query, results are newest update first (``InMemoryStore``: insertion order);
+    - ``list_namespaces`` lists namespaces that hold items (``InMemoryStore`` also lists
+      namespaces only read or emptied);
+    - no TTL (``supports_ttl = False``).
+
+    The namespace mapping is in the module docstring: the label at ``entity_at`` is the
+    entity, and a read of one user's namespace only reads that entity's rows.
+
+    Args:
+        memori: the ``Memori`` instance.
+        entity_at: position of the user id in a namespace (1: ``("memories", user_id)``;
+            0: ``(user_id, "memories")``).
+        process_id: memori's process every item is stored under; memori's own recall
+            (``with_memori``, ``MemoriMiddleware``) reads items only with the same process
+            or ``scope="entity"``.
+        shared_entity: the entity of namespaces too short to name a user, and of the
+            namespace registry.
+        fields: the value's fields embedded for search, as ``index`` of
+            ``InMemoryStore`` (default ``["$"]``: the whole value); ``put(..., index=...)``
+            overrides them per item, ``index=False`` leaves an item unranked.
+
+    Raises:
+        ConfigurationError: a bad argument; a namespace label that is not a valid entity id
+            (1-255 characters).
+        StorageError, RecallError: the database or recall failed.
+    """
+
+    supports_ttl = False
+
+    def __init__(self, memori: Memori, *, entity_at: int = 1,
+                 process_id: str | None = "langgraph", shared_entity: str = "langgraph",
+                 fields: Sequence[str] | None = None) -> None:
+        self.memori = check_memori(memori)
+        if isinstance(entity_at, bool) or not isinstance(entity_at, int) or entity_at < 0:
+            raise ConfigurationError(f"entity_at must be an int >= 0, got {entity_at!r}",
+                                     argument="entity_at")
+        self.entity_at = entity_at
+        self.process_id = process_id
+        self.shared_entity = shared_entity
+        self.fields = list(fields or ["$"])
+        with attributed(self.memori, shared_entity, process_id,
+                        names={"entity_id": "shared_entity"}):
+            pass  # the ids are checked now, not at the first put
+        self._registered: set[Namespace] = set()
+
+    # ---- the mapping --------------------------------------------------------------------------
+    def entity_of(self, namespace: Namespace) -> str:
+        """The memori entity that holds ``namespace``'s items."""
+        if len(namespace) > self.entity_at:
+            return namespace[self.entity_at]
+        return self.shared_entity
+
+    def _rows(self, entity: str) -> list[_Row]:
+        """The items stored under ``entity`` (current and superseded), newest update first."""
+        with attributed(self.memori, entity, self.process_id,
+                        names={"entity_id": "namespace"}) as mem:
+            memories = mem.memories(include_superseded=True)
+        rows = [r for m in memories if m.process_id == self.process_id
+                for r in [_parse(m)] if r is not None]
+        rows.sort(key=lambda r: (r.memory.last_seen_at, r.memory.id), reverse=True)
+        return rows
+
+    def _namespaces(self) -> set[Namespace]:
+        """Every namespace ever registered (some may be empty now)."""
+        with attributed(self.memori, self.shared_entity, self.process_id) as mem:
+            memories = mem.memories()
+        found = {tuple(json.loads(m.content[len(_NAMESPACE):])) for m in memories
+                 if m.process_id == self.process_id
+                 and (m.slot or "").startswith(_NAMESPACE_SLOT)}
+        self._registered |= found
+        return found
+
+    def _register(self, namespace: Namespace) -> None:
+        if namespace in self._registered:
+            return
+        with attributed(self.memori, self.shared_entity, self.process_id) as mem:
+            # the same text again is one more mention of the same memory: idempotent
+            mem.remember(_NAMESPACE + json.dumps(list(namespace), ensure_ascii=True),
+                         slot=_NAMESPACE_SLOT + _digest(*namespace), importance=0.0)
+        self._registered.add(namespace)
+
+    # ---- batch --------------------------------------------------------------------------------
+    def batch(self, ops: Iterable[Op]) -> list[Result]:
+        """Run ``ops`` like ``InMemoryStore``: every get, search and list sees the store as it
+        was before the batch; then the puts (and deletes) run, the last one per (namespace,
+        key) winning."""
+        ops = list(ops)
+        for op in ops:
+            validate_op_namespace(op)
+        cache: dict[str, list[_Row]] = {}
+
+        def rows(entity: str) -> list[_Row]:
+            if entity not in cache:
+                cache[entity] = self._rows(entity)
+            return cache[entity]
+
+        results: list[Result] = []
+        puts: dict[tuple[Namespace, str], PutOp] = {}
+        for op in ops:
+            if isinstance(op, GetOp):
+                results.append(self._get(rows(self.entity_of(op.namespace)), op))
+            elif isinstance(op, SearchOp):
+                results.append(self._search(op, rows))
+            elif isinstance(op, ListNamespacesOp):
+                results.append(self._list(op, rows))
+            elif isinstance(op, PutOp):
+                puts[(op.namespace, op.key)] = op
+                results.append(None)
+            else:
+                raise ValueError(f"Unknown operation type: {type(op)}")
+        for op in puts.values():
+            self._put(rows(self.entity_of(op.namespace)), op)
+        return results
+
+    async def abatch(self, ops: Iterable[Op]) -> list[Result]:
+        """``batch`` in a worker thread (memori's storage is synchronous)."""
+        return await asyncio.to_thread(self.batch, list(ops))
+
+    # ---- operations ---------------------------------------------------------------------------
+    @staticmethod
+    def _get(rows: list[_Row], op: GetOp) -> Item | None:
+        for r in rows:
+            if r.memory.superseded_by is None and r.namespace == op.namespace and \
+                    r.key == op.key:
+                return r.item()
+        return None
+
+    def _text(self, op: PutOp, value: dict[str, Any]) -> str:
+        """What recall embeds and searches: the indexed fields' text."""
+        if op.index is False:
+            return ""
+        paths = self.fields if op.index is None else list(op.index)
+        texts = [t for p in paths
+                 for t in get_text_at_path(value, p if p == "$" else tokenize_path(p))]
+        return str(clean("\n".join(texts))[0])
+
+    def _put(self, rows: list[_Row], op: PutOp) -> None:
+        mine = [r for r in rows if r.namespace == op.namespace and r.key == op.key]
+        new_id = None
+        if op.value is not None:
+            value = dict(op.value)
+            data: dict[str, Any] = {"ns": list(op.namespace), "k": op.key, "v": value}
+            current = [r for r in mine if r.memory.superseded_by is None]
+            if current:  # an update keeps the item's creation time
+                data["c"] = current[0].created_at.isoformat()
+            text = self._text(op, value)
+            if not text:
+                data["i"] = False
+            try:
+                line = json.dumps(data, ensure_ascii=True)
+            except (TypeError, ValueError) as exc:
+                raise ConfigurationError(f"MemoriStore stores values as JSON: {exc}",
+                                         argument="value") from exc
+            self._register(op.namespace)
+        with attributed(self.memori, self.entity_of(op.namespace), self.process_id,
+                        names={"entity_id": "namespace"}) as mem:
+            if op.value is not None:
+                # the new value supersedes the older ones on the item's slot at once ...
+                new_id = mem.remember(f"{text}\n{_ITEM}{line}", importance=0.0,
+                                      slot=_ITEM_SLOT + _digest(*op.namespace, op.key))
+            # ... and they go (an item keeps no history)
+            old = [r.memory.id for r in mine if r.memory.id != new_id]
+            if old:
+                mem.forget_memories(old)
+
+    def _entities(self, prefix: Namespace) -> list[str]:
+        """The entities whose items a search under ``prefix`` may return."""
+        if len(prefix) > self.entity_at:
+            return [prefix[self.entity_at]]
+        found = {self.entity_of(ns) for ns in self._namespaces() if ns[:len(prefix)] == prefix}
+        return sorted(found)
+
+    def _search(self, op: SearchOp, rows: Any) -> list[SearchItem]:
+        prefix = tuple(op.namespace_prefix)
+        found: list[_Row] = []
+        for entity in self._entities(prefix):
+            found += [r for r in rows(entity) if r.memory.superseded_by is None
+                      and r.namespace[:len(prefix)] == prefix
+                      and all(_matches(r.value.get(k), v) for k, v in (op.filter or {}).items())]
+        found.sort(key=lambda r: (r.memory.last_seen_at, r.memory.id), reverse=True)
+        scores: dict[int, float] = {}
+        if op.query and found:
+            for entity in sorted({self.entity_of(r.namespace) for r in found}):
+                with attributed(self.memori, entity, self.process_id,
+                                names={"entity_id": "namespace"}) as mem:
+                    # every memory of the entity in this process: recall has no silent cap
+                    limit = max(1, len(rows(entity)))
+                    for hit in mem.recall(op.query, limit=limit):
+                        for mid in hit.memory_ids or (hit.id,):
+                            scores.setdefault(mid, hit.score)
+            ranked = [r for r in found if r.indexed and r.memory.id in scores]
+            ranked.sort(key=lambda r: scores[r.memory.id], reverse=True)  # stable
+            found = ranked + [r for r in found if not (r.indexed and r.memory.id in scores)]
+        page = found[op.offset:op.offset + op.limit]
+        return [r.search_item(scores.get(r.memory.id) if r.indexed else None) for r in page]
+
+    def _list(self, op: ListNamespacesOp, rows: Any) -> list[Namespace]:
+        registered = self._namespaces()
+        held = {r.namespace for entity in sorted({self.entity_of(ns) for ns in registered})
+                for r in rows(entity) if r.memory.superseded_by is None}
+        namespaces = [ns for ns in registered & held
+                      if all(_condition(c, ns) for c in op.match_conditions or ())]
+        if op.max_depth is not None:
+            namespaces = list({ns[:op.max_depth] for ns in namespaces})
+        return sorted(namespaces)[op.offset:op.offset + op.limit]
