@@ -12,6 +12,8 @@
   turn captured, for invoke / ainvoke / stream / astream / batch, with tools.
 - ``MemoriMiddleware``: the same for ``langchain.agents.create_agent``.
 - ``MemoriRetriever``: recall as ``Document``s for RAG chains.
+- ``MemoriStore``: LangGraph's long-term memory store (``BaseStore``) over memori, for
+  ``create_agent(..., store=...)`` and langmem's memory tools (the ``langgraph`` extra).
 
 There is no callback handler: each case is captured by one of the extension points above, and
 LangChain logs and drops exceptions raised by callback handlers, so a failed capture would go
@@ -28,6 +30,7 @@ from memori_langchain._retriever import MemoriRetriever
 
 if TYPE_CHECKING:
     from memori_langchain._middleware import MemoriMiddleware
+    from memori_langchain._store import MemoriStore
 
 __version__ = "0.1.0"
 
@@ -36,6 +39,7 @@ __all__ = [
     "MemoriChatModel",
     "MemoriMiddleware",
     "MemoriRetriever",
+    "MemoriStore",
     "__version__",
     "with_memori",
 ]
@@ -55,4 +59,16 @@ def __getattr__(name: str) -> Any:
                 "MemoriMiddleware needs langchain's agents: pip install "
                 "\"memori-langchain[agents]\"", argument="MemoriMiddleware") from exc
         return MemoriMiddleware
+    if name == "MemoriStore":  # needs `langgraph` (the `langgraph` extra)
+        try:
+            from memori_langchain._store import MemoriStore
+        except ImportError as exc:
+            if (exc.name or "").split(".")[0] != "langgraph":
+                raise
+            from memori_core import ConfigurationError
+
+            raise ConfigurationError(
+                "MemoriStore needs langgraph: pip install \"memori-langchain[langgraph]\"",
+                argument="MemoriStore") from exc
+        return MemoriStore
     raise AttributeError(f"module 'memori_langchain' has no attribute {name!r}")
