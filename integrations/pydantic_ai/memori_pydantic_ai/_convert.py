@@ -1,4 +1,4 @@
-"""Pydantic AI messages as the OpenAI-style message dicts ``Memori.capture`` stores."""
+"""Pydantic AI messages in the form ``Memori.capture`` stores, through the integration kit."""
 
 from __future__ import annotations
 
@@ -18,41 +18,31 @@ from pydantic_ai.messages import (
     UserPromptPart,
 )
 
+from memori_core.integration import named_part, text_of, tool_call
+
 __all__ = ["prompt_text", "to_memori_messages"]
 
 
 def _user_content(content: str | Sequence[Any]) -> str | list[dict[str, Any]]:
-    """A user prompt as a str, or as content parts: text parts for text, and for files or media
-    a ``{"type": <kind>, ...}`` part naming them (their bytes are not copied into memori)."""
+    """A user prompt as a str, or as content parts: text parts for text; images, audio and
+    other files named (``named_part``), never copied."""
     if isinstance(content, str):
         return content
     parts: list[dict[str, Any]] = []
     for item in content:
-        if isinstance(item, str):
-            parts.append({"type": "text", "text": item})
-        elif isinstance(item, TextContent):
-            parts.append({"type": "text", "text": item.content})
-        elif isinstance(item, CachePoint):
-            continue
-        else:
-            kind = str(getattr(item, "kind", type(item).__name__))
-            part: dict[str, Any] = {"type": kind}
-            for attr in ("url", "media_type", "identifier"):
-                value = getattr(item, attr, None)
-                if isinstance(value, str):
-                    part[attr] = value
-            parts.append(part)
+        if isinstance(item, (str, TextContent)):
+            parts.append({"type": "text", "text": item if isinstance(item, str) else item.content})
+        elif not isinstance(item, CachePoint):
+            name = getattr(item, "url", None) or getattr(item, "identifier", None)
+            parts.append(named_part(str(getattr(item, "kind", type(item).__name__)),
+                                    name if isinstance(name, str) else None,
+                                    getattr(item, "media_type", None)))
     return parts
 
 
 def prompt_text(prompt: str | Sequence[Any] | None) -> str:
     """The text of a user prompt (its text parts joined by newlines; "" for none)."""
-    if prompt is None:
-        return ""
-    content = _user_content(prompt)
-    if isinstance(content, str):
-        return content
-    return "\n".join(p["text"] for p in content if p["type"] == "text")
+    return "" if prompt is None else text_of(_user_content(prompt))
 
 
 def to_memori_messages(message: ModelMessage) -> list[dict[str, Any]]:
@@ -61,10 +51,10 @@ def to_memori_messages(message: ModelMessage) -> list[dict[str, Any]]:
     A request gives a ``user`` message per user prompt, a ``tool`` message per tool return
     (``tool_call_id``, ``name`` = tool name, the text the model was shown) and a ``system``
     message per output-retry feedback; a response gives one ``assistant`` message with its
-    text and its ``tool_calls`` (OpenAI shape). System prompts, thinking, native tools and the
-    framework's bookkeeping parts are not converted. Each dict carries
-    ``metadata={"pydantic_ai": {"run_id", "conversation_id"[, "model_name"]}}`` and the
-    message's timestamp as ``created_at``.
+    text and its ``tool_calls`` (OpenAI shape, ``tool_call``). System prompts, instructions,
+    thinking, native tools and the framework's bookkeeping parts are not converted. Each dict
+    carries ``metadata={"pydantic_ai": {"run_id", "conversation_id"[, "model_name"]}}`` and
+    the message's timestamp as ``created_at``.
 
     Returns:
         the dicts; empty when nothing in the message converts.
@@ -82,19 +72,15 @@ def to_memori_messages(message: ModelMessage) -> list[dict[str, Any]]:
                 out.append({"role": "system", "content": part.model_response()})
     else:
         text = "".join(p.content for p in message.parts if isinstance(p, TextPart))
-        calls = [{"id": p.tool_call_id, "type": "function",
-                  "function": {"name": p.tool_name, "arguments": p.args_as_json_str()}}
+        calls = [tool_call(p.tool_call_id, p.tool_name, p.args_as_json_str())
                  for p in message.parts if isinstance(p, ToolCallPart)]
         if text or calls:
-            msg: dict[str, Any] = {"role": "assistant", "content": text}
-            if calls:
-                msg["tool_calls"] = calls
-            out.append(msg)
+            out.append({"role": "assistant", "content": text, **({"tool_calls": calls}
+                                                                  if calls else {})})
         if isinstance(message, ModelResponse) and message.model_name:
             meta["model_name"] = message.model_name
-    timestamp = message.timestamp
     for msg in out:
         msg["metadata"] = {"pydantic_ai": dict(meta)}
-        if timestamp is not None:
-            msg["created_at"] = timestamp
+        if message.timestamp is not None:
+            msg["created_at"] = message.timestamp
     return out

@@ -63,11 +63,14 @@ def test_messages_are_ordinary_memori_messages(smem: Memori, agent: Agent[None, 
     run(turn(store, agent, "c1", "Weather in Paris?"))
     with smem.attribution(entity_id="u1"):
         rows = smem.session_messages("c1")
-        assert [r["role"] for r in rows] == ["user", "assistant", "tool", "assistant", "system"]
+        # the conversation holds its chat messages only: the store's log is elsewhere
+        assert [r["role"] for r in rows] == ["user", "assistant", "tool", "assistant"]
         assert rows[0]["content"] == "Weather in Paris?"
         assert rows[1]["tool_calls"][0]["function"]["name"] == "weather"
         assert rows[2]["content"] == "sunny in a"
-        assert "pydantic_ai_record" in rows[4]["metadata"]
+        log = smem.session_messages("pydantic_ai.conversations")
+        assert [r["role"] for r in log] == ["system"] and log[0]["content"] == ""
+        assert log[0]["metadata"]["pydantic_ai_record"]["conversation_id"] == "c1"
         # augmentation turns the user's words into memories, like any captured turn
         assert smem.augmentation.wait(timeout=30)
         assert "Weather in Paris?" in [h.content for h in smem.recall("Weather in Paris")]
@@ -195,8 +198,22 @@ def test_with_capability_capture_off_runs_are_stored_once(smem: Memori) -> None:
     agent = Agent(TestModel(call_tools=[]), capabilities=[MemoriCapability(smem, capture=False)])
     run(turn(store, agent, "c1", "hello"))
     run(turn(store, agent, "c1", "again"))
-    assert [r["content"] for r in smem.session_messages("c1") if r["role"] == "user"] == [
-        "hello", "again"]
+    assert [r["content"] for r in smem.session_messages("c1")] == [
+        "hello", "success (no tool calls)", "again", "success (no tool calls)"]
+    assert smem.session_messages() == []  # nothing captured twice elsewhere
+
+
+def test_a_run_the_capability_captured_is_refused_naming_the_fix(smem: Memori) -> None:
+    smem.attribution(entity_id="u1")
+    store = MemoriConversationStore(smem)
+    agent = Agent(TestModel(call_tools=[]), capabilities=[MemoriCapability(smem)])
+    with pytest.raises(ConfigurationError, match=r"MemoriCapability\(mem, capture=False\)") as err:
+        run(turn(store, agent, "c1", "hello"))
+    assert err.value.argument == "capture"
+    assert run(store.load("c1")) is None and smem.session_messages("c1") == []
+    # the capability's capture is the only one
+    assert [r["content"] for r in smem.session_messages()] == [
+        "hello", "success (no tool calls)"]
 
 
 @pytest.mark.parametrize(("kwargs", "argument"), [
@@ -240,9 +257,9 @@ def test_a_record_row_that_lost_a_race_is_ignored(smem: Memori, agent: Agent[Non
     assert record is not None
     # what another process's save written against an older revision leaves behind
     smem.attribution(entity_id="u1")
-    smem.set_session("c1")
-    smem.capture([{"role": "system", "content": "[late]", "metadata": {"pydantic_ai_record": {
-        "expected_revision": "an-older-revision",
+    smem.set_session("pydantic_ai.conversations")
+    smem.capture([{"role": "system", "content": "", "metadata": {"pydantic_ai_record": {
+        "conversation_id": "c1", "expected_revision": "an-older-revision",
         "record": {"conversation_id": "c1", "head_id": None, "revision": "the-loser"}}}}])
     assert run(store.read_record("c1")) == record
     assert run(store.load("c1")).messages == saved.messages  # type: ignore[union-attr]
