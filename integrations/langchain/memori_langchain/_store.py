@@ -34,6 +34,7 @@ from typing import Any
 from langgraph.store.base import (
     BaseStore,
     GetOp,
+    InvalidNamespaceError,
     Item,
     ListNamespacesOp,
     MatchCondition,
@@ -44,7 +45,6 @@ from langgraph.store.base import (
     SearchOp,
     get_text_at_path,
     tokenize_path,
-    validate_op_namespace,
 )
 
 from memori_core import ConfigurationError, Memori, Memory
@@ -125,6 +125,23 @@ def _operator(value: Any, op: str, arg: Any) -> bool:
     if compare is None:
         raise ValueError(f"Unsupported operator: {op}")
     return bool(compare(float(value), float(arg)))
+
+
+def _check_labels(op: Op) -> None:
+    """The labels of an op passed to ``batch`` directly (``BaseStore``'s methods check them
+    before): non-empty strings without ``.`` or NUL."""
+    if isinstance(op, (GetOp, PutOp)):
+        labels: Iterable[Any] = op.namespace
+    elif isinstance(op, SearchOp):
+        labels = op.namespace_prefix
+    elif isinstance(op, ListNamespacesOp):
+        labels = [label for c in op.match_conditions or () for label in c.path]
+    else:
+        return
+    for label in labels:
+        if not isinstance(label, str) or not label or "." in label or "\x00" in label:
+            raise InvalidNamespaceError(f"Invalid namespace label {label!r}: labels are "
+                                        f"non-empty strings without '.' or NUL")
 
 
 def _condition(condition: MatchCondition, namespace: Namespace) -> bool:
@@ -241,7 +258,7 @@ class MemoriStore(BaseStore):
         key) winning."""
         ops = list(ops)
         for op in ops:
-            validate_op_namespace(op)
+            _check_labels(op)
         cache: dict[str, list[_Row]] = {}
 
         def rows(entity: str) -> list[_Row]:
