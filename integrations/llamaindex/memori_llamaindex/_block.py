@@ -3,65 +3,90 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import threading
+from collections import OrderedDict
+from typing import Any, Literal
 
-from llama_index.core.base.llms.types import ChatMessage
-from llama_index.core.bridge.pydantic import ConfigDict, Field
+from llama_index.core.base.llms.types import ChatMessage, MessageRole
+from llama_index.core.bridge.pydantic import ConfigDict, Field, PrivateAttr
 from llama_index.core.memory import BaseMemoryBlock
-from llama_index.core.utils import get_tokenizer
 
 from memori_core import ConfigurationError, Memori
-from memori_llamaindex._common import (
-    Scope,
-    bound,
+from memori_core.integration import (
+    attributed,
     check_limit,
     check_memori,
     check_scope,
-    format_memories,
-    query_text,
-    recall_lines,
+    prompt_context,
 )
-from memori_llamaindex._convert import to_memori
+from memori_llamaindex._capture import Conversation
+from memori_llamaindex._convert import message_text
 
 __all__ = ["MemoriMemoryBlock"]
 
-#: The tag LlamaIndex's ``Memory`` puts in ``additional_kwargs`` of messages it hands to blocks.
-_SESSION_TAG = "session_id"
+#: conversations (sessions) a block keeps state for at once; the least recently used goes
+_SESSIONS = 256
+
+
+def defaults(memori: object, entity_id: str | None, process_id: str | None,
+             session_id: str | None, who: str) -> tuple[Memori, str, str | None, str | None]:
+    """``memori`` checked and the ids, defaulting to its current attribution; validated.
+
+    Raises:
+        ConfigurationError: naming the argument.
+    """
+    mem = check_memori(memori)
+    entity_id = mem.entity_id if entity_id is None else entity_id
+    if entity_id is None:
+        raise ConfigurationError(
+            f"{who} needs a user: pass entity_id=\"...\" or call "
+            "mem.attribution(entity_id=\"...\") before creating it", argument="entity_id")
+    process_id = mem.process_id if process_id is None else process_id
+    with attributed(mem, entity_id, process_id, session_id):
+        pass  # validates the ids
+    return mem, entity_id, process_id, session_id
+
+
+def latest_user_text(messages: list[ChatMessage]) -> str:
+    """The text of the latest user message with text; ``""`` when none."""
+    for m in reversed(messages):
+        if m.role == MessageRole.USER and (text := message_text(m).strip()):
+            return text
+    return ""
 
 
 class MemoriMemoryBlock(BaseMemoryBlock[str]):
-    """memori's long-term memories of a user, as a block of LlamaIndex's ``Memory``, for apps
-    that keep LlamaIndex's own short-term memory:
-    ``Memory.from_defaults(session_id=..., memory_blocks=[MemoriMemoryBlock(...)])``.
+    """memori's long-term memory of a user as a block of LlamaIndex's ``Memory``:
+    ``Memory.from_defaults(session_id=..., memory_blocks=[MemoriMemoryBlock(...)])``, next to
+    LlamaIndex's other blocks (``StaticMemoryBlock``, ``FactExtractionMemoryBlock`` ...).
 
-    - ``aget`` (``_aget``): recalls the memories for the latest user message of the messages
-      ``Memory`` passes (its chat history plus the new input) and returns them as ``- text``
-      lines (escaped), which ``Memory`` puts into its system message inside
-      ``<memori_memories>`` (the block's ``name``); ``""`` (the block is left out) when none.
-    - ``aput`` (``_aput``): captures the messages ``Memory`` hands over, as one memori turn per
-      session, so augmentation turns them into memories. ``Memory`` hands a block only the
-      messages it flushes out of its short-term queue (when that passes
-      ``token_limit * chat_history_token_ratio``); use ``MemoriMemory`` to capture every
-      message as it happens.
+    - **Capture**: ``Memory`` hands a block its whole short-term history on every ``get``
+      (and the messages it flushes on ``put``); the block captures each message once, as it
+      first sees it, whatever the flush: a user message opens a turn, the answer completes
+      it (``memori_core.integration.Turn``: one capture, marked ``stopped`` when no answer
+      came). A history given again (``agent.run(chat_history=...)``) adds only what is new.
+      The copy of a ``str`` input that ``Memory.get(input=...)`` appends is not captured twice.
+    - **Recall**: once per user message (the latest of the history), through the context
+      pipeline (``memori_core.integration.prompt_context``): the framed ``<memori_context>``
+      block, bounded by memori's token budget, without memories the history already shows.
+      ``Memory`` puts it into its system message under the block's ``name``. A failing recall
+      is logged and counted, and the model is called without memories.
 
-    Messages are captured in the session given here, else in the one ``Memory`` tags them with
-    (its ``session_id``), else in ``memori``'s current one. Both methods run memori in a worker
-    thread (``asyncio.to_thread``) under the attribution given here, set only for the call.
+    memori runs in a worker thread (``asyncio.to_thread``) under the attribution given here,
+    set only for the call; the session is the block's ``session_id``, else ``Memory``'s.
 
     Args:
         memori: the ``Memori`` instance (built: ``mem.config.storage.build()``).
         entity_id: the user. Default: ``memori.entity_id`` when the block is created.
         process_id: the agent or persona; recall is scoped to it (see ``scope``). Default:
             ``memori.process_id`` when the block is created.
-        session_id: memori session for captured messages (default: see above).
-        recall_limit: memories recalled at most (default None: memori's
-            ``recall_facts_limit``, 5).
+        session_id: memori session of the captured turns (default: ``Memory``'s session).
+        recall_limit: memories recalled at most (default None: memori's ``recall_facts_limit``).
         scope: ``"process"`` (default) or ``"entity"``, as for ``Memori.recall``.
-        name: the block's name, its tag in ``Memory``'s system message (default
-            ``"memori_memories"``); unique among a ``Memory``'s blocks.
-        description, priority, accept_short_term_memory: as for ``BaseMemoryBlock``
-            (``priority`` 0, the default, means ``Memory`` never truncates the block; above 0
-            it drops the lowest ranked memories first when over its token limit).
+        capture: False to only recall (``MemoriMemory`` captures through its store).
+        name, description, priority, accept_short_term_memory: as for ``BaseMemoryBlock``
+            (``name`` default ``"memori"``; ``priority`` above 0 lets ``Memory`` drop the
+            block when over its token limit).
 
     Raises:
         ConfigurationError: ``memori`` is not a ``Memori``, no entity, an invalid id, or a bad
@@ -70,86 +95,94 @@ class MemoriMemoryBlock(BaseMemoryBlock[str]):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    name: str = Field(default="memori_memories", description="The block's name and tag.")
+    name: str = Field(default="memori", description="The block's name and tag.")
     description: str | None = Field(
         default="Long-term memories about the user, recalled by memori.",
         description="A description of the memory block.")
     memori: Memori = Field(exclude=True, description="The Memori instance.")
     entity_id: str = Field(description="The user (memori entity).")
     process_id: str | None = Field(default=None, description="The agent or persona.")
-    session_id: str | None = Field(default=None, description="Session for captured messages.")
+    session_id: str | None = Field(default=None, description="Session of captured turns.")
     recall_limit: int | None = Field(default=None, description="Memories recalled at most.")
-    scope: Scope = Field(default="process", description="'process' or 'entity' recall.")
+    scope: Literal["process", "entity"] = Field(default="process", description="Recall scope.")
+    capture: bool = Field(default=True, description="Capture the history it is handed.")
+    _conversations: OrderedDict[str, Conversation] = PrivateAttr(default_factory=OrderedDict)
+    _recalled: OrderedDict[str, tuple[str, str]] = PrivateAttr(default_factory=OrderedDict)
+    _lock: Any = PrivateAttr(default_factory=threading.Lock)
 
     def __init__(self, *, memori: Memori, entity_id: str | None = None,
                  process_id: str | None = None, session_id: str | None = None,
-                 recall_limit: int | None = None, scope: Scope = "process",
+                 recall_limit: int | None = None, scope: str = "process", capture: bool = True,
                  **block_fields: Any) -> None:
-        memori = check_memori(memori)
-        entity_id = memori.entity_id if entity_id is None else entity_id
-        if entity_id is None:
-            raise ConfigurationError(
-                "MemoriMemoryBlock needs a user: pass entity_id=\"...\" or call "
-                "mem.attribution(entity_id=\"...\") before creating it", argument="entity_id")
-        process_id = memori.process_id if process_id is None else process_id
-        with bound(memori, entity_id, process_id, session_id):
-            pass  # validates the ids
+        mem, entity_id, process_id, session_id = defaults(memori, entity_id, process_id,
+                                                          session_id, "MemoriMemoryBlock")
         fields: dict[str, Any] = {
-            "memori": memori, "entity_id": entity_id, "process_id": process_id,
-            "session_id": session_id,
-            "recall_limit": check_limit(recall_limit, "recall_limit", optional=True),
-            "scope": check_scope(scope)}
-        super().__init__(**fields, **block_fields)  # pydantic validates and sets them
+            "memori": mem, "entity_id": entity_id, "process_id": process_id,
+            "session_id": session_id, "recall_limit": check_limit(recall_limit, "recall_limit"),
+            "scope": check_scope(scope), "capture": bool(capture)}
+        super().__init__(**fields, **block_fields)
 
     async def _aget(self, messages: list[ChatMessage] | None = None,
                     **block_kwargs: Any) -> str:
-        """Memories recalled for the latest user message of ``messages``, as ``- text``
-        lines, best first; ``""`` when none (or no text to recall for).
-
-        Raises:
-            RecallError, StorageError: memori failed; never answered with "no memories".
-        """
-        return await asyncio.to_thread(self._recall, list(messages or ()))
+        """Capture what is new in ``messages`` (see the class), then the memories for the
+        latest user message: the framed block, or ``""`` (no block) when none. Never raises
+        for memori's sake: failures are logged and counted."""
+        session = self.session_id or block_kwargs.get("session_id")
+        return await asyncio.to_thread(self._get, list(messages or ()), session)
 
     async def _aput(self, messages: list[ChatMessage]) -> None:
-        """Capture ``messages``: one memori turn per session (see the class).
+        """Capture the messages ``Memory`` flushes, those not captured yet (see the class).
 
         Raises:
-            ConfigurationError: an item is not a ``ChatMessage`` or holds content memori
-                cannot store; nothing was stored.
-            StorageError: the database failed.
+            ConfigurationError: an item is not a ``ChatMessage``; nothing was stored.
         """
-        await asyncio.to_thread(self._capture, list(messages))
+        if self.capture and messages:
+            tag = messages[0].additional_kwargs.get("session_id")
+            session = self.session_id or (tag if isinstance(tag, str) else None)
+            await asyncio.to_thread(self._capture, list(messages), session)
 
-    async def atruncate(self, content: str, tokens_to_truncate: int) -> str | None:
-        """``content`` without its lowest ranked memories (last lines) until about
-        ``tokens_to_truncate`` tokens (LlamaIndex's global tokenizer) are saved; None when
-        nothing is left. ``Memory`` calls this only for blocks with ``priority`` above 0."""
-        tokenizer = get_tokenizer()
-        lines = content.split("\n")
-        saved = 0
-        while lines and saved < tokens_to_truncate:
-            saved += len(tokenizer(lines.pop())) + 1
-        return "\n".join(lines) or None
+    def _get(self, messages: list[ChatMessage], session: str | None) -> str:
+        history = messages
+        if (len(messages) >= 2 and messages[-1].role == messages[-2].role == MessageRole.USER
+                and message_text(messages[-1]) == message_text(messages[-2])):
+            history = messages[:-1]  # Memory.get(input=text) appended the text again
+        if self.capture:
+            self._capture(history, session)
+        query = latest_user_text(messages)
+        with attributed(self.memori, self.entity_id, self.process_id, session) as mem:
+            slot = mem.session_id
+            with self._lock:
+                cached = self._recalled.get(slot)
+            if cached is not None and cached[0] == query:
+                return cached[1]
+            seen = [{"role": m.role.value, "content": message_text(m)} for m in history]
+            ctx = prompt_context(mem, query, history=seen, limit=self.recall_limit,
+                                 scope=self.scope)
+        text = ctx.block if ctx is not None and ctx.block else ""
+        with self._lock:
+            self._recalled[slot] = (query, text)
+            while len(self._recalled) > _SESSIONS:
+                self._recalled.popitem(last=False)
+        return text
 
-    # ---- sync implementation, run in a worker thread ---------------------------------------------
-    def _recall(self, messages: list[ChatMessage]) -> str:
-        with bound(self.memori, self.entity_id, self.process_id, None) as mem:
-            return format_memories(recall_lines(mem, query_text(messages),
-                                                limit=self.recall_limit, scope=self.scope))
+    def _capture(self, messages: list[ChatMessage], session: str | None) -> None:
+        conversation = self.conversation(session)
+        conversation.add(conversation.unseen(messages))
 
-    def _capture(self, messages: list[ChatMessage]) -> None:
-        turns: list[tuple[str | None, list[dict[str, Any]]]] = []
-        for message in messages:
-            session = self.session_id
-            if session is None and isinstance(message, ChatMessage):
-                tag = message.additional_kwargs.get(_SESSION_TAG)
-                session = tag if isinstance(tag, str) else None
-            converted = to_memori(message, drop_kwargs=(_SESSION_TAG,))
-            if turns and turns[-1][0] == session:
-                turns[-1][1].append(converted)
-            else:
-                turns.append((session, [converted]))
-        for session, turn in turns:
-            with bound(self.memori, self.entity_id, self.process_id, session) as mem:
-                mem.capture(turn)
+    def conversation(self, session: str | None) -> Conversation:
+        """The capture state of ``session`` (default: memori's current one); its stored
+        messages are read once, when the block first sees it."""
+        with attributed(self.memori, self.entity_id, self.process_id, session) as mem:
+            sid = mem.session_id
+            with self._lock:
+                found = self._conversations.get(sid)
+                if found is not None:
+                    self._conversations.move_to_end(sid)
+                    return found
+            found = Conversation(mem, self.entity_id, self.process_id, sid)
+            found.load(mem.session_messages(sid))
+        with self._lock:
+            found = self._conversations.setdefault(sid, found)
+            while len(self._conversations) > _SESSIONS:
+                self._conversations.popitem(last=False)[1].close()
+        return found
