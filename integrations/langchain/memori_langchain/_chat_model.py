@@ -2,294 +2,286 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator, Sequence
+from contextlib import aclosing, closing
+from dataclasses import dataclass
+from typing import Any, cast
 
 from langchain_core.callbacks import (
     AsyncCallbackManagerForLLMRun,
     CallbackManager,
     CallbackManagerForLLMRun,
 )
-from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
-from langchain_core.language_models.model_profile import ModelProfile
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
-from langchain_core.messages.utils import message_chunk_to_message
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    convert_to_messages,
+    message_chunk_to_message,
+)
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.prompt_values import PromptValue, StringPromptValue
 from langchain_core.runnables import Runnable, RunnableConfig
-from langchain_core.runnables.config import ensure_config
+from langchain_core.runnables.config import run_in_executor
 from langchain_core.tools import BaseTool
+from langchain_core.tracers.base import BaseTracer
 from pydantic import ConfigDict, Field
 
 from memori_core import ConfigurationError, Memori
-from memori_langchain import _target
-from memori_langchain._context import inject, memory_block
-from memori_langchain._messages import last_human_text, new_input, to_memori
+from memori_core.integration import (
+    Turn,
+    check_limit,
+    check_memori,
+    check_scope,
+    prompt_context,
+    query_of,
+)
+from memori_langchain._history import MemoriChatMessageHistory
+from memori_langchain._messages import end_turn, start_turn, visible, with_block
+from memori_langchain._target import check_key, configurable, resolve
 
 __all__ = ["MemoriChatModel", "with_memori"]
 
-#: LangGraph's tag for runs whose tokens its "messages" stream mode skips: the wrapper's own run
-#: streams the same tokens, so the inner model's run is tagged to avoid each token twice.
-_NOSTREAM = "nostream"
-#: private call argument carrying the run's ``configurable`` from invoke / stream to _generate /
-#: _stream (popped there, never passed to the wrapped model)
-_RUN = "memori_run_configurable"
+#: ``configurable`` key under which ``RunnableWithMessageHistory`` passes the history of the
+#: run to its listeners. Not documented API, but the only way to see from inside the chain
+#: that a ``MemoriChatMessageHistory`` stores this turn too; pinned by
+#: tests/integrations/langchain/test_langchain_framework_pins.py (langchain-core >=1.7,<2).
+HISTORY_KEY = "message_history"
+
+
+@dataclass
+class _Call:
+    """One call: the messages sent (with memori's block) and the turn to capture."""
+
+    sent: list[BaseMessage]
+    turn: Turn | None
+    history: MemoriChatMessageHistory | None
+
+    def end(self, reply: BaseMessage | None, error: BaseException | None = None) -> None:
+        """Capture the turn with ``reply`` (partial or whole); never raises."""
+        if self.turn is not None and self.history is not None and reply and reply.id:
+            self.history.skip(reply.id)
+        end_turn(self.turn, [reply] if reply is not None else [], error)
 
 
 class MemoriChatModel(BaseChatModel):
-    """A chat model wrapper: recalled memories go into the system message, and each turn is
-    captured. Made by ``with_memori(model, memori)``; see there for the arguments.
+    """A chat model wrapper made by ``with_memori(model, memori)`` (see there).
 
-    Every way of calling a LangChain chat model goes through it: ``invoke``, ``ainvoke``,
-    ``stream``, ``astream``, ``batch``, ``abatch``; ``bind_tools`` binds the tools on the
-    wrapped model (so provider-specific tool formats are kept) and keeps memori in front, and
-    ``with_structured_output`` works through that tool binding.
-
-    Per call:
-
-    1. the target (entity, process, session) is resolved: the explicit ids, else
-       ``entity_key`` / ``session_key`` in the run's ``configurable`` (inside a chain or
-       LangGraph node), else the ``Memori`` instance's current attribution;
-    2. recall runs on the last human message and the hits are added to the leading system
-       message (one is inserted when there is none), framed and escaped;
-    3. the wrapped model runs on those messages; a stream passes through chunk by chunk;
-    4. the turn is captured: the input messages after the last AI message (the new user
-       message or tool results; system messages excluded) and the response. A stream is
-       captured once it has been consumed to the end.
-
-    Errors of memori are raised, never turned into "no memories": a recall failure raises
-    before the model is called, a capture failure after it.
+    Every public call (``invoke``, ``ainvoke``, ``stream``, ``astream``, ``batch``,
+    ``abatch``, in chains, after ``bind_tools`` / ``with_structured_output``) resolves the
+    user, puts the context pipeline's block into the system message and captures the turn
+    with the kit's ``Turn``: complete, a stream stopped early (partial reply kept) or a model
+    error, marked in the messages' metadata. Memory failures are logged and counted; they
+    never fail the call. The wrapper's own run is traced with the messages the model got.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     model: BaseChatModel
-    """The wrapped chat model."""
     memori: Memori = Field(exclude=True)
-    """The ``Memori`` instance recall and capture go through."""
     bound: Runnable[LanguageModelInput, BaseMessage] | None = Field(default=None, exclude=True)
-    """``model.bind_tools(...)`` when tools were bound through the wrapper, else None."""
     entity_id: str | None = None
     process_id: str | None = None
     session_id: str | None = None
     entity_key: str = "user_id"
     session_key: str = "session_id"
     recall_limit: int | None = None
-    scope: _target.Scope = "process"
+    scope: str = "process"
     inject: bool = True
     capture: bool = True
 
     def __init__(self, **data: Any) -> None:
         # checked here, not by pydantic validators, so errors stay ConfigurationError
         model = data.get("model")
-        if not isinstance(model, BaseChatModel):
+        if not isinstance(model, BaseChatModel) or isinstance(model, MemoriChatModel):
             raise ConfigurationError(
-                "with_memori wraps a LangChain chat model (a BaseChatModel such as "
-                f"ChatBedrockConverse or ChatOpenAI), got {type(model).__name__}; to add tools, "
-                "call .bind_tools(...) on the wrapper", argument="model")
-        if isinstance(model, MemoriChatModel):
-            raise ConfigurationError("this model already goes through memori; wrap the inner "
-                                     "model once", argument="model")
-        _target.check_memori(data.get("memori"), "with_memori")
-        _target.check_scope(data.get("scope", "process"))
-        _target.check_limit(data.get("recall_limit"), "recall_limit")
+                "with_memori wraps a LangChain chat model once (a BaseChatModel such as "
+                f"ChatBedrockConverse), got {type(model).__name__}; bind tools on the result",
+                argument="model")
+        if data.get("disable_streaming"):  # BaseChatModel.stream would fall back to invoke
+            raise ConfigurationError("set disable_streaming on the wrapped model",
+                                     argument="disable_streaming")
+        check_memori(data.get("memori"))
+        check_scope(data.get("scope", "process"))
+        check_limit(data.get("recall_limit"), "recall_limit")
         for key in ("entity_key", "session_key"):
-            if not isinstance(data.get(key, "x"), str) or not data.get(key, "x"):
-                raise ConfigurationError(f"{key} must be a non-empty str", argument=key)
-        super().__init__(**data)
+            check_key(data.get(key, key), key)
+        super().__init__(**{"profile": model.profile, **data})  # the model's capabilities
 
     @property
-    def _llm_type(self) -> str:
-        return f"memori-{self.model._llm_type}"
+    def _llm_type(self) -> str:  # abstract in BaseChatModel: the wrapper's own name
+        return "memori-chat-model"
 
-    @property
-    def _identifying_params(self) -> dict[str, Any]:
-        return {"model": self.model._identifying_params, "scope": self.scope,
-                "inject": self.inject, "capture": self.capture}
+    # ---- one implementation: before the model, and the turn after it -------------------------
+    def _prepare(self, input: LanguageModelInput, config: RunnableConfig | None) -> _Call:
+        if isinstance(input, str):
+            input = StringPromptValue(text=input)
+        if isinstance(input, PromptValue):
+            messages = input.to_messages()
+        elif isinstance(input, Sequence):
+            messages = convert_to_messages(input)
+        else:  # the error a bare chat model raises
+            raise ValueError(f"Invalid input type {type(input)}. Must be a PromptValue, str, "
+                             "or list of BaseMessages.")
+        run = configurable(config)
+        history = run.get(HISTORY_KEY) if self.capture else None
+        if isinstance(history, MemoriChatMessageHistory) and history.memori is self.memori:
+            target = history.target
+        else:
+            history = None
+            target = resolve(self.memori, "with_memori", entity_id=self.entity_id,
+                             process_id=self.process_id, session_id=self.session_id,
+                             entity_key=self.entity_key, session_key=self.session_key,
+                             sources=[("config['configurable']", run)])
+        shown = visible(messages)
+        with target.scope(self.memori):
+            ctx = prompt_context(self.memori, query_of(shown), history=shown,
+                                 limit=self.recall_limit, scope=check_scope(self.scope)
+                                 ) if self.inject else None
+            turn = start_turn(self.memori, messages) if self.capture else None
+        return _Call(with_block(messages, ctx.block if ctx else None), turn, history)
 
-    def _resolve_model_profile(self) -> ModelProfile | None:
-        return self.model.profile  # the wrapped model's capabilities are the wrapper's
-
-    # ---- the run's configurable reaches _generate / _stream as a private call argument ---------
-    # BaseChatModel.invoke / stream drop the config before _generate / _stream, and inside
-    # Runnable.batch no run config is in context, so the public methods pass it down.
     def invoke(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
                stop: list[str] | None = None, **kwargs: Any) -> AIMessage:
-        return super().invoke(input, config, stop=stop, **_with_run(config, kwargs))
+        call = self._prepare(input, config)
+        try:
+            out = super().invoke(call.sent, config, stop=stop, **kwargs)
+        except BaseException as exc:
+            call.end(None, exc)
+            raise
+        call.end(out)
+        return out
 
     async def ainvoke(self, input: LanguageModelInput, config: RunnableConfig | None = None,
                       *, stop: list[str] | None = None, **kwargs: Any) -> AIMessage:
-        return await super().ainvoke(input, config, stop=stop, **_with_run(config, kwargs))
+        call = await run_in_executor(None, self._prepare, input, config)
+        try:
+            out = await super().ainvoke(call.sent, config, stop=stop, **kwargs)
+        except BaseException as exc:
+            call.end(None, exc)
+            raise
+        await run_in_executor(None, call.end, out)
+        return out
 
     def stream(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
                stop: list[str] | None = None, **kwargs: Any) -> Iterator[AIMessageChunk]:
-        return super().stream(input, config, stop=stop, **_with_run(config, kwargs))
+        call = self._prepare(input, config)
+        full: AIMessageChunk | None = None
+        try:
+            with closing(cast("Generator[AIMessageChunk]", super().stream(
+                    call.sent, config, stop=stop, **kwargs))) as chunks:
+                for chunk in chunks:
+                    full = chunk if full is None else full + chunk
+                    yield chunk
+        except BaseException as exc:
+            call.end(_whole(full), exc)
+            raise
+        call.end(_whole(full))
 
-    def astream(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
-                stop: list[str] | None = None, **kwargs: Any) -> AsyncIterator[AIMessageChunk]:
-        return super().astream(input, config, stop=stop, **_with_run(config, kwargs))
+    async def astream(self, input: LanguageModelInput, config: RunnableConfig | None = None,
+                      *, stop: list[str] | None = None, **kwargs: Any
+                      ) -> AsyncIterator[AIMessageChunk]:
+        call = await run_in_executor(None, self._prepare, input, config)
+        full: AIMessageChunk | None = None
+        try:
+            async with aclosing(cast("AsyncGenerator[AIMessageChunk]", super().astream(
+                    call.sent, config, stop=stop, **kwargs))) as chunks:
+                async for chunk in chunks:
+                    full = chunk if full is None else full + chunk
+                    yield chunk
+        except BaseException as exc:
+            call.end(_whole(full), exc)
+            raise
+        await run_in_executor(None, call.end, _whole(full))
 
-    def _get_invocation_params(self, stop: list[str] | None = None, **kwargs: Any
-                               ) -> dict[str, Any]:
-        kwargs.pop(_RUN, None)  # not a model parameter: kept out of traces and cache keys
-        return super()._get_invocation_params(stop=stop, **kwargs)
+    # ---- the wrapped model ------------------------------------------------------------------
+    def _inner(self, run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None
+               ) -> tuple[Runnable[LanguageModelInput, BaseMessage], RunnableConfig]:
+        """The wrapped model (tools bound) and its config: its run nests under the wrapper's
+        for tracers only. Streaming and event handlers (LangGraph's "messages" mode) see the
+        wrapper's run alone, which carries the same messages and tokens, so each token is
+        emitted once."""
+        child = CallbackManager(handlers=[], parent_run_id=run_manager.run_id
+                                if run_manager is not None else None)
+        if run_manager is not None:
+            child.set_handlers([h for h in run_manager.inheritable_handlers
+                                if isinstance(h, BaseTracer)])
+        return (self.bound if self.bound is not None else self.model), {"callbacks": child}
 
-    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
-        kwargs.pop(_RUN, None)
-        return self.model._get_ls_params(stop=stop, **kwargs)  # traced as the wrapped model
-
-    # ---- one implementation: resolve + recall + inject before, capture after ------------------
-    def _target_now(self, configurable: Mapping[str, Any] | None) -> _target.Target:
-        return _target.resolve_target(
-            self.memori, what="with_memori", entity_id=self.entity_id,
-            process_id=self.process_id, session_id=self.session_id,
-            entity_key=self.entity_key, session_key=self.session_key,
-            sources=[("config['configurable']",
-                      _target.configurable() if configurable is None else configurable)])
-
-    def _before(self, messages: list[BaseMessage], kwargs: dict[str, Any]
-                ) -> tuple[_target.Target, list[BaseMessage]]:
-        """The target and the messages to send (with recalled memories); takes the private
-        run argument out of ``kwargs``."""
-        target = self._target_now(kwargs.pop(_RUN, None))
-        query = last_human_text(messages) if self.inject else None
-        if query is None:
-            return target, list(messages)
-        hits = _target.recall(self.memori, target, query, self.recall_limit, self.scope)
-        return target, inject(messages, memory_block(hits))
-
-    def _after(self, target: _target.Target, messages: Sequence[BaseMessage],
-               response: BaseMessage) -> None:
-        """Capture the turn: the new input messages and the response."""
-        if self.capture:
-            _target.capture(self.memori, target, to_memori([*new_input(messages), response]))
-
-    def _inner(self) -> Runnable[LanguageModelInput, BaseMessage]:
-        return self.bound if self.bound is not None else self.model
-
-    @staticmethod
-    def _config(run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None
-                ) -> RunnableConfig:
-        """Config of the wrapped model's call: its run nests under the wrapper's (as
-        ``ParentRunManager.get_child`` would make it; LLM run managers have no such method).
-        Without a run manager (``stream()`` does not pass one) it runs untraced: the wrapper's
-        own run is the traced one."""
-        if run_manager is None:
-            return {"callbacks": []}
-        child = CallbackManager(handlers=[], parent_run_id=run_manager.run_id)
-        child.set_handlers(run_manager.inheritable_handlers)
-        child.add_tags(run_manager.inheritable_tags)
-        child.add_tags([_NOSTREAM], inherit=False)
-        child.add_metadata(run_manager.inheritable_metadata)
-        return {"callbacks": child}
-
-    # ---- the two faces --------------------------------------------------------------------------
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any
                   ) -> ChatResult:
-        target, sent = self._before(messages, kwargs)
-        response = self._inner().invoke(sent, self._config(run_manager), stop=stop, **kwargs)
-        self._after(target, messages, response)
-        return ChatResult(generations=[ChatGeneration(message=response)])
+        model, config = self._inner(run_manager)
+        out = model.invoke(messages, config, stop=stop, **kwargs)
+        return ChatResult(generations=[ChatGeneration(message=out)])
 
     async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                          run_manager: AsyncCallbackManagerForLLMRun | None = None,
                          **kwargs: Any) -> ChatResult:
-        target, sent = await _target.arun(self._before, messages, kwargs)
-        response = await self._inner().ainvoke(sent, self._config(run_manager), stop=stop,
-                                               **kwargs)
-        await _target.arun(self._after, target, messages, response)
-        return ChatResult(generations=[ChatGeneration(message=response)])
+        model, config = self._inner(run_manager)
+        out = await model.ainvoke(messages, config, stop=stop, **kwargs)
+        return ChatResult(generations=[ChatGeneration(message=out)])
 
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                 run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any
                 ) -> Iterator[ChatGenerationChunk]:
-        target, sent = self._before(messages, kwargs)
-        full: AIMessageChunk | None = None
-        for chunk in self._inner().stream(sent, self._config(run_manager), stop=stop,
-                                          **kwargs):
-            piece = _as_chunk(chunk)
-            full = piece if full is None else full + piece
-            yield ChatGenerationChunk(message=piece)
-        if full is not None:
-            self._after(target, messages, message_chunk_to_message(full))
+        model, config = self._inner(run_manager)
+        for chunk in model.stream(messages, config, stop=stop, **kwargs):
+            yield ChatGenerationChunk(message=_as_chunk(chunk))
 
     async def _astream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                        run_manager: AsyncCallbackManagerForLLMRun | None = None,
                        **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
-        target, sent = await _target.arun(self._before, messages, kwargs)
-        full: AIMessageChunk | None = None
-        async for chunk in self._inner().astream(sent, self._config(run_manager), stop=stop,
-                                                 **kwargs):
-            piece = _as_chunk(chunk)
-            full = piece if full is None else full + piece
-            yield ChatGenerationChunk(message=piece)
-        if full is not None:
-            await _target.arun(self._after, target, messages, message_chunk_to_message(full))
+        model, config = self._inner(run_manager)
+        async for chunk in model.astream(messages, config, stop=stop, **kwargs):
+            yield ChatGenerationChunk(message=_as_chunk(chunk))
 
-    # ---- tools --------------------------------------------------------------------------------
     def bind_tools(self, tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
                    *, tool_choice: str | None = None, **kwargs: Any
                    ) -> Runnable[LanguageModelInput, AIMessage]:
-        """Bind ``tools`` on the wrapped model (its own ``bind_tools``, so its tool format and
-        options apply) and return a wrapper around that: memori stays in front. Binding again
-        replaces the tools, as with any LangChain model.
-
-        Raises:
-            NotImplementedError: the wrapped model does not support tool calling.
-        """
+        """Bind ``tools`` on the wrapped model (its own format and options) and keep memori in
+        front; binding again replaces the tools."""
         if tool_choice is not None:
             kwargs["tool_choice"] = tool_choice
         return self.model_copy(update={"bound": self.model.bind_tools(tools, **kwargs)})
 
 
-def _with_run(config: RunnableConfig | None, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """``kwargs`` plus the ``configurable`` of this call's config (merged with the enclosing
-    run's, as ``ensure_config`` does)."""
-    return {**kwargs, _RUN: dict(ensure_config(config).get("configurable") or {})}
-
-
 def _as_chunk(chunk: BaseMessage) -> AIMessageChunk:
-    if isinstance(chunk, AIMessageChunk):  # what chat models stream
-        return chunk
-    return AIMessageChunk(content=chunk.content, id=chunk.id)
+    return chunk if isinstance(chunk, AIMessageChunk) else AIMessageChunk(
+        content=chunk.content, id=chunk.id)
+
+
+def _whole(full: AIMessageChunk | None) -> BaseMessage | None:
+    return None if full is None else message_chunk_to_message(full)
 
 
 def with_memori(model: BaseChatModel, memori: Memori, *, entity_id: str | None = None,
                 process_id: str | None = None, session_id: str | None = None,
                 entity_key: str = "user_id", session_key: str = "session_id",
-                recall_limit: int | None = None, scope: _target.Scope = "process",
+                recall_limit: int | None = None, scope: str = "process",
                 inject: bool = True, capture: bool = True) -> MemoriChatModel:
-    """Give any LangChain chat model memori's memory: recalled memories in the system
-    message, every turn captured. This is how Bedrock (``ChatBedrockConverse``,
-    ``ChatBedrock``) and other LangChain-only providers get memori.
+    """Give any LangChain chat model (``ChatBedrockConverse``, ``ChatBedrock``, ``ChatOpenAI``,
+    ...) memori's memory: the context block in its system message, every turn captured.
 
     Args:
-        model: a ``BaseChatModel`` (``ChatBedrockConverse``, ``ChatBedrock``, ``ChatOpenAI``,
-            ``ChatAnthropic``, ...); bind tools on the result, not before.
+        model: a ``BaseChatModel``; bind tools on the result, not before.
         memori: the ``Memori`` instance.
-        entity_id: fixed entity for every call; default: ``configurable[entity_key]`` of the
-            run, else memori's current attribution (``mem.attribution(...)``).
-        process_id: fixed process; default: memori's current process.
-        session_id: fixed session for captured turns; default: ``configurable[session_key]``,
-            else memori's current session.
-        entity_key: ``configurable`` key holding the entity id (default ``"user_id"``).
-        session_key: ``configurable`` key holding the session id (default ``"session_id"``,
-            the key ``RunnableWithMessageHistory`` uses).
-        recall_limit: at most this many memories per call; default
-            ``Config.recall_facts_limit`` of the ``Memori`` instance (5).
-        scope: ``"process"`` (default: the current process's memories and those without one)
-            or ``"entity"`` (all of the entity's).
-        inject: recall and inject memories (default True).
-        capture: capture each turn (default True; turn it off when something else stores
-            the conversation, e.g. ``MemoriChatMessageHistory`` or ``MemoriMiddleware``).
-
-    Returns:
-        a ``MemoriChatModel``, usable wherever the model was.
+        entity_id, process_id, session_id: fixed ids; default: ``entity_key`` /
+            ``session_key`` of the run's ``configurable``, else memori's attribution.
+        entity_key: ``configurable`` key of the entity id (default ``"user_id"``).
+        session_key: ``configurable`` key of the session id (default ``"session_id"``).
+        recall_limit: at most this many memories per call (default
+            ``Config.recall_facts_limit``).
+        scope: ``"process"`` (default) or ``"entity"``, as for ``Memori.recall``.
+        inject: put memories into the prompt (default True).
+        capture: capture each turn (default True). Inside ``RunnableWithMessageHistory`` with
+            a ``MemoriChatMessageHistory`` the turn is captured once, under the history's
+            entity and session.
 
     Raises:
-        ConfigurationError: ``model`` is not a chat model (or already wrapped), ``memori`` is
-            not a ``Memori``, or a bad ``scope`` / ``recall_limit`` / key. At call time: no
-            entity anywhere (argument ``entity_id``).
+        ConfigurationError: a bad argument; at call time no entity anywhere (argument
+            ``entity_id``).
     """
     return MemoriChatModel(model=model, memori=memori, entity_id=entity_id,
                            process_id=process_id, session_id=session_id, entity_key=entity_key,

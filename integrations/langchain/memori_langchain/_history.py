@@ -2,48 +2,48 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from langchain_core.chat_history import BaseChatMessageHistory
 from langchain_core.messages import BaseMessage
+from langchain_core.runnables.config import run_in_executor
 
 from memori_core import ConfigurationError, Memori
-from memori_langchain import _target
+from memori_core.integration import check_memori, clean
 from memori_langchain._messages import from_memori, to_memori
+from memori_langchain._target import Target, resolve
 
 __all__ = ["MemoriChatMessageHistory"]
+
+_log = logging.getLogger("memori_langchain")
+T = TypeVar("T")
 
 
 class MemoriChatMessageHistory(BaseChatMessageHistory):
     """A LangChain chat history stored by memori, per entity, process and session.
 
-    ``add_messages`` goes through ``Memori.capture``: the messages land in
-    ``memori_conversation_message`` under the entity / process / session, one turn per call,
-    and are augmented in the background, so they become recallable memories. Reading
-    (``messages``) always queries the database, so every instance (in any process) on the
-    same entity and session sees the same history. Human, AI (with tool calls), tool and
-    system messages round-trip equal, ids and metadata included.
-
-    Use it on its own or as ``get_session_history`` of ``RunnableWithMessageHistory``::
-
-        def get_session_history(user_id: str, conversation_id: str):
-            return MemoriChatMessageHistory(conversation_id, memori=mem, entity_id=user_id)
+    ``add_messages`` is one ``Memori.capture`` (augmented in the background into recallable
+    memories); ``messages`` always reads the database, so every instance, in any process, on
+    the same entity and session sees the same history. Messages round-trip equal (ids,
+    tool calls, metadata); images, audio and files are named, not stored. Use it on its own
+    or as ``get_session_history`` of ``RunnableWithMessageHistory``; a ``with_memori`` model
+    with ``capture=True`` in that chain captures the turn itself and this history then skips
+    it, so each message is stored once.
 
     Args:
         session_id: the conversation (memori session id, per entity): 1-255 characters.
-        memori: the ``Memori`` instance to use (the usual choice: one instance shared by the
-            app; it is not closed by the history).
-        conn: instead of ``memori``: a database (URL, Engine, ... anything ``Memori(conn=)``
-            takes); the history then owns a ``Memori`` on it, builds the schema if missing and
-            releases it on ``close()``. With neither, the embedded default ``./memori.db``
-            (or ``MEMORI_DATABASE_URL``) is used.
-        entity_id: whose history this is; default: ``memori``'s current entity
-            (``mem.attribution(entity_id=...)`` in this thread / task).
-        process_id: the agent / app; default: ``memori``'s current process.
+        memori: the ``Memori`` instance (shared by the app; not closed here).
+        conn: instead of ``memori``: anything ``Memori(conn=)`` takes; the history owns a
+            ``Memori`` on it (schema built if missing) and closes it on ``close()``. With
+            neither, the embedded default ``./memori.db``.
+        entity_id: whose history; default memori's current entity.
+        process_id: the agent / app; default memori's current process.
 
     Raises:
-        ConfigurationError: both ``memori`` and ``conn`` given, ``memori`` not a ``Memori``,
-            no entity anywhere (argument ``entity_id``), or an invalid id.
+        ConfigurationError: both ``memori`` and ``conn``, ``memori`` not a ``Memori``, no
+            entity anywhere (argument ``entity_id``), or an invalid id.
         StorageError: the owned database could not be opened or built.
     """
 
@@ -51,92 +51,84 @@ class MemoriChatMessageHistory(BaseChatMessageHistory):
                  entity_id: str | None = None, process_id: str | None = None) -> None:
         super().__init__()
         if memori is not None and conn is not None:
-            raise ConfigurationError(
-                "pass either memori=Memori(...) (shared) or conn=<database> (owned), not both",
-                argument="conn")
+            raise ConfigurationError("pass either memori=Memori(...) (shared) or "
+                                     "conn=<database> (owned), not both", argument="conn")
         if not isinstance(session_id, str):
-            raise ConfigurationError(
-                f"session_id must be a str, got {type(session_id).__name__}: pass e.g. "
-                "MemoriChatMessageHistory(\"conversation-1\", ...)", argument="session_id")
+            raise ConfigurationError(f"session_id must be a str, got {type(session_id).__name__}",
+                                     argument="session_id")
         self._owned = memori is None
+        self._captured: set[str] = set()  # ids of AI messages a with_memori model captured
         if memori is None:
             memori = Memori(conn=conn)
-            try:
-                memori.config.storage.build()  # idempotent; needed once for a passed conn
-            except BaseException:
-                memori.close()
-                raise
-        self.memori = _target.check_memori(memori, "MemoriChatMessageHistory")
         try:
-            self._target = _target.resolve_target(
-                self.memori, what="MemoriChatMessageHistory", entity_id=entity_id,
-                process_id=process_id, session_id=session_id)
-            with _target.attributed(self.memori, self._target):  # validates the three ids
+            if self._owned:
+                memori.config.storage.build()  # idempotent; needed once for a passed conn
+            self.memori = check_memori(memori)
+            self.target: Target = resolve(self.memori, "MemoriChatMessageHistory",
+                                          entity_id=entity_id, process_id=process_id,
+                                          session_id=session_id)
+            with self.target.scope(self.memori):  # validates the three ids
                 pass
         except BaseException:
-            self.close()
+            if self._owned:
+                memori.close()
             raise
 
-    @property
-    def session_id(self) -> str:
-        """The session (conversation) id."""
-        return self._target.session_id or ""
+    session_id = property(lambda self: self.target.session_id or "", doc="The session id.")
+    entity_id = property(lambda self: self.target.entity_id, doc="Whose history this is.")
+    process_id = property(lambda self: self.target.process_id, doc="The process, or None.")
 
-    @property
-    def entity_id(self) -> str:
-        """The entity whose history this is."""
-        return self._target.entity_id
-
-    @property
-    def process_id(self) -> str | None:
-        """The process the messages are captured under, or None."""
-        return self._target.process_id
+    def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        with self.target.scope(self.memori):
+            return fn(*args)
 
     @property
     def messages(self) -> list[BaseMessage]:  # type: ignore[override]  # read from the database
-        """The session's messages, oldest first, read from the database.
-
-        Raises:
-            StorageError: the database failed.
-        """
-        return from_memori(_target.session_messages(self.memori, self._target))
+        """The session's messages, oldest first (``StorageError`` when the database fails)."""
+        return from_memori(self._run(self.memori.session_messages))
 
     async def aget_messages(self) -> list[BaseMessage]:
-        """Async ``messages`` (the same query, run in LangChain's executor)."""
-        return from_memori(await _target.arun(_target.session_messages, self.memori,
-                                              self._target))
+        """Async ``messages`` (the same query, in LangChain's executor)."""
+        return await run_in_executor(None, lambda: self.messages)
+
+    def skip(self, message_id: str) -> None:
+        """The AI message ``message_id`` was captured with its turn by a ``with_memori``
+        model: the ``add_messages`` holding it stores nothing (capture once)."""
+        self._captured.add(message_id)
 
     def add_messages(self, messages: Sequence[BaseMessage]) -> None:
-        """Store ``messages`` as one turn (``Memori.capture``: one transaction, augmentation
-        queued). Nothing happens for an empty sequence.
+        """Store ``messages`` as one turn (one transaction, augmentation queued). NUL bytes
+        and lone surrogates are stored as U+FFFD (logged, counted as ``text_cleaned``).
 
         Raises:
-            ConfigurationError: (argument ``messages``) for something that cannot be stored.
+            ConfigurationError: (argument ``messages``) something that cannot be stored.
             StorageError: the database failed; nothing of the turn was kept.
         """
-        _target.capture(self.memori, self._target, to_memori(messages))
+        ids = {m.id for m in messages if isinstance(m, BaseMessage) and m.id}
+        if ids & self._captured:
+            self._captured -= ids
+            return
+        rows, cleaned = clean(to_memori(messages))
+        if cleaned:
+            self.memori.llm.count("text_cleaned")
+            _log.warning("memori: messages held NUL bytes or lone surrogates, stored as U+FFFD")
+        if rows:
+            self._run(self.memori.capture, rows)
 
     async def aadd_messages(self, messages: Sequence[BaseMessage]) -> None:
-        """Async ``add_messages`` (the same capture, run in LangChain's executor)."""
-        rows = to_memori(messages)
-        await _target.arun(_target.capture, self.memori, self._target, rows)
+        """Async ``add_messages`` (the same capture, in LangChain's executor)."""
+        await run_in_executor(None, self.add_messages, messages)
 
     def clear(self) -> None:
-        """Delete the session's messages (``Memori.clear_session``). Memories already
-        extracted from them stay: they are the entity's long-term memory.
-
-        Raises:
-            StorageError: the database failed (nothing was deleted).
-        """
-        _target.clear_session(self.memori, self._target)
+        """Delete the session's messages; memories extracted from them stay."""
+        self._run(self.memori.clear_session)
 
     async def aclear(self) -> None:
-        """Async ``clear`` (the same delete, run in LangChain's executor)."""
-        await _target.arun(_target.clear_session, self.memori, self._target)
+        """Async ``clear``."""
+        await run_in_executor(None, self.clear)
 
     def close(self) -> None:
-        """Release the ``Memori`` this history created from ``conn`` (a passed ``memori`` is
-        left open). Idempotent."""
+        """Close the ``Memori`` made from ``conn`` (a passed ``memori`` stays open)."""
         if self._owned:
             self.memori.close()
 

@@ -1,16 +1,13 @@
-"""LangChain messages <-> memori's message dicts.
+"""LangChain messages <-> memori's message dicts, and memori's block in a system message.
 
-A message is captured with its memori role, its content (str or content parts, indexed for
-recall), OpenAI-style ``tool_calls`` / ``tool_call_id`` and, in ``metadata["langchain"]``, the
-message's own serialisation (``{"type": ..., "data": ...}``, as ``messages_from_dict`` reads it),
-so reading it back gives an equal message: type, id, name, tool calls, additional kwargs,
-response and usage metadata included. Rows captured by something else (memori's core, another
-plugin) are rebuilt from role, content and tool fields.
+A captured message keeps, in ``metadata["langchain"]``, its own serialisation (as
+``messages_from_dict`` reads it), so reading it back gives an equal message. Images, audio and
+files are named (``named_part``), never copied into the database.
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -18,7 +15,6 @@ from langchain_core.messages import (
     AIMessage,
     BaseMessage,
     ChatMessage,
-    FunctionMessage,
     HumanMessage,
     RemoveMessage,
     SystemMessage,
@@ -27,78 +23,73 @@ from langchain_core.messages import (
 )
 from langchain_core.messages.tool import default_tool_parser
 
-from memori_core import ConfigurationError
+from memori_core import ConfigurationError, Memori
+from memori_core.integration import Turn, named_part, tool_call
 
-__all__ = ["METADATA_KEY", "from_memori", "last_human_text", "new_input", "to_memori"]
+__all__ = ["end_turn", "from_memori", "new_input", "start_turn", "to_memori", "visible",
+           "with_block"]
 
-#: key of the LangChain serialisation in a captured message's ``metadata``
-METADATA_KEY = "langchain"
-
-#: memori role of each LangChain message type (``ChatMessage`` roles are mapped the same way)
 _ROLES = {"human": "user", "user": "user", "ai": "assistant", "assistant": "assistant",
           "system": "system", "developer": "system", "tool": "tool", "function": "tool"}
+#: content part types that carry binary data (LangChain's standard and OpenAI-style blocks)
+_BINARY = {"image", "image_url", "audio", "input_audio", "file", "video"}
 
 
-def _role(message: BaseMessage, index: int) -> str:
-    if isinstance(message, RemoveMessage):
+def _kind(message: BaseMessage) -> str:
+    if isinstance(message, ChatMessage):
+        return message.role
+    return next((name for cls, name in ((HumanMessage, "human"), (AIMessage, "ai"),
+                                        (SystemMessage, "system"), (ToolMessage, "tool"))
+                 if isinstance(message, cls)), message.type)  # chunks subclass their types
+
+
+def _role(message: object, index: int) -> str:
+    if not isinstance(message, BaseMessage) or isinstance(message, RemoveMessage):
         raise ConfigurationError(
-            f"messages[{index}] is a RemoveMessage, an instruction to a LangGraph reducer, not "
-            "a message to store; apply it to the state instead", argument="messages")
-    # chunks subclass their message types; ChatMessage carries its own role
-    kind = message.role if isinstance(message, ChatMessage) else message.type
-    for cls, name in ((HumanMessage, "human"), (AIMessage, "ai"), (SystemMessage, "system"),
-                      (ToolMessage, "tool"), (FunctionMessage, "function")):
-        if isinstance(message, cls):
-            kind = name
-    role = _ROLES.get(kind)
-    if role is None:
-        raise ConfigurationError(
-            f"messages[{index}] has role {kind!r}, which memori cannot store; use a "
-            "HumanMessage, AIMessage, SystemMessage or ToolMessage (or a ChatMessage with role "
-            f"one of {', '.join(sorted(_ROLES))})", argument="messages")
-    return role
+            f"messages[{index}] must be a LangChain message to store (not a RemoveMessage, a "
+            f"LangGraph reducer instruction), got {type(message).__name__}", argument="messages")
+    kind = _kind(message)
+    if kind not in _ROLES:
+        raise ConfigurationError(f"messages[{index}] has role {kind!r}, which memori cannot "
+                                 f"store; use one of {', '.join(sorted(_ROLES))}",
+                                 argument="messages")
+    return _ROLES[kind]
 
 
-def _openai_tool_calls(message: AIMessage) -> list[dict[str, Any]]:
-    return [{"id": call.get("id"), "type": "function",
-             "function": {"name": call["name"],
-                          "arguments": json.dumps(call["args"], ensure_ascii=False)}}
-            for call in message.tool_calls]
+def _named(part: Any) -> Any:
+    if not isinstance(part, Mapping) or part.get("type") not in _BINARY:
+        return part
+    url = part.get("url") or part.get("image_url") or ""
+    url = url.get("url", "") if isinstance(url, Mapping) else str(url)
+    name = part.get("filename") or part.get("name") or (url if url.startswith("http") else None)
+    return named_part(str(part["type"]), name, part.get("mime_type"))
 
 
 def to_memori(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
-    """Messages as ``Memori.capture`` takes them.
-
-    Args:
-        messages: LangChain messages (human, ai with tool calls, tool, system; chunks too).
-
-    Returns:
-        one dict per message: ``role``, ``content``, ``metadata`` (with the message's own
-        serialisation under ``"langchain"``) and, when set, ``name``, ``tool_calls``,
-        ``tool_call_id``.
+    """Messages as ``Memori.capture`` takes them: ``role``, ``content`` (binary parts named),
+    OpenAI-style ``tool_calls`` / ``tool_call_id``, ``name``, and the serialisation.
 
     Raises:
-        ConfigurationError: (argument ``messages``) for something that is not a message, a
-            ``RemoveMessage``, an unknown ``ChatMessage`` role or content that is not JSON.
+        ConfigurationError: (argument ``messages``) something not a storable message, or
+            content that is not JSON.
     """
     out: list[dict[str, Any]] = []
     for i, message in enumerate(messages):
-        if not isinstance(message, BaseMessage):
-            raise ConfigurationError(
-                f"messages[{i}] must be a LangChain message (BaseMessage), got "
-                f"{type(message).__name__}", argument="messages")
+        role = _role(message, i)
         try:
             data = message.model_dump(mode="json")
         except ValueError as exc:  # pydantic's PydanticSerializationError
-            raise ConfigurationError(
-                f"messages[{i}] ({message.type}) holds a value that is not JSON-serialisable, "
-                f"so it cannot be stored: {exc}", argument="messages") from exc
-        row: dict[str, Any] = {"role": _role(message, i), "content": data["content"],
-                               "metadata": {METADATA_KEY: {"type": message.type, "data": data}}}
+            raise ConfigurationError(f"messages[{i}] holds a value that is not JSON: {exc}",
+                                     argument="messages") from exc
+        if isinstance(data["content"], list):
+            data["content"] = [_named(p) for p in data["content"]]
+        row: dict[str, Any] = {"role": role, "content": data["content"],
+                               "metadata": {"langchain": {"type": message.type, "data": data}}}
         if isinstance(message.name, str) and message.name.strip() and len(message.name) <= 255:
             row["name"] = message.name
         if isinstance(message, AIMessage) and message.tool_calls:
-            row["tool_calls"] = _openai_tool_calls(message)
+            row["tool_calls"] = [tool_call(c.get("id") or "", c["name"], c["args"])
+                                 for c in message.tool_calls]
         if isinstance(message, ToolMessage):
             row["tool_call_id"] = message.tool_call_id
         out.append(row)
@@ -113,21 +104,16 @@ def _rebuild(row: Mapping[str, Any]) -> BaseMessage:
         return SystemMessage(content=content, name=name)
     if role == "tool":
         return ToolMessage(content=content, name=name, tool_call_id=row.get("tool_call_id") or "")
-    tool_calls, invalid = default_tool_parser(list(row.get("tool_calls") or []))
-    return AIMessage(content=content, name=name, tool_calls=tool_calls,
-                     invalid_tool_calls=invalid)
+    calls, invalid = default_tool_parser(list(row.get("tool_calls") or []))
+    return AIMessage(content=content, name=name, tool_calls=calls, invalid_tool_calls=invalid)
 
 
 def from_memori(rows: Sequence[Mapping[str, Any]]) -> list[BaseMessage]:
-    """Rows of ``Memori.session_messages`` as LangChain messages, in the same order.
-
-    A row captured through this plugin gives back a message equal to the one stored; any
-    other row becomes a ``HumanMessage`` / ``AIMessage`` (with tool calls) / ``SystemMessage``
-    / ``ToolMessage`` by role.
-    """
+    """Rows of ``Memori.session_messages`` as LangChain messages: equal to the stored ones
+    when captured here, else rebuilt by role."""
     out: list[BaseMessage] = []
     for row in rows:
-        stored = (row.get("metadata") or {}).get(METADATA_KEY)
+        stored = (row.get("metadata") or {}).get("langchain")
         if isinstance(stored, Mapping) and "type" in stored and "data" in stored:
             out.extend(messages_from_dict([dict(stored)]))
         else:
@@ -135,23 +121,55 @@ def from_memori(rows: Sequence[Mapping[str, Any]]) -> list[BaseMessage]:
     return out
 
 
-def last_human_text(messages: Sequence[BaseMessage]) -> str | None:
-    """Text of the last human message (the query recall runs on), or None if there is none
-    or it holds no text."""
-    for message in reversed(messages):
-        if isinstance(message, HumanMessage) or (
-                isinstance(message, ChatMessage) and _ROLES.get(message.role) == "user"):
-            return message.text.strip() or None
-    return None
+def visible(messages: Sequence[BaseMessage]) -> list[dict[str, Any]]:
+    """What the model is shown, as ``{"role", "content"}`` for ``prompt_context`` (recall
+    query and history check); unknown roles count as user text."""
+    return [{"role": _ROLES.get(_kind(m), "user"), "content": m.content} for m in messages]
 
 
 def new_input(messages: Sequence[BaseMessage]) -> list[BaseMessage]:
-    """What a chat-model call adds to the conversation: the messages after the last AI
-    message (the new user message, or the tool results answering the last tool calls),
-    without system messages (the app's instructions, not conversation)."""
-    start = 0
-    for i in range(len(messages) - 1, -1, -1):
-        if isinstance(messages[i], AIMessage):
-            start = i + 1
-            break
+    """What a model call adds to the conversation: the messages after the last AI message
+    (the user message, or tool results), without system messages."""
+    start = next((i + 1 for i in range(len(messages) - 1, -1, -1)
+                  if isinstance(messages[i], AIMessage)), 0)
     return [m for m in messages[start:] if not isinstance(m, SystemMessage)]
+
+
+def with_block(messages: Sequence[BaseMessage], block: str | None) -> list[BaseMessage]:
+    """``messages`` with ``block`` appended to the leading system message (a new text part for
+    part lists; a system message is inserted when there is none). Inputs are not modified."""
+    if not block:
+        return list(messages)
+    rest = list(messages)
+    first = rest.pop(0) if rest and isinstance(rest[0], SystemMessage) else None
+    if first is None:
+        return [SystemMessage(content=block), *rest]
+    content = first.content
+    new: str | list[str | dict[Any, Any]] = (
+        (f"{content}\n\n{block}" if content else block) if isinstance(content, str)
+        else [*content, {"type": "text", "text": block}])
+    return [first.model_copy(update={"content": new}), *rest]
+
+
+def start_turn(memori: Memori, messages: Sequence[BaseMessage]) -> Turn | None:
+    """The turn of a model call on ``messages`` under memori's current attribution: the new
+    input is kept. None (logged, counted) when it cannot be stored."""
+    try:
+        return Turn(memori, to_memori(new_input(messages)), framework="langchain")
+    except ConfigurationError:
+        memori.llm.failure("capture_errors", "a LangChain turn cannot be captured")
+        return None
+
+
+def end_turn(turn: Turn | None, replies: Sequence[BaseMessage],
+             error: BaseException | None = None) -> None:
+    """Capture ``turn`` with ``replies`` (whole or partial): complete without ``error``,
+    stopped for a closed stream or cancelled task, else error. Never raises."""
+    if turn is None:
+        return
+    try:
+        turn.reply(to_memori(replies))
+    except ConfigurationError:
+        turn.add_text("\n".join(m.text for m in replies))
+    stopped = isinstance(error, (GeneratorExit, KeyboardInterrupt, asyncio.CancelledError))
+    turn.finish("complete" if error is None else "stopped" if stopped else "error", error)

@@ -12,37 +12,33 @@ from langchain_core.callbacks import (
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import RunnableConfig
-from langchain_core.runnables.config import ensure_config
+from langchain_core.runnables.config import run_in_executor
 from pydantic import ConfigDict, Field
 
 from memori_core import ConfigurationError, Memori, RecallHit
-from memori_langchain import _target
+from memori_core.integration import check_limit, check_memori, check_scope
+from memori_langchain._target import check_key, configurable, resolve
 
 __all__ = ["MemoriRetriever"]
 
 
 class MemoriRetriever(BaseRetriever):
-    """The current entity's memories most relevant to a query, as ``Document``s.
-
-    ``retriever.invoke("what does the user eat?")`` runs ``Memori.recall`` and returns one
-    ``Document`` per hit, best first: ``page_content`` is the memory text, ``id`` its row id
-    (as str), and ``metadata`` holds ``id`` (int), ``kind``, ``score``, ``similarity``
-    (cosine, in [-1, 1]), ``created_at`` (ISO 8601, UTC), ``source_message_ids`` (list of
-    int), ``process_id`` and ``mention_count``.
+    """The current entity's memories most relevant to a query, as ``Document``s, best first:
+    ``page_content`` is the memory, ``id`` its row id (str); ``metadata`` holds ``id``,
+    ``kind``, ``score``, ``similarity``, ``created_at`` (ISO 8601, UTC),
+    ``source_message_ids``, ``process_id`` and ``mention_count``.
 
     Args (fields):
         memori: the ``Memori`` instance.
-        k: at most this many documents; default ``Config.recall_facts_limit`` of the
-            ``Memori`` instance (5). ``invoke(query, k=2)`` overrides it per call.
-        scope: ``"process"`` (default) or ``"entity"`` (see ``Memori.recall``).
-        entity_id: fixed entity; default ``configurable[entity_key]`` of the run (inside a
-            chain), else memori's current attribution.
-        process_id: fixed process; default memori's current process.
-        entity_key: ``configurable`` key of the entity id (default ``"user_id"``).
+        k: at most this many documents (default ``Config.recall_facts_limit``);
+            ``invoke(query, k=2)`` overrides it per call.
+        scope: ``"process"`` (default) or ``"entity"``.
+        entity_id: fixed entity; default ``configurable[entity_key]`` of the run, else
+            memori's attribution. process_id: fixed process; default memori's.
+        entity_key: default ``"user_id"``.
 
     Raises:
-        ConfigurationError: a bad field (at construction) or ``k``; no entity anywhere
-            (argument ``entity_id``).
+        ConfigurationError: a bad field or ``k``; no entity anywhere (``entity_id``).
         RecallError, StorageError: recall failed (never returned as an empty list).
     """
 
@@ -50,64 +46,53 @@ class MemoriRetriever(BaseRetriever):
 
     memori: Memori = Field(exclude=True)
     k: int | None = None
-    scope: _target.Scope = "process"
+    scope: str = "process"
     entity_id: str | None = None
     process_id: str | None = None
     entity_key: str = "user_id"
 
     def __init__(self, **data: Any) -> None:
         # checked here, not by pydantic validators, so errors stay ConfigurationError
-        _target.check_memori(data.get("memori"), "MemoriRetriever")
-        _target.check_limit(data.get("k"), "k")
-        _target.check_scope(data.get("scope", "process"))
-        if not isinstance(data.get("entity_key", "user_id"), str):
-            raise ConfigurationError("entity_key must be a str", argument="entity_key")
+        check_memori(data.get("memori"))
+        check_limit(data.get("k"), "k")
+        check_scope(data.get("scope", "process"))
+        check_key(data.get("entity_key", "user_id"), "entity_key")
         super().__init__(**data)
 
-    def _search(self, query: str, k: int | None, target: _target.Target) -> list[Document]:
+    def _search(self, query: str, k: int | None, run: Mapping[str, Any]) -> list[Document]:
         if not isinstance(query, str):
             raise ConfigurationError(f"query must be a str, got {type(query).__name__}",
                                      argument="query")
-        limit = _target.check_limit(self.k if k is None else k, "k")
-        return [_document(hit) for hit in
-                _target.recall(self.memori, target, query, limit, self.scope)]
-
-    def _target_now(self, configurable: Mapping[str, Any] | None) -> _target.Target:
-        return _target.resolve_target(
-            self.memori, what="MemoriRetriever", entity_id=self.entity_id,
-            process_id=self.process_id, entity_key=self.entity_key,
-            sources=[("config['configurable']",
-                      _target.configurable() if configurable is None else configurable)])
+        limit = check_limit(self.k if k is None else k, "k")
+        target = resolve(self.memori, "MemoriRetriever", entity_id=self.entity_id,
+                         process_id=self.process_id, entity_key=self.entity_key,
+                         sources=[("config['configurable']", run)])
+        with target.scope(self.memori):
+            hits = self.memori.recall(query, limit, scope=check_scope(self.scope))
+        return [_document(hit) for hit in hits]
 
     # BaseRetriever.invoke does not hand the config to _get_relevant_documents, and inside
     # Runnable.batch no run config is in context: the public methods pass its configurable.
     def invoke(self, input: str, config: RunnableConfig | None = None, **kwargs: Any
                ) -> list[Document]:
-        return super().invoke(input, config, **_with_run(config, kwargs))
+        return super().invoke(input, config, run=dict(configurable(config)), **kwargs)
 
     async def ainvoke(self, input: str, config: RunnableConfig | None = None, **kwargs: Any
                       ) -> list[Document]:
-        return await super().ainvoke(input, config, **_with_run(config, kwargs))
+        return await super().ainvoke(input, config, run=dict(configurable(config)), **kwargs)
 
     def _get_relevant_documents(self, query: str, *,
                                 run_manager: CallbackManagerForRetrieverRun,
-                                k: int | None = None,
-                                memori_run_configurable: Mapping[str, Any] | None = None
+                                k: int | None = None, run: Mapping[str, Any] | None = None
                                 ) -> list[Document]:
-        return self._search(query, k, self._target_now(memori_run_configurable))
+        return self._search(query, k, run or configurable())
 
     async def _aget_relevant_documents(self, query: str, *,
                                        run_manager: AsyncCallbackManagerForRetrieverRun,
                                        k: int | None = None,
-                                       memori_run_configurable: Mapping[str, Any] | None = None
+                                       run: Mapping[str, Any] | None = None
                                        ) -> list[Document]:
-        target = self._target_now(memori_run_configurable)
-        return await _target.arun(self._search, query, k, target)
-
-
-def _with_run(config: RunnableConfig | None, kwargs: dict[str, Any]) -> dict[str, Any]:
-    return {**kwargs,
-            "memori_run_configurable": dict(ensure_config(config).get("configurable") or {})}
+        return await run_in_executor(None, self._search, query, k, run or configurable())
 
 
 def _document(hit: RecallHit) -> Document:

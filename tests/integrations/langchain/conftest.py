@@ -20,12 +20,12 @@ def seen() -> SeenByModels:
 
 
 @pytest.fixture
-def fake_model() -> GenericFakeChatModel:
+def fake_model(seen: SeenByModels) -> GenericFakeChatModel:
     """A fake chat model answering three fixed texts in turn (and streaming them word by
-    word)."""
+    word); ``seen`` records what it was sent."""
     return GenericFakeChatModel(messages=iter(["Try apple slices and cheese.",
                                                "Lisbon is sunny today.",
-                                               "Goodbye for now."]))
+                                               "Goodbye for now."]), callbacks=[seen])
 
 
 # ---- Bedrock: fake credentials, cassettes -----------------------------------------------------

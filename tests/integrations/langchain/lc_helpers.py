@@ -28,8 +28,9 @@ class ToolCallingFakeModel(GenericFakeChatModel):
 
 
 class SeenByModels(BaseCallbackHandler):
-    """Records every chat model run: its tags, the messages it received and its invocation
-    parameters (which hold bound tools)."""
+    """Records every chat model run it is attached to: its tags, the messages it received and
+    its invocation parameters (which hold bound tools and the model's ``_type``). Attached to
+    a wrapped model (``callbacks=[seen]``) it sees exactly what that model was sent."""
 
     def __init__(self) -> None:
         self.runs: list[dict[str, Any]] = []
@@ -40,8 +41,8 @@ class SeenByModels(BaseCallbackHandler):
                           "params": kwargs.get("invocation_params") or {}})
 
     def inner(self) -> list[dict[str, Any]]:
-        """Runs of wrapped models (the wrapper tags them ``nostream``)."""
-        return [r for r in self.runs if "nostream" in r["tags"]]
+        """Runs of wrapped models (not of memori's wrapper)."""
+        return [r for r in self.runs if r["params"].get("_type") != "memori-chat-model"]
 
 
 def roles(mem: Memori, entity_id: str, session_id: str) -> list[tuple[str, Any]]:

@@ -157,7 +157,11 @@ def test_a_different_memory_is_a_different_request(smem: Memori, vcr: Cassette) 
     with pytest.raises(HTTPClientError, match="No match for the request"):
         with_memori(converse(), smem).invoke([SystemMessage(GUIDE), HumanMessage(QUESTION)])
     assert vcr.play_count == 0
-    assert smem.session_messages() == []  # nothing captured for a failed call
+    # the failed call's user message is kept, marked with the error
+    (kept,) = smem.session_messages()
+    assert kept["content"] == QUESTION
+    assert kept["metadata"]["outcome"] == "error"
+    assert kept["metadata"]["error"] == "HTTPClientError"
 
 
 def test_no_cassette_holds_credentials() -> None:

@@ -219,11 +219,18 @@ def test_bad_memori_and_bad_messages(smem: Memori) -> None:
     assert err.value.argument == "memori"
     history = MemoriChatMessageHistory("s", memori=smem, entity_id="ana")
     for bad in ([RemoveMessage(id="x")], ["just a string"],
-                [ChatMessage("?", role="narrator")], [HumanMessage("nul \x00 byte")]):
+                [ChatMessage("?", role="narrator")]):
         with pytest.raises(ConfigurationError) as err:
             history.add_messages(bad)  # type: ignore[arg-type]
         assert err.value.argument == "messages"
     assert history.messages == []
+
+
+def test_nul_bytes_and_lone_surrogates_are_stored_replaced_and_counted(smem: Memori) -> None:
+    history = MemoriChatMessageHistory("s", memori=smem, entity_id="ana")
+    history.add_messages([HumanMessage("nul \x00 byte"), AIMessage("lone \ud800 half")])
+    assert [m.content for m in history.messages] == ["nul \ufffd byte", "lone \ufffd half"]
+    assert smem.stats()["llm"]["text_cleaned"] == 1
 
 
 def test_storage_failures_are_raised_not_swallowed(smem: Memori) -> None:

@@ -16,7 +16,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from lc_helpers import SeenByModels, ToolCallingFakeModel, roles
 from memori_langchain import MemoriChatMessageHistory, MemoriMiddleware
 
-from memori_core import ConfigurationError, Memori, StorageError
+from memori_core import ConfigurationError, Memori
 
 #: the memory's block line, dated the day tests/conftest.py's clock starts
 LISBON = '- 2026-01-01 fact: "The user\'s home city is Lisbon"'
@@ -166,9 +166,62 @@ def test_no_entity_and_bad_arguments(mem: Memori) -> None:
     assert err.value.argument == "memori"
 
 
-def test_memory_failures_stop_the_run(mem: Memori) -> None:
+def test_memory_failures_never_fail_the_run(mem: Memori) -> None:
     agent = create_agent(ToolCallingFakeModel(messages=iter(["A"])),
                          middleware=[MemoriMiddleware(mem, entity_id="ana")])
     mem.close()
-    with pytest.raises(StorageError):
-        agent.invoke({"messages": [HumanMessage("home city?")]})
+    out = agent.invoke({"messages": [HumanMessage("home city?")]})
+    assert out["messages"][-1].content == "A"
+    assert mem.llm.stats()["recall_errors"] == 1 and mem.llm.stats()["spill_pending"] == 1
+
+
+class FailingModel(ToolCallingFakeModel):
+    def _generate(self, *args: Any, **kwargs: Any) -> Any:
+        raise ValueError("model down")
+
+
+def test_a_model_error_keeps_the_user_message_marked(mem: Memori) -> None:
+    agent = create_agent(FailingModel(messages=iter([])),
+                         middleware=[MemoriMiddleware(mem, entity_id="ana", session_id="e")])
+    with pytest.raises(ValueError, match="model down"):
+        agent.invoke({"messages": [HumanMessage("Weather at home?")]})
+    with mem.attribution(entity_id="ana"):
+        (row,) = mem.session_messages("e")
+    assert row["content"] == "Weather at home?"
+    assert (row["metadata"]["outcome"], row["metadata"]["error"]) == ("error", "ValueError")
+
+
+def test_an_agent_stream_closed_early_keeps_what_ran(mem: Memori) -> None:
+    agent = create_agent(tool_then_answer("Sunny in Lisbon."), tools=[weather],
+                         middleware=[MemoriMiddleware(mem, entity_id="ana", session_id="st")])
+    stream = agent.stream({"messages": [HumanMessage("Weather at home?")]},
+                          stream_mode="updates")
+    first = next(stream)  # the first model call's update: a tool call
+    stream.close()
+    assert first["model"]["messages"][0].tool_calls[0]["name"] == "weather"
+    assert [(r, c) for r, c in roles(mem, "ana", "st")] == [("user", "Weather at home?"),
+                                                           ("assistant", "")]
+
+
+def test_a_cancelled_async_run_keeps_the_user_message_marked_stopped(mem: Memori) -> None:
+    started = asyncio.Event()
+
+    class Slow(ToolCallingFakeModel):
+        async def _agenerate(self, *args: Any, **kwargs: Any) -> Any:
+            started.set()
+            await asyncio.Event().wait()  # never answers
+
+    agent = create_agent(Slow(messages=iter([])),
+                         middleware=[MemoriMiddleware(mem, entity_id="ana", session_id="c")])
+
+    async def run() -> None:
+        task = asyncio.create_task(agent.ainvoke({"messages": [HumanMessage("Hello?")]}))
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(run())
+    with mem.attribution(entity_id="ana"):
+        (row,) = mem.session_messages("c")
+    assert (row["content"], row["metadata"]["outcome"]) == ("Hello?", "stopped")
