@@ -78,7 +78,9 @@ class Config:
         augmentation_batch_size: jobs claimed and embedded together.
         augmentation_batch_seconds: how long a worker waits to fill a batch, in seconds.
         augmentation_lease_seconds: a claimed job whose worker vanished is claimable again after
-            this many seconds.
+            this many seconds (15). A live worker renews its lease every third of it while it
+            works, and a worker that lost its lease cannot commit (fencing), so a short lease
+            only shortens how long a crashed worker's jobs wait.
         recall_lexical_weight: weight of the BM25 ranking against the vector ranking (1.0) in
             their reciprocal-rank fusion; 1.5, tuned on LoCoMo conversations 1-5 with the other
             recall_* weights (benchmarks/README.md); 0 turns lexical recall off.
@@ -162,7 +164,7 @@ class Config:
     augmentation_workers: int = 1
     augmentation_batch_size: int = 100
     augmentation_batch_seconds: float = 0.1
-    augmentation_lease_seconds: float = 300
+    augmentation_lease_seconds: float = 15
     recall_lexical_weight: float = 1.5
     recall_stemming: bool = True
     recall_reply_weight: float = 0.4

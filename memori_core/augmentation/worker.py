@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import atexit
 import heapq
+import itertools
 import logging
 import os
 import threading
@@ -56,6 +57,7 @@ from memori_core.storage import schema as s
 from memori_core.storage.store import (
     JobRow,
     JobsGone,
+    LeaseLost,
     NewMemory,
     NewTriple,
     Store,
@@ -222,6 +224,7 @@ class Augmentation:
         self._decides = bool(getattr(extractor, "wants_related", False))
         self._config = config
         self._worker_id = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        self._claims = itertools.count(1)  # claim tokens: f"{worker id}/{n}", one per batch
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._progress = threading.Condition()
@@ -231,10 +234,11 @@ class Augmentation:
         #: the ConfigurationError that stopped this instance's workers, if any
         self.error: ConfigurationError | None = None
         self.counters = {"jobs_done": 0, "jobs_retried": 0, "jobs_failed": 0,
-                         "worker_errors": 0, "memories_written": 0}
+                         "worker_errors": 0, "memories_written": 0, "leases_lost": 0}
         self._counter_lock = threading.Lock()
-        #: ids of claimed jobs whose batch failed with the database (see ``run_once``)
-        self._abandoned: set[int] = set()
+        #: claimed jobs (id -> claim token) whose batch failed with the database
+        #: (see ``run_once``)
+        self._abandoned: dict[int, str] = {}
         self._abandoned_lock = threading.Lock()
 
     # ---- lifecycle ------------------------------------------------------------------------
@@ -323,10 +327,15 @@ class Augmentation:
         """Claim and process one batch. Returns the number of jobs claimed (0: queue empty)."""
         cfg = self._config
         self._release_abandoned()
-        jobs = self._store.claim_jobs(self._worker_id, cfg.augmentation_batch_size,
+        claim = f"{self._worker_id}/{next(self._claims)}"
+        jobs = self._store.claim_jobs(claim, cfg.augmentation_batch_size,
                                       timedelta(seconds=cfg.augmentation_lease_seconds))
         if not jobs:
             return 0
+        stop = threading.Event()
+        renewer = threading.Thread(target=self._renew, args=(claim, stop), daemon=True,
+                                   name="memori-lease")
+        renewer.start()
         try:
             self._process(jobs)
         except ConfigurationError:
@@ -335,9 +344,11 @@ class Augmentation:
             # the database failed mid-batch, and so did recording the jobs' outcome: they go
             # back to the queue once it is reachable, instead of waiting out their lease
             with self._abandoned_lock:
-                self._abandoned.update(job.id for job in jobs)
+                self._abandoned.update((job.id, claim) for job in jobs)
             raise
         finally:
+            stop.set()
+            renewer.join()
             with self._progress:
                 self._generation += 1
                 self._progress.notify_all()
@@ -348,9 +359,27 @@ class Augmentation:
         """Put back in the queue the jobs of batches that failed with the database (only those
         still claimed by this instance and running). Raises while it is still unreachable."""
         with self._abandoned_lock:  # each failed batch is released once
-            if self._abandoned:
-                self._store.release_jobs(sorted(self._abandoned), self._worker_id)
-                self._abandoned.clear()
+            for claim in sorted(set(self._abandoned.values())):
+                self._store.release_jobs(
+                    sorted(i for i, c in self._abandoned.items() if c == claim), claim)
+            self._abandoned.clear()
+
+    def _renew(self, claim: str, stop: threading.Event) -> None:
+        """Renew the lease of the batch held by ``claim`` every third of
+        ``augmentation_lease_seconds`` until ``stop``: a live worker never loses its jobs, while
+        a crashed one's are claimable again one lease after its last renewal. A failed renewal
+        is logged; fencing (``Store.hold_jobs``) keeps a lease that did run out from being
+        committed twice."""
+        every = max(self._config.augmentation_lease_seconds / 3, 0.01)
+        while not stop.wait(every):
+            try:
+                if not self._store.renew_jobs(claim):
+                    _log.warning("augmentation claim %s holds no job any more (lease lost)",
+                                 claim)
+                    return
+            except Exception as exc:  # noqa: BLE001 - the batch goes on; fencing stands guard
+                _log.warning("renewing the lease of augmentation claim %s failed: %s", claim,
+                             exc)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -484,7 +513,7 @@ class Augmentation:
             try:
                 self._check_model()
             except ConfigurationError:
-                self._store.release_jobs([job.id for job in jobs], self._worker_id)
+                self._store.release_jobs([job.id for job in jobs], jobs[0].claim)
                 raise
         loaded = self._store.load_turns(jobs)
         plans: list[_Plan] = []
@@ -511,7 +540,7 @@ class Augmentation:
             texts = [m.embed_text or m.content for plan in plans for m in plan.memories]
             vectors = self._embedder.embed(texts) if texts else None
         except ConfigurationError:
-            self._store.release_jobs([plan.job.id for plan in plans], self._worker_id)
+            self._store.release_jobs([plan.job.id for plan in plans], plans[0].job.claim)
             raise
         except Exception as exc:  # noqa: BLE001 - recorded on each job, which is retried
             for plan in plans:
@@ -525,6 +554,13 @@ class Augmentation:
             try:
                 written = self._write(plans, vectors, offsets)
             except Exception as exc:  # noqa: BLE001 - recorded on each job, which is retried
+                if isinstance(exc, LeaseLost):
+                    # another worker took them over after their lease ran out: its results
+                    # are the ones committed
+                    _log.warning("%s; this worker's results for them are dropped", exc)
+                    self._count("leases_lost", len(exc.job_ids))
+                    plans = [plan for plan in plans if plan.job.id not in exc.job_ids]
+                    continue
                 gone = exc.job_ids if isinstance(exc, JobsGone) else self._forgotten(plans)
                 if gone:
                     # forgotten while they ran (the write failed on their deleted rows, or
@@ -559,6 +595,7 @@ class Augmentation:
 
         Raises:
             JobsGone: some of the jobs were deleted meanwhile (nothing was written).
+            LeaseLost: some of the jobs are held by another claim now (nothing was written).
         """
         new: list[NewMemory] = []
         triples: list[NewTriple] = []
@@ -585,6 +622,8 @@ class Augmentation:
         model = self._embedder.name
 
         def tx(conn: Connection, _state: Any) -> None:
+            # first: locks the job rows, and a batch whose lease ran out writes nothing
+            self._store.hold_jobs(conn, [plan.job.id for plan in plans], plans[0].job.claim)
             ids = self._store.upsert_memories(conn, new, model)
             if self._decides:  # in job order: a later turn's decision wins
                 changed = {plan.job.entity_id for plan, start in zip(plans, starts, strict=True)
@@ -596,7 +635,7 @@ class Augmentation:
             self._store.upsert_process_attributes(conn, attributes)
             self._store.set_summaries(conn, summaries)
             # last: a job deleted meanwhile rolls all of it back (JobsGone)
-            self._store.finish_jobs(conn, [plan.job.id for plan in plans], self._worker_id,
+            self._store.finish_jobs(conn, [plan.job.id for plan in plans], plans[0].job.claim,
                                     {plan.job.id: plan.error for plan in plans
                                      if plan.error is not None})
 
@@ -605,7 +644,7 @@ class Augmentation:
 
     def _fail(self, job: JobRow, exc: BaseException) -> None:
         error = _error_text(exc)
-        status = self._store.fail_job(job, self._worker_id, error,
+        status = self._store.fail_job(job, job.claim, error,
                                       self._config.request_num_backoff,
                                       self._config.request_backoff_factor)
         if status == "failed":

@@ -93,14 +93,33 @@ class JobsGone(StorageError):
         self.job_ids = job_ids
 
 
+class LeaseLost(StorageError):
+    """Claimed jobs are no longer this claim's: their lease expired and another worker took
+    them over (or they finished). The transaction writing their results is rolled back, so
+    a job's results are committed once, by the worker holding its lease (fencing).
+
+    Attributes:
+        job_ids: the jobs whose lease was lost.
+    """
+
+    def __init__(self, job_ids: set[int]) -> None:
+        super().__init__(f"augmentation jobs {sorted(job_ids)} were taken over by another "
+                         "worker after their lease expired")
+        self.job_ids = job_ids
+
+
 @dataclass(frozen=True)
 class JobRow:
+    """A claimed job. ``claim`` is the claim's token (``memori_augmentation_job.claimed_by``):
+    unique per claim, so a worker that claims a job again holds a new lease."""
+
     id: int
     entity_id: int
     process_id: int | None
     conversation_id: int
     message_ids: tuple[int, ...]
     attempts: int
+    claim: str = ""
 
 
 @dataclass(frozen=True)
@@ -600,7 +619,8 @@ class Store:
     # ---- the augmentation queue -------------------------------------------------------------
     def claim_jobs(self, worker: str, limit: int, lease: timedelta) -> list[JobRow]:
         """Claim up to ``limit`` runnable jobs (queued and due, or running with an expired
-        lease). PostgreSQL and MariaDB use ``FOR UPDATE SKIP LOCKED``; SQLite has one writer."""
+        lease) under the claim token ``worker`` (at most 64 characters, unique per claim).
+        PostgreSQL and MariaDB use ``FOR UPDATE SKIP LOCKED``; SQLite has one writer."""
         j = s.augmentation_job.c
 
         def tx(conn: Connection, _state: _TxState) -> list[JobRow]:
@@ -620,9 +640,41 @@ class Store:
                                  attempts=j.attempts + 1))
             return [JobRow(int(r.id), int(r.entity_id), _opt_int(r.process_id),
                            int(r.conversation_id), tuple(json.loads(r.message_ids)),
-                           int(r.attempts) + 1) for r in rows]
+                           int(r.attempts) + 1, worker) for r in rows]
 
         return self.write(tx)
+
+    def renew_jobs(self, claim: str) -> int:
+        """Extend the lease of the jobs still held by ``claim`` (their ``claimed_at`` becomes
+        now). Returns how many it still holds."""
+        j = s.augmentation_job.c
+
+        def tx(conn: Connection, _state: _TxState) -> int:
+            return int(conn.execute(update(s.augmentation_job)
+                                    .where(j.claimed_by == claim, j.status == "running")
+                                    .values(claimed_at=utcnow())).rowcount or 0)
+
+        return self.write(tx)
+
+    def hold_jobs(self, conn: Connection, job_ids: Sequence[int], claim: str) -> None:
+        """Lock the jobs' rows for the transaction writing their results and check that
+        ``claim`` still holds each of them (fencing).
+
+        Raises:
+            JobsGone: some of the jobs no longer exist (forgotten).
+            LeaseLost: some are no longer held by ``claim``.
+        """
+        j = s.augmentation_job.c
+        q = select(j.id, j.claimed_by, j.status).where(j.id.in_(list(job_ids)))
+        if self.dialect != "sqlite":
+            q = q.with_for_update()
+        rows = conn.execute(q).all()
+        missing = set(job_ids) - {int(r.id) for r in rows}
+        if missing:
+            raise JobsGone(missing)
+        lost = {int(r.id) for r in rows if r.claimed_by != claim or r.status != "running"}
+        if lost:
+            raise LeaseLost(lost)
 
     def load_turns(self, jobs: Sequence[JobRow]) -> dict[int, tuple[
             str, str | None, list[dict[str, Any]], dict[str, Any] | None]]:

@@ -169,3 +169,79 @@ def test_an_always_failing_extractor_ends_failed_with_its_error(db_url: str) -> 
         assert len(again.augmentation.failed()) == 1
     finally:
         again.close()
+
+
+class Slow:
+    """RuleExtractor's output, after ``seconds`` of work (an LLM call, say)."""
+
+    def __init__(self, seconds: float) -> None:
+        from memori_core.augmentation.rules import RuleExtractor
+
+        self.seconds = seconds
+        self.calls = 0
+        self.lock = threading.Lock()
+        self.rules = RuleExtractor()
+
+    def extract(self, conversation: Conversation) -> Extraction:
+        with self.lock:
+            self.calls += 1
+        threading.Event().wait(self.seconds)  # the work itself, not a synchronisation
+        return self.rules.extract(conversation)
+
+
+def test_a_live_worker_renews_its_lease_and_its_job_is_processed_once(db_url: str) -> None:
+    """Issue 18.1: two instances, a 1 s lease and an extractor taking 2.5 s: the job is
+    done once, with one attempt, every memory mentioned once."""
+    first = Memori(conn=db_url, embedder=HashEmbedder(), augmentation_workers=0)
+    first.config.storage.build()
+    first.attribution(entity_id="slow", process_id="agent")
+    first.capture([{"role": "user", "content": "I live in Lisbon"}])
+    first.close()
+    extractor = Slow(2.5)
+    both = [Memori(conn=db_url, embedder=HashEmbedder(), extractor=extractor,
+                   augmentation_lease_seconds=1) for _ in range(2)]
+    try:
+        waits = [threading.Thread(target=m.augmentation.wait, args=(30,)) for m in both]
+        for t in waits:
+            t.start()
+        for t in waits:
+            t.join()
+        (job,) = jobs(both[0])
+        assert (job["status"], job["attempts"]) == ("done", 1)
+        assert extractor.calls == 1
+        with both[0].engine.connect() as c:
+            mentions = c.execute(select(schema.entity_fact.c.mention_count)).scalars().all()
+        assert mentions and set(mentions) == {1}
+        assert sum(m.stats()["augmentation"]["leases_lost"] for m in both) == 0
+    finally:
+        for m in both:
+            m.close()
+
+
+class TakenOver:
+    """An extractor during whose work another worker takes the job over (its lease ran out
+    while this worker was stalled)."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+
+    def extract(self, conversation: Conversation) -> Extraction:
+        with self.engine.begin() as c:
+            c.execute(update(schema.augmentation_job).values(claimed_by="other-worker/1"))
+        return Extraction()
+
+
+def test_a_worker_that_lost_its_lease_commits_nothing(db_url: str) -> None:
+    mem = Memori(conn=db_url, embedder=HashEmbedder(), augmentation_workers=0)
+    try:
+        mem.config.storage.build()
+        mem.attribution(entity_id="fenced")
+        mem.capture([{"role": "user", "content": "my results belong to the new owner"}])
+        mem.augmentation._extractor = TakenOver(mem.engine)
+        assert mem.augmentation.run_once() == 1
+        (job,) = jobs(mem)
+        assert (job["status"], job["claimed_by"]) == ("running", "other-worker/1")
+        assert count(mem, schema.entity_fact) == 0  # nothing of the stale worker's batch
+        assert mem.stats()["augmentation"]["leases_lost"] == 1
+    finally:
+        mem.close()
