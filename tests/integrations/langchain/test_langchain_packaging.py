@@ -51,8 +51,10 @@ def test_declared_dependencies_are_the_core_and_bounded_framework_ranges() -> No
     extras = META["optional-dependencies"]
     assert extras["agents"] == ["langchain>=1.0,<2"]
     assert extras["aws"] == ["langchain-aws>=1.0,<2"]
-    assert set(extras["test"]) == {"memori-langchain[agents,aws]", "langchain-tests>=1.1,<2"}
-    for requirement in extras["agents"] + extras["aws"] + extras["test"][1:]:
+    assert extras["langgraph"] == ["langgraph>=1.0,<2"]
+    assert set(extras["test"]) == {"memori-langchain[agents,aws,langgraph]",
+                                   "langchain-tests>=1.1,<2", "langmem>=0.0.30,<0.1"}
+    for requirement in extras["agents"] + extras["aws"] + extras["langgraph"] + extras["test"][1:]:
         assert "<" in requirement, f"unbounded framework range: {requirement}"
     others = {_distribution(r) for r in META["dependencies"] + sum(extras.values(), [])
               if _distribution(r).startswith("memori-")}
@@ -72,11 +74,12 @@ def test_imports_only_the_cores_public_api_and_no_other_plugin() -> None:
             public = set(importlib.import_module(module).__all__)
             assert set(names) <= public, f"{file} imports non-public names {set(names) - public}"
             seen_core.add(module)
-    assert seen_core == {"memori_core", "memori_core.llm"}
+    assert seen_core == {"memori_core", "memori_core.integration"}
 
 
 def test_every_third_party_import_is_declared_or_required_by_langchain_core() -> None:
-    declared = {"memori-core", "langchain-core", "langchain"}  # langchain: the agents extra
+    # langchain: the agents extra; langgraph: the langgraph extra
+    declared = {"memori-core", "langchain-core", "langchain", "langgraph"}
     core_requires = {_distribution(r) for r in requires("langchain-core") or []}
     dists = packages_distributions()
     for file, module, _ in imports():
@@ -86,15 +89,15 @@ def test_every_third_party_import_is_declared_or_required_by_langchain_core() ->
         providers = {d.lower().replace("_", "-") for d in dists.get(top, [])}
         assert providers & (declared | core_requires), (
             f"{file} imports {module} from {providers}, which memori-langchain does not declare")
-    # the agents extra is only needed by the middleware module
-    users = {file for file, module, _ in imports() if module.split(".")[0] == "langchain"}
-    assert users == {"_middleware.py"}
+    # the agents extra is only needed by the middleware module, langgraph by the store
+    for top, only in (("langchain", "_middleware.py"), ("langgraph", "_store.py")):
+        assert {file for file, module, _ in imports() if module.split(".")[0] == top} == {only}
 
 
 def test_public_names_are_pinned() -> None:
     assert sorted(memori_langchain.__all__) == [
         "MemoriChatMessageHistory", "MemoriChatModel", "MemoriMiddleware", "MemoriRetriever",
-        "__version__", "with_memori"]
+        "MemoriStore", "__version__", "with_memori"]
     for name in memori_langchain.__all__:
         assert getattr(memori_langchain, name) is not None
     assert all(p.name.startswith("_") for p in PACKAGE.glob("*.py"))
