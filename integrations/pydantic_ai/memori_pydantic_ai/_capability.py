@@ -6,7 +6,7 @@ import asyncio
 import copy
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, Literal
 
 from pydantic import Field
@@ -165,7 +165,10 @@ class MemoriCapability(AbstractCapability[AgentDepsT]):
             result = await handler()
         except BaseException as exc:
             new = [m for m in self._sent if m.run_id == ctx.run_id]
-            self._fill(turn, [*new, *([self._partial] if self._partial is not None else [])])
+            if self._partial is not None:
+                new.append(replace(self._partial, run_id=ctx.run_id,
+                                   conversation_id=ctx.conversation_id))
+            self._fill(turn, new)
             stopped = isinstance(exc, (asyncio.CancelledError, GeneratorExit, KeyboardInterrupt))
             turn.finish("stopped" if stopped else "error", exc)
             raise
@@ -236,9 +239,9 @@ class MemoriCapability(AbstractCapability[AgentDepsT]):
             return (found.block if found else None) or "No memories found."
 
         async def remember(ctx: RunContext[Any], fact: Annotated[str, Field(
-                min_length=MIN_FACT_CHARS, pattern=r"\S\s+\S", description=(
-                    'one self-contained sentence of at least two words, e.g. "The user is '
-                    'allergic to peanuts"'))]) -> str:
+                min_length=MIN_FACT_CHARS, description=(
+                    'one self-contained sentence, e.g. "The user is allergic to peanuts"'))]
+                           ) -> str:
             """Store a lasting fact about the user in long-term memory, so later conversations know it.
 
             Use it when the user shares something worth keeping (a preference, a detail about themselves) or asks you to remember something.
@@ -247,6 +250,8 @@ class MemoriCapability(AbstractCapability[AgentDepsT]):
                 text = check_text(clean(fact)[0], "fact", min_chars=MIN_FACT_CHARS)
             except ConfigurationError as exc:
                 raise ModelRetry(f"{exc}: pass the fact as one sentence") from exc
+            if len(text.split()) < 2:  # what a schema cannot say: "aaaaaaaa" is no memory
+                return "Not stored: a memory is a sentence of at least two words."
             memory_id = await owner._target(ctx).run(lambda mem: mem.remember(text))
             return f"Remembered (memory {memory_id})."
 
