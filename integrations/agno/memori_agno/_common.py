@@ -1,169 +1,151 @@
-"""What both entry points share: attribution from Agno's ids, message and memory conversion,
-the framed context block."""
+"""What both entry points share: Agno's ids as memori's entity (never a shared ``default``),
+Agno messages in ``Memori.capture`` form, memori memories as Agno ``UserMemory``."""
 
 from __future__ import annotations
 
-import html
+import asyncio
+import hashlib
+import json
 import logging
-import re
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
 from agno.memory import UserMemory
 from agno.models.message import Message
 
-from memori_core import ConfigurationError, Memori, Memory, RecallHit
+from memori_core import ConfigurationError, Memory, RecallHit
+from memori_core.integration import named_part, text_of, tool_call
 
-__all__ = ["DEFAULT_USER_ID", "attributed", "check_memori", "format_memories",
-           "memory_id_to_int", "reported", "to_memori_messages", "to_user_memory"]
+__all__ = ["FRAMEWORK", "NAMES", "entity_of", "memory_id_to_int", "slot_of", "threaded",
+           "to_messages", "to_user_memory"]
 
 _log = logging.getLogger("memori_agno")
 
-#: The user Agno's ``MemoryManager`` files memories under when a call passes no ``user_id``.
-DEFAULT_USER_ID = "default"
-
-# Agno ids -> the memori attribution argument they become, for error messages
-_AGNO_ARGUMENT = {"entity_id": "user_id", "process_id": "agent_id"}
-
-# Agno message roles -> memori roles ("developer" is OpenAI's newer system role, "model" Gemini's
-# assistant role; Agno passes both through from providers)
+FRAMEWORK = "agno"
+#: memori's argument -> Agno's, for error messages
+NAMES = {"entity_id": "user_id", "process_id": "agent_id"}
+AGNO_DEFAULT_USER = "default"  # what Agno passes for a run without user_id
+_TOPICS = "agno-topics:"
+_MEDIA = (("image", "images"), ("audio", "audio"), ("video", "videos"), ("file", "files"))
 _ROLES = {"user": "user", "assistant": "assistant", "model": "assistant", "system": "system",
           "developer": "system", "tool": "tool"}
-
-_SPACE = re.compile(r"\s+")
-
-
-def check_memori(memori: object) -> Memori:
-    """Raises: ConfigurationError unless ``memori`` is a ``memori_core.Memori``."""
-    if not isinstance(memori, Memori):
-        raise ConfigurationError(
-            f"memori must be a memori_core.Memori, got {type(memori).__name__}: pass e.g. "
-            "Memori(conn='sqlite:///memori.db')", argument="memori")
-    return memori
+_warned: set[str] = set()
 
 
-@contextmanager
-def attributed(memori: Memori, user_id: str, process_id: str | None,
-               session_id: str | None = None) -> Iterator[Memori]:
-    """Run the block as Agno's user (memori entity), agent (process) and, when given, session;
-    the caller's own attribution is restored on exit. Agno calls memory code from its own
-    background threads and asyncio tasks, where no attribution is set, so every call sets it.
+def threaded(name: str) -> Callable[..., Coroutine[Any, Any, Any]]:
+    """The async twin of method ``name``: the same code in a worker thread."""
+    async def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.to_thread(getattr(self, name), *args, **kwargs)
 
-    Raises:
-        ConfigurationError: for an invalid id, naming the Agno argument (``user_id``,
-            ``agent_id``, ``session_id``).
-    """
-    try:
-        scope = memori.attribution(entity_id=user_id, process_id=process_id)
-    except ConfigurationError as exc:
-        argument = _AGNO_ARGUMENT.get(exc.argument or "", exc.argument)
-        raise ConfigurationError(f"{argument}: {exc}", argument=argument) from exc
-    with scope:
-        if session_id is not None:
-            memori.set_session(session_id)
-        yield memori
+    method.__doc__ = f"``{name}`` in a worker thread."
+    return method
 
 
-@contextmanager
-def reported(what: str) -> Iterator[None]:
-    """Log a failure with its traceback on the ``memori_agno`` logger, then let it propagate.
-    Agno runs memory capture and learning stores in background work whose errors it catches
-    and logs as one-line warnings (the run goes on), so this is where the traceback stays
-    visible."""
-    try:
-        yield
-    except Exception:
-        _log.exception("memori %s failed", what)
-        raise
+def entity_of(user_id: str | None, session_id: str | None) -> str | None:
+    """memori's entity for Agno's ``user_id``; without one (None, ``""`` or Agno's stand-in
+    ``"default"``) the session's own entity ``agno-session:<session_id>``, so nothing is
+    shared across anonymous visitors, or None (nothing captured or recalled) without a
+    session either. Warns once per case."""
+    if user_id and user_id != AGNO_DEFAULT_USER:
+        return user_id
+    case = "session" if session_id else "none"
+    if case not in _warned:
+        _warned.add(case)
+        _log.warning("memori_agno: a call without user_id is %s (memori never shares a "
+                     "'default' user); pass user_id=...", "remembered for its session only"
+                     if session_id else "neither captured nor recalled")
+    return f"agno-session:{session_id}" if session_id else None
 
 
 def memory_id_to_int(memory_id: object) -> int:
-    """Agno's string memory id as memori's integer row id.
-
-    Raises:
-        ConfigurationError: for anything but the decimal id memori handed out (``"42"``).
-    """
-    if isinstance(memory_id, int) and not isinstance(memory_id, bool):
-        return memory_id
+    """Agno's memory id (memori's row id as a decimal string) as an int."""
     if isinstance(memory_id, str) and memory_id.strip().isdigit():
-        return int(memory_id.strip())
-    raise ConfigurationError(
-        f"memory_id must be the id of a memori memory (a decimal string such as '42', as "
-        f"UserMemory.memory_id holds), got {memory_id!r}", argument="memory_id")
+        return int(memory_id)
+    raise ConfigurationError(f"memory_id must be the id of a memori memory (a decimal string "
+                             f"such as '42'), got {memory_id!r}", argument="memory_id")
 
 
-def _epoch_seconds(value: datetime) -> int:
-    """A naive UTC datetime (as memori stores them) as Unix seconds."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return int(value.timestamp())
+def slot_of(text: str, topics: Sequence[str] | None) -> str | None:
+    """The memori ``slot`` keeping Agno ``topics`` (``agno-topics:["travel"]#<text hash>``):
+    unique per text, so it supersedes no other memory. None without topics."""
+    names = [t for t in topics or () if isinstance(t, str) and t.strip()]
+    if not names:
+        return None
+    digest = hashlib.sha256(text.strip().encode("utf-8", "replace")).hexdigest()[:12]
+    while names and len(_TOPICS + json.dumps(names, ensure_ascii=False)) > 240:
+        names.pop()  # a slot is at most 255 characters
+    return f"{_TOPICS}{json.dumps(names, ensure_ascii=False)}#{digest}" if names else None
+
+
+def _topics(memory: Memory | RecallHit) -> list[str]:
+    slot = getattr(memory, "slot", None) or ""
+    if slot.startswith(_TOPICS):
+        return [str(t) for t in json.loads(slot[len(_TOPICS):].rsplit("#", 1)[0])]
+    return [memory.kind]
+
+
+def _seconds(value: datetime) -> int:
+    return int(value.replace(tzinfo=value.tzinfo or timezone.utc).timestamp())
 
 
 def to_user_memory(memory: Memory | RecallHit, user_id: str) -> UserMemory:
-    """A memori memory as an Agno ``UserMemory``: ``memory_id`` is memori's row id as a string,
-    ``topics`` holds the memory kind, ``agent_id`` the process it was captured under,
-    ``created_at`` / ``updated_at`` are Unix seconds (first stored / last mentioned)."""
-    last_seen = memory.last_seen_at if isinstance(memory, Memory) else memory.created_at
-    return UserMemory(memory=memory.content, memory_id=str(memory.id), topics=[memory.kind],
+    """A memori memory as Agno's ``UserMemory``: memori's id, the topics it was added with
+    (else ``[kind]``), its process as ``agent_id``, times in Unix seconds."""
+    last = memory.last_seen_at if isinstance(memory, Memory) else memory.created_at
+    return UserMemory(memory=memory.content, memory_id=str(memory.id), topics=_topics(memory),
                       user_id=user_id, agent_id=memory.process_id,
-                      created_at=_epoch_seconds(memory.created_at),
-                      updated_at=_epoch_seconds(last_seen))
+                      created_at=_seconds(memory.created_at), updated_at=_seconds(last))
 
 
-def _content(message: Message) -> str | list[Any]:
+def _content(message: Message) -> str | list[dict[str, Any]]:
+    """Text, and media named, never copied (the message's images, audio, videos, files and
+    non-text parts)."""
     content = message.content
-    if content is None:
-        return ""  # an assistant message that only calls tools
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list) and all(isinstance(p, (str, dict)) for p in content):
-        return content  # text / image parts: memori indexes the text and keeps the parts
-    return message.get_content_string()
+    text = content if isinstance(content, str) else text_of(content) if isinstance(
+        content, list) else message.get_content_string() if content is not None else ""
+    parts: list[dict[str, Any]] = []
+    for kind, attr in _MEDIA:
+        for item in getattr(message, attr, None) or ():
+            name = getattr(item, "url", None) or getattr(item, "filepath", None) or \
+                getattr(item, "filename", None) or getattr(item, "id", None)
+            parts.append(named_part(kind, str(name) if name else None,
+                                    getattr(item, "mime_type", None)))
+    for part in content if isinstance(content, list) else ():
+        kind = str(part.get("type", "")) if isinstance(part, dict) else ""
+        if kind and kind not in ("text", "input_text", "output_text"):
+            parts.append(named_part(kind.replace("_url", "")))
+    if not parts:
+        return text
+    return [{"type": "text", "text": text}, *parts] if text else parts
 
 
-def to_memori_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
-    """Agno messages as ``Memori.capture`` input: role (``developer`` -> ``system``,
-    ``model`` -> ``assistant``), content (str or content parts), name, tool calls, tool call
-    id, Agno's ``created_at`` (Unix seconds) and its message id under
-    ``metadata["agno_message_id"]``. Media objects (``images=``, ``audio=``...) are not
-    stored; their text parts are.
-
-    Raises:
-        ConfigurationError: for something that is not an Agno ``Message`` or a role memori
-            has no equivalent for (``argument="messages"``).
-    """
+def to_messages(messages: Sequence[Any]) -> list[dict[str, Any]]:
+    """Agno messages in ``Memori.capture`` form (role, text and named media, tool calls, tool
+    call id, name, ``created_at``, ``metadata["agno_message_id"]``); empty ones left out."""
     out: list[dict[str, Any]] = []
     for i, message in enumerate(messages):
         if not isinstance(message, Message):
-            raise ConfigurationError(
-                f"messages[{i}] must be an agno.models.message.Message, got "
-                f"{type(message).__name__}", argument="messages")
+            raise ConfigurationError(f"messages[{i}] must be an agno.models.message.Message, "
+                                     f"got {type(message).__name__}", argument="messages")
         role = _ROLES.get(message.role)
         if role is None:
-            raise ConfigurationError(
-                f"messages[{i}].role is {message.role!r}; memori stores "
-                f"{', '.join(sorted(_ROLES))}", argument="messages")
+            raise ConfigurationError(f"messages[{i}].role is {message.role!r}; memori stores "
+                                     f"{', '.join(sorted(_ROLES))}", argument="messages")
+        content = _content(message)
+        if not message.tool_calls and not (content if isinstance(content, list)
+                                           else content.strip()):
+            continue
         item: dict[str, Any] = {
-            "role": role, "content": _content(message),
-            "created_at": datetime.fromtimestamp(message.created_at, tz=timezone.utc),
-            "metadata": {"agno_message_id": message.id}}
+            "role": role, "content": content, "metadata": {"agno_message_id": message.id},
+            "created_at": datetime.fromtimestamp(message.created_at, tz=timezone.utc)}
         if message.name:
             item["name"] = message.name
         if message.tool_calls:
-            item["tool_calls"] = message.tool_calls
+            calls = [(c.get("id"), c.get("function") or {}) for c in message.tool_calls]
+            item["tool_calls"] = [tool_call(str(i), str(f.get("name")), f.get("arguments"))
+                                  for i, f in calls]
         if message.tool_call_id:
             item["tool_call_id"] = message.tool_call_id
         out.append(item)
     return out
-
-
-def _line(text: str) -> str:
-    """Memory text as one line that cannot close or open a tag of the block around it."""
-    return html.escape(_SPACE.sub(" ", text).strip(), quote=False)
-
-
-def format_memories(hits: Sequence[RecallHit]) -> str:
-    """``- [kind] text`` lines, best first; text escaped and flattened to one line."""
-    return "\n".join(f"- [{hit.kind}] {_line(hit.content)}" for hit in hits)

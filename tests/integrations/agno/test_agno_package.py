@@ -1,5 +1,5 @@
 """memori-agno installs on its own next to memori-core: its exports, its imports (memori_core's
-public API only, no other plugin) and its declared dependencies."""
+public API and integration kit only, no other plugin) and its declared dependencies."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import memori_agno
 import tomllib
 
 import memori_core
+from memori_core import integration as kit
 
 PACKAGE = Path(memori_agno.__file__).resolve().parent
 PYPROJECT = PACKAGE.parent / "pyproject.toml"
@@ -42,9 +43,11 @@ def test_imports_only_memori_cores_public_api_and_no_other_plugin() -> None:
     for path in modules:
         for module, names in _imports(path):
             top = module.split(".")[0]
-            if top == "memori_core":
+            if module == "memori_core.integration":  # the integration kit
+                assert set(names) <= set(kit.__all__), f"{path.name}: {names}"
+            elif top == "memori_core":
                 assert module == "memori_core", f"{path.name} imports {module} (not public)"
-                assert set(names) <= set(memori_core.__all__), f"{path.name}: {names}"
+                assert set(names) <= {*memori_core.__all__, "integration"}, f"{path.name}: {names}"
             elif top.startswith("memori"):
                 assert top == "memori_agno", f"{path.name} imports another plugin: {module}"
 
