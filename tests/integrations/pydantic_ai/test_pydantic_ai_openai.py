@@ -54,4 +54,4 @@ def test_openai_agent_remembers_across_runs(smem: Memori) -> None:
     second = agent.run_sync("What is my home city?", deps=deps)  # the sync face, same code
     assert "Lisbon" in second.output
     request = second.all_messages()[0]
-    assert f"- [fact, 2026-01-15] {FACT}" in (request.instructions or "")  # type: ignore[union-attr]
+    assert f'- 2026-01-15 fact: "{FACT}"' in (request.instructions or "")  # type: ignore[union-attr]
