@@ -17,8 +17,8 @@ BLOCK = re.compile(r"```python\n(.*?)```(?:\n\nprints\n\n```\n(.*?)```)?", re.S)
 
 def test_blocks_are_found() -> None:
     blocks = BLOCK.findall(README.read_text(encoding="utf-8"))
-    assert len(blocks) == 5
-    assert sum(1 for _, printed in blocks if printed) == 4
+    assert len(blocks) == 6
+    assert sum(1 for _, printed in blocks if printed) == 5
     for name in ("MemoriCapability(mem)", "MemoriDeps(memori=mem", "recall_memories",
                  "MemoriConversationStore(mem"):
         assert any(name in code for code, _ in blocks), name
