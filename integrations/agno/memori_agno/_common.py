@@ -30,7 +30,6 @@ _TOPICS = "agno-topics:"
 _MEDIA = (("image", "images"), ("audio", "audio"), ("video", "videos"), ("file", "files"))
 _ROLES = {"user": "user", "assistant": "assistant", "model": "assistant", "system": "system",
           "developer": "system", "tool": "tool"}
-_warned: set[str] = set()
 
 
 def threaded(name: str) -> Callable[..., Coroutine[Any, Any, Any]]:
@@ -42,16 +41,16 @@ def threaded(name: str) -> Callable[..., Coroutine[Any, Any, Any]]:
     return method
 
 
-def entity_of(user_id: str | None, session_id: str | None) -> str | None:
+def entity_of(user_id: str | None, session_id: str | None, warned: set[str]) -> str | None:
     """memori's entity for Agno's ``user_id``; without one (None, ``""`` or Agno's stand-in
     ``"default"``) the session's own entity ``agno-session:<session_id>``, so nothing is
     shared across anonymous visitors, or None (nothing captured or recalled) without a
-    session either. Warns once per case."""
+    session either. Warns once per case (``warned``: the cases warned about)."""
     if user_id and user_id != AGNO_DEFAULT_USER:
         return user_id
     case = "session" if session_id else "none"
-    if case not in _warned:
-        _warned.add(case)
+    if case not in warned:
+        warned.add(case)
         _log.warning("memori_agno: a call without user_id is %s (memori never shares a "
                      "'default' user); pass user_id=...", "remembered for its session only"
                      if session_id else "neither captured nor recalled")

@@ -71,6 +71,7 @@ class MemoriMemoryManager(MemoryManager):
         self._current: ContextVar[_Run | None] = ContextVar(f"memori_agno_{id(self)}",
                                                            default=None)
         self._hooked = False
+        self._warned: set[str] = set()  # the no-user_id cases warned about
 
     def __deepcopy__(self, memo: dict[int, Any]) -> MemoriMemoryManager:
         return copy.copy(self)  # copies share the Memori instance (engine, workers)
@@ -96,7 +97,7 @@ class MemoriMemoryManager(MemoryManager):
         if previous is not None:  # a run of this thread / task that never reached post_hook
             previous.turn.finish("stopped")
             self._current.set(None)
-        entity = entity_of(user_id, run_context.session_id)
+        entity = entity_of(user_id, run_context.session_id, self._warned)
         if entity is None:
             return
         user = to_messages([Message(role="user", content=run_input.input_content_string(),
@@ -140,7 +141,7 @@ class MemoriMemoryManager(MemoryManager):
         if run is not None:
             user, query, history = run.entity, kit.query_of(run.history[:1]), run.history
         else:
-            entity = entity_of(user_id, None)
+            entity = entity_of(user_id, None, self._warned)
             if entity is None:
                 return []
             user, query, history = entity, "", []
@@ -202,7 +203,7 @@ class MemoriMemoryManager(MemoryManager):
             raise ConfigurationError("pass message='...' or messages=[agno Message, ...]",
                                      argument="messages")
         converted = to_messages(messages)
-        entity = entity_of(user_id, None)
+        entity = entity_of(user_id, None, self._warned)
         if self._hooked or entity is None or not converted:
             return "Not captured here (the run hooks capture the turn, or no user_id)"
         with self._attributed(entity, agent_id or team_id) as mem:

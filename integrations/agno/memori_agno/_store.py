@@ -54,6 +54,7 @@ class MemoriLearningStore(LearningStore):
         self.scope: Literal["process", "entity"] = kit.check_scope(scope)
         self.enable_tools = enable_tools
         self._updated = False
+        self._warned: set[str] = set()  # the no-user_id cases warned about
 
     def __deepcopy__(self, memo: dict[int, Any]) -> MemoriLearningStore:
         return copy.copy(self)  # copies share the Memori instance (engine, workers)
@@ -71,7 +72,7 @@ class MemoriLearningStore(LearningStore):
                message: str | None = None, **kwargs: Any) -> kit.MemoryContext | None:
         """The context pipeline for the run's input ``message``; None without one, without
         a user or session, or on a recall failure (logged and counted)."""
-        entity = entity_of(user_id, session_id)
+        entity = entity_of(user_id, session_id, self._warned)
         if entity is None or not message or not message.strip():
             return None
         with self._attributed(entity, agent_id, team_id) as mem:
@@ -93,7 +94,7 @@ class MemoriLearningStore(LearningStore):
         """Capture the run's new user messages (not history, not temporary, not flagged
         ``add_to_agent_memory=False``) as one turn under Agno's session."""
         self._updated = False
-        entity = entity_of(user_id, session_id)
+        entity = entity_of(user_id, session_id, self._warned)
         new = to_messages([m for m in messages if isinstance(m, Message) and m.role == "user"
                            and not m.from_history and not m.temporary
                            and m.add_to_agent_memory])
@@ -107,7 +108,7 @@ class MemoriLearningStore(LearningStore):
 
     def _tools(self, user_id: str | None, session_id: str | None, agent_id: str | None,
                team_id: str | None) -> list[Callable[..., str]]:
-        entity = entity_of(user_id, session_id)
+        entity = entity_of(user_id, session_id, self._warned)
         if not self.enable_tools or entity is None:
             return []
         store = self

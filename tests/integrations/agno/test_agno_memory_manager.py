@@ -260,7 +260,7 @@ def test_an_abandoned_stream_keeps_the_user_message(smem: Memori, offline_model:
     agent = _agent(smem, model)
     events = agent.run("Tell me a long story", stream=True, user_id="alice", session_id="s")
     next(iter(events))
-    events.close()
+    events.close()  # type: ignore[attr-defined]
     agent.run("Next question", user_id="alice", session_id="t")  # the next run of the thread
     with smem.attribution(entity_id="alice"):
         stored = smem.session_messages("s")
@@ -272,7 +272,7 @@ def test_an_abandoned_stream_keeps_the_user_message(smem: Memori, offline_model:
 @pytest.mark.parametrize("mode", ["run", "arun"])
 def test_a_model_error_keeps_the_user_message(smem: Memori, offline_model: Any,
                                               mode: str) -> None:
-    class Broken(offline_model):  # type: ignore[misc,valid-type]
+    class Broken(offline_model):
         def _respond(self, *args: Any, **kwargs: Any) -> Any:
             raise RuntimeError("model is down")
 
@@ -452,7 +452,8 @@ def test_optimize_replaces_memories_with_the_models_summary(smem: Memori,
     (lambda m: MemoriMemoryManager(m).search_user_memories(retrieval_method="best"),
      "retrieval_method"),
     (lambda m: MemoriMemoryManager(m).search_user_memories(limit=-1), "limit"),
-    (lambda m: MemoriMemoryManager(m).create_user_memories(messages=["hi"]), "messages"),
+    (lambda m: MemoriMemoryManager(m).create_user_memories(
+        messages=["hi"]), "messages"),  # type: ignore[list-item]
     (lambda m: MemoriMemoryManager(m).add_user_memory("hi"), "memory"),  # type: ignore[arg-type]
     (lambda m: MemoriMemoryManager(m).add_user_memory(UserMemory(memory=" "), "a"), "memory"),
     (lambda m: MemoriMemoryManager(m).update_memory_task("", "alice"), "task"),

@@ -13,6 +13,8 @@ import agno.models.openai
 import pytest
 from agno.agent import Agent
 
+from memori_core.integration import BLOCK_END, BLOCK_START
+
 README = Path(__file__).resolve().parents[3] / "integrations" / "agno" / "README.md"
 
 
@@ -25,8 +27,13 @@ def _python_blocks() -> list[str]:
 
 
 def _memori_lines(system: str) -> list[str]:
-    body = system.split("<memori_memories>\n")[1].split("</memori_memories>")[0]
-    return [line for line in body.splitlines() if line.startswith("- [")]
+    assert system.count(BLOCK_START) == 1 and system.count(BLOCK_END) == 1
+    body = system.split(BLOCK_START)[1].split(BLOCK_END)[0]
+    return [line for line in body.splitlines() if line.startswith("- ")]
+
+
+def _undated(text: str) -> str:
+    return re.sub(r"\d{4}-\d{2}-\d{2}", "<day>", text)
 
 
 @pytest.mark.slow  # Memori() loads the real local embedding model, as the README promises
@@ -46,11 +53,17 @@ def test_readme_examples_run_offline_and_do_what_they_say(
                 exec(compile(block, str(README), "exec"), namespace)
             outputs.append(out.getvalue())
 
-        # memory manager: the second run's system prompt lists what the first one captured
+        # memory manager: the second run's system prompt holds what the first one captured,
+        # exactly as the README shows it (but for the day)
         support = namespace["agent"].model
         assert isinstance(support, offline_model) and support.id == "gpt-4o-mini"
-        assert "allergic to peanuts" in support.requests[-1].system
+        shown = re.findall(r"```\n(<memories_from_previous_interactions>.*?)```", _text(),
+                           re.S)[0]
+        assert _undated(shown) in _undated(support.requests[-1].system + "\n")
         assert "allergic to peanuts" not in support.requests[0].system
+        with namespace["mem"].attribution(entity_id="user_123", process_id="support-agent"):
+            friday = namespace["mem"].session_messages("friday")
+        assert [m["role"] for m in friday] == ["user", "assistant"]  # the whole turn
 
         # the manager's own API: the documented output
         documented = re.findall(r"prints\n\n```\n(.*?)```", _text(), re.S)
@@ -61,6 +74,7 @@ def test_readme_examples_run_offline_and_do_what_they_say(
         coach = namespace["coach"].model
         lines = _memori_lines(coach.requests[-1].system)
         assert any("sub-25-minute 5K" in line for line in lines)
+        assert all(line.count('"') >= 2 for line in lines)  # quoted data
         assert not any("peanuts" in line for line in lines)
         assert "recall_memories" in coach.requests[-1].tools
         assert (tmp_path / "memori.db").exists() and (tmp_path / "agno.db").exists()
