@@ -21,28 +21,17 @@ from pydantic_ai.tools import AgentDepsT, SystemPromptFunc
 from pydantic_ai.toolsets import AbstractToolset, FunctionToolset
 
 from memori_core import ConfigurationError, Memori
-from memori_core.integration import (
-    Turn,
-    check_limit,
-    check_memori,
-    check_scope,
-    check_text,
-    clean,
-    prompt_context,
-    query_of,
-)
+from memori_core import integration as kit
 from memori_pydantic_ai._convert import prompt_text, to_memori_messages
 from memori_pydantic_ai._deps import Target, resolve_target
 
 __all__ = ["CAPTURED", "MAX_TOOL_LIMIT", "MIN_FACT_CHARS", "MemoriCapability"]
 
 FRAMEWORK = "pydantic_ai"
-#: The most memories one ``recall_memories`` tool call may ask for.
-MAX_TOOL_LIMIT = 20
-#: The fewest non-blank characters of a fact ``remember`` stores.
-MIN_FACT_CHARS = 8
-#: Key set in ``ModelRequest.metadata`` of a run's first request once the capability has
-#: captured the run: ``MemoriConversationStore`` refuses to store such a run a second time.
+MAX_TOOL_LIMIT = 20  # the most memories one recall_memories call may ask for
+MIN_FACT_CHARS = 8  # the fewest non-blank characters of a fact remember stores
+#: set in ``ModelRequest.metadata`` of a run's first request once the capability captured the
+#: run: ``MemoriConversationStore`` refuses to store it a second time
 CAPTURED = "memori_captured"
 
 
@@ -51,8 +40,7 @@ def _messages(messages: Sequence[ModelMessage]) -> list[dict[str, Any]]:
 
 
 class _Watch(WrapperModel):
-    """The run's model, unchanged, except that the response a stream had produced when it
-    ended (completed, stopped by the caller, failed) is kept for the turn."""
+    """The run's model; what a stream had produced when it ended is kept for the turn."""
 
     def __init__(self, wrapped: Model, run: MemoriCapability[Any]) -> None:
         super().__init__(wrapped)
@@ -76,37 +64,24 @@ class _Watch(WrapperModel):
 class MemoriCapability(AbstractCapability[AgentDepsT]):
     """memori for a Pydantic AI agent: ``Agent(model, capabilities=[MemoriCapability(mem)])``.
 
-    Per run it
-    1. puts the context pipeline's block (``memori_core.integration.prompt_context``: the
-       memories relevant to the run's prompt, framed, dated, escaped, within the token budget,
-       without those the run's ``message_history`` already shows) into the instructions, once
-       per run (``inject``);
-    2. offers the model ``recall_memories(query, limit)`` (answers with the same block) and
-       ``remember(fact)`` (``tools``);
-    3. captures the run's new messages (user prompts, answers, tool calls and returns) in one
-       ``Memori.capture`` whatever the outcome (``capture``): a completed run; a stream the
-       caller stopped reading (the partial answer kept); a model or tool error. A run that did
-       not complete is marked in the messages' metadata (``{"outcome": "stopped" | "error"}``).
-       Capture never fails the run: text a database cannot hold (NUL, lone surrogates) is
-       stored as U+FFFD, a database failure is logged, counted and retried.
-
-    Whose memory: ``ctx.deps`` when it is a ``MemoriDeps`` (one agent, many users), else the
-    attribution set with ``mem.attribution(...)`` in the task that runs the agent.
+    Per run: memori's context block (``prompt_context``: relevant memories, framed, dated,
+    escaped, within the token budget, minus what ``message_history`` shows) in the instructions
+    (``inject``); the tools ``recall_memories`` (answering with the same block) and ``remember``
+    (``tools``); capture of the run's new messages in every outcome (``capture``): complete, a
+    stream the caller stopped (partial answer kept), a model or tool error, marked
+    ``{"outcome": "stopped" | "error"}``. Once the run started, memory never fails it.
 
     Args:
-        memori: the ``Memori`` used when the run's deps are not a ``MemoriDeps``.
-        tools: offer ``recall_memories`` and ``remember`` (default True).
-        inject: put the context block into the instructions (default True).
-        capture: capture each run (default True). ``MemoriConversationStore`` captures the runs
-            it saves itself: it refuses runs captured here, so use ``capture=False`` with it.
-        recall_limit: at most this many recalled memories in the block (default
-            ``Config.recall_facts_limit``, 5).
+        memori: used when the run's deps are not a ``MemoriDeps`` (which say whose memory);
+            then the attribution of the task running the agent says it.
+        tools, inject, capture: as above (default True); ``capture=False`` with
+            ``MemoriConversationStore``, which captures what it saves.
+        recall_limit: at most this many recalled memories in the block.
         scope: ``"process"`` (default) or ``"entity"``, as in ``Memori.recall``.
-        id: the capability's id in the run (default ``"memori"``).
 
     Raises:
-        ConfigurationError: for a bad argument (``argument`` names it); when a run starts,
-            before the model is called, if it has no ``Memori`` or no entity.
+        ConfigurationError: a bad argument; when a run starts, before the model is called, if
+            it has no ``Memori`` or no entity.
     """
 
     memori: Memori | None
@@ -124,14 +99,14 @@ class MemoriCapability(AbstractCapability[AgentDepsT]):
                  capture: bool = True, recall_limit: int | None = None,
                  scope: Literal["process", "entity"] = "process", id: str | None = "memori",
                  ) -> None:
-        self.memori = None if memori is None else check_memori(memori)
+        self.memori = None if memori is None else kit.check_memori(memori)
         for name, value in (("tools", tools), ("inject", inject), ("capture", capture)):
             if not isinstance(value, bool):
                 raise ConfigurationError(f"{name} must be True or False, got {value!r}",
                                          argument=name)
         self.tools, self.inject, self.capture = tools, inject, capture
-        self.recall_limit = check_limit(recall_limit, "recall_limit")
-        self.scope = check_scope(scope)
+        self.recall_limit = kit.check_limit(recall_limit, "recall_limit")
+        self.scope = kit.check_scope(scope)
         self.id = id
         self.description = "Long-term memory of the user (memori)"
         self.defer_loading = False
@@ -145,22 +120,18 @@ class MemoriCapability(AbstractCapability[AgentDepsT]):
     def _target(self, ctx: RunContext[Any]) -> Target:
         return resolve_target(self.memori, ctx.deps, "MemoriCapability")
 
-    # ---- per run ------------------------------------------------------------------------------
     async def for_run(self, ctx: RunContext[AgentDepsT]) -> MemoriCapability[AgentDepsT]:
-        """A copy for this run, so concurrent runs share no state."""
         run = copy.copy(self)
         run._block, run._sent, run._partial = None, [], None
         return run
 
     async def wrap_run(self, ctx: RunContext[AgentDepsT], *, handler: Any) -> Any:
-        """Check whose memory the run uses (before any model call), run it, capture its turn
-        in every outcome."""
         target = self._target(ctx)
         if not self.capture:
             return await handler()
         prompt = [] if ctx.prompt is None else _messages([ModelRequest([UserPromptPart(
             ctx.prompt)])])
-        turn = target.call(lambda mem: Turn(mem, prompt, framework=FRAMEWORK))
+        turn = target.call(lambda mem: kit.Turn(mem, prompt, framework=FRAMEWORK))
         try:
             result = await handler()
         except BaseException as exc:
@@ -172,8 +143,7 @@ class MemoriCapability(AbstractCapability[AgentDepsT]):
             stopped = isinstance(exc, (asyncio.CancelledError, GeneratorExit, KeyboardInterrupt))
             turn.finish("stopped" if stopped else "error", exc)
             raise
-        new = result.new_messages()
-        self._fill(turn, new)
+        self._fill(turn, new := result.new_messages())
         await asyncio.to_thread(turn.finish)
         first = next((m for m in new if isinstance(m, ModelRequest)), None)
         if first is not None:
@@ -181,12 +151,9 @@ class MemoriCapability(AbstractCapability[AgentDepsT]):
         return result
 
     @staticmethod
-    def _fill(turn: Turn, messages: list[ModelMessage]) -> None:
-        if not messages:
-            return  # nothing reached the framework's history: the prompt alone is kept
-        request = _messages(messages[:1])
-        if request:
-            turn.messages = request
+    def _fill(turn: kit.Turn, messages: list[ModelMessage]) -> None:
+        # the first request is the turn's (else the prompt alone is kept), the rest its reply
+        turn.messages = _messages(messages[:1]) or turn.messages
         turn.reply(_messages(messages[1:]))
 
     async def before_model_request(self, ctx: RunContext[AgentDepsT], request_context: Any
@@ -198,24 +165,20 @@ class MemoriCapability(AbstractCapability[AgentDepsT]):
         return _Watch(model, self) if self.capture else None
 
     def get_instructions(self) -> SystemPromptFunc[AgentDepsT] | None:
-        """The context block (``inject=True``): nothing when no memory is relevant."""
         return self._instructions if self.inject else None
 
     async def _instructions(self, ctx: RunContext[AgentDepsT]) -> str:
-        # before every model request of the run: the pipeline runs once, for the run's prompt,
-        # with the history the model is given (memories it shows are not repeated)
+        # once per run, with the history the model is given (memories it shows are left out)
         if self._block is None or self._block[0] != ctx.run_id:
             history = _messages(ctx.messages)
-            query = prompt_text(ctx.prompt).strip() or query_of(history)
+            query = prompt_text(ctx.prompt).strip() or kit.query_of(history)
             limit, scope = self.recall_limit, self.scope
             found = await self._target(ctx).run(
-                lambda mem: prompt_context(mem, query, history=history, limit=limit, scope=scope))
+                lambda mem: kit.prompt_context(mem, query, history=history, limit=limit, scope=scope))
             self._block = (ctx.run_id, (found.block if found else None) or "")
         return self._block[1]
 
-    # ---- tools -----------------------------------------------------------------------------------
     def get_toolset(self) -> AbstractToolset[AgentDepsT] | None:
-        """``recall_memories`` and ``remember`` (``tools=True``)."""
         return self._toolset if self.tools else None
 
     def _build_toolset(self) -> FunctionToolset[AgentDepsT]:
@@ -230,12 +193,12 @@ class MemoriCapability(AbstractCapability[AgentDepsT]):
                     "at most this many memories, best first"))] = 5) -> str:
             """Search the user's long-term memory: facts, preferences and earlier conversations."""
             try:
-                text = check_text(clean(query)[0], "query", min_chars=3)
+                text = kit.check_text(kit.clean(query)[0], "query", min_chars=3)
             except ConfigurationError as exc:
                 raise ModelRetry(f"{exc}: say what to look for, e.g. 'food allergies'") from exc
             scope = owner.scope
             found = await owner._target(ctx).run(
-                lambda mem: prompt_context(mem, text, limit=limit, scope=scope))
+                lambda mem: kit.prompt_context(mem, text, limit=limit, scope=scope))
             return (found.block if found else None) or "No memories found."
 
         async def remember(ctx: RunContext[Any], fact: Annotated[str, Field(
@@ -247,7 +210,7 @@ class MemoriCapability(AbstractCapability[AgentDepsT]):
             Use it when the user shares something worth keeping (a preference, a detail about themselves) or asks you to remember something.
             """
             try:
-                text = check_text(clean(fact)[0], "fact", min_chars=MIN_FACT_CHARS)
+                text = kit.check_text(kit.clean(fact)[0], "fact", min_chars=MIN_FACT_CHARS)
             except ConfigurationError as exc:
                 raise ModelRetry(f"{exc}: pass the fact as one sentence") from exc
             if len(text.split()) < 2:  # what a schema cannot say: "aaaaaaaa" is no memory

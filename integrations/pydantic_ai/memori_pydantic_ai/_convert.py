@@ -46,19 +46,12 @@ def prompt_text(prompt: str | Sequence[Any] | None) -> str:
 
 
 def to_memori_messages(message: ModelMessage) -> list[dict[str, Any]]:
-    """One Pydantic AI message as ``Memori.capture`` message dicts, in order.
-
-    A request gives a ``user`` message per user prompt, a ``tool`` message per tool return
-    (``tool_call_id``, ``name`` = tool name, the text the model was shown) and a ``system``
-    message per output-retry feedback; a response gives one ``assistant`` message with its
-    text and its ``tool_calls`` (OpenAI shape, ``tool_call``). System prompts, instructions,
-    thinking, native tools and the framework's bookkeeping parts are not converted. Each dict
-    carries ``metadata={"pydantic_ai": {"run_id", "conversation_id"[, "model_name"]}}`` and
-    the message's timestamp as ``created_at``.
-
-    Returns:
-        the dicts; empty when nothing in the message converts.
-    """
+    """One Pydantic AI message as ``Memori.capture`` message dicts, in order: a ``user`` message
+    per user prompt, a ``tool`` message per tool return, a ``system`` message per output-retry
+    feedback, one ``assistant`` message per response (text and OpenAI-style ``tool_calls``).
+    System prompts, thinking and bookkeeping parts are left out. Each carries
+    ``metadata={"pydantic_ai": {"run_id", "conversation_id"[, "model_name"]}}`` and the
+    message's timestamp as ``created_at``."""
     meta: dict[str, Any] = {"run_id": message.run_id, "conversation_id": message.conversation_id}
     out: list[dict[str, Any]] = []
     if isinstance(message, ModelRequest):

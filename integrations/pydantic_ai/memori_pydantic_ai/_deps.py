@@ -17,23 +17,20 @@ T = TypeVar("T")
 
 @dataclass
 class MemoriDeps:
-    """A Pydantic AI dependency carrying the ``Memori`` instance and whose memory a run uses.
-
-    Pass it per run (``agent.run(prompt, deps=MemoriDeps(...))`` with
-    ``Agent(..., deps_type=MemoriDeps)``): ``MemoriCapability`` and its tools read the
-    attribution from ``ctx.deps``, so one agent serves many users at once without a shared
-    ``mem.attribution(...)``. Subclass it (it is a dataclass) to carry your own dependencies too.
+    """A Pydantic AI dependency: the ``Memori`` and whose memory a run uses, so one agent
+    serves many users at once (``Agent(..., deps_type=MemoriDeps)``, then
+    ``agent.run(prompt, deps=MemoriDeps(...))``). A dataclass: subclass it to carry your own.
 
     Args:
         memori: the ``Memori`` instance; used instead of the capability's own.
-        entity_id: the end user (or other subject) the memories belong to; 1-255 characters.
+        entity_id: the end user the memories belong to; 1-255 characters.
         process_id: the agent, app or persona; recall is scoped to it (default none).
-        session_id: the memori session the run is captured into (default: the ``Memori``
-            instance's current session in the calling context).
+        session_id: the memori session runs are captured into (default: the instance's
+            current session in the calling context).
 
     Raises:
         ConfigurationError: ``memori`` is not a ``Memori`` or an id is invalid (``argument``
-            names it; the rules are ``Memori.attribution``'s and ``Memori.set_session``'s).
+            names it).
     """
 
     memori: Memori
@@ -47,38 +44,31 @@ class MemoriDeps:
             raise ConfigurationError(
                 "MemoriDeps needs entity_id: MemoriDeps(memori=mem, entity_id=\"user_123\")",
                 argument="entity_id")
-        with attributed(self.memori, self.entity_id, self.process_id, self.session_id):
-            pass  # the core's rules, checked now rather than mid-run
+        Target(self.memori, self.entity_id, self.process_id, self.session_id).call(
+            lambda mem: None)  # the core's rules, checked now rather than mid-run
 
 
 @dataclass(frozen=True)
 class Target:
-    """One ``Memori`` and the attribution to use it with, fixed when a run or call starts."""
+    """A ``Memori`` and the attribution to use it with (``attributed``)."""
 
     memori: Memori
     entity_id: str
     process_id: str | None
-    session_id: str
+    session_id: str | None
 
     def call(self, fn: Callable[[Memori], T]) -> T:
-        """``fn(memori)`` under this attribution in the current thread (restored after)."""
         with attributed(self.memori, self.entity_id, self.process_id, self.session_id) as mem:
             return fn(mem)
 
     async def run(self, fn: Callable[[Memori], T]) -> T:
-        """``call`` in a worker thread (memori blocks on the database and the embedder), so
-        the event loop keeps serving other runs."""
+        """``call`` in a worker thread: memori blocks on the database and the embedder."""
         return await asyncio.to_thread(self.call, fn)
 
 
 def resolve_target(memori: Memori | None, deps: Any, what: str) -> Target:
-    """Whose memory to use: ``deps`` when it is a ``MemoriDeps``, else ``memori`` with the
-    attribution set by ``memori.attribution(...)`` in the calling thread or task.
-
-    Raises:
-        ConfigurationError: no ``Memori`` (``argument="memori"``) or no entity
-            (``argument="entity_id"``), naming both ways to fix it.
-    """
+    """Whose memory to use: ``deps`` when it is a ``MemoriDeps``, else ``memori`` under the
+    calling task's attribution. Raises ``ConfigurationError`` naming both ways to fix it."""
     if isinstance(deps, MemoriDeps):
         session = deps.session_id if deps.session_id is not None else deps.memori.session_id
         return Target(deps.memori, deps.entity_id, deps.process_id, session)

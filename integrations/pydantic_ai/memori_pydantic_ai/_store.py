@@ -1,24 +1,19 @@
 """``MemoriConversationStore``: Pydantic AI's ``ConversationStore`` on memori's conversation tables.
 
-Layout, per memori entity (all through ``Memori``'s public API):
-
-- each Pydantic AI conversation is the memori session named by its ``conversation_id``, holding
-  only the conversation's chat messages (``user``, ``assistant``, ``tool``: see
-  ``to_memori_messages``), so augmentation learns from them once; the first row of an entry
-  carries ``metadata["pydantic_ai_entry"]`` = ``{"id", "parent_id", "message"}`` (the message
-  as ``ModelMessagesTypeAdapter`` JSON);
-- the session ``index_session`` is the store's log: one row per save or delete of any of the
-  entity's conversations, ``metadata["pydantic_ai_record"]`` = ``{"conversation_id",
-  "expected_revision", "record"}`` (``record`` None for a delete). A record is the newest row
-  written against the revision current before it: a row that lost a race to another writer is
-  ignored when the log is replayed, and its writer gets ``ConversationConflict``.
+Per memori entity: each conversation is the memori session named by its ``conversation_id``,
+holding its chat messages only (``to_memori_messages``; the first row of an entry carries
+``metadata["pydantic_ai_entry"]`` = ``{"id", "parent_id", "message"}``, the message as
+``ModelMessagesTypeAdapter`` JSON). The session ``index_session`` is the store's log: one row per
+save or delete, ``metadata["pydantic_ai_record"]`` = ``{"conversation_id", "expected_revision",
+"record"}``. A record is the newest row written against the revision current before it: a row
+that lost a race is ignored on replay, and its writer gets ``ConversationConflict``.
 """
 
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from pydantic import TypeAdapter
@@ -34,7 +29,7 @@ from memori_core import ConfigurationError, Memori
 from memori_core.integration import check_memori, clean
 from memori_pydantic_ai._capability import CAPTURED
 from memori_pydantic_ai._convert import to_memori_messages
-from memori_pydantic_ai._deps import Target
+from memori_pydantic_ai._deps import Target, resolve_target
 
 __all__ = ["DEFAULT_INDEX_SESSION", "MemoriConversationStore"]
 
@@ -88,34 +83,26 @@ class MemoriConversationStore(ConversationStore):
         result = await agent.run("Hi", conversation=conversation)
         await store.save(result)
 
-    Each conversation is the memori session named by its ``conversation_id``, of the store's
-    entity: it holds the conversation's chat messages and nothing else
-    (``mem.session_messages(cid)`` shows them, augmentation learns from them,
-    ``mem.clear_session(cid)`` erases them); the full Pydantic AI message rides along in the
-    rows' metadata, so ``load`` gives back exactly what was saved. The store captures what it
-    saves, so pair it with ``MemoriCapability(mem, capture=False)``: a run the capability
-    captured already is refused (``ConfigurationError``, ``argument="capture"``).
+    A conversation's memori session shows its messages (``mem.session_messages(cid)``),
+    augmentation learns from them, ``mem.clear_session(cid)`` erases them; ``load`` gives back
+    what was saved. The store captures what it saves: pair it with
+    ``MemoriCapability(mem, capture=False)`` (a run the capability captured is refused).
 
     Args:
         memori: the ``Memori`` instance.
-        entity_id: whose conversations (default: the attribution set with ``mem.attribution``
-            in the calling task, read at every call).
-        process_id: the process rows are captured under (default: the calling task's, or none
-            with an explicit ``entity_id``).
-        index_session: the memori session holding the store's log (default
-            ``"pydantic_ai.conversations"``); no conversation may use this id.
+        entity_id: whose conversations (default: the calling task's attribution, per call).
+        process_id: the process rows are captured under (needs ``entity_id``).
+        index_session: the session holding the store's log (no conversation may use its id).
 
-    Limits (memori's public API has no conditional write): the revision check is exact between
-    tasks and threads using one store, and between processes on SQLite; on PostgreSQL or MariaDB
-    two processes saving the same conversation at the same instant may both succeed, the later
-    row being ignored on the next load. The entries and the record are two captures: a save
-    that fails between them leaves entries no record points at (never loaded). Reads replay the
-    log, so their cost grows with the number of saves. ``delete`` erases the conversation's
-    messages unless a live fork still reads them; memories extracted from them stay.
+    Limits (memori has no conditional write): the revision check is exact within a process and
+    on SQLite; on PostgreSQL or MariaDB two processes saving one conversation at the same
+    instant may both succeed (the later row is ignored on load). Messages and record are two
+    captures: a save failing between them leaves messages no record points at. Reads replay
+    the log. ``delete`` erases messages no live fork reads; extracted memories stay.
 
     Raises:
         ConfigurationError: a bad argument, no entity, or a run ``MemoriCapability`` captured.
-        StorageError: the database failed (from every method).
+        StorageError: the database failed.
         ConversationConflict: as ``ConversationStore`` documents.
     """
 
@@ -132,24 +119,12 @@ class MemoriConversationStore(ConversationStore):
             Target(memori, entity_id, process_id, index_session).call(lambda m: None)
         self.entity_id, self.process_id = entity_id, process_id
         self._write_lock = threading.Lock()
-        self._locations: OrderedDict[tuple[str, str], str] = OrderedDict()
-        self._locations_lock = threading.Lock()
-
-    def __repr__(self) -> str:
-        return (f"MemoriConversationStore(entity_id={self.entity_id!r}, "
-                f"index_session={self.index_session!r})")
+        self._where: dict[tuple[str, str], str] = {}  # (entity, entry id) -> conversation
 
     async def _run(self, fn: Callable[[_Session], T]) -> T:
-        entity, process = self.entity_id, self.process_id
-        if entity is None:
-            entity, process = self.memori.entity_id, self.memori.process_id
-        if entity is None:
-            raise ConfigurationError(
-                "MemoriConversationStore needs to know whose conversations to use: "
-                "MemoriConversationStore(mem, entity_id=\"user_123\"), or call "
-                "mem.attribution(entity_id=\"user_123\") before using the store",
-                argument="entity_id")
-        target = Target(self.memori, entity, process, self.index_session)
+        target = replace(resolve_target(self.memori, None, "MemoriConversationStore"),
+                         session_id=self.index_session) if self.entity_id is None else Target(
+            self.memori, self.entity_id, self.process_id, self.index_session)
         return await target.run(lambda mem: fn(_Session(self, mem, target.entity_id)))
 
     def _cid(self, conversation_id: str) -> str:
@@ -177,31 +152,18 @@ class MemoriConversationStore(ConversationStore):
 
     async def delete_record(self, conversation_id: str, *, expected_revision: str) -> None:
         cid = self._cid(conversation_id)
-        await self._run(lambda s: s.delete(cid, expected_revision))
+        await self._run(lambda s: s.write(cid, None, [], expected_revision))
 
     async def read_entry(self, entry_id: str) -> ConversationEntry:
         return await self._run(lambda s: s.entry(entry_id))
 
     async def read_history(self, head_id: str | None, *,
                            limit: int | None = None) -> list[ConversationEntry]:
-        """The entries up to ``head_id``, oldest first, read session by session."""
         return await self._run(lambda s: s.history(head_id, limit))
-
-    def _located(self, entity: str, entry_id: str) -> str | None:
-        with self._locations_lock:
-            return self._locations.get((entity, entry_id))
-
-    def _locate(self, entity: str, cid: str, entry_ids: Sequence[str]) -> None:
-        with self._locations_lock:
-            for entry_id in entry_ids:
-                self._locations[(entity, entry_id)] = cid
-                self._locations.move_to_end((entity, entry_id))
-            while len(self._locations) > _LOCATION_CACHE_SIZE:
-                self._locations.popitem(last=False)
 
 
 class _Session:
-    """The store's operations for one call, in a worker thread, under the entity's attribution."""
+    """The store's operations for one call, in a worker thread, under the attribution."""
 
     def __init__(self, store: MemoriConversationStore, mem: Memori, entity: str) -> None:
         self.store, self.mem, self.entity = store, mem, entity
@@ -224,7 +186,9 @@ class _Session:
             if meta is not None and "message" in meta:
                 entries[meta["id"]] = meta
         self.loaded[cid] = entries
-        self.store._locate(self.entity, cid, list(entries))
+        if len(self.store._where) > _LOCATION_CACHE_SIZE:
+            self.store._where.clear()
+        self.store._where.update({(self.entity, e): cid for e in entries})
         return entries
 
     def find(self, entry_id: str) -> dict[str, Any] | None:
@@ -233,7 +197,7 @@ class _Session:
         for entries in self.loaded.values():
             if entry_id in entries:
                 return entries[entry_id]
-        cached = self.store._located(self.entity, entry_id)
+        cached = self.store._where.get((self.entity, entry_id))
         for cid in [*([cached] if cached else []), *reversed(self.log().records)]:
             if cid not in self.loaded and entry_id in self.load(cid):
                 return self.loaded[cid][entry_id]
@@ -257,53 +221,41 @@ class _Session:
         self.mem.set_session(cid)
         self.mem.capture(clean(rows)[0])
 
-    def event(self, cid: str, record: ConversationRecord | None, expected: str | None) -> None:
-        data = None if record is None else _RECORD.dump_python(record, mode="json")
-        self.capture(self.store.index_session, [{"role": "system", "content": "", "metadata": {
-            _EVENT: {"conversation_id": cid, "expected_revision": expected, "record": data}}}])
-
-    def write(self, cid: str, record: ConversationRecord, new_entries: list[ConversationEntry],
+    def write(self, cid: str, record: ConversationRecord | None, new: list[ConversationEntry],
               expected: str | None) -> None:
+        """Append ``new`` entries and the record (None: a delete) against ``expected``."""
         with self.store._write_lock:
             current = self.log().record(cid)
-            if (current.revision if current is not None else None) != expected:
+            if (current.revision if current else None) != expected or (
+                    record is not None and record.head_id is not None
+                    and record.head_id not in {e.id for e in new}
+                    and self.find(record.head_id) is None):  # a delete released a fork's base
                 raise ConversationConflict(cid)
-            if (record.head_id is not None and record.head_id not in {e.id for e in new_entries}
-                    and self.find(record.head_id) is None):
-                raise ConversationConflict(cid)  # a concurrent delete released the fork's base
-            rows = [row for entry in new_entries for row in _entry_rows(entry)]
+            rows = [row for entry in new for row in _entry_rows(entry)]
             if rows:
                 self.capture(cid, rows)
-            self.event(cid, record, expected)
-            stored = self.log().record(cid)
-            if stored is None or stored.revision != record.revision:
-                raise ConversationConflict(cid)  # another process's row came first
-
-    def delete(self, cid: str, expected: str) -> None:
-        with self.store._write_lock:
-            current = self.log().record(cid)
-            if current is None or current.revision != expected:
-                raise ConversationConflict(cid)
-            self.event(cid, None, expected)
+            data = None if record is None else _RECORD.dump_python(record, mode="json")
+            self.capture(self.store.index_session, [{"role": "system", "content": "", "metadata": {
+                _EVENT: {"conversation_id": cid, "expected_revision": expected, "record": data}}}])
             log = self.log()
-            if log.record(cid) is not None:
-                raise ConversationConflict(cid)
-            live = [c for c, r in log.records.items() if r is not None]
-            needed = {a for c in live for a in log.ancestors(c)}
-            for gone in [cid, *log.ancestors(cid)]:
-                if gone not in live and gone not in needed:
-                    self.mem.clear_session(gone)
+            stored = log.record(cid)
+            if (stored.revision if stored else None) != (record.revision if record else None):
+                raise ConversationConflict(cid)  # another process's row came first
+            if record is None:  # erase what no live conversation reads any more
+                live = [c for c, r in log.records.items() if r is not None]
+                needed = {a for c in live for a in log.ancestors(c)}
+                for gone in [cid, *log.ancestors(cid)]:
+                    if gone not in live and gone not in needed:
+                        self.mem.clear_session(gone)
 
 
 def _check_id(value: object, argument: str, index_session: str | None) -> str:
-    if not isinstance(value, str) or not value.strip() or len(value) > _MAX_ID:
+    if not isinstance(value, str) or not value.strip() or len(value) > _MAX_ID or \
+            value == index_session:
         raise ConfigurationError(
             f"{argument} must be a non-empty str of at most {_MAX_ID} characters (it names a "
-            f"memori session), got {value!r}", argument=argument)
-    if value == index_session:
-        raise ConfigurationError(
-            f"{argument} {value!r} is the store's index session; use another conversation id or "
-            "MemoriConversationStore(..., index_session=...)", argument=argument)
+            f"memori session) other than the store's index_session, got {value!r}",
+            argument=argument)
     return value
 
 
