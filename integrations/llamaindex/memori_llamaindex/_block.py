@@ -139,15 +139,16 @@ class MemoriMemoryBlock(BaseMemoryBlock[str]):
         if self.capture and messages:
             tag = messages[0].additional_kwargs.get("session_id")
             session = self.session_id or (tag if isinstance(tag, str) else None)
-            await asyncio.to_thread(self._capture, list(messages), session)
+            conversation = await asyncio.to_thread(self.conversation, session)
+            await asyncio.to_thread(conversation.add, conversation.flushed(messages))
 
     def _get(self, messages: list[ChatMessage], session: str | None) -> str:
         history = messages
-        if (len(messages) >= 2 and messages[-1].role == messages[-2].role == MessageRole.USER
-                and message_text(messages[-1]) == message_text(messages[-2])):
-            history = messages[:-1]  # Memory.get(input=text) appended the text again
+        if messages and messages[-1].role == MessageRole.USER:
+            history = messages[:-1]  # may be Memory.get(input=...)'s text: captured later
         if self.capture:
-            self._capture(history, session)
+            conversation = self.conversation(session)
+            conversation.add(conversation.in_window(history))
         query = latest_user_text(messages)
         with attributed(self.memori, self.entity_id, self.process_id, session) as mem:
             slot = mem.session_id
@@ -164,10 +165,6 @@ class MemoriMemoryBlock(BaseMemoryBlock[str]):
             while len(self._recalled) > _SESSIONS:
                 self._recalled.popitem(last=False)
         return text
-
-    def _capture(self, messages: list[ChatMessage], session: str | None) -> None:
-        conversation = self.conversation(session)
-        conversation.add(conversation.unseen(messages))
 
     def conversation(self, session: str | None) -> Conversation:
         """The capture state of ``session`` (default: memori's current one); its stored

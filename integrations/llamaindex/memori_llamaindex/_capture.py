@@ -36,6 +36,7 @@ class Conversation:
         self.session_id = session_id
         self.seen: Counter[str] = Counter()
         self.turn: Turn | None = None
+        self.window: list[str] | None = None  # keys of the Memory queue seen last
         self.lock = threading.RLock()
 
     def load(self, rows: Iterable[Mapping[str, Any]]) -> None:
@@ -55,6 +56,31 @@ class Conversation:
                 if counts[k] > self.seen[k]:
                     out.append(m)
         return out
+
+    def in_window(self, messages: Sequence[ChatMessage]) -> list[ChatMessage]:
+        """What is new in ``messages``, the short-term queue of a ``Memory``: what follows
+        the queue seen last (its oldest messages may have been flushed since, see
+        ``flushed``), else the unseen ones."""
+        keys = [key(m) for m in messages]
+        with self.lock:
+            w = self.window
+            new = (list(messages[len(w):]) if w is not None and keys[:len(w)] == w
+                   else self.unseen(messages))
+            self.window = keys
+        return new
+
+    def flushed(self, messages: Sequence[ChatMessage]) -> list[ChatMessage]:
+        """What is new in ``messages``, the oldest of the queue, flushed by ``Memory``."""
+        keys = [key(m) for m in messages]
+        with self.lock:
+            w, self.window = self.window, None
+            if w is not None and w[:len(keys)] == keys:
+                self.window = w[len(keys):]
+                return []
+            if w is not None and keys[:len(w)] == w:
+                self.window = []
+                return list(messages[len(w):])
+            return self.unseen(messages)
 
     def add(self, messages: Sequence[ChatMessage]) -> None:
         """Capture ``messages`` (new ones, in order) into the conversation's turns. Never

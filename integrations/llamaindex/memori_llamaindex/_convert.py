@@ -135,6 +135,8 @@ def from_memori(row: Mapping[str, Any]) -> ChatMessage:
     content = row.get("content")
     blocks: list[Any] = []
     for part in [content] if isinstance(content, str) else content or ():
+        if not part:
+            continue
         if isinstance(part, str):
             blocks.append(TextBlock(text=part))
         elif isinstance(part, Mapping) and isinstance(part.get("text"), str):
@@ -151,6 +153,7 @@ def from_memori(row: Mapping[str, Any]) -> ChatMessage:
             pass  # partial or non-JSON arguments stay the string the model produced
         blocks.append(ToolCallBlock(tool_call_id=call.get("id"), tool_name=str(fn.get("name")),
                                     tool_kwargs=arguments))
+    blocks = blocks or [TextBlock(text="")]
     kwargs = {"tool_call_id": row["tool_call_id"]} if row.get("tool_call_id") else {}
     return ChatMessage(role=MessageRole(meta.get("role", row["role"])), blocks=blocks,
                        additional_kwargs=kwargs)
