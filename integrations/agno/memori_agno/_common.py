@@ -23,8 +23,7 @@ __all__ = ["FRAMEWORK", "NAMES", "entity_of", "memory_id_to_int", "slot_of", "th
 _log = logging.getLogger("memori_agno")
 
 FRAMEWORK = "agno"
-#: memori's argument -> Agno's, for error messages
-NAMES = {"entity_id": "user_id", "process_id": "agent_id"}
+NAMES = {"entity_id": "user_id", "process_id": "agent_id"}  # memori's argument -> Agno's
 AGNO_DEFAULT_USER = "default"  # what Agno passes for a run without user_id
 _TOPICS = "agno-topics:"
 _MEDIA = (("image", "images"), ("audio", "audio"), ("video", "videos"), ("file", "files"))
@@ -33,10 +32,8 @@ _ROLES = {"user": "user", "assistant": "assistant", "model": "assistant", "syste
 
 
 def threaded(name: str) -> Callable[..., Coroutine[Any, Any, Any]]:
-    """The async twin of method ``name``: the same code in a worker thread."""
     async def method(self: Any, *args: Any, **kwargs: Any) -> Any:
         return await asyncio.to_thread(getattr(self, name), *args, **kwargs)
-
     method.__doc__ = f"``{name}`` in a worker thread."
     return method
 
@@ -106,10 +103,9 @@ def _content(message: Message) -> str | list[dict[str, Any]]:
     parts: list[dict[str, Any]] = []
     for kind, attr in _MEDIA:
         for item in getattr(message, attr, None) or ():
-            name = getattr(item, "url", None) or getattr(item, "filepath", None) or \
-                getattr(item, "filename", None) or getattr(item, "id", None)
-            parts.append(named_part(kind, str(name) if name else None,
-                                    getattr(item, "mime_type", None)))
+            name = next((str(v) for a in ("url", "filepath", "filename", "id")
+                         if (v := getattr(item, a, None))), None)
+            parts.append(named_part(kind, name, getattr(item, "mime_type", None)))
     for part in content if isinstance(content, list) else ():
         kind = str(part.get("type", "")) if isinstance(part, dict) else ""
         if kind and kind not in ("text", "input_text", "output_text"):
@@ -124,13 +120,10 @@ def to_messages(messages: Sequence[Any]) -> list[dict[str, Any]]:
     call id, name, ``created_at``, ``metadata["agno_message_id"]``); empty ones left out."""
     out: list[dict[str, Any]] = []
     for i, message in enumerate(messages):
-        if not isinstance(message, Message):
-            raise ConfigurationError(f"messages[{i}] must be an agno.models.message.Message, "
-                                     f"got {type(message).__name__}", argument="messages")
-        role = _ROLES.get(message.role)
+        role = _ROLES.get(message.role) if isinstance(message, Message) else None
         if role is None:
-            raise ConfigurationError(f"messages[{i}].role is {message.role!r}; memori stores "
-                                     f"{', '.join(sorted(_ROLES))}", argument="messages")
+            raise ConfigurationError(f"messages[{i}] must be an agno Message with a role in "
+                                     f"{sorted(_ROLES)}, got {message!r:.80}", argument="messages")
         content = _content(message)
         if not message.tool_calls and not (content if isinstance(content, list)
                                            else content.strip()):

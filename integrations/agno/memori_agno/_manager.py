@@ -31,9 +31,7 @@ _KINDS = ("fact", "preference", "skill", "attribute", "event")
 
 
 @dataclass
-class _Run:
-    """One Agno run between the manager's pre- and post-hook."""
-
+class _Run:  # one Agno run between the manager's pre- and post-hook
     entity: str
     process: str | None
     history: list[dict[str, Any]]  # the user's message first
@@ -53,7 +51,7 @@ class MemoriMemoryManager(MemoryManager):
     Args:
         memori: a ``memori_core.Memori``.
         process_id: the process of every read and write; default: captures under the
-            agent's id, reads across all of the user's agents (as Agno's own memory).
+            agent's id, reads across the user's agents (as Agno's own memory).
         limit: at most this many recalled memories per prompt (the token budget applies).
         **agno: Agno's ``MemoryManager`` arguments (``model``, ``delete_memories``...).
     """
@@ -62,12 +60,10 @@ class MemoriMemoryManager(MemoryManager):
                  limit: int | None = None, **agno: Any) -> None:
         super().__init__(**agno)
         self.memori = kit.check_memori(memori)
-        self.process_id = None if process_id is None else kit.check_text(process_id,
-                                                                         "process_id")
+        self.process_id = None if process_id is None else kit.check_text(process_id, "process_id")
         self._scope: Literal["process", "entity"] = "process" if process_id else "entity"
         self.limit = kit.check_limit(limit)
-        # the run of this thread / asyncio task, set by pre_hook (one variable per manager:
-        # an agent's tool may run another agent in the same thread)
+        # the run of this thread / task (per manager: a tool may run another agent in it)
         self._current: ContextVar[_Run | None] = ContextVar(f"memori_agno_{id(self)}",
                                                            default=None)
         self._hooked = False
@@ -96,9 +92,8 @@ class MemoriMemoryManager(MemoryManager):
         previous = self._current.get()
         if previous is not None:  # a run of this thread / task that never reached post_hook
             previous.turn.finish("stopped")
-            self._current.set(None)
-        entity = entity_of(user_id, run_context.session_id, self._warned)
-        if entity is None:
+        self._current.set(None)
+        if (entity := entity_of(user_id, run_context.session_id, self._warned)) is None:
             return
         user = to_messages([Message(role="user", content=run_input.input_content_string(),
                                     images=run_input.images, audio=run_input.audios,
@@ -113,8 +108,7 @@ class MemoriMemoryManager(MemoryManager):
 
     def post_hook(self, run_output: Any) -> None:
         """Agno post-hook: store the run's turn with the reply and tool calls."""
-        run = self._current.get()
-        if run is None:
+        if (run := self._current.get()) is None:
             return
         self._current.set(None)
         messages = [m for m in run_output.messages or [] if not m.from_history]
@@ -199,10 +193,7 @@ class MemoriMemoryManager(MemoryManager):
         hooks ran (they capture whole turns) or without a ``user_id``."""
         if message is not None:
             messages = [Message(role="user", content=kit.check_text(message, "message"))]
-        if not isinstance(messages, list) or not messages:
-            raise ConfigurationError("pass message='...' or messages=[agno Message, ...]",
-                                     argument="messages")
-        converted = to_messages(messages)
+        converted = to_messages(messages or [])
         entity = entity_of(user_id, None, self._warned)
         if self._hooked or entity is None or not converted:
             return "Not captured here (the run hooks capture the turn, or no user_id)"
@@ -298,7 +289,6 @@ class MemoriMemoryManager(MemoryManager):
 @dataclass
 class _Writer:
     """The database calls of Agno's memory-task tools, writing memori for one user."""
-
     manager: MemoriMemoryManager
     user: str
 
