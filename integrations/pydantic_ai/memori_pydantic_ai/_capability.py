@@ -14,9 +14,8 @@ from pydantic_ai import RunContext
 from pydantic_ai.capabilities import AbstractCapability
 from pydantic_ai.exceptions import ModelRetry
 from pydantic_ai.messages import ModelMessage, ModelRequest, ModelResponse, UserPromptPart
-from pydantic_ai.models import Model, ModelRequestParameters, StreamedResponse
+from pydantic_ai.models import Model, StreamedResponse
 from pydantic_ai.models.wrapper import WrapperModel
-from pydantic_ai.settings import ModelSettings
 from pydantic_ai.tools import AgentDepsT, SystemPromptFunc
 from pydantic_ai.toolsets import AbstractToolset, FunctionToolset
 
@@ -33,6 +32,9 @@ MIN_FACT_CHARS = 8  # the fewest non-blank characters of a fact remember stores
 #: set in ``ModelRequest.metadata`` of a run's first request once the capability captured the
 #: run: ``MemoriConversationStore`` refuses to store it a second time
 CAPTURED = "memori_captured"
+_FIX = ("pass MemoriCapability(mem) and call mem.attribution(entity_id=\"user_123\") before the "
+        "run, or run the agent with deps=MemoriDeps(memori=mem, entity_id=\"user_123\") (and "
+        "Agent(deps_type=MemoriDeps))")
 
 
 def _messages(messages: Sequence[ModelMessage]) -> list[dict[str, Any]]:
@@ -47,13 +49,8 @@ class _Watch(WrapperModel):
         self._run = run
 
     @asynccontextmanager
-    async def request_stream(self, messages: list[ModelMessage],
-                             model_settings: ModelSettings | None,
-                             model_request_parameters: ModelRequestParameters,
-                             run_context: RunContext[Any] | None = None
-                             ) -> AsyncIterator[StreamedResponse]:
-        async with super().request_stream(messages, model_settings, model_request_parameters,
-                                          run_context) as stream:
+    async def request_stream(self, *args: Any, **kwargs: Any) -> AsyncIterator[StreamedResponse]:
+        async with super().request_stream(*args, **kwargs) as stream:
             try:
                 yield stream
             finally:
@@ -118,7 +115,7 @@ class MemoriCapability(AbstractCapability[AgentDepsT]):
         return None  # holds a live Memori: not spec-serializable
 
     def _target(self, ctx: RunContext[Any]) -> Target:
-        return resolve_target(self.memori, ctx.deps, "MemoriCapability")
+        return resolve_target(self.memori, ctx.deps, _FIX)
 
     async def for_run(self, ctx: RunContext[AgentDepsT]) -> MemoriCapability[AgentDepsT]:
         run = copy.copy(self)

@@ -29,8 +29,7 @@ class MemoriDeps:
             current session in the calling context).
 
     Raises:
-        ConfigurationError: ``memori`` is not a ``Memori`` or an id is invalid (``argument``
-            names it).
+        ConfigurationError: ``memori`` is not a ``Memori`` or an id is invalid.
     """
 
     memori: Memori
@@ -66,19 +65,13 @@ class Target:
         return await asyncio.to_thread(self.call, fn)
 
 
-def resolve_target(memori: Memori | None, deps: Any, what: str) -> Target:
+def resolve_target(memori: Memori | None, deps: Any, fix: str) -> Target:
     """Whose memory to use: ``deps`` when it is a ``MemoriDeps``, else ``memori`` under the
-    calling task's attribution. Raises ``ConfigurationError`` naming both ways to fix it."""
+    calling task's attribution. Raises ``ConfigurationError`` saying how to ``fix`` it."""
     if isinstance(deps, MemoriDeps):
-        session = deps.session_id if deps.session_id is not None else deps.memori.session_id
-        return Target(deps.memori, deps.entity_id, deps.process_id, session)
-    if memori is None:
-        raise ConfigurationError(
-            f"{what} has no Memori: pass it to the capability (MemoriCapability(mem)) or run the "
-            "agent with deps=MemoriDeps(memori=mem, entity_id=...)", argument="memori")
-    if memori.entity_id is None:
-        raise ConfigurationError(
-            f"{what} needs to know whose memory to use: run the agent with "
-            "deps=MemoriDeps(memori=mem, entity_id=\"user_123\") (and Agent(deps_type=MemoriDeps)),"
-            " or call mem.attribution(entity_id=\"user_123\") before the run", argument="entity_id")
+        return Target(deps.memori, deps.entity_id, deps.process_id,
+                      deps.session_id or deps.memori.session_id)
+    if memori is None or memori.entity_id is None:
+        raise ConfigurationError(f"memori needs to know whose memory to use: {fix}",
+                                 argument="memori" if memori is None else "entity_id")
     return Target(memori, memori.entity_id, memori.process_id, memori.session_id)

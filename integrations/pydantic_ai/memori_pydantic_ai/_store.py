@@ -29,7 +29,7 @@ from memori_core import ConfigurationError, Memori
 from memori_core.integration import check_memori, clean
 from memori_pydantic_ai._capability import CAPTURED
 from memori_pydantic_ai._convert import to_memori_messages
-from memori_pydantic_ai._deps import Target, resolve_target
+from memori_pydantic_ai._deps import MemoriDeps, resolve_target
 
 __all__ = ["DEFAULT_INDEX_SESSION", "MemoriConversationStore"]
 
@@ -41,6 +41,8 @@ _LOCATION_CACHE_SIZE = 100_000  # entry id -> conversation, kept in memory
 _MAX_ID = 255  # memori session ids are VARCHAR(255)
 _RECORD = TypeAdapter(ConversationRecord)
 _ENTRY, _EVENT = "pydantic_ai_entry", "pydantic_ai_record"
+_FIX = ("MemoriConversationStore(mem, entity_id=\"user_123\"), or call "
+        "mem.attribution(entity_id=\"user_123\") before using the store")
 
 
 class _Log:
@@ -74,14 +76,8 @@ class _Log:
 
 
 class MemoriConversationStore(ConversationStore):
-    """A Pydantic AI ``ConversationStore`` keeping conversations in memori's conversation tables.
-
-    ::
-
-        store = MemoriConversationStore(mem, entity_id="user_123")
-        conversation = await store.load(cid) or Conversation(conversation_id=cid)
-        result = await agent.run("Hi", conversation=conversation)
-        await store.save(result)
+    """A Pydantic AI ``ConversationStore`` keeping conversations in memori's conversation tables
+    (``await store.save(await agent.run(prompt, conversation=await store.load(cid)))``).
 
     A conversation's memori session shows its messages (``mem.session_messages(cid)``),
     augmentation learns from them, ``mem.clear_session(cid)`` erases them; ``load`` gives back
@@ -102,8 +98,7 @@ class MemoriConversationStore(ConversationStore):
 
     Raises:
         ConfigurationError: a bad argument, no entity, or a run ``MemoriCapability`` captured.
-        StorageError: the database failed.
-        ConversationConflict: as ``ConversationStore`` documents.
+        StorageError: the database failed. ``ConversationConflict``: as Pydantic AI documents.
     """
 
     def __init__(self, memori: Memori, *, entity_id: str | None = None,
@@ -111,20 +106,15 @@ class MemoriConversationStore(ConversationStore):
                  index_session: str = DEFAULT_INDEX_SESSION) -> None:
         self.memori = check_memori(memori)
         if entity_id is None and process_id is not None:
-            raise ConfigurationError(
-                "process_id needs an entity_id: MemoriConversationStore(mem, entity_id=..., "
-                "process_id=...)", argument="entity_id")
+            raise ConfigurationError("process_id needs an entity_id", argument="entity_id")
         self.index_session = _check_id(index_session, "index_session", None)
-        if entity_id is not None:  # the core's rules, now rather than at the first save
-            Target(memori, entity_id, process_id, index_session).call(lambda m: None)
-        self.entity_id, self.process_id = entity_id, process_id
+        self._deps = None if entity_id is None else MemoriDeps(memori, entity_id, process_id)
         self._write_lock = threading.Lock()
         self._where: dict[tuple[str, str], str] = {}  # (entity, entry id) -> conversation
 
     async def _run(self, fn: Callable[[_Session], T]) -> T:
-        target = replace(resolve_target(self.memori, None, "MemoriConversationStore"),
-                         session_id=self.index_session) if self.entity_id is None else Target(
-            self.memori, self.entity_id, self.process_id, self.index_session)
+        target = replace(resolve_target(self.memori, self._deps, _FIX),
+                         session_id=self.index_session)
         return await target.run(lambda mem: fn(_Session(self, mem, target.entity_id)))
 
     def _cid(self, conversation_id: str) -> str:
