@@ -47,46 +47,34 @@ def defaults(memori: object, entity_id: str | None, process_id: str | None,
     return mem, entity_id, process_id, session_id
 
 
-def latest_user_text(messages: list[ChatMessage]) -> str:
-    """The text of the latest user message with text; ``""`` when none."""
-    for m in reversed(messages):
-        if m.role == MessageRole.USER and (text := message_text(m).strip()):
-            return text
-    return ""
-
-
 class MemoriMemoryBlock(BaseMemoryBlock[str]):
-    """memori's long-term memory of a user as a block of LlamaIndex's ``Memory``:
-    ``Memory.from_defaults(session_id=..., memory_blocks=[MemoriMemoryBlock(...)])``, next to
+    """memori's long-term memory of a user as a block of LlamaIndex's ``Memory``
+    (``Memory.from_defaults(memory_blocks=[MemoriMemoryBlock(...), ...])``), next to
     LlamaIndex's other blocks (``StaticMemoryBlock``, ``FactExtractionMemoryBlock`` ...).
 
-    - **Capture**: ``Memory`` hands a block its whole short-term history on every ``get``
-      (and the messages it flushes on ``put``); the block captures each message once, as it
-      first sees it, whatever the flush: a user message opens a turn, the answer completes
-      it (``memori_core.integration.Turn``: one capture, marked ``stopped`` when no answer
-      came). A history given again (``agent.run(chat_history=...)``) adds only what is new.
-      The copy of a ``str`` input that ``Memory.get(input=...)`` appends is not captured twice.
-    - **Recall**: once per user message (the latest of the history), through the context
-      pipeline (``memori_core.integration.prompt_context``): the framed ``<memori_context>``
-      block, bounded by memori's token budget, without memories the history already shows.
-      ``Memory`` puts it into its system message under the block's ``name``. A failing recall
-      is logged and counted, and the model is called without memories.
+    - **Capture**: ``Memory`` hands its blocks the whole short-term queue on every ``get``
+      (and what it flushes on ``put``); the block captures each message once, as it first
+      sees it, whatever the flush: a user message opens a turn, the answer completes it
+      (the kit's ``Turn``; marked ``stopped`` when no answer came). The latest user message is
+      captured on the next ``get`` (``Memory.get(input=...)`` appends its text as one).
+      A history given again (``agent.run(chat_history=...)``) adds only what is new.
+    - **Recall**: once per user message, through the kit's ``prompt_context``: the framed
+      ``<memori_context>`` block (bounded, without what the history shows), which ``Memory``
+      puts into its system message under the block's ``name``.
 
-    memori runs in a worker thread (``asyncio.to_thread``) under the attribution given here,
-    set only for the call; the session is the block's ``session_id``, else ``Memory``'s.
+    A memori failure is logged and counted (``mem.stats()["llm"]``), never raised: the model
+    is called without memories. memori runs in a worker thread under the attribution given
+    here, set only for the call; the session is ``session_id``, else ``Memory``'s.
 
     Args:
         memori: the ``Memori`` instance (built: ``mem.config.storage.build()``).
-        entity_id: the user. Default: ``memori.entity_id`` when the block is created.
-        process_id: the agent or persona; recall is scoped to it (see ``scope``). Default:
-            ``memori.process_id`` when the block is created.
-        session_id: memori session of the captured turns (default: ``Memory``'s session).
-        recall_limit: memories recalled at most (default None: memori's ``recall_facts_limit``).
+        entity_id, process_id: the user, and the agent or persona (recall is scoped to it,
+            see ``scope``). Default: ``memori``'s attribution when the block is created.
+        session_id: memori session of the captured turns (default: ``Memory``'s).
+        recall_limit: memories recalled at most (default: memori's ``recall_facts_limit``).
         scope: ``"process"`` (default) or ``"entity"``, as for ``Memori.recall``.
         capture: False to only recall (``MemoriMemory`` captures through its store).
-        name, description, priority, accept_short_term_memory: as for ``BaseMemoryBlock``
-            (``name`` default ``"memori"``; ``priority`` above 0 lets ``Memory`` drop the
-            block when over its token limit).
+        **block_fields: as for ``BaseMemoryBlock`` (``name`` default ``"memori"``).
 
     Raises:
         ConfigurationError: ``memori`` is not a ``Memori``, no entity, an invalid id, or a bad
@@ -95,17 +83,15 @@ class MemoriMemoryBlock(BaseMemoryBlock[str]):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    name: str = Field(default="memori", description="The block's name and tag.")
-    description: str | None = Field(
-        default="Long-term memories about the user, recalled by memori.",
-        description="A description of the memory block.")
-    memori: Memori = Field(exclude=True, description="The Memori instance.")
-    entity_id: str = Field(description="The user (memori entity).")
-    process_id: str | None = Field(default=None, description="The agent or persona.")
-    session_id: str | None = Field(default=None, description="Session of captured turns.")
-    recall_limit: int | None = Field(default=None, description="Memories recalled at most.")
-    scope: Literal["process", "entity"] = Field(default="process", description="Recall scope.")
-    capture: bool = Field(default=True, description="Capture the history it is handed.")
+    name: str = "memori"
+    description: str | None = "Long-term memories about the user, recalled by memori."
+    memori: Memori = Field(exclude=True)
+    entity_id: str
+    process_id: str | None = None
+    session_id: str | None = None
+    recall_limit: int | None = None
+    scope: Literal["process", "entity"] = "process"
+    capture: bool = True
     _conversations: OrderedDict[str, Conversation] = PrivateAttr(default_factory=OrderedDict)
     _recalled: OrderedDict[str, tuple[str, str]] = PrivateAttr(default_factory=OrderedDict)
     _lock: Any = PrivateAttr(default_factory=threading.Lock)
@@ -124,39 +110,40 @@ class MemoriMemoryBlock(BaseMemoryBlock[str]):
 
     async def _aget(self, messages: list[ChatMessage] | None = None,
                     **block_kwargs: Any) -> str:
-        """Capture what is new in ``messages`` (see the class), then the memories for the
-        latest user message: the framed block, or ``""`` (no block) when none. Never raises
-        for memori's sake: failures are logged and counted."""
+        """Capture what is new in ``messages``; the framed block for the latest user message,
+        or ``""`` (no block). Never raises for memori's sake (see the class)."""
         session = self.session_id or block_kwargs.get("session_id")
         return await asyncio.to_thread(self._get, list(messages or ()), session)
 
     async def _aput(self, messages: list[ChatMessage]) -> None:
-        """Capture the messages ``Memory`` flushes, those not captured yet (see the class).
+        """Capture what ``Memory`` flushes that is not captured yet. Never raises."""
+        tag = messages[0].additional_kwargs.get("session_id") if messages else None
+        session = self.session_id or (tag if isinstance(tag, str) else None)
+        await asyncio.to_thread(self._capture, messages, session, flushed=True)
 
-        Raises:
-            ConfigurationError: an item is not a ``ChatMessage``; nothing was stored.
-        """
-        if self.capture and messages:
-            tag = messages[0].additional_kwargs.get("session_id")
-            session = self.session_id or (tag if isinstance(tag, str) else None)
-            conversation = await asyncio.to_thread(self.conversation, session)
-            await asyncio.to_thread(conversation.add, conversation.flushed(messages))
+    def _capture(self, messages: list[ChatMessage], session: str | None, *,
+                 flushed: bool = False) -> None:
+        if not self.capture or not messages:
+            return
+        try:
+            conversation = self.conversation(session)
+            conversation.add(conversation.flushed(messages) if flushed
+                             else conversation.in_window(messages))
+        except Exception:  # noqa: BLE001 - logged and counted; the framework call goes on
+            self.memori.llm.failure("capture_errors", "capturing a llamaindex turn failed")
 
     def _get(self, messages: list[ChatMessage], session: str | None) -> str:
-        history = messages
-        if messages and messages[-1].role == MessageRole.USER:
-            history = messages[:-1]  # may be Memory.get(input=...)'s text: captured later
-        if self.capture:
-            conversation = self.conversation(session)
-            conversation.add(conversation.in_window(history))
-        query = latest_user_text(messages)
+        last_is_user = bool(messages) and messages[-1].role == MessageRole.USER
+        self._capture(messages[:-1] if last_is_user else messages, session)
+        query = next((t for m in reversed(messages) if m.role == MessageRole.USER
+                      and (t := message_text(m).strip())), "")
         with attributed(self.memori, self.entity_id, self.process_id, session) as mem:
             slot = mem.session_id
             with self._lock:
                 cached = self._recalled.get(slot)
             if cached is not None and cached[0] == query:
                 return cached[1]
-            seen = [{"role": m.role.value, "content": message_text(m)} for m in history]
+            seen = [{"role": m.role.value, "content": message_text(m)} for m in messages]
             ctx = prompt_context(mem, query, history=seen, limit=self.recall_limit,
                                  scope=self.scope)
         text = ctx.block if ctx is not None and ctx.block else ""
@@ -167,13 +154,12 @@ class MemoriMemoryBlock(BaseMemoryBlock[str]):
         return text
 
     def conversation(self, session: str | None) -> Conversation:
-        """The capture state of ``session`` (default: memori's current one); its stored
+        """The capture state of ``session`` (default: memori's current one), whose stored
         messages are read once, when the block first sees it."""
         with attributed(self.memori, self.entity_id, self.process_id, session) as mem:
             sid = mem.session_id
             with self._lock:
-                found = self._conversations.get(sid)
-                if found is not None:
+                if (found := self._conversations.get(sid)) is not None:
                     self._conversations.move_to_end(sid)
                     return found
             found = Conversation(mem, self.entity_id, self.process_id, sid)

@@ -1,16 +1,10 @@
-"""LlamaIndex ``ChatMessage`` <-> the message dicts of ``Memori.capture``, through the
-integration kit's conversions.
-
-- ``role``: memori's four roles; LlamaIndex's others (``developer``, ``function``,
-  ``chatbot``, ``model``) are stored as the nearest one, the original kept in the metadata.
-- text blocks are stored as text (memori's block stripped); images, audio, video and
-  documents are named (``named_part``: their URL or path and media type), never copied;
-  thinking, citations and cache points are not stored.
-- tool calls (``ToolCallBlock``, or OpenAI-style ``additional_kwargs["tool_calls"]``) as
-  memori's OpenAI-style ``tool_calls``; ``additional_kwargs["tool_call_id"]`` as memori's
-  ``tool_call_id``. Other ``additional_kwargs`` are not stored.
-- every stored message carries a fingerprint (``key``) in its metadata, so that a message seen
-  again (a framework re-sending its history) is recognised and not captured twice.
+"""LlamaIndex ``ChatMessage`` <-> ``Memori.capture`` message dicts, with the kit's conversions:
+text as text (memori's block stripped); images, audio, video and documents named
+(``named_part``), never copied; thinking, citations and cache points not stored; tool calls
+(``ToolCallBlock`` or OpenAI-style ``additional_kwargs["tool_calls"]``) as memori's
+``tool_calls``, ``additional_kwargs["tool_call_id"]`` as its ``tool_call_id``; LlamaIndex's
+other roles stored as the nearest memori role, the original kept in the metadata, with the
+message's fingerprint (``key``), so that a message sent again is not captured twice.
 """
 
 from __future__ import annotations
@@ -20,16 +14,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from llama_index.core.base.llms.types import (
-    AudioBlock,
-    ChatMessage,
-    DocumentBlock,
-    ImageBlock,
-    MessageRole,
-    TextBlock,
-    ToolCallBlock,
-    VideoBlock,
-)
+from llama_index.core.base.llms import types as li
+from llama_index.core.base.llms.types import ChatMessage, MessageRole, TextBlock, ToolCallBlock
 
 from memori_core import ConfigurationError
 from memori_core.integration import named_part, strip_block, tool_call
@@ -41,10 +27,9 @@ _ROLES = {MessageRole.SYSTEM: "system", MessageRole.DEVELOPER: "system",
           MessageRole.CHATBOT: "assistant", MessageRole.MODEL: "assistant",
           MessageRole.TOOL: "tool", MessageRole.FUNCTION: "tool"}
 _META = "llama_index"
-_MEDIA: list[tuple[type, str, str]] = [(ImageBlock, "image", "image_mimetype"),
-                                       (AudioBlock, "audio", "format"),
-                                       (VideoBlock, "video", "video_mimetype"),
-                                       (DocumentBlock, "file", "document_mimetype")]
+_MEDIA: list[tuple[type, str, str]] = [
+    (li.ImageBlock, "image", "image_mimetype"), (li.AudioBlock, "audio", "format"),
+    (li.VideoBlock, "video", "video_mimetype"), (li.DocumentBlock, "file", "document_mimetype")]
 
 
 def _media(block: Any) -> dict[str, Any] | None:
@@ -74,32 +59,23 @@ def _calls(message: ChatMessage) -> list[dict[str, Any]]:
 def _body(message: ChatMessage) -> dict[str, Any]:
     parts: list[dict[str, Any]] = []
     for block in message.blocks:
-        if isinstance(block, TextBlock):
-            text = strip_block(block.text)
-            if text:
-                parts.append({"type": "text", "text": text})
+        if isinstance(block, TextBlock) and (text := strip_block(block.text)):
+            parts.append({"type": "text", "text": text})
         elif (part := _media(block)) is not None:
             parts.append(part)
     out: dict[str, Any] = {"role": _ROLES[message.role]}
-    if all(p["type"] == "text" for p in parts):
-        out["content"] = "\n".join(p["text"] for p in parts)
-    else:
-        out["content"] = parts
+    out["content"] = ("\n".join(p["text"] for p in parts)
+                      if all(p["type"] == "text" for p in parts) else parts)
     if calls := _calls(message):
         out["tool_calls"] = calls
-    call_id = message.additional_kwargs.get("tool_call_id")
-    if isinstance(call_id, str):
+    if isinstance(call_id := message.additional_kwargs.get("tool_call_id"), str):
         out["tool_call_id"] = call_id
     return out
 
 
-def key(message: ChatMessage) -> str:
-    """A fingerprint of what memori stores of ``message``."""
-    return _digest(_body(message), message.role.value)
-
-
-def _digest(body: Mapping[str, Any], role: str) -> str:
-    data = json.dumps([role, body], sort_keys=True, default=str)
+def key(message: ChatMessage, body: Mapping[str, Any] | None = None) -> str:
+    """A fingerprint of what memori stores of ``message`` (``body``: its stored form)."""
+    data = json.dumps([message.role.value, body or _body(message)], sort_keys=True, default=str)
     return hashlib.sha1(data.encode("utf-8", "surrogatepass")).hexdigest()
 
 
@@ -120,7 +96,7 @@ def to_memori(message: ChatMessage) -> dict[str, Any]:
             f"expected a llama_index ChatMessage, got {type(message).__name__}: wrap text as "
             "ChatMessage(role='user', content=...)", argument="messages")
     out = _body(message)
-    meta: dict[str, Any] = {"key": _digest(out, message.role.value)}
+    meta: dict[str, Any] = {"key": key(message, out)}
     if message.role.value != out["role"]:
         meta["role"] = message.role.value
     out["metadata"] = {_META: meta}
@@ -128,22 +104,16 @@ def to_memori(message: ChatMessage) -> dict[str, Any]:
 
 
 def from_memori(row: Mapping[str, Any]) -> ChatMessage:
-    """A stored message (``Memori.session_messages``) as a ``ChatMessage``: text as text
-    blocks, a named image / audio / file as a text line naming it, tool calls as
-    ``ToolCallBlock`` blocks."""
+    """A stored message (``Memori.session_messages`` row) as a ``ChatMessage``."""
     meta = (row.get("metadata") or {}).get(_META) or {}
     content = row.get("content")
     blocks: list[Any] = []
     for part in [content] if isinstance(content, str) else content or ():
-        if not part:
-            continue
-        if isinstance(part, str):
-            blocks.append(TextBlock(text=part))
-        elif isinstance(part, Mapping) and isinstance(part.get("text"), str):
-            blocks.append(TextBlock(text=part["text"]))
-        elif isinstance(part, Mapping) and part.get("type"):
-            named = " ".join(str(part[k]) for k in ("name", "media_type") if part.get(k))
-            blocks.append(TextBlock(text=f"[{part['type']}{': ' + named if named else ''}]"))
+        if isinstance(part, Mapping) and not isinstance(part.get("text"), str):
+            named = " ".join(str(part[k]) for k in ("type", "name", "media_type") if part.get(k))
+            part = f"[{named}]"  # an image, audio clip or file, named, not kept
+        if text := part if isinstance(part, str) else part.get("text"):
+            blocks.append(TextBlock(text=text))
     for call in row.get("tool_calls") or ():
         fn = call.get("function") or {}
         arguments = fn.get("arguments", "{}")

@@ -28,12 +28,6 @@ __all__ = ["DEFAULT_TOKEN_LIMIT", "MemoriChatStore", "MemoriMemory"]
 DEFAULT_TOKEN_LIMIT = 30_000
 
 
-class _Session:
-    def __init__(self, messages: list[ChatMessage], archived: int,
-                 conversation: Conversation) -> None:
-        self.messages, self.archived, self.conversation = messages, archived, conversation
-
-
 def _fit(messages: list[ChatMessage], tokenizer: Callable[[str], list[Any]],
          budget: int) -> int:
     """How many of the oldest messages to leave out so that the rest fit ``budget`` tokens,
@@ -43,7 +37,7 @@ def _fit(messages: list[ChatMessage], tokenizer: Callable[[str], list[Any]],
         m = messages[start - 1]
         total += len(tokenizer(message_text(m))) + sum(
             len(tokenizer(str(b.tool_kwargs))) for b in m.blocks if isinstance(b, ToolCallBlock))
-        if total > budget and start < len(messages):
+        if total > budget > 0 and start < len(messages):
             break
         start -= 1
     while start < len(messages) - 1 and messages[start].role in (MessageRole.ASSISTANT,
@@ -53,22 +47,13 @@ def _fit(messages: list[ChatMessage], tokenizer: Callable[[str], list[Any]],
 
 
 class MemoriChatStore(AsyncDBChatStore):
-    """LlamaIndex's chat store (``Memory``'s short-term queue) over memori's tables, for one
-    user: a key is a memori session.
-
-    A session's stored messages are read once, when first asked for (the oldest beyond
-    ``window_tokens`` come back archived); after that the store answers from memory, so no
-    step of an agent re-reads the session, images included. Added messages are captured as
-    turns (``Conversation``); ``set_messages`` captures only the messages not captured yet.
-    Archiving and deleting single messages change only the short-term queue: memori keeps
-    every message of the conversation; ``delete_messages`` of all statuses clears the
-    session in memori too (``Memori.clear_session``; the user's memories stay).
-
-    Args:
-        memori, entity_id, process_id: the instance and the attribution of every call.
-        window_tokens: tokens of history a session is loaded with (None: all).
-        tokenizer_fn: counts the tokens of a text.
-    """
+    """LlamaIndex's chat store (``Memory``'s short-term queue) over memori's tables for one
+    user; a key is a memori session. A session is read once, when first asked for (the
+    oldest messages past ``window_tokens`` archived); then the store answers from memory, so
+    no agent step re-reads it, images included. Added messages are captured as turns
+    (``Conversation``); ``set_messages`` captures only what is not captured yet. Archiving
+    and deleting some messages change only the queue; deleting all clears the session in
+    memori too (``Memori.clear_session``: the user's memories stay)."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -78,28 +63,20 @@ class MemoriChatStore(AsyncDBChatStore):
     window_tokens: int | None = None
     tokenizer_fn: Callable[[str], list[Any]] = Field(default_factory=get_tokenizer,
                                                      exclude=True)
-    _sessions: dict[str, _Session] = PrivateAttr(default_factory=dict)
+    _sessions: dict[str, Conversation] = PrivateAttr(default_factory=dict)
     _lock: Any = PrivateAttr(default_factory=threading.Lock)
 
-    @classmethod
-    def class_name(cls) -> str:
-        return "MemoriChatStore"
-
-    def _load(self, key: str) -> _Session:
-        with self._lock:
-            if key in self._sessions:
-                return self._sessions[key]
+    def _load(self, key: str) -> Conversation:
         with attributed(self.memori, self.entity_id, self.process_id, key) as mem:
             rows = mem.session_messages(key)
-        conversation = Conversation(self.memori, self.entity_id, self.process_id, key)
-        conversation.load(rows)
-        messages = [from_memori(r) for r in rows]
-        archived = (_fit(messages, self.tokenizer_fn, self.window_tokens)
-                    if self.window_tokens else 0)
+        s = Conversation(self.memori, self.entity_id, self.process_id, key)
+        s.load(rows)
+        s.messages = [from_memori(r) for r in rows]
+        s.archived = _fit(s.messages, self.tokenizer_fn, self.window_tokens or 0)
         with self._lock:
-            return self._sessions.setdefault(key, _Session(messages, archived, conversation))
+            return self._sessions.setdefault(key, s)
 
-    async def _session(self, key: str) -> _Session:
+    async def _session(self, key: str) -> Conversation:
         with self._lock:
             found = self._sessions.get(key)
         return found if found is not None else await asyncio.to_thread(self._load, key)
@@ -108,10 +85,10 @@ class MemoriChatStore(AsyncDBChatStore):
                            limit: int | None = None, offset: int | None = None
                            ) -> list[ChatMessage]:
         s = await self._session(key)
-        picked = {MessageStatus.ACTIVE: s.messages[s.archived:],
-                  MessageStatus.ARCHIVED: s.messages[:s.archived]}.get(status, s.messages)  # type: ignore[arg-type]
-        picked = picked[offset or 0:]
-        return [m.model_copy() for m in (picked if limit is None else picked[:limit])]
+        picked = (s.messages[s.archived:] if status == MessageStatus.ACTIVE else
+                  s.messages[:s.archived] if status == MessageStatus.ARCHIVED else s.messages)
+        picked = picked[offset or 0:][:limit]
+        return [m.model_copy() for m in picked]  # Memory edits the blocks of what it gets
 
     async def count_messages(self, key: str,
                              status: MessageStatus | None = MessageStatus.ACTIVE) -> int:
@@ -124,13 +101,13 @@ class MemoriChatStore(AsyncDBChatStore):
     async def add_messages(self, key: str, messages: list[ChatMessage],
                            status: MessageStatus = MessageStatus.ACTIVE) -> None:
         s = await self._session(key)
-        await asyncio.to_thread(s.conversation.add, messages)
+        await asyncio.to_thread(s.add, messages)
         s.messages.extend(m.model_copy() for m in messages)
 
     async def set_messages(self, key: str, messages: list[ChatMessage],
                            status: MessageStatus = MessageStatus.ACTIVE) -> None:
         s = await self._session(key)
-        await asyncio.to_thread(s.conversation.add, s.conversation.unseen(messages))
+        await asyncio.to_thread(s.add, s.unseen(messages))
         s.messages, s.archived = [m.model_copy() for m in messages], 0
 
     async def delete_message(self, key: str, idx: int) -> ChatMessage | None:
@@ -143,12 +120,7 @@ class MemoriChatStore(AsyncDBChatStore):
     async def delete_messages(self, key: str, status: MessageStatus | None = None) -> None:
         s = await self._session(key)
         if status is None:
-            def clear() -> None:
-                s.conversation.close()
-                with attributed(self.memori, self.entity_id, self.process_id, key) as mem:
-                    mem.clear_session(key)
-
-            await asyncio.to_thread(clear)
+            await asyncio.to_thread(s.clear)
             with self._lock:
                 self._sessions.pop(key, None)
         elif status == MessageStatus.ACTIVE:
@@ -176,14 +148,13 @@ class MemoriChatStore(AsyncDBChatStore):
 
 class MemoriMemory(Memory):
     """LlamaIndex's ``Memory`` kept by memori: the chat history of one session of one user in
-    memori's tables (``MemoriChatStore``), and memori's long-term memories as its first
-    memory block (``MemoriMemoryBlock``), next to any of LlamaIndex's other blocks.
+    memori's tables (``MemoriChatStore``) and memori's long-term memory as its first block
+    (``MemoriMemoryBlock``, named ``"memori"``), next to any of LlamaIndex's other blocks.
 
-    Use it wherever LlamaIndex takes a ``BaseMemory``: ``agent.run(user_msg, memory=...)`` of
-    ``FunctionAgent``, ``ReActAgent`` and ``AgentWorkflow``, and the chat engines. Each
-    conversation turn is captured once, when its answer arrives (``Conversation``); recall
-    runs once per user message. Everything else (the short-term queue within
-    ``token_limit``, flushing old messages to the blocks, the blocks' template,
+    Pass it wherever LlamaIndex takes a ``BaseMemory``: ``agent.run(user_msg, memory=...)``
+    of ``FunctionAgent``, ``ReActAgent`` and ``AgentWorkflow``, and the chat engines. Each
+    turn is captured once, when its answer arrives; recall runs once per user message.
+    The rest (the queue within ``token_limit``, flushing to the blocks, their template,
     ``insert_method``) is LlamaIndex's ``Memory``. Create it with ``from_defaults``.
     """
 
@@ -203,25 +174,20 @@ class MemoriMemory(Memory):
             insert_method: InsertMethod | str = InsertMethod.SYSTEM,
             tokenizer_fn: Callable[[str], list[Any]] | None = None,
             chat_history_token_ratio: float = 0.7, **memory_fields: Any) -> MemoriMemory:
-        """Create a ``MemoriMemory`` (LlamaIndex's usual constructor).
+        """Create a ``MemoriMemory``.
 
         Args:
             memori: the ``Memori`` instance (built: ``mem.config.storage.build()``).
-            entity_id: the user. Default: ``memori.entity_id`` when this is called.
-            process_id: the agent or persona; recall is scoped to it (see ``scope``).
-                Default: ``memori.process_id`` when this is called.
-            session_id: the conversation; its stored messages are the history. Default:
-                ``memori.session_id`` when this is called. Session ids are per entity.
-            chat_history: when given, the history (``set``): messages not captured yet are.
-            llm: when given and ``token_limit`` is not, ``token_limit`` is 75% of its
-                ``metadata.context_window`` (as ``ChatMemoryBuffer``).
+            entity_id, process_id, session_id: the user, the agent or persona (recall is
+                scoped to it, see ``scope``) and the conversation, whose stored messages are
+                the history. Default: ``memori``'s current attribution and session.
+            chat_history: the history (``set``); what is not captured yet is.
+            llm: without ``token_limit``, 75% of its context window is the limit.
             token_limit: tokens of history and blocks (default 30,000, as ``Memory``).
-            recall_limit: memories recalled at most (default: ``recall_facts_limit``).
-            scope: ``"process"`` (default) or ``"entity"``, as for ``Memori.recall``.
-            memory_blocks: LlamaIndex's other blocks, after memori's (named ``"memori"``).
-            insert_method: ``InsertMethod.SYSTEM`` (default) or ``InsertMethod.USER``
-                (``"system"`` / ``"user"``), as for ``Memory``; ``ReActAgent`` without a
-                ``system_prompt`` needs ``USER``: it drops the first system message.
+            recall_limit, scope: as for ``MemoriMemoryBlock``.
+            memory_blocks: LlamaIndex's other blocks, after memori's.
+            insert_method: ``"system"`` (default) or ``"user"`` (``ReActAgent`` without a
+                ``system_prompt`` needs it: it drops the first system message).
             tokenizer_fn, chat_history_token_ratio, **memory_fields: as for ``Memory``.
 
         Raises:
@@ -233,10 +199,10 @@ class MemoriMemory(Memory):
         if session_id is None:
             with attributed(mem, entity_id, process_id) as m:
                 session_id = m.session_id
-        if token_limit is None:
-            token_limit = (int(llm.metadata.context_window * 0.75) if llm is not None
-                           else DEFAULT_TOKEN_LIMIT)
-        limit = check_limit(token_limit, "token_limit", optional=False) or DEFAULT_TOKEN_LIMIT
+        if token_limit is None and llm is not None:
+            token_limit = int(llm.metadata.context_window * 0.75)
+        limit = check_limit(DEFAULT_TOKEN_LIMIT if token_limit is None else token_limit,
+                            "token_limit", optional=False) or DEFAULT_TOKEN_LIMIT
         try:
             method = InsertMethod(getattr(insert_method, "value", insert_method))
         except ValueError:
@@ -257,30 +223,16 @@ class MemoriMemory(Memory):
             asyncio_run(store.set_messages(session_id, list(chat_history)))
         return memory
 
-    @property
-    def entity_id(self) -> str:
-        """The user of the memory."""
-        return self.store.entity_id
-
-    @property
-    def process_id(self) -> str | None:
-        """The agent or persona."""
-        return self.store.process_id
-
-    @property
-    def store(self) -> MemoriChatStore:
-        """The ``MemoriChatStore`` holding the history."""
-        return self.sql_store  # type: ignore[return-value]
-
     def to_dict(self, **kwargs: Any) -> dict[str, Any]:
-        """Not serializable: it holds a live ``Memori``, and its state is in memori's
-        database already. So a workflow ``Context.to_dict()`` skips it (LlamaIndex's
-        ``UnserializableKeyWarning``); pass ``memory=`` again to the next run.
+        """Not serializable: it holds a live ``Memori`` and its state is in memori's
+        database. A workflow ``Context.to_dict()`` skips it (``UnserializableKeyWarning``):
+        pass ``memory=`` again to the next run.
 
         Raises:
             TypeError: always, as ``pickle`` does for an object it cannot store.
         """
+        store: MemoriChatStore = self.sql_store  # type: ignore[assignment]
         raise TypeError(
             "MemoriMemory holds a live Memori instance and cannot be serialized; its messages "
             "are in memori's database: create it again with MemoriMemory.from_defaults("
-            f"memori=..., entity_id={self.entity_id!r}, session_id={self.session_id!r})")
+            f"memori=..., entity_id={store.entity_id!r}, session_id={self.session_id!r})")
