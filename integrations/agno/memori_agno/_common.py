@@ -24,7 +24,6 @@ _log = logging.getLogger("memori_agno")
 
 FRAMEWORK = "agno"
 NAMES = {"entity_id": "user_id", "process_id": "agent_id"}  # memori's argument -> Agno's
-AGNO_DEFAULT_USER = "default"  # what Agno passes for a run without user_id
 _TOPICS = "agno-topics:"
 _MEDIA = (("image", "images"), ("audio", "audio"), ("video", "videos"), ("file", "files"))
 _ROLES = {"user": "user", "assistant": "assistant", "model": "assistant", "system": "system",
@@ -43,7 +42,7 @@ def entity_of(user_id: str | None, session_id: str | None, warned: set[str]) -> 
     ``"default"``) the session's own entity ``agno-session:<session_id>``, so nothing is
     shared across anonymous visitors, or None (nothing captured or recalled) without a
     session either. Warns once per case (``warned``: the cases warned about)."""
-    if user_id and user_id != AGNO_DEFAULT_USER:
+    if user_id and user_id != "default":  # what Agno passes for a run without user_id
         return user_id
     case = "session" if session_id else "none"
     if case not in warned:
@@ -66,8 +65,6 @@ def slot_of(text: str, topics: Sequence[str] | None) -> str | None:
     """The memori ``slot`` keeping Agno ``topics`` (``agno-topics:["travel"]#<text hash>``):
     unique per text, so it supersedes no other memory. None without topics."""
     names = [t for t in topics or () if isinstance(t, str) and t.strip()]
-    if not names:
-        return None
     digest = hashlib.sha256(text.strip().encode("utf-8", "replace")).hexdigest()[:12]
     while names and len(_TOPICS + json.dumps(names, ensure_ascii=False)) > 240:
         names.pop()  # a slot is at most 255 characters

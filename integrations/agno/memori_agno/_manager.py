@@ -95,7 +95,11 @@ class MemoriMemoryManager(MemoryManager):
         self._current.set(None)
         if (entity := entity_of(user_id, run_context.session_id, self._warned)) is None:
             return
-        user = to_messages([Message(role="user", content=run_input.input_content_string(),
+        raw = run_input.input_content  # str, content parts, Message(s), a model, None
+        if raw is not None and not isinstance(raw, str) and not (
+                isinstance(raw, list) and all(isinstance(p, dict) for p in raw)):
+            raw = run_input.input_content_string()
+        user = to_messages([Message(role="user", content=raw,
                                     images=run_input.images, audio=run_input.audios,
                                     videos=run_input.videos, files=run_input.files)])
         history = list(user)
@@ -245,9 +249,8 @@ class MemoriMemoryManager(MemoryManager):
 
     def clear(self) -> None:
         """Refused (ConfigurationError): memori's public API erases one user at a time."""
-        raise ConfigurationError("memori erases one user at a time: call clear_user_memories("
-                                 "user_id=...) or mem.forget(entity_id=...) for each user",
-                                 argument="clear")
+        raise ConfigurationError("memori erases one user at a time: call clear_user_memories"
+                                 "(user_id=...) for each user", argument="clear")
 
     def update_memory_task(self, task: str, user_id: str | None = None) -> str:
         """The ``update_user_memory`` tool's task: Agno's ``run_memory_task`` writing memori,
