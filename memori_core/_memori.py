@@ -231,11 +231,20 @@ class Memori:
             the stored message ids (``memori_conversation_message.id``), in order.
 
         Raises:
-            ConfigurationError: no attribution set, or malformed messages.
+            ConfigurationError: no attribution set, malformed messages, or a message over
+                ``Config.capture_max_message_chars`` (nothing is written).
             StorageError: the database failed; nothing of the turn was kept.
         """
         att = self._require_entity("capture")
         normalized = normalize_messages(messages)
+        bound = self.config.capture_max_message_chars
+        for i, m in enumerate(normalized):
+            size = max(len(m.content), len(m.content_json or ""))
+            if size > bound:
+                raise ConfigurationError(
+                    f"messages[{i}] holds {size:,} characters, over capture_max_message_chars "
+                    f"({bound:,}): cut it first, or raise the setting "
+                    "(Memori(capture_max_message_chars=...))", argument="messages")
         self._ensure_ready()
         session = att.session_id or self._default_session
         ids, _job = self._store.capture(

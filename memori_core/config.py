@@ -150,6 +150,16 @@ class Config:
         llm_spill_turns: turns a registered client keeps in memory while the database is
             unreachable, written when it is back; beyond it the oldest are dropped (logged and
             counted in ``mem.stats()["llm"]``).
+        capture_max_message_chars: longest message ``capture`` takes, in characters
+            (1,000,000); a longer one is refused with a ``ConfigurationError`` before anything
+            is written. Registered clients and plugins cut a longer message to it instead
+            (marked ``[... cut by memori: N of M characters]`` and in the message's metadata),
+            so the turn is still kept.
+        embeddings_max_chars: most characters of a memory (or query) handed to the embedder
+            (4,000): all-MiniLM-L6-v2 reads 256 word pieces, about 1,000 characters, so the
+            rest only costs tokenizing time; the memory itself is stored whole.
+        augmentation_max_memories: most memories extracted from one turn (100); the rest are
+            dropped with a warning (one pasted document must not become 20,000 memories).
         embeddings: see ``EmbeddingsConfig``.
     """
 
@@ -190,6 +200,9 @@ class Config:
     llm_history_messages: int = 0
     llm_history_tokens: int = 2000
     llm_spill_turns: int = 1000
+    capture_max_message_chars: int = 1_000_000
+    embeddings_max_chars: int = 4000
+    augmentation_max_memories: int = 100
     embeddings: EmbeddingsConfig = field(default_factory=EmbeddingsConfig)
     #: Set by ``Memori``: ``config.storage.build()`` creates or migrates the schema.
     storage: StorageHandle = field(default_factory=lambda: StorageHandle(None), repr=False,
@@ -293,7 +306,9 @@ class Config:
                     "recall_cache_bytes", "session_timeout_minutes", "augmentation_lease_seconds",
                     "recall_rrf_k", "recall_recency_half_life_days", "recall_candidates",
                     "llm_history_tokens", "llm_spill_turns", "context_tokens",
-                    "context_memory_tokens", "context_essential_limit")
+                    "context_memory_tokens", "context_essential_limit",
+                    "capture_max_message_chars", "embeddings_max_chars",
+                    "augmentation_max_memories")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"{name} must be > 0, got {getattr(self, name)!r}",

@@ -374,9 +374,7 @@ class Augmentation:
         while not stop.wait(every):
             try:
                 if not self._store.renew_jobs(claim):
-                    _log.warning("augmentation claim %s holds no job any more (lease lost)",
-                                 claim)
-                    return
+                    return  # finished (or taken over: the write's fencing says so)
             except Exception as exc:  # noqa: BLE001 - the batch goes on; fencing stands guard
                 _log.warning("renewing the lease of augmentation claim %s failed: %s", claim,
                              exc)
@@ -463,6 +461,12 @@ class Augmentation:
                                                  importance=clip_importance(m.importance),
                                                  supersedes=_row_ids(m.supersedes, "supersedes",
                                                                      job.id)))
+        bound = self._config.augmentation_max_memories
+        if len(plan.memories) > bound:
+            _log.warning("augmentation job %d: the extractor gave %d memories for one turn; "
+                         "the first %d are kept (augmentation_max_memories)", job.id,
+                         len(plan.memories), bound)
+            del plan.memories[bound:]
         plan.deletes = _row_ids(extraction.deletes, "deletes", job.id)
         plan.triples = [t for t in extraction.triples
                         if t.subject.strip() and t.predicate.strip() and t.object.strip()]
@@ -537,7 +541,8 @@ class Augmentation:
         try:
             if not self._model_checked:
                 self._check_model()
-            texts = [m.embed_text or m.content for plan in plans for m in plan.memories]
+            cap = self._config.embeddings_max_chars  # the model reads ~1,000 characters
+            texts = [(m.embed_text or m.content)[:cap] for plan in plans for m in plan.memories]
             vectors = self._embedder.embed(texts) if texts else None
         except ConfigurationError:
             self._store.release_jobs([plan.job.id for plan in plans], plans[0].job.claim)

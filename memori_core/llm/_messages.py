@@ -17,7 +17,8 @@ from typing import Any
 
 from memori_core.llm.context import strip_block
 
-__all__ = ["dump", "estimate_tokens", "field", "select_history", "text_of", "tool_call"]
+__all__ = ["cut_messages", "dump", "estimate_tokens", "field", "select_history", "text_of",
+           "tool_call"]
 
 #: tokens added per message on top of its text, for role and framing
 MESSAGE_OVERHEAD_TOKENS = 4
@@ -91,6 +92,34 @@ def tool_call(call_id: str, name: str, arguments: Any) -> dict[str, Any]:
         arguments = json.dumps(dump(arguments) if arguments is not None else {},
                                ensure_ascii=False)
     return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+#: appended to a message cut to ``Config.capture_max_message_chars``
+CUT_MARK = "\n[... cut by memori: {shown:,} of {total:,} characters]"
+
+
+def cut_messages(messages: Sequence[Mapping[str, Any]], max_chars: int
+                 ) -> list[dict[str, Any]]:
+    """``messages`` with each text content longer than ``max_chars`` cut to it, marked at the
+    end (``CUT_MARK``) and in the message's metadata (``{"cut": {"shown", "total"}}``); a
+    message whose content parts are larger keeps its text parts, cut the same way, and loses
+    the others. What registered clients and plugins capture, so an oversized message is kept
+    cut instead of refused by ``capture``."""
+    out = []
+    for m in messages:
+        content = m.get("content")
+        total = len(content) if isinstance(content, str) else \
+            len(json.dumps(content, ensure_ascii=False, default=str)) \
+            if isinstance(content, (list, tuple)) else 0
+        if total <= max_chars:
+            out.append(dict(m))
+            continue
+        text = text_of(content) if not isinstance(content, str) else content
+        keep = max(0, max_chars - len(CUT_MARK.format(shown=max_chars, total=total)))
+        cut = text[:keep] + CUT_MARK.format(shown=keep, total=total)
+        meta = {**(m.get("metadata") or {}), "cut": {"shown": keep, "total": total}}
+        out.append({**m, "content": cut, "metadata": meta})
+    return out
 
 
 def estimate_tokens(message: Mapping[str, Any]) -> int:

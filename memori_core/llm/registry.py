@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from memori_core.errors import ConfigurationError, MemoriError
 from memori_core.llm._engine import Call, Target, wrap
-from memori_core.llm._messages import select_history
+from memori_core.llm._messages import cut_messages, select_history
 from memori_core.llm._spill import SpillBuffer, SpilledTurn
 from memori_core.types import normalize_messages
 
@@ -335,7 +335,8 @@ class LLMRegistry:
         """Capture a turn under the given attribution, or spill it when the database fails
         (written in order once it is back). Used by the wrappers and by the integration kit
         (``memori_core.integration.Turn``). Never raises."""
-        turn = SpilledTurn(entity_id, process_id, session_id, messages)
+        turn = SpilledTurn(entity_id, process_id, session_id,
+                           cut_messages(messages, self.memori.config.capture_max_message_chars))
         if len(self._spill):  # earlier turns are waiting: they go first
             self._drain()
             if len(self._spill):

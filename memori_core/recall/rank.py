@@ -363,7 +363,7 @@ class Recaller:
         self._model_checked = False
 
     def _embed_query(self, query: str) -> np.ndarray:
-        vector = self._embedder.embed([query])[0]
+        vector = self._embedder.embed([query[:self._config.embeddings_max_chars]])[0]
         if not self._model_checked:
             self._store.check_embedding_model(self._embedder.name, self._embedder.dim)
             self._model_checked = True

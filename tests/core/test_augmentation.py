@@ -176,6 +176,7 @@ def test_bm25_scores_and_fusion() -> None:
 
 
 def test_a_10mb_turn_is_stored_augmented_and_recalled(smem: Memori) -> None:
+    smem.config.capture_max_message_chars = 10_000_000  # over the default bound: opted in
     smem.attribution(entity_id="ann")
     big = ("I collect vintage maps. " + "lorem ipsum dolor sit amet " * 380_000)[:10_000_000]
     ids = smem.capture([{"role": "user", "content": big}])

@@ -122,6 +122,7 @@ def test_ten_megabyte_content_round_trips(mem: Memori) -> None:
     chunk = "a" * 1000 + " O'Brien; DROP TABLE x;-- 🙂 ünï \\ %s\n"
     big = (chunk * (10 * 1024 * 1024 // len(chunk) + 1))[: 10 * 1024 * 1024]
     assert len(big) == 10 * 1024 * 1024
+    mem.config.capture_max_message_chars = len(big)  # over the default bound: opted in
     mem.attribution(entity_id="big", process_id="agent")
     ids = mem.capture([{"role": "user", "content": big}, {"role": "assistant", "content": "ok"}])
     msgs = mem.session_messages()
