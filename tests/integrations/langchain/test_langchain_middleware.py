@@ -17,6 +17,7 @@ from lc_helpers import SeenByModels, ToolCallingFakeModel, roles
 from memori_langchain import MemoriChatMessageHistory, MemoriMiddleware
 
 from memori_core import ConfigurationError, Memori
+from memori_core.context import BLOCK_HEADER
 
 #: the memory's block line, dated the day tests/conftest.py's clock starts
 LISBON = '- 2026-01-01 fact: "The user\'s home city is Lisbon"'
@@ -59,9 +60,8 @@ def test_every_model_call_gets_memories_and_the_turn_is_captured(mem: Memori,
     assert out["messages"][-1].content == "Sunny in your city, Lisbon."
     sent = systems(seen)
     assert len(sent) == 2  # the tool round and the answer
-    for text in sent:
-        assert text.startswith("You are helpful.\n\n<memori_context>\n")
-        assert LISBON in text.splitlines() and "Porto" not in text
+    assert sent == [f"You are helpful.\n\n<memori_context>\n{BLOCK_HEADER}\n{LISBON}\n"
+                    "</memori_context>"] * 2
     assert [r for r, _ in roles(mem, "ana", "t1")] == ["user", "assistant", "tool",
                                                        "assistant"]
     # the stored turn reads back as the agent's own messages
@@ -225,3 +225,20 @@ def test_a_cancelled_async_run_keeps_the_user_message_marked_stopped(mem: Memori
     with mem.attribution(entity_id="ana"):
         (row,) = mem.session_messages("c")
     assert (row["content"], row["metadata"]["outcome"]) == ("Hello?", "stopped")
+
+
+def test_memories_the_agents_messages_hold_are_not_injected_again(mem: Memori,
+                                                                   seen: SeenByModels) -> None:
+    agent = create_agent(ToolCallingFakeModel(messages=iter(["Lovely.", "Adraga.", "Adraga."])),
+                         middleware=[MemoriMiddleware(mem, entity_id="ana")])
+    first = agent.invoke({"messages": [HumanMessage("My favourite beach is Praia da Adraga")]},
+                         {"configurable": {"thread_id": "b1"}})
+    assert mem.augmentation.wait(timeout=30)
+    question = HumanMessage("Which beach is my favourite?")
+    agent.invoke({"messages": [question]},
+                 {"configurable": {"thread_id": "b2"}, "callbacks": [seen]})
+    assert "Praia da Adraga" in systems(seen)[0]  # a new thread: recalled
+    agent.invoke({"messages": [*first["messages"], question]},
+                 {"configurable": {"thread_id": "b1"}, "callbacks": [seen]})
+    assert all("Adraga" not in text for text in systems(seen)[1:])  # visible: not repeated
+    assert len(seen.runs) == 2
