@@ -21,20 +21,18 @@ from pydantic_ai.toolsets import AbstractToolset, FunctionToolset
 
 from memori_core import ConfigurationError, Memori
 from memori_core import integration as kit
-from memori_pydantic_ai._convert import prompt_text, to_memori_messages
+from memori_pydantic_ai._convert import to_memori_messages
 from memori_pydantic_ai._deps import Target, resolve_target
 
 __all__ = ["CAPTURED", "MAX_TOOL_LIMIT", "MIN_FACT_CHARS", "MemoriCapability"]
 
-FRAMEWORK = "pydantic_ai"
 MAX_TOOL_LIMIT = 20  # the most memories one recall_memories call may ask for
 MIN_FACT_CHARS = 8  # the fewest non-blank characters of a fact remember stores
 #: set in ``ModelRequest.metadata`` of a run's first request once the capability captured the
 #: run: ``MemoriConversationStore`` refuses to store it a second time
 CAPTURED = "memori_captured"
 _FIX = ("pass MemoriCapability(mem) and call mem.attribution(entity_id=\"user_123\") before the "
-        "run, or run the agent with deps=MemoriDeps(memori=mem, entity_id=\"user_123\") (and "
-        "Agent(deps_type=MemoriDeps))")
+        "run, or run it with deps=MemoriDeps(memori=mem, entity_id=\"user_123\")")
 
 
 def _messages(messages: Sequence[ModelMessage]) -> list[dict[str, Any]]:
@@ -67,14 +65,9 @@ class MemoriCapability(AbstractCapability[AgentDepsT]):
     (``tools``); capture of the run's new messages in every outcome (``capture``): complete, a
     stream the caller stopped (partial answer kept), a model or tool error, marked
     ``{"outcome": "stopped" | "error"}``. Once the run started, memory never fails it.
-
-    Args:
-        memori: used when the run's deps are not a ``MemoriDeps`` (which say whose memory);
-            then the attribution of the task running the agent says it.
-        tools, inject, capture: as above (default True); ``capture=False`` with
-            ``MemoriConversationStore``, which captures what it saves.
-        recall_limit: at most this many recalled memories in the block.
-        scope: ``"process"`` (default) or ``"entity"``, as in ``Memori.recall``.
+    Whose memory: the run's ``MemoriDeps``, else ``memori`` under the calling task's
+    attribution. ``recall_limit`` and ``scope`` are ``Memori.recall``'s. With
+    ``MemoriConversationStore``, which captures what it saves, use ``capture=False``.
 
     Raises:
         ConfigurationError: a bad argument; when a run starts, before the model is called, if
@@ -99,14 +92,12 @@ class MemoriCapability(AbstractCapability[AgentDepsT]):
         self.memori = None if memori is None else kit.check_memori(memori)
         for name, value in (("tools", tools), ("inject", inject), ("capture", capture)):
             if not isinstance(value, bool):
-                raise ConfigurationError(f"{name} must be True or False, got {value!r}",
-                                         argument=name)
+                raise ConfigurationError(f"{name} must be a bool, got {value!r}", argument=name)
         self.tools, self.inject, self.capture = tools, inject, capture
         self.recall_limit = kit.check_limit(recall_limit, "recall_limit")
         self.scope = kit.check_scope(scope)
         self.id = id
         self.description = "Long-term memory of the user (memori)"
-        self.defer_loading = False
         self._block, self._sent, self._partial = None, [], None
         self._toolset = self._build_toolset()
 
@@ -126,9 +117,8 @@ class MemoriCapability(AbstractCapability[AgentDepsT]):
         target = self._target(ctx)
         if not self.capture:
             return await handler()
-        prompt = [] if ctx.prompt is None else _messages([ModelRequest([UserPromptPart(
-            ctx.prompt)])])
-        turn = target.call(lambda mem: kit.Turn(mem, prompt, framework=FRAMEWORK))
+        asked = [] if ctx.prompt is None else [ModelRequest([UserPromptPart(ctx.prompt)])]
+        turn = target.call(lambda mem: kit.Turn(mem, _messages(asked), framework="pydantic_ai"))
         try:
             result = await handler()
         except BaseException as exc:
@@ -168,7 +158,7 @@ class MemoriCapability(AbstractCapability[AgentDepsT]):
         # once per run, with the history the model is given (memories it shows are left out)
         if self._block is None or self._block[0] != ctx.run_id:
             history = _messages(ctx.messages)
-            query = prompt_text(ctx.prompt).strip() or kit.query_of(history)
+            query = kit.query_of(history)  # the run's prompt, else the last one it was given
             limit, scope = self.recall_limit, self.scope
             found = await self._target(ctx).run(
                 lambda mem: kit.prompt_context(mem, query, history=history, limit=limit, scope=scope))
@@ -193,9 +183,8 @@ class MemoriCapability(AbstractCapability[AgentDepsT]):
                 text = kit.check_text(kit.clean(query)[0], "query", min_chars=3)
             except ConfigurationError as exc:
                 raise ModelRetry(f"{exc}: say what to look for, e.g. 'food allergies'") from exc
-            scope = owner.scope
             found = await owner._target(ctx).run(
-                lambda mem: kit.prompt_context(mem, text, limit=limit, scope=scope))
+                lambda mem: kit.prompt_context(mem, text, limit=limit, scope=owner.scope))
             return (found.block if found else None) or "No memories found."
 
         async def remember(ctx: RunContext[Any], fact: Annotated[str, Field(

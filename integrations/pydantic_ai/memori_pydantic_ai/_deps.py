@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from memori_core import ConfigurationError, Memori
-from memori_core.integration import attributed, check_memori
+from memori_core.integration import attributed, check_memori, check_text
 
 __all__ = ["MemoriDeps", "Target", "resolve_target"]
 
@@ -17,19 +17,12 @@ T = TypeVar("T")
 
 @dataclass
 class MemoriDeps:
-    """A Pydantic AI dependency: the ``Memori`` and whose memory a run uses, so one agent
-    serves many users at once (``Agent(..., deps_type=MemoriDeps)``, then
-    ``agent.run(prompt, deps=MemoriDeps(...))``). A dataclass: subclass it to carry your own.
-
-    Args:
-        memori: the ``Memori`` instance; used instead of the capability's own.
-        entity_id: the end user the memories belong to; 1-255 characters.
-        process_id: the agent, app or persona; recall is scoped to it (default none).
-        session_id: the memori session runs are captured into (default: the instance's
-            current session in the calling context).
-
-    Raises:
-        ConfigurationError: ``memori`` is not a ``Memori`` or an id is invalid.
+    """A Pydantic AI dependency: the ``Memori`` (used instead of the capability's) and whose
+    memory a run uses, so one agent serves many users at once (``Agent(...,
+    deps_type=MemoriDeps)``, ``agent.run(prompt, deps=MemoriDeps(mem, "user_123"))``). A
+    dataclass: subclass it to carry your own dependencies. ``session_id`` is the memori session
+    runs are captured into (default: the instance's current one). Invalid ids raise
+    ``ConfigurationError`` naming the argument, as ``Memori.attribution`` does.
     """
 
     memori: Memori
@@ -39,10 +32,7 @@ class MemoriDeps:
 
     def __post_init__(self) -> None:
         check_memori(self.memori)
-        if self.entity_id is None:
-            raise ConfigurationError(
-                "MemoriDeps needs entity_id: MemoriDeps(memori=mem, entity_id=\"user_123\")",
-                argument="entity_id")
+        check_text(self.entity_id, "entity_id")  # None is no entity: MemoriDeps needs one
         Target(self.memori, self.entity_id, self.process_id, self.session_id).call(
             lambda mem: None)  # the core's rules, checked now rather than mid-run
 

@@ -1,12 +1,9 @@
 """``MemoriConversationStore``: Pydantic AI's ``ConversationStore`` on memori's conversation tables.
 
-Per memori entity: each conversation is the memori session named by its ``conversation_id``,
-holding its chat messages only (``to_memori_messages``; the first row of an entry carries
-``metadata["pydantic_ai_entry"]`` = ``{"id", "parent_id", "message"}``, the message as
-``ModelMessagesTypeAdapter`` JSON). The session ``index_session`` is the store's log: one row per
-save or delete, ``metadata["pydantic_ai_record"]`` = ``{"conversation_id", "expected_revision",
-"record"}``. A record is the newest row written against the revision current before it: a row
-that lost a race is ignored on replay, and its writer gets ``ConversationConflict``.
+Per entity: a conversation is the memori session named by its id, holding its chat messages only
+(the first row of an entry carries ``metadata["pydantic_ai_entry"]``: id, parent id, message as
+JSON). The session ``index_session`` is the log: one row per save or delete
+(``metadata["pydantic_ai_record"]``); a row written against a stale revision is ignored.
 """
 
 from __future__ import annotations
@@ -17,16 +14,12 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 from pydantic import TypeAdapter
-from pydantic_ai.conversation_store import (
-    ConversationConflict,
-    ConversationEntry,
-    ConversationRecord,
-    ConversationStore,
-)
+from pydantic_ai import conversation_store as cs
+from pydantic_ai.conversation_store import ConversationEntry, ConversationRecord
 from pydantic_ai.messages import ModelMessagesTypeAdapter, ModelRequest
 
 from memori_core import ConfigurationError, Memori
-from memori_core.integration import check_memori, clean
+from memori_core.integration import check_memori, check_text, clean
 from memori_pydantic_ai._capability import CAPTURED
 from memori_pydantic_ai._convert import to_memori_messages
 from memori_pydantic_ai._deps import MemoriDeps, resolve_target
@@ -52,18 +45,14 @@ class _Log:
         self.records: dict[str, dict[str, Any] | None] = {}  # every conversation, oldest first
         self.forked_from: dict[str, str | None] = {}  # kept after a delete
         for row in rows:
-            event = (row.get("metadata") or {}).get(_EVENT)
-            if event is None:
-                continue
-            cid, current = event["conversation_id"], self.records.get(event["conversation_id"])
-            if event["expected_revision"] == (current or {}).get("revision"):
+            event = (row.get("metadata") or {}).get(_EVENT) or {}
+            if (cid := event.get("conversation_id")) and event["expected_revision"] == (self.records.get(cid) or {}).get("revision"):
                 self.records[cid] = event["record"]
                 if event["record"] is not None:
                     self.forked_from[cid] = event["record"].get("forked_from")
 
     def record(self, cid: str) -> ConversationRecord | None:
-        data = self.records.get(cid)
-        return None if data is None else _RECORD.validate_python(data)
+        return None if (data := self.records.get(cid)) is None else _RECORD.validate_python(data)
 
     def ancestors(self, cid: str) -> list[str]:
         """The conversations ``cid`` was forked from, nearest first."""
@@ -75,14 +64,11 @@ class _Log:
         return out
 
 
-class MemoriConversationStore(ConversationStore):
-    """A Pydantic AI ``ConversationStore`` keeping conversations in memori's conversation tables
-    (``await store.save(await agent.run(prompt, conversation=await store.load(cid)))``).
-
-    A conversation's memori session shows its messages (``mem.session_messages(cid)``),
-    augmentation learns from them, ``mem.clear_session(cid)`` erases them; ``load`` gives back
-    what was saved. The store captures what it saves: pair it with
-    ``MemoriCapability(mem, capture=False)`` (a run the capability captured is refused).
+class MemoriConversationStore(cs.ConversationStore):
+    """A Pydantic AI ``ConversationStore`` in memori's conversation tables: a conversation's
+    session shows its messages (``mem.session_messages(cid)``), augmentation learns from them,
+    ``mem.clear_session(cid)`` erases them; ``load`` gives back what was saved. The store
+    captures what it saves: use ``MemoriCapability(mem, capture=False)`` with it.
 
     Args:
         memori: the ``Memori`` instance.
@@ -91,10 +77,9 @@ class MemoriConversationStore(ConversationStore):
         index_session: the session holding the store's log (no conversation may use its id).
 
     Limits (memori has no conditional write): the revision check is exact within a process and
-    on SQLite; on PostgreSQL or MariaDB two processes saving one conversation at the same
-    instant may both succeed (the later row is ignored on load). Messages and record are two
-    captures: a save failing between them leaves messages no record points at. Reads replay
-    the log. ``delete`` erases messages no live fork reads; extracted memories stay.
+    on SQLite; on PostgreSQL or MariaDB two processes saving one conversation at once may both
+    succeed (the later row is ignored on load). A save failing between its messages and its
+    record leaves messages no record points at. ``delete`` erases what no live fork reads.
 
     Raises:
         ConfigurationError: a bad argument, no entity, or a run ``MemoriCapability`` captured.
@@ -135,9 +120,8 @@ class MemoriConversationStore(ConversationStore):
         if any(isinstance(e.message, ModelRequest) and CAPTURED in (e.message.metadata or {})
                for e in new_entries):
             raise ConfigurationError(
-                "MemoriConversationStore captures the runs it saves, and MemoriCapability "
-                "captured this one already: use MemoriCapability(mem, capture=False) with the "
-                "store so each message is stored once", argument="capture")
+                "MemoriCapability captured this run already and the store captures what it saves:"
+                " use MemoriCapability(mem, capture=False) with the store", argument="capture")
         await self._run(lambda s: s.write(cid, record, list(new_entries), expected_revision))
 
     async def delete_record(self, conversation_id: str, *, expected_revision: str) -> None:
@@ -194,8 +178,7 @@ class _Session:
         return None
 
     def entry(self, entry_id: str) -> ConversationEntry:
-        found = self.find(entry_id)
-        if found is None:
+        if (found := self.find(entry_id)) is None:
             raise KeyError(f"conversation entry {entry_id!r} is not in the store")
         message = ModelMessagesTypeAdapter.validate_python([found["message"]])[0]
         return ConversationEntry(id=found["id"], parent_id=found["parent_id"], message=message)
@@ -220,7 +203,7 @@ class _Session:
                     record is not None and record.head_id is not None
                     and record.head_id not in {e.id for e in new}
                     and self.find(record.head_id) is None):  # a delete released a fork's base
-                raise ConversationConflict(cid)
+                raise cs.ConversationConflict(cid)
             rows = [row for entry in new for row in _entry_rows(entry)]
             if rows:
                 self.capture(cid, rows)
@@ -230,7 +213,7 @@ class _Session:
             log = self.log()
             stored = log.record(cid)
             if (stored.revision if stored else None) != (record.revision if record else None):
-                raise ConversationConflict(cid)  # another process's row came first
+                raise cs.ConversationConflict(cid)  # another process's row came first
             if record is None:  # erase what no live conversation reads any more
                 live = [c for c, r in log.records.items() if r is not None]
                 needed = {a for c in live for a in log.ancestors(c)}
@@ -240,13 +223,11 @@ class _Session:
 
 
 def _check_id(value: object, argument: str, index_session: str | None) -> str:
-    if not isinstance(value, str) or not value.strip() or len(value) > _MAX_ID or \
-            value == index_session:
-        raise ConfigurationError(
-            f"{argument} must be a non-empty str of at most {_MAX_ID} characters (it names a "
-            f"memori session) other than the store's index_session, got {value!r}",
-            argument=argument)
-    return value
+    if len(check_text(value, argument)) > _MAX_ID or value == index_session:
+        raise ConfigurationError(f"{argument} must name a memori session (at most {_MAX_ID} "
+                                 f"characters) other than index_session, got {value!r}",
+                                 argument=argument)
+    return str(value)
 
 
 def _entry_rows(entry: ConversationEntry) -> list[dict[str, Any]]:
