@@ -40,23 +40,45 @@ BLOCK_HEADER = ("Memories about the user from earlier conversations, recalled by
 #: (NFKC / NFKD: fullwidth and small forms, ``≮`` ``≯``); tokenizers that normalize (NFKC
 #: SentencePiece) would read ``＜/memori_context＞`` as the closing tag
 _LOOKALIKES = "\ufe60\ufe64\ufe65\uff06\uff1c\uff1e\u226e\u226f"
-_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028",
-            "\u2029": "\\u2029", "\u0085": "\\u0085",
-            **{c: f"\\u{ord(c):04x}" for c in _LOOKALIKES}}
-_ESCAPE_RE = re.compile("[<>&\u2028\u2029\u0085" + _LOOKALIKES + "]")
-_BLOCK_RE = re.compile(r"\n*" + re.escape(BLOCK_START) + r".*?" + re.escape(BLOCK_END) + r"\n*",
-                       re.S)
+#: angle brackets of other scripts that read as ``<`` / ``>`` to a model: single guillemets,
+#: CJK, mathematical and ornamental angle brackets
+_BRACKETS = ("\u2039\u203a\u2329\u232a\u27e8\u27e9\u27ea\u27eb\u3008\u3009\u300a\u300b"
+             "\u276c\u276d\u276e\u276f\u2991\u2992\u29fc\u29fd")
+#: invisible format characters (Unicode category Cf): soft hyphen, zero-width and joiners,
+#: bidirectional embeddings, overrides and isolates, word joiner and invisible operators,
+#: BOM, interlinear annotation, and the tag characters U+E0000-U+E007F that can spell hidden
+#: ASCII text; escaped so nothing in a line is invisible
+_INVISIBLE = ("\u00ad\u0600-\u0605\u061c\u06dd\u070f\u180e\u200b-\u200f\u202a-\u202e"
+              "\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000e0000-\U000e007f")
+_ESCAPE_RE = re.compile("[<>&\u2028\u2029\u0085" + _LOOKALIKES + _BRACKETS + _INVISIBLE + "]")
+#: one rendered line (``line``): day, kind, a JSON string, a truncation note
+_LINE = (r'- (?:\d{4}-\d{2}-\d{2} )?[^\n:"]+: "(?:[^"\\\n]|\\.)*"'
+         r"(?: \(truncated: \d+ of \d+ characters\))?")
+#: a block as ``render_block`` makes it, and nothing else: text a user wrote that only looks
+#: like one is kept
+_BLOCK_RE = re.compile(r"\n*" + re.escape(BLOCK_START) + r"\n" + re.escape(BLOCK_HEADER)
+                       + r"\n(?:" + _LINE + r"\n)*" + re.escape(BLOCK_END) + r"\n*")
+
+
+def _escape(char: str) -> str:
+    """``char`` as a JSON escape (a surrogate pair above U+FFFF, as JSON spells it)."""
+    code = ord(char)
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    code -= 0x10000
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
 
 
 def quote(text: str) -> str:
     """``text`` as one JSON string literal with ``< > &``, their compatibility lookalikes
-    (``＜`` ...) and line separators escaped.
+    (``＜`` ...), angle brackets of other scripts (``‹ 〈 ⟨``), invisible format characters
+    (zero-width, bidirectional controls, Unicode tag characters) and line separators escaped.
 
     The result holds no raw newline, and no ``<`` or ``>`` even after NFKC / NFKD
     normalization: it cannot end the block, open a tag, or span lines.
     ``json.loads(quote(t)) == t`` for every ``t``.
     """
-    return _ESCAPE_RE.sub(lambda m: _ESCAPES[m.group(0)], json.dumps(text, ensure_ascii=False))
+    return _ESCAPE_RE.sub(lambda m: _escape(m.group(0)), json.dumps(text, ensure_ascii=False))
 
 
 class Renderable(Protocol):
@@ -113,8 +135,10 @@ def render_block(memories: Sequence[Renderable], lines: Sequence[str] | None = N
 
 
 def strip_block(text: str) -> str:
-    """``text`` without any memori block (and the blank lines around it): what is captured of a
-    system prompt or message that carried one, so injected memories never feed extraction."""
+    """``text`` without the blocks memori rendered (and the blank lines around them): what is
+    captured of a system prompt or message that carried one, so injected memories never feed
+    extraction. Only a block exactly as ``render_block`` makes it is removed; text a user
+    wrote between ``<memori_context>`` tags is theirs and kept."""
     if BLOCK_START not in text:
         return text
     return _BLOCK_RE.sub("\n\n", text).strip("\n")
