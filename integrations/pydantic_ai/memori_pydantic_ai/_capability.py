@@ -128,7 +128,7 @@ class MemoriCapability(AbstractCapability[AgentDepsT]):
                                    conversation_id=ctx.conversation_id))
             self._fill(turn, new)
             stopped = isinstance(exc, (asyncio.CancelledError, GeneratorExit, KeyboardInterrupt))
-            turn.finish("stopped" if stopped else "error", exc)
+            turn.finish("stopped" if stopped else "error", exc)  # now: the task may be gone
             raise
         self._fill(turn, new := result.new_messages())
         await asyncio.to_thread(turn.finish)
