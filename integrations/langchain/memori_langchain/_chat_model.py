@@ -29,16 +29,9 @@ from langchain_core.tracers.base import BaseTracer
 from pydantic import ConfigDict, Field
 
 from memori_core import ConfigurationError, Memori
-from memori_core.integration import (
-    Turn,
-    check_limit,
-    check_memori,
-    check_scope,
-    prompt_context,
-    query_of,
-)
+from memori_core.integration import Turn, check_limit, check_memori, check_scope
 from memori_langchain._history import MemoriChatMessageHistory
-from memori_langchain._messages import end_turn, start_turn, visible, with_block
+from memori_langchain._messages import end_turn, prepare, with_block
 from memori_langchain._target import check_key, configurable, resolve
 
 __all__ = ["MemoriChatModel", "with_memori"]
@@ -134,13 +127,10 @@ class MemoriChatModel(BaseChatModel):
                              process_id=self.process_id, session_id=self.session_id,
                              entity_key=self.entity_key, session_key=self.session_key,
                              sources=[("config['configurable']", run)])
-        shown = visible(messages)
-        with target.scope(self.memori):
-            ctx = prompt_context(self.memori, query_of(shown), history=shown,
-                                 limit=self.recall_limit, scope=check_scope(self.scope)
-                                 ) if self.inject else None
-            turn = start_turn(self.memori, messages) if self.capture else None
-        return _Call(with_block(messages, ctx.block if ctx else None), turn, history)
+        block, turn = prepare(self.memori, target, messages, inject=self.inject,
+                              capture=self.capture, limit=self.recall_limit,
+                              scope=check_scope(self.scope))
+        return _Call(with_block(messages, block), turn, history)
 
     def invoke(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
                stop: list[str] | None = None, **kwargs: Any) -> AIMessage:

@@ -24,10 +24,11 @@ from langchain_core.messages import (
 from langchain_core.messages.tool import default_tool_parser
 
 from memori_core import ConfigurationError, Memori
-from memori_core.integration import Turn, named_part, tool_call
+from memori_core.integration import Turn, named_part, prompt_context, query_of, tool_call
+from memori_langchain._target import Target
 
-__all__ = ["end_turn", "from_memori", "new_input", "start_turn", "to_memori", "visible",
-           "with_block"]
+__all__ = ["end_turn", "from_memori", "new_input", "prepare", "start_turn", "to_memori",
+           "visible", "with_block"]
 
 _ROLES = {"human": "user", "user": "user", "ai": "assistant", "assistant": "assistant",
           "system": "system", "developer": "system", "tool": "tool", "function": "tool"}
@@ -159,6 +160,17 @@ def start_turn(memori: Memori, messages: Sequence[BaseMessage]) -> Turn | None:
     except ConfigurationError:
         memori.llm.failure("capture_errors", "a LangChain turn cannot be captured")
         return None
+
+
+def prepare(memori: Memori, target: Target, messages: Sequence[BaseMessage], *, inject: bool,
+            capture: bool, limit: int | None, scope: Any) -> tuple[str | None, Turn | None]:
+    """Under ``target``: the context pipeline's block for a model call on ``messages`` (None:
+    nothing to show; memories the messages hold are left out) and the turn to capture."""
+    shown = visible(messages)
+    with target.scope(memori):
+        ctx = prompt_context(memori, query_of(shown), history=shown, limit=limit,
+                             scope=scope) if inject else None
+        return (ctx.block if ctx else None), (start_turn(memori, messages) if capture else None)
 
 
 def end_turn(turn: Turn | None, replies: Sequence[BaseMessage],

@@ -10,15 +10,8 @@ from langchain.agents.middleware.types import ModelCallResult
 from langchain_core.runnables.config import run_in_executor
 
 from memori_core import Memori
-from memori_core.integration import (
-    Turn,
-    check_limit,
-    check_memori,
-    check_scope,
-    prompt_context,
-    query_of,
-)
-from memori_langchain._messages import end_turn, start_turn, visible, with_block
+from memori_core.integration import Turn, check_limit, check_memori, check_scope
+from memori_langchain._messages import end_turn, prepare, with_block
 from memori_langchain._target import check_key, configurable, resolve
 
 __all__ = ["MemoriMiddleware"]
@@ -73,15 +66,11 @@ class MemoriMiddleware(AgentMiddleware):
                          entity_key=self.entity_key, session_key=self.session_key,
                          sources=[("context", request.runtime.context if request.runtime
                                    else None), ("config['configurable']", configurable())])
-        shown = visible(request.messages)
-        with target.scope(self.memori):
-            ctx = prompt_context(self.memori, query_of(shown), history=shown,
-                                 limit=self.recall_limit, scope=self.scope
-                                 ) if self.inject else None
-            turn = start_turn(self.memori, request.messages) if self.capture else None
-        if ctx is not None and ctx.block:
+        block, turn = prepare(self.memori, target, request.messages, inject=self.inject,
+                              capture=self.capture, limit=self.recall_limit, scope=self.scope)
+        if block:
             system = request.system_message
-            (message,) = with_block([system] if system else [], ctx.block)
+            (message,) = with_block([system] if system else [], block)
             request = request.override(system_message=message)  # type: ignore[arg-type]
         return request, turn
 
