@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import weakref
 from collections.abc import Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ class _Run:  # one Agno run between the manager's pre- and post-hook
     process: str | None
     history: list[dict[str, Any]]  # the user's message first
     turn: kit.Turn
+    ended: weakref.finalize  # stores the turn when the run is gone without post_hook
 
 
 class MemoriMemoryManager(MemoryManager):
@@ -46,7 +48,7 @@ class MemoriMemoryManager(MemoryManager):
     session's own), agent (process) and session, so ``get_user_memories`` (what Agno writes
     into its system prompt) is memori's framed block for the run's input; ``post_hook``
     stores the turn with the reply and tool calls. A run that never reaches it keeps the
-    user's message, marked ``stopped``, once the next run of the thread or task starts.
+    user's message, marked ``error`` or ``stopped``, when Agno lets go of the run.
 
     Args:
         memori: a ``memori_core.Memori``.
@@ -89,9 +91,8 @@ class MemoriMemoryManager(MemoryManager):
                  session: Any = None, user_id: str | None = None) -> None:
         """Agno pre-hook: start the run's turn under Agno's user, agent and session."""
         self._hooked = True
-        previous = self._current.get()
-        if previous is not None:  # a run of this thread / task that never reached post_hook
-            previous.turn.finish("stopped")
+        if (previous := self._current.get()) is not None:  # a run that missed post_hook
+            previous.ended()
         self._current.set(None)
         if (entity := entity_of(user_id, run_context.session_id, self._warned)) is None:
             return
@@ -107,8 +108,9 @@ class MemoriMemoryManager(MemoryManager):
             history += to_messages(session.get_messages(last_n_runs=agent.num_history_runs))
         process = self.process_id or getattr(agent, "id", None)
         with self._attributed(entity, process, run_context.session_id) as mem:
-            self._current.set(_Run(entity, process, history, kit.Turn(mem, user,
-                                                                  framework=FRAMEWORK)))
+            turn = kit.Turn(mem, user, framework=FRAMEWORK)
+        ended = weakref.finalize(run_context, _ended, turn, session, run_context.run_id)
+        self._current.set(_Run(entity, process, history, turn, ended))
 
     def post_hook(self, run_output: Any) -> None:
         """Agno post-hook: store the run's turn with the reply and tool calls."""
@@ -121,6 +123,7 @@ class MemoriMemoryManager(MemoryManager):
                                if m.role in ("assistant", "model", "tool")])
         if not replies and isinstance(run_output.content, str):
             replies = [{"role": "assistant", "content": run_output.content}]
+        run.ended.detach()
         run.turn.reply(replies)
         run.turn.finish("complete")
 
@@ -287,6 +290,14 @@ class MemoriMemoryManager(MemoryManager):
         return optimized
 
     aoptimize_memories = threaded("optimize_memories")
+
+
+def _ended(turn: kit.Turn, session: Any, run_id: str) -> None:
+    """A run gone without reaching post_hook: ``error`` when Agno recorded one, else
+    ``stopped`` (a stream closed early)."""
+    run = session.get_run(run_id) if session is not None else None
+    failed = getattr(getattr(run, "status", None), "value", None) == "ERROR"
+    turn.finish("error" if failed else "stopped")
 
 
 @dataclass

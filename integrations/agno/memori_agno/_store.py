@@ -3,10 +3,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import copy
-import functools
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from agno.learn import LearningStore
@@ -127,15 +125,4 @@ class MemoriLearningStore(LearningStore):
         """``[recall_memories]`` for the run's user, session and agent (or ``[]``)."""
         return self._tools(user_id, session_id, agent_id, team_id)
 
-    async def aget_tools(self, user_id: str | None = None, session_id: str | None = None,
-                         agent_id: str | None = None, team_id: str | None = None,
-                         **kwargs: Any) -> list[Callable[..., Any]]:
-        """``get_tools`` for async runs: the same tools, run in a worker thread."""
-        return [_to_async(t) for t in self._tools(user_id, session_id, agent_id, team_id)]
-
-
-def _to_async(sync: Callable[..., str]) -> Callable[..., Coroutine[Any, Any, str]]:
-    @functools.wraps(sync)  # same name, docstring and signature for Agno's tool schema
-    async def tool(*args: Any, **kwargs: Any) -> str:
-        return await asyncio.to_thread(sync, *args, **kwargs)
-    return tool
+    aget_tools = threaded("get_tools")  # Agno runs sync tools in a worker thread in async runs
