@@ -22,6 +22,7 @@ unnoticed there. Imports only memori_core's public API.
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from memori_langchain._chat_model import MemoriChatModel, with_memori
@@ -45,30 +46,23 @@ __all__ = [
 ]
 
 
+#: lazily imported names: (module, the extra that installs it, its top-level packages)
+_EXTRAS = {"MemoriMiddleware": ("_middleware", "agents", ("langchain", "langgraph")),
+           "MemoriStore": ("_store", "langgraph", ("langgraph",))}
+
+
 def __getattr__(name: str) -> Any:
-    # the middleware needs `langchain` (the `agents` extra); the rest only langchain-core
-    if name == "MemoriMiddleware":
-        try:
-            from memori_langchain._middleware import MemoriMiddleware
-        except ImportError as exc:
-            if (exc.name or "").split(".")[0] not in ("langchain", "langgraph"):
-                raise
-            from memori_core import ConfigurationError
+    # the middleware needs `langchain` (the `agents` extra), the store `langgraph` (the
+    # `langgraph` extra); the rest only langchain-core
+    if name not in _EXTRAS:
+        raise AttributeError(f"module 'memori_langchain' has no attribute {name!r}")
+    module, extra, tops = _EXTRAS[name]
+    try:
+        return getattr(importlib.import_module(f"memori_langchain.{module}"), name)
+    except ImportError as exc:
+        if (exc.name or "").split(".")[0] not in tops:
+            raise
+        from memori_core import ConfigurationError
 
-            raise ConfigurationError(
-                "MemoriMiddleware needs langchain's agents: pip install "
-                "\"memori-langchain[agents]\"", argument="MemoriMiddleware") from exc
-        return MemoriMiddleware
-    if name == "MemoriStore":  # needs `langgraph` (the `langgraph` extra)
-        try:
-            from memori_langchain._store import MemoriStore
-        except ImportError as exc:
-            if (exc.name or "").split(".")[0] != "langgraph":
-                raise
-            from memori_core import ConfigurationError
-
-            raise ConfigurationError(
-                "MemoriStore needs langgraph: pip install \"memori-langchain[langgraph]\"",
-                argument="MemoriStore") from exc
-        return MemoriStore
-    raise AttributeError(f"module 'memori_langchain' has no attribute {name!r}")
+        raise ConfigurationError(f"{name} needs the {extra} extra: pip install "
+                                 f"\"memori-langchain[{extra}]\"", argument=name) from exc
