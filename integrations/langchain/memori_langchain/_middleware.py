@@ -9,8 +9,9 @@ from langchain.agents.middleware import AgentMiddleware, ModelRequest, ModelResp
 from langchain.agents.middleware.types import ModelCallResult
 from langchain_core.runnables.config import run_in_executor
 
-from memori_core import Memori
+from memori_core import ConfigurationError, Memori
 from memori_core.integration import Turn, check_limit, check_memori, check_scope
+from memori_langchain._chat_model import MemoriChatModel
 from memori_langchain._messages import end_turn, prepare, with_block
 from memori_langchain._target import check_key, configurable, resolve
 
@@ -61,6 +62,12 @@ class MemoriMiddleware(AgentMiddleware):
 
     def _prepare(self, request: ModelRequest) -> tuple[ModelRequest, Turn | None]:
         """``request`` with the block in its system message, and the turn to capture."""
+        model = request.model
+        if isinstance(model, MemoriChatModel) and (model.inject or model.capture):
+            raise ConfigurationError(
+                "the agent's model is a with_memori model and MemoriMiddleware recalls and "
+                "captures too, so every memory and message would come twice: pass the bare "
+                "model to create_agent", argument="model")
         target = resolve(self.memori, "MemoriMiddleware", entity_id=self.entity_id,
                          process_id=self.process_id, session_id=self.session_id,
                          entity_key=self.entity_key, session_key=self.session_key,

@@ -14,7 +14,7 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langchain_core.tools import tool
 from langgraph.checkpoint.memory import InMemorySaver
 from lc_helpers import SeenByModels, ToolCallingFakeModel, roles
-from memori_langchain import MemoriChatMessageHistory, MemoriMiddleware
+from memori_langchain import MemoriChatMessageHistory, MemoriMiddleware, with_memori
 
 from memori_core import ConfigurationError, Memori
 from memori_core.context import BLOCK_HEADER
@@ -242,3 +242,11 @@ def test_memories_the_agents_messages_hold_are_not_injected_again(mem: Memori,
                  {"configurable": {"thread_id": "b1"}, "callbacks": [seen]})
     assert all("Adraga" not in text for text in systems(seen)[1:])  # visible: not repeated
     assert len(seen.runs) == 2
+
+
+def test_a_with_memori_model_in_the_agent_is_refused_naming_the_fix(mem: Memori) -> None:
+    agent = create_agent(with_memori(ToolCallingFakeModel(messages=iter(["A"])), mem),
+                         middleware=[MemoriMiddleware(mem, entity_id="ana", session_id="w")])
+    with pytest.raises(ConfigurationError, match="pass the bare model") as err:
+        agent.invoke({"messages": [HumanMessage("hi")]})
+    assert err.value.argument == "model" and roles(mem, "ana", "w") == []
