@@ -21,17 +21,17 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "integrations" / "pydantic_ai"))
 
-import httpx2  # noqa: E402
-import time_machine  # noqa: E402
-import vcr  # noqa: E402
-from conftest import CASSETTES, FROZEN_DAY, ReadableJsonYaml, _keep_headers  # noqa: E402
-from pydantic_ai import Agent  # noqa: E402
-from pydantic_ai.models.openai import OpenAIChatModel  # noqa: E402
-from pydantic_ai.providers.openai import OpenAIProvider  # noqa: E402
+import httpx2
+import time_machine
+import vcr
+from conftest import CASSETTES, FROZEN_DAY, ReadableJsonYaml, _keep_headers
+from memori_pydantic_ai import MemoriCapability, MemoriDeps
+from pydantic_ai import Agent
+from pydantic_ai.models.openai import OpenAIChatModel
+from pydantic_ai.providers.openai import OpenAIProvider
 
-from memori_core import Memori  # noqa: E402
-from memori_core.testing import HashEmbedder  # noqa: E402
-from memori_pydantic_ai import MemoriCapability, MemoriDeps  # noqa: E402
+from memori_core import Memori
+from memori_core.testing import HashEmbedder
 
 FACT = "The user's home city is Lisbon"
 PATH = CASSETTES / "test_pydantic_ai_openai" / "test_openai_agent_remembers_across_runs.yaml"

@@ -147,8 +147,9 @@ def test_remember_then_recall_memories_round_trip(smem: Memori) -> None:
     assert memory.kind == "fact"
     recalled = script.histories[2][-1].parts[0]
     assert isinstance(recalled, ToolReturnPart)
-    assert recalled.content.startswith(BLOCK_START)  # the one framing, also for tools
-    assert f'{memory.created_at:%Y-%m-%d} fact: "{memory.content}"' in recalled.content
+    block = recalled.model_response_str()
+    assert block.startswith(BLOCK_START)  # the one framing, also for tools
+    assert f'{memory.created_at:%Y-%m-%d} fact: "{memory.content}"' in block
 
 
 def test_bad_tool_input_goes_back_to_the_model_as_a_retry(smem: Memori) -> None:
@@ -159,8 +160,8 @@ def test_bad_tool_input_goes_back_to_the_model_as_a_retry(smem: Memori) -> None:
                     text("done"))
     Agent(script.model, capabilities=[MemoriCapability(smem, inject=False)],
           retries=3).run_sync("hi")
-    retries = [m.parts[0] for m in (h[-1] for h in script.histories[1:])]
-    assert all(isinstance(p, ToolReturnPart) and p.outcome == "retried" for p in retries)
+    retries = [p for h in script.histories[1:] if isinstance(p := h[-1].parts[0], ToolReturnPart)]
+    assert len(retries) == 3 and all(p.outcome == "retried" for p in retries)
     assert "at least 8 characters" in retries[0].model_response_str()
     assert "less than or equal to 20" in retries[1].model_response_str()
     assert "non-blank" in retries[2].model_response_str()

@@ -12,7 +12,7 @@ from pydantic_ai import Agent
 from pydantic_ai.conversation import Conversation
 from pydantic_ai.conversation_store import ConversationConflict
 from pydantic_ai.exceptions import UserError
-from pydantic_ai.messages import ModelResponse, TextPart, ThinkingPart
+from pydantic_ai.messages import ModelResponse, TextPart, ThinkingPart, UserPromptPart
 from pydantic_ai.models.test import TestModel
 
 from memori_core import ConfigurationError, Memori
@@ -135,8 +135,8 @@ def test_concurrent_saves_one_wins(smem: Memori, agent: Agent[None, str]) -> Non
     assert all(isinstance(o, ConversationConflict) for o in outcomes if isinstance(o, BaseException))
     stored = run(store.load("c1"))
     assert stored is not None
-    turns = [p.content for m in stored.messages for p in m.parts if p.part_kind == "user-prompt"]
-    assert turns[0] == "one" and len(turns) == 2 and turns[1].startswith("turn ")
+    turns = [p.content for m in stored.messages for p in m.parts if isinstance(p, UserPromptPart)]
+    assert turns[0] == "one" and len(turns) == 2 and str(turns[1]).startswith("turn ")
 
 
 def test_fork_branch_list_scope_and_delete(smem: Memori, agent: Agent[None, str]) -> None:
