@@ -12,67 +12,49 @@ from llama_index.core.bridge.pydantic import ConfigDict, Field, PrivateAttr
 from llama_index.core.memory import BaseMemoryBlock
 
 from memori_core import ConfigurationError, Memori
-from memori_core.integration import (
-    attributed,
-    check_limit,
-    check_memori,
-    check_scope,
-    prompt_context,
-)
+from memori_core import integration as kit
 from memori_llamaindex._capture import Conversation
 from memori_llamaindex._convert import message_text
 
 __all__ = ["MemoriMemoryBlock"]
 
-#: conversations (sessions) a block keeps state for at once; the least recently used goes
-_SESSIONS = 256
+_SESSIONS = 256  # sessions a block keeps state for; the least recently used goes
 
 
 def defaults(memori: object, entity_id: str | None, process_id: str | None,
              session_id: str | None, who: str) -> tuple[Memori, str, str | None, str | None]:
-    """``memori`` checked and the ids, defaulting to its current attribution; validated.
-
-    Raises:
-        ConfigurationError: naming the argument.
-    """
-    mem = check_memori(memori)
+    """``memori`` and the ids (default: its current attribution), checked."""
+    mem = kit.check_memori(memori)
     entity_id = mem.entity_id if entity_id is None else entity_id
     if entity_id is None:
-        raise ConfigurationError(
-            f"{who} needs a user: pass entity_id=\"...\" or call "
-            "mem.attribution(entity_id=\"...\") before creating it", argument="entity_id")
+        raise ConfigurationError(f"{who} needs a user: pass entity_id=\"...\" or call mem."
+                                 "attribution(entity_id=...) first", argument="entity_id")
     process_id = mem.process_id if process_id is None else process_id
-    with attributed(mem, entity_id, process_id, session_id):
+    with kit.attributed(mem, entity_id, process_id, session_id):
         pass  # validates the ids
     return mem, entity_id, process_id, session_id
 
 
 class MemoriMemoryBlock(BaseMemoryBlock[str]):
-    """memori's long-term memory of a user as a block of LlamaIndex's ``Memory``
-    (``Memory.from_defaults(memory_blocks=[MemoriMemoryBlock(...), ...])``), next to
-    LlamaIndex's other blocks (``StaticMemoryBlock``, ``FactExtractionMemoryBlock`` ...).
+    """memori's long-term memory of a user as a block of LlamaIndex's ``Memory``, next to
+    its other blocks: ``Memory.from_defaults(memory_blocks=[MemoriMemoryBlock(...), ...])``.
 
-    - **Capture**: ``Memory`` hands its blocks the whole short-term queue on every ``get``
-      (and what it flushes on ``put``); the block captures each message once, as it first
-      sees it, whatever the flush: a user message opens a turn, the answer completes it
-      (the kit's ``Turn``; marked ``stopped`` when no answer came). The latest user message is
-      captured on the next ``get`` (``Memory.get(input=...)`` appends its text as one).
-      A history given again (``agent.run(chat_history=...)``) adds only what is new.
-    - **Recall**: once per user message, through the kit's ``prompt_context``: the framed
-      ``<memori_context>`` block (bounded, without what the history shows), which ``Memory``
-      puts into its system message under the block's ``name``.
+    - **Capture**: ``Memory`` hands its blocks its whole queue on every ``get`` (and what
+      it flushes on ``put``); each message is captured once, when first seen, in turns
+      (``Conversation``), whatever the flush; the latest user message on the next ``get``
+      (``Memory.get(input=...)`` appends its text as one). A history sent again adds only
+      what is new.
+    - **Recall**: once per user message, the kit's framed ``<memori_context>`` block
+      (bounded, without what the history shows), under the block's ``name``.
 
-    A memori failure is logged and counted (``mem.stats()["llm"]``), never raised: the model
-    is called without memories. memori runs in a worker thread under the attribution given
-    here, set only for the call; the session is ``session_id``, else ``Memory``'s.
+    A memori failure is logged and counted, never raised. memori runs in a worker thread.
 
     Args:
         memori: the ``Memori`` instance (built: ``mem.config.storage.build()``).
         entity_id, process_id: the user, and the agent or persona (recall is scoped to it,
             see ``scope``). Default: ``memori``'s attribution when the block is created.
         session_id: memori session of the captured turns (default: ``Memory``'s).
-        recall_limit: memories recalled at most (default: memori's ``recall_facts_limit``).
-        scope: ``"process"`` (default) or ``"entity"``, as for ``Memori.recall``.
+        recall_limit, scope: as for ``Memori.recall`` (default: 5, ``"process"``).
         capture: False to only recall (``MemoriMemory`` captures through its store).
         **block_fields: as for ``BaseMemoryBlock`` (``name`` default ``"memori"``).
 
@@ -104,20 +86,19 @@ class MemoriMemoryBlock(BaseMemoryBlock[str]):
                                                           session_id, "MemoriMemoryBlock")
         fields: dict[str, Any] = {
             "memori": mem, "entity_id": entity_id, "process_id": process_id,
-            "session_id": session_id, "recall_limit": check_limit(recall_limit, "recall_limit"),
-            "scope": check_scope(scope), "capture": bool(capture)}
+            "session_id": session_id, "recall_limit": kit.check_limit(recall_limit, "recall_limit"),
+            "scope": kit.check_scope(scope), "capture": bool(capture)}
         super().__init__(**fields, **block_fields)
 
     async def _aget(self, messages: list[ChatMessage] | None = None,
                     **block_kwargs: Any) -> str:
-        """Capture what is new in ``messages``; the framed block for the latest user message,
-        or ``""`` (no block). Never raises for memori's sake (see the class)."""
+        """Capture what is new; the block for the latest user message or ``""``. Never raises."""
         session = self.session_id or block_kwargs.get("session_id")
         return await asyncio.to_thread(self._get, list(messages or ()), session)
 
     async def _aput(self, messages: list[ChatMessage]) -> None:
         """Capture what ``Memory`` flushes that is not captured yet. Never raises."""
-        tag = messages[0].additional_kwargs.get("session_id") if messages else None
+        tag = messages[0].additional_kwargs.get("session_id") if messages else None  # aput's
         session = self.session_id or (tag if isinstance(tag, str) else None)
         await asyncio.to_thread(self._capture, messages, session, flushed=True)
 
@@ -127,8 +108,7 @@ class MemoriMemoryBlock(BaseMemoryBlock[str]):
             return
         try:
             conversation = self.conversation(session)
-            conversation.add(conversation.flushed(messages) if flushed
-                             else conversation.in_window(messages))
+            conversation.add(conversation.new(messages, flushed=flushed))
         except Exception:  # noqa: BLE001 - logged and counted; the framework call goes on
             self.memori.llm.failure("capture_errors", "capturing a llamaindex turn failed")
 
@@ -137,14 +117,14 @@ class MemoriMemoryBlock(BaseMemoryBlock[str]):
         self._capture(messages[:-1] if last_is_user else messages, session)
         query = next((t for m in reversed(messages) if m.role == MessageRole.USER
                       and (t := message_text(m).strip())), "")
-        with attributed(self.memori, self.entity_id, self.process_id, session) as mem:
+        with kit.attributed(self.memori, self.entity_id, self.process_id, session) as mem:
             slot = mem.session_id
             with self._lock:
                 cached = self._recalled.get(slot)
             if cached is not None and cached[0] == query:
                 return cached[1]
             seen = [{"role": m.role.value, "content": message_text(m)} for m in messages]
-            ctx = prompt_context(mem, query, history=seen, limit=self.recall_limit,
+            ctx = kit.prompt_context(mem, query, history=seen, limit=self.recall_limit,
                                  scope=self.scope)
         text = ctx.block if ctx is not None and ctx.block else ""
         with self._lock:
@@ -154,9 +134,8 @@ class MemoriMemoryBlock(BaseMemoryBlock[str]):
         return text
 
     def conversation(self, session: str | None) -> Conversation:
-        """The capture state of ``session`` (default: memori's current one), whose stored
-        messages are read once, when the block first sees it."""
-        with attributed(self.memori, self.entity_id, self.process_id, session) as mem:
+        """The capture state of ``session`` (default: memori's), read from memori once."""
+        with kit.attributed(self.memori, self.entity_id, self.process_id, session) as mem:
             sid = mem.session_id
             with self._lock:
                 if (found := self._conversations.get(sid)) is not None:

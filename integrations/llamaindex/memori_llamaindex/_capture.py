@@ -18,31 +18,26 @@ __all__ = ["Conversation"]
 
 
 class Conversation:
-    """The messages of one memori session of one user, each captured once.
-
-    A user message opens a turn; the messages after it join it; an assistant message
-    without tool calls completes it, and it is stored (one ``capture``, one augmentation
-    job). A turn that got no such answer (model error, abandoned stream) is stored, marked
-    ``stopped``, when the next user message comes or when it is collected. Messages before
-    any user message are stored at once. ``seen`` counts the fingerprints captured (the
-    stored ones loaded once), so that a history sent again captures only what is new.
-    """
+    """The messages of one memori session of one user, each captured once: a user message
+    opens a turn, the next join it, an assistant message without tool calls completes it and
+    it is stored (one ``capture``); a turn with no such answer (model error, abandoned
+    stream) is stored marked ``stopped`` at the next user message or when collected.
+    ``seen`` counts the fingerprints captured, so a history sent again adds only the new."""
 
     def __init__(self, memori: Memori, entity_id: str, process_id: str | None,
                  session_id: str) -> None:
-        self.memori, self.entity_id, self.process_id = memori, entity_id, process_id
-        self.session_id = session_id
+        self.memori, self.entity_id = memori, entity_id
+        self.process_id, self.session_id = process_id, session_id
         self.seen: Counter[str] = Counter()
         self.turn: Turn | None = None
         self.window: list[str] | None = None  # keys of the Memory queue seen last
         self.lock = threading.RLock()
-        self.messages: list[ChatMessage] = []  # the short-term queue of a MemoriChatStore
-        self.archived = 0  # how many of ``messages`` are out of the queue
+        self.messages: list[ChatMessage] = []  # a MemoriChatStore's: all, the oldest
+        self.archived = 0  # ``archived`` of them out of the short-term queue
 
     def load(self, rows: Iterable[Mapping[str, Any]]) -> None:
         """Count stored messages (``Memori.session_messages`` rows) as seen."""
-        with self.lock:
-            self.seen.update(k for k in map(key_of_row, rows) if k)
+        self.seen.update(k for k in map(key_of_row, rows) if k)  # before it is shared
 
     def unseen(self, messages: Sequence[ChatMessage]) -> list[ChatMessage]:
         """Of the messages with one fingerprint, those past the number captured."""
@@ -51,32 +46,23 @@ class Conversation:
             return [m for m, k in ((m, key(m)) for m in messages)
                     if counts.update([k]) or counts[k] > self.seen[k]]
 
-    def in_window(self, messages: Sequence[ChatMessage]) -> list[ChatMessage]:
-        """What is new in ``Memory``'s queue: what follows the queue seen last (its oldest
-        may have been flushed since, see ``flushed``), else the unseen messages."""
+    def new(self, messages: Sequence[ChatMessage], *, flushed: bool = False
+            ) -> list[ChatMessage]:
+        """What is new in ``Memory``'s queue ``messages`` (or its oldest, ``flushed``): what
+        follows the queue seen last, else the ``unseen`` messages."""
         keys = [key(m) for m in messages]
         with self.lock:
-            w, self.window = self.window, keys
-            if w is not None and keys[:len(w)] == w:
-                return list(messages[len(w):])
-            return self.unseen(messages)
-
-    def flushed(self, messages: Sequence[ChatMessage]) -> list[ChatMessage]:
-        """What is new in the oldest messages of the queue, flushed by ``Memory``."""
-        keys = [key(m) for m in messages]
-        with self.lock:
-            w, self.window = self.window, None
-            if w is not None and w[:len(keys)] == keys:
+            w, self.window = self.window, (None if flushed else keys)
+            if w is not None and flushed and w[:len(keys)] == keys:
                 self.window = w[len(keys):]
                 return []
             if w is not None and keys[:len(w)] == w:
-                self.window = []
+                self.window = [] if flushed else keys
                 return list(messages[len(w):])
             return self.unseen(messages)
 
     def add(self, messages: Sequence[ChatMessage]) -> None:
-        """Capture ``messages``, new ones in order, into the turns. A database failure is
-        logged, counted and spilled (``Turn``), never raised.
+        """Capture new ``messages`` into the turns (a database failure is spilled).
 
         Raises:
             ConfigurationError: an item is not a ``ChatMessage`` (argument ``messages``).
@@ -99,9 +85,9 @@ class Conversation:
     def close(self) -> None:
         """Store the open turn, if any, marked ``stopped`` (it got no answer)."""
         with self.lock:
-            if self.turn is not None:
-                self.turn.finish("stopped")
-                self.turn = None
+            turn, self.turn = self.turn, None
+            if turn is not None:
+                turn.finish("stopped")
 
     def clear(self) -> None:
         """Store the open turn, then delete the session's messages (``clear_session``)."""

@@ -1,11 +1,6 @@
-"""LlamaIndex ``ChatMessage`` <-> ``Memori.capture`` message dicts, with the kit's conversions:
-text as text (memori's block stripped); images, audio, video and documents named
-(``named_part``), never copied; thinking, citations and cache points not stored; tool calls
-(``ToolCallBlock`` or OpenAI-style ``additional_kwargs["tool_calls"]``) as memori's
-``tool_calls``, ``additional_kwargs["tool_call_id"]`` as its ``tool_call_id``; LlamaIndex's
-other roles stored as the nearest memori role, the original kept in the metadata, with the
-message's fingerprint (``key``), so that a message sent again is not captured twice.
-"""
+"""LlamaIndex ``ChatMessage`` <-> ``Memori.capture`` dicts, by the kit: text (memori's block
+stripped); media named, never copied; tool calls OpenAI-style; thinking not stored; other
+roles as the nearest memori role (the original, and a fingerprint, ``key``, in metadata)."""
 
 from __future__ import annotations
 
@@ -32,16 +27,6 @@ _MEDIA: list[tuple[type, str, str]] = [
     (li.VideoBlock, "video", "video_mimetype"), (li.DocumentBlock, "file", "document_mimetype")]
 
 
-def _media(block: Any) -> dict[str, Any] | None:
-    for cls, kind, mime in _MEDIA:
-        if isinstance(block, cls):
-            source = getattr(block, "url", None) or getattr(block, "path", None)
-            name = str(source) if source and not str(source).startswith("data:") else None
-            return named_part(kind, name or getattr(block, "title", None),
-                              getattr(block, mime, None))
-    return None
-
-
 def _calls(message: ChatMessage) -> list[dict[str, Any]]:
     calls = [tool_call(b.tool_call_id or "", b.tool_name, b.tool_kwargs)
              for b in message.blocks if isinstance(b, ToolCallBlock)]
@@ -61,8 +46,11 @@ def _body(message: ChatMessage) -> dict[str, Any]:
     for block in message.blocks:
         if isinstance(block, TextBlock) and (text := strip_block(block.text)):
             parts.append({"type": "text", "text": text})
-        elif (part := _media(block)) is not None:
-            parts.append(part)
+        for cls, kind, mime in _MEDIA:  # named by URL, path or title; data: URLs are bytes
+            if isinstance(block, cls):
+                src = str(getattr(block, "url", None) or getattr(block, "path", None) or "")
+                parts.append(named_part(kind, "" if src.startswith("data:") else src or
+                                        getattr(block, "title", None), getattr(block, mime, None)))
     out: dict[str, Any] = {"role": _ROLES[message.role]}
     out["content"] = ("\n".join(p["text"] for p in parts)
                       if all(p["type"] == "text" for p in parts) else parts)
@@ -81,8 +69,7 @@ def key(message: ChatMessage, body: Mapping[str, Any] | None = None) -> str:
 
 def key_of_row(row: Mapping[str, Any]) -> str | None:
     """The fingerprint a stored message was captured with (None: captured elsewhere)."""
-    meta = (row.get("metadata") or {}).get(_META)
-    return meta.get("key") if isinstance(meta, Mapping) else None
+    return ((row.get("metadata") or {}).get(_META) or {}).get("key")
 
 
 def to_memori(message: ChatMessage) -> dict[str, Any]:

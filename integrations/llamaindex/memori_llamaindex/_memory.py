@@ -1,5 +1,4 @@
-"""``MemoriMemory``: LlamaIndex's ``Memory`` whose chat history is kept in memori's tables and
-whose first memory block is memori's long-term memory."""
+"""``MemoriMemory``: LlamaIndex's ``Memory`` over a memori chat store and memori's block."""
 
 from __future__ import annotations
 
@@ -9,7 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from llama_index.core.async_utils import asyncio_run
-from llama_index.core.base.llms.types import ChatMessage, MessageRole, ToolCallBlock
+from llama_index.core.base.llms.types import ChatMessage
 from llama_index.core.bridge.pydantic import ConfigDict, Field, PrivateAttr
 from llama_index.core.llms.llm import LLM
 from llama_index.core.memory import BaseMemoryBlock, InsertMethod, Memory
@@ -24,36 +23,30 @@ from memori_llamaindex._convert import from_memori, message_text
 
 __all__ = ["DEFAULT_TOKEN_LIMIT", "MemoriChatStore", "MemoriMemory"]
 
-#: Default ``token_limit``, in tokens: the same as LlamaIndex's own ``Memory``.
-DEFAULT_TOKEN_LIMIT = 30_000
+DEFAULT_TOKEN_LIMIT = 30_000  #: default ``token_limit``, in tokens, as LlamaIndex's ``Memory``
 
 
 def _fit(messages: list[ChatMessage], tokenizer: Callable[[str], list[Any]],
          budget: int) -> int:
-    """How many of the oldest messages to leave out so that the rest fit ``budget`` tokens,
-    never starting with an assistant or tool message cut from its turn."""
+    """How many of the oldest messages to leave out so that the text of the rest fits
+    ``budget`` tokens (0: all fit), not starting with a reply cut from its turn."""
     total, start = 0, len(messages)
     while start > 0:
-        m = messages[start - 1]
-        total += len(tokenizer(message_text(m))) + sum(
-            len(tokenizer(str(b.tool_kwargs))) for b in m.blocks if isinstance(b, ToolCallBlock))
-        if total > budget > 0 and start < len(messages):
+        total += len(tokenizer(message_text(messages[start - 1])))
+        if budget and total > budget and start < len(messages):
             break
         start -= 1
-    while start < len(messages) - 1 and messages[start].role in (MessageRole.ASSISTANT,
-                                                                  MessageRole.TOOL):
+    while 0 < start < len(messages) - 1 and messages[start].role in ("assistant", "tool"):
         start += 1
     return start
 
 
 class MemoriChatStore(AsyncDBChatStore):
-    """LlamaIndex's chat store (``Memory``'s short-term queue) over memori's tables for one
-    user; a key is a memori session. A session is read once, when first asked for (the
-    oldest messages past ``window_tokens`` archived); then the store answers from memory, so
-    no agent step re-reads it, images included. Added messages are captured as turns
-    (``Conversation``); ``set_messages`` captures only what is not captured yet. Archiving
-    and deleting some messages change only the queue; deleting all clears the session in
-    memori too (``Memori.clear_session``: the user's memories stay)."""
+    """``Memory``'s chat store over memori's tables for one user; a key is a session, read
+    once (the oldest past ``window_tokens`` archived), then kept here: no agent step re-reads
+    it. Added messages are captured in turns (``Conversation``); ``set_messages`` captures
+    only what is new. Archiving or deleting some messages changes only the queue; deleting
+    all clears the session in memori (``clear_session``; the user's memories stay)."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -67,18 +60,16 @@ class MemoriChatStore(AsyncDBChatStore):
     _lock: Any = PrivateAttr(default_factory=threading.Lock)
 
     def _load(self, key: str) -> Conversation:
-        with attributed(self.memori, self.entity_id, self.process_id, key) as mem:
-            rows = mem.session_messages(key)
         s = Conversation(self.memori, self.entity_id, self.process_id, key)
-        s.load(rows)
+        with attributed(self.memori, self.entity_id, self.process_id, key) as mem:
+            s.load(rows := mem.session_messages(key))
         s.messages = [from_memori(r) for r in rows]
         s.archived = _fit(s.messages, self.tokenizer_fn, self.window_tokens or 0)
         with self._lock:
             return self._sessions.setdefault(key, s)
 
     async def _session(self, key: str) -> Conversation:
-        with self._lock:
-            found = self._sessions.get(key)
+        found = self._sessions.get(key)  # one dict read: atomic
         return found if found is not None else await asyncio.to_thread(self._load, key)
 
     async def get_messages(self, key: str, status: MessageStatus | None = MessageStatus.ACTIVE,
@@ -90,22 +81,20 @@ class MemoriChatStore(AsyncDBChatStore):
         picked = picked[offset or 0:][:limit]
         return [m.model_copy() for m in picked]  # Memory edits the blocks of what it gets
 
-    async def count_messages(self, key: str,
-                             status: MessageStatus | None = MessageStatus.ACTIVE) -> int:
+    async def count_messages(self, key: str, status: Any = MessageStatus.ACTIVE) -> int:
         return len(await self.get_messages(key, status))
 
-    async def add_message(self, key: str, message: ChatMessage,
-                          status: MessageStatus = MessageStatus.ACTIVE) -> None:
-        await self.add_messages(key, [message], status)
+    async def add_message(self, key: str, message: ChatMessage, status: Any = None) -> None:
+        await self.add_messages(key, [message])
 
-    async def add_messages(self, key: str, messages: list[ChatMessage],
-                           status: MessageStatus = MessageStatus.ACTIVE) -> None:
+    async def add_messages(self, key: str, messages: list[ChatMessage], status: Any = None
+                           ) -> None:
         s = await self._session(key)
         await asyncio.to_thread(s.add, messages)
         s.messages.extend(m.model_copy() for m in messages)
 
-    async def set_messages(self, key: str, messages: list[ChatMessage],
-                           status: MessageStatus = MessageStatus.ACTIVE) -> None:
+    async def set_messages(self, key: str, messages: list[ChatMessage], status: Any = None
+                           ) -> None:
         s = await self._session(key)
         await asyncio.to_thread(s.add, s.unseen(messages))
         s.messages, s.archived = [m.model_copy() for m in messages], 0
@@ -142,21 +131,14 @@ class MemoriChatStore(AsyncDBChatStore):
         return moved
 
     async def get_keys(self) -> list[str]:
-        with self._lock:
-            return list(self._sessions)
+        return list(self._sessions)
 
 
 class MemoriMemory(Memory):
-    """LlamaIndex's ``Memory`` kept by memori: the chat history of one session of one user in
-    memori's tables (``MemoriChatStore``) and memori's long-term memory as its first block
-    (``MemoriMemoryBlock``, named ``"memori"``), next to any of LlamaIndex's other blocks.
-
-    Pass it wherever LlamaIndex takes a ``BaseMemory``: ``agent.run(user_msg, memory=...)``
-    of ``FunctionAgent``, ``ReActAgent`` and ``AgentWorkflow``, and the chat engines. Each
-    turn is captured once, when its answer arrives; recall runs once per user message.
-    The rest (the queue within ``token_limit``, flushing to the blocks, their template,
-    ``insert_method``) is LlamaIndex's ``Memory``. Create it with ``from_defaults``.
-    """
+    """LlamaIndex's ``Memory`` kept by memori: one session's history in memori's tables
+    (``MemoriChatStore``), memori's long-term memory as its first block
+    (``MemoriMemoryBlock``, ``"memori"``), then LlamaIndex's other blocks. For
+    ``agent.run(user_msg, memory=...)`` and the chat engines; the rest is ``Memory``'s."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -182,8 +164,8 @@ class MemoriMemory(Memory):
                 scoped to it, see ``scope``) and the conversation, whose stored messages are
                 the history. Default: ``memori``'s current attribution and session.
             chat_history: the history (``set``); what is not captured yet is.
-            llm: without ``token_limit``, 75% of its context window is the limit.
-            token_limit: tokens of history and blocks (default 30,000, as ``Memory``).
+            llm, token_limit: tokens of history and blocks (default: 75% of ``llm``'s
+                context window, else 30,000, as ``Memory``).
             recall_limit, scope: as for ``MemoriMemoryBlock``.
             memory_blocks: LlamaIndex's other blocks, after memori's.
             insert_method: ``"system"`` (default) or ``"user"`` (``ReActAgent`` without a
@@ -196,13 +178,11 @@ class MemoriMemory(Memory):
         """
         mem, entity_id, process_id, session_id = defaults(memori, entity_id, process_id,
                                                           session_id, "MemoriMemory")
-        if session_id is None:
-            with attributed(mem, entity_id, process_id) as m:
-                session_id = m.session_id
-        if token_limit is None and llm is not None:
-            token_limit = int(llm.metadata.context_window * 0.75)
-        limit = check_limit(DEFAULT_TOKEN_LIMIT if token_limit is None else token_limit,
-                            "token_limit", optional=False) or DEFAULT_TOKEN_LIMIT
+        with attributed(mem, entity_id, process_id, session_id) as m:
+            session_id = m.session_id
+        if token_limit is None:
+            token_limit = int(llm.metadata.context_window * 0.75) if llm else DEFAULT_TOKEN_LIMIT
+        limit = check_limit(token_limit, "token_limit", optional=False) or DEFAULT_TOKEN_LIMIT
         try:
             method = InsertMethod(getattr(insert_method, "value", insert_method))
         except ValueError:
@@ -224,9 +204,8 @@ class MemoriMemory(Memory):
         return memory
 
     def to_dict(self, **kwargs: Any) -> dict[str, Any]:
-        """Not serializable: it holds a live ``Memori`` and its state is in memori's
-        database. A workflow ``Context.to_dict()`` skips it (``UnserializableKeyWarning``):
-        pass ``memory=`` again to the next run.
+        """Not serializable (a live ``Memori``): a workflow ``Context.to_dict()`` skips it
+        (``UnserializableKeyWarning``); pass ``memory=`` again to the next run.
 
         Raises:
             TypeError: always, as ``pickle`` does for an object it cannot store.
