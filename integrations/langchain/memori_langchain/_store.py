@@ -315,10 +315,10 @@ class MemoriStore(BaseStore):
             current = [r for r in mine if r.memory.superseded_by is None]
             if current:  # an update keeps the item's creation time
                 data["c"] = current[0].created_at.isoformat()
-            text = self._text(op, value)
-            if not text:
-                data["i"] = False
             try:
+                text = self._text(op, value)
+                if not text:
+                    data["i"] = False
                 line = json.dumps(data, ensure_ascii=True)
             except (TypeError, ValueError) as exc:
                 raise ConfigurationError(f"MemoriStore stores values as JSON: {exc}",
