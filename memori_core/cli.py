@@ -57,11 +57,16 @@ def _existing(db: str | None) -> Any:
                                  argument="db")
     mem = _memori(url, augmentation_workers=0)
     try:
+        # unreachable server, a newer schema, a schema changed outside memori: said as such
+        built = mem._store.is_built()
+        if not built:
+            raise ConfigurationError(f"{url} holds no memori schema, or an older one "
+                                     "(Memori(conn=URL).config.storage.build() upgrades it); "
+                                     "point --db at a memori database", argument="db")
         mem._ensure_ready()
-    except StorageError as exc:
+    except (ConfigurationError, StorageError):
         mem.close()
-        raise ConfigurationError(f"{url} holds no memori schema ({exc}); point --db at a "
-                                 "memori database", argument="db") from exc
+        raise
     return mem
 
 

@@ -78,7 +78,14 @@ from memori_core.augmentation.base import MEMORY_KINDS, dated_text
 from memori_core.embeddings.base import Embedder
 from memori_core.errors import ConfigurationError, StorageError
 from memori_core.storage import schema as s
-from memori_core.storage.store import Store, _message_dict, normalize_text, sha, utcnow
+from memori_core.storage.store import (
+    Store,
+    _message_dict,
+    _message_ids,
+    normalize_text,
+    sha,
+    utcnow,
+)
 from memori_core.types import CapturedMessage, check_id, normalize_messages, to_utc_naive
 
 __all__ = ["FORGET_TABLES", "FORMAT", "SUPPORTED_VERSIONS", "VERSION", "ExportData",
@@ -264,7 +271,10 @@ def export_rows(store: Store, entity_id: str, process_id: str | None) -> dict[st
         "mention_count": int(r.mention_count), "created_at": _iso(r.created_at),
         "last_seen_at": _iso(r.last_seen_at)} for r in attributes]
     for jr in jobs:
-        ids = [int(i) for i in json.loads(jr.message_ids) if int(i) in message_ids]
+        try:
+            ids = [i for i in _message_ids(jr.message_ids) if i in message_ids]
+        except (TypeError, ValueError):
+            ids = []  # a corrupt job row: its turn's messages are exported all the same
         if ids:  # a running job is exported as queued: its results are not in the snapshot
             failed = jr.status == "failed"
             out["jobs"].append({

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 import time
 from collections import Counter
@@ -36,6 +37,9 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy import (
+    inspect as sa_inspect,
+)
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
@@ -47,6 +51,7 @@ from memori_core.types import CapturedMessage
 
 __all__ = ["EntityGone", "JobRow", "JobsGone", "MemoryRow", "NewMemory", "NewTriple", "Store",
            "clip_importance", "utcnow"]
+_log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -106,6 +111,19 @@ class LeaseLost(StorageError):
         super().__init__(f"augmentation jobs {sorted(job_ids)} were taken over by another "
                          "worker after their lease expired")
         self.job_ids = job_ids
+
+
+def _message_ids(raw: object) -> tuple[int, ...]:
+    """A job's ``message_ids`` column (a JSON list of message row ids).
+
+    Raises:
+        ValueError: not a non-empty JSON list of integers (a corrupt row).
+    """
+    ids = json.loads(raw) if isinstance(raw, (str, bytes)) else raw
+    if not isinstance(ids, list) or not ids or \
+            not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+        raise ValueError(f"message_ids is not a list of message ids: {raw!r:.80}")
+    return tuple(ids)
 
 
 @dataclass(frozen=True)
@@ -285,19 +303,60 @@ class Store:
 
     # ---- lifecycle ------------------------------------------------------------------------
     def build(self) -> None:
-        """Create or migrate the schema (idempotent, safe across processes)."""
+        """Create or migrate the schema (idempotent, safe across processes), then check it.
+
+        Raises:
+            StorageError: the schema is newer than this memori-core, or a table or column
+                memori needs is missing (changed outside memori).
+        """
         migrations.apply(self.engine)
-        self._built = True
+        self._built = False
+        if not self.is_built():
+            raise StorageError("the memori schema is incomplete after building it")
 
     def is_built(self) -> bool:
+        """Whether the schema is this memori-core's, checked once per instance: its version,
+        and every table and column memori reads.
+
+        Raises:
+            StorageError: the database is unreachable; the schema is newer than this
+                memori-core ("upgrade memori-core"); or a table or column is missing.
+        """
         if self._built:
             return True
         try:
             with self.engine.connect() as conn:
-                self._built = migrations.current_version(conn) >= len(migrations.MIGRATIONS)
+                version = migrations.current_version(conn)
+                latest = len(migrations.MIGRATIONS)
+                if version > latest:
+                    raise StorageError(
+                        f"the database schema is at version {version}, newer than this "
+                        f"memori-core ({latest}); upgrade memori-core")
+                if version < latest:
+                    return False
+                self._check_columns(conn)
         except SQLAlchemyError as exc:
             raise StorageError(f"cannot reach the database: {exc}") from exc
-        return self._built
+        self._built = True
+        return True
+
+    @staticmethod
+    def _check_columns(conn: Connection) -> None:
+        """Raises: StorageError naming each memori table or column the database lacks."""
+        inspector = sa_inspect(conn)
+        present = set(inspector.get_table_names())
+        problems = []
+        for table in s.metadata.sorted_tables:
+            if table.name not in present:
+                problems.append(f"table {table.name}")
+                continue
+            have = {c["name"] for c in inspector.get_columns(table.name)}
+            problems += [f"{table.name}.{c.name}" for c in table.columns if c.name not in have]
+        if problems:
+            raise StorageError(
+                f"the memori schema was changed outside memori: missing {', '.join(problems)}; "
+                "restore it from a backup (memori only adds tables and columns through its "
+                "numbered migrations)")
 
     def close(self) -> None:
         if self.owned:
@@ -635,12 +694,27 @@ class Store:
             rows = conn.execute(q).all()
             if not rows:
                 return []
-            conn.execute(update(s.augmentation_job).where(j.id.in_([r.id for r in rows]))
-                         .values(status="running", claimed_at=now, claimed_by=worker,
-                                 attempts=j.attempts + 1))
-            return [JobRow(int(r.id), int(r.entity_id), _opt_int(r.process_id),
-                           int(r.conversation_id), tuple(json.loads(r.message_ids)),
-                           int(r.attempts) + 1, worker) for r in rows]
+            jobs, unreadable = [], {}
+            for r in rows:
+                try:
+                    jobs.append(JobRow(int(r.id), int(r.entity_id), _opt_int(r.process_id),
+                                       int(r.conversation_id), _message_ids(r.message_ids),
+                                       int(r.attempts) + 1, worker))
+                except (TypeError, ValueError) as exc:  # json.JSONDecodeError included
+                    unreadable[int(r.id)] = f"unreadable job row: {type(exc).__name__}: {exc}"
+            for job_id, error in unreadable.items():
+                # a poison row fails at once, with its error, and the queue goes on
+                _log.error("augmentation job %d cannot be read and is marked failed: %s",
+                           job_id, error)
+                conn.execute(update(s.augmentation_job).where(j.id == job_id)
+                             .values(status="failed", error=error, finished_at=now,
+                                     attempts=j.attempts + 1))
+            if jobs:
+                conn.execute(update(s.augmentation_job)
+                             .where(j.id.in_([job.id for job in jobs]))
+                             .values(status="running", claimed_at=now, claimed_by=worker,
+                                     attempts=j.attempts + 1))
+            return jobs
 
         return self.write(tx)
 
@@ -824,7 +898,14 @@ class Store:
                 .select_from(s.augmentation_job.join(s.entity, e.id == j.entity_id)
                              .outerjoin(s.process, p.id == j.process_id))
                 .where(j.status == "failed").order_by(j.id)).all()
-        return [{**r._mapping, "message_ids": json.loads(r.message_ids)} for r in rows]
+        out = []
+        for r in rows:
+            try:
+                ids: Any = list(_message_ids(r.message_ids))
+            except (TypeError, ValueError):
+                ids = r.message_ids  # a corrupt row is listed as it is stored
+            out.append({**r._mapping, "message_ids": ids})
+        return out
 
     # ---- memories ---------------------------------------------------------------------------
     def upsert_memories(self, conn: Connection, memories: Sequence[NewMemory], model: str
