@@ -4,10 +4,8 @@ to fail, and narrow filters for warnings LlamaIndex itself raises."""
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -67,21 +65,6 @@ def llm() -> MockFunctionCallingLLMWithChatMemoryOfLastCall:
     tools it calls each once, then answers "Tool calls complete."; without, it echoes the last
     message."""
     return MockFunctionCallingLLMWithChatMemoryOfLastCall()
-
-
-def counted(mem: Memori) -> Counter[str]:
-    """Counts of the calls to ``mem``'s public recall, read and write methods from now on: the
-    instance's own methods, wrapped with a counter (behaviour unchanged)."""
-    calls: Counter[str] = Counter()
-    for name in ("context", "recall", "session_messages", "capture", "clear_session"):
-        method = getattr(mem, name)
-
-        def wrapper(*args: Any, _method: Any = method, _name: str = name, **kwargs: Any) -> Any:
-            calls[_name] += 1
-            return _method(*args, **kwargs)
-
-        setattr(mem, name, wrapper)
-    return calls
 
 
 @pytest.fixture

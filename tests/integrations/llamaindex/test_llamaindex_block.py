@@ -18,12 +18,11 @@ from llama_index.core.storage.chat_store.sql import SQLAlchemyChatStore
 from llama_index.core.tools import FunctionTool
 from memori_llamaindex import MemoriMemoryBlock
 from sqlalchemy.ext.asyncio import create_async_engine
+from test_llamaindex_memory import TODAY, counted, framed, get_weather  # this folder's
 
 from memori_core import ConfigurationError, Memori
 from memori_core.context import BLOCK_HEADER, BLOCK_START
 from memori_core.testing import HashEmbedder
-from tests.integrations.llamaindex.conftest import counted
-from tests.integrations.llamaindex.test_llamaindex_memory import TODAY, framed, get_weather
 
 Recorder = MockFunctionCallingLLMWithChatMemoryOfLastCall
 

@@ -7,27 +7,44 @@ import asyncio
 import base64
 import gc
 import threading
+from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
-from llama_index.core.agent.workflow import AgentStream, FunctionAgent, ReActAgent
+from llama_index.core.agent.workflow import AgentStream, AgentWorkflow, FunctionAgent, ReActAgent
 from llama_index.core.base.llms.types import ChatMessage, ImageBlock, TextBlock, ToolCallBlock
 from llama_index.core.llms import MockLLM
 from llama_index.core.llms.mock import MockFunctionCallingLLMWithChatMemoryOfLastCall
 from llama_index.core.memory import FactExtractionMemoryBlock, StaticMemoryBlock
 from llama_index.core.tools import FunctionTool
 from memori_llamaindex import MemoriMemory
+from workflows import Context
+from workflows.context.state_store import UnserializableKeyWarning
 
 from memori_core import ConfigurationError, Memori
 from memori_core.context import BLOCK_END, BLOCK_HEADER, BLOCK_START
 from memori_core.testing import HashEmbedder
-from tests.integrations.llamaindex.conftest import counted
 
 Recorder = MockFunctionCallingLLMWithChatMemoryOfLastCall
 PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGA"
                        "WjR9awAAAABJRU5ErkJggg==")
 TODAY = "2026-01-01"  # memori's clock in the tests (tests/conftest.py)
+
+
+def counted(mem: Memori) -> Counter[str]:
+    """Counts of the calls to ``mem``'s public recall, read and write methods from now on: the
+    instance's own methods, wrapped with a counter (behaviour unchanged)."""
+    calls: Counter[str] = Counter()
+    for name in ("context", "recall", "session_messages", "capture", "clear_session"):
+        method = getattr(mem, name)
+
+        def wrapper(*args: Any, _method: Any = method, _name: str = name, **kwargs: Any) -> Any:
+            calls[_name] += 1
+            return _method(*args, **kwargs)
+
+        setattr(mem, name, wrapper)
+    return calls
 
 
 def get_weather(city: str = "Lisbon") -> str:
@@ -343,3 +360,33 @@ def test_bad_arguments_name_the_argument(smem: Memori, kwargs: dict[str, object]
 def test_it_cannot_be_serialized_but_says_how_to_recreate_it(smem: Memori) -> None:
     with pytest.raises(TypeError, match=r"from_defaults\(memori=\.\.\., entity_id='alice'"):
         memory(smem).to_dict()
+
+
+def test_the_memory_block_is_bounded_by_memoris_budget(smem: Memori) -> None:
+    with smem.attribution(entity_id="alice"):
+        smem.remember("The user collects stamps " + "and rare coins " * 70_000)  # ~1 MB
+        smem.remember("The user collects old maps")
+    llm = Recorder()
+    run(FunctionAgent(llm=llm), "Which stamps and maps does the user collect?",
+        memory=memory(smem))
+    system = sent(llm)[0][1] or ""
+    block = system[system.index(BLOCK_START):system.index(BLOCK_END) + len(BLOCK_END)]
+    assert len(block) <= smem.config.context_tokens * 4  # memori's estimate: 4 chars a token
+    assert block.count("The user collects stamps") == 1 and "old maps" in block
+
+
+def test_a_workflow_context_serializes_without_it(smem: Memori) -> None:
+    workflow = AgentWorkflow(agents=[FunctionAgent(name="support", description="Support",
+                                                   llm=Recorder(), system_prompt="Be brief.")])
+
+    async def go() -> dict[str, Any]:
+        ctx = Context(workflow)
+        await workflow.run("Which plan do I have?", memory=memory(smem), ctx=ctx)
+        with pytest.warns(UnserializableKeyWarning, match="memory"):
+            data = ctx.to_dict()
+        await workflow.run("Thanks!", memory=memory(smem), ctx=Context.from_dict(workflow, data))
+        return data
+
+    asyncio.run(go())
+    assert [r["content"] for r in rows(smem, "alice", "s1")] == [
+        "Which plan do I have?", "Which plan do I have?", "Thanks!", "Thanks!"]
