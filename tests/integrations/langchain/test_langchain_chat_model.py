@@ -111,7 +111,7 @@ def test_stream_passes_chunks_through_and_captures_at_the_end(
     assert roles(ana, "ana", "s1") == []  # not captured before the stream is consumed
     rest = [c.content for c in stream]
     assert [first.content, *rest][:7] == ["Try", " ", "apple", " ", "slices", " ", "and"]
-    assert "".join([first.content, *rest]) == "Try apple slices and cheese."  # type: ignore[list-item]
+    assert "".join([first.content, *rest]) == "Try apple slices and cheese."
     assert roles(ana, "ana", "s1") == [("user", "peanuts-free snack?"),
                                        ("assistant", "Try apple slices and cheese.")]
 
@@ -155,7 +155,7 @@ def test_an_async_stream_left_early_keeps_the_turn(
         stream = with_memori(fake_model, ana).astream("hello")
         async for _ in stream:
             break
-        await stream.aclose()  # type: ignore[attr-defined]
+        await stream.aclose()
 
     asyncio.run(run())
     assert [(r["role"], r["content"], r["metadata"]["outcome"]) for r in session(ana)] == [
@@ -169,7 +169,7 @@ class Failing(GenericFakeChatModel):
         raise ValueError("model down")
 
     def _stream(self, *args: Any, **kwargs: Any) -> Any:
-        yield ChatGenerationChunk(message=AIMessageChunk("Half"))
+        yield ChatGenerationChunk(message=AIMessageChunk(content="Half"))
         raise ValueError("model down")
 
 
@@ -246,7 +246,7 @@ def test_concurrent_asyncio_tasks_keep_their_own_attribution(smem: Memori) -> No
             await asyncio.sleep(0)
         return [system_of(r) for r in seen.runs]  # the wrapper's runs: what was sent
 
-    async def both() -> list[list[str]]:
+    async def both() -> tuple[list[str], list[str]]:
         return await asyncio.gather(user_task("ana"), user_task("bob"))
 
     ana_systems, bob_systems = asyncio.run(both())

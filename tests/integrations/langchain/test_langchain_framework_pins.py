@@ -66,8 +66,8 @@ class Tokens(BaseCallbackHandler):
     def __init__(self) -> None:
         self.tokens: list[str] = []
 
-    def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
-        self.tokens.append(token)
+    def on_llm_new_token(self, token: Any, **kwargs: Any) -> None:
+        self.tokens.append(str(token))
 
 
 def test_tracers_see_the_model_under_the_wrapper_and_tokens_come_once(smem: Memori) -> None:

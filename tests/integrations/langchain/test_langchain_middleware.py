@@ -162,7 +162,7 @@ def test_no_entity_and_bad_arguments(mem: Memori) -> None:
             MemoriMiddleware(mem, **kwargs)
         assert err.value.argument == argument
     with pytest.raises(ConfigurationError) as err:
-        MemoriMiddleware("not memori")  # type: ignore[arg-type]
+        MemoriMiddleware("not memori")
     assert err.value.argument == "memori"
 
 
@@ -197,7 +197,7 @@ def test_an_agent_stream_closed_early_keeps_what_ran(mem: Memori) -> None:
     stream = agent.stream({"messages": [HumanMessage("Weather at home?")]},
                           stream_mode="updates")
     first = next(stream)  # the first model call's update: a tool call
-    stream.close()
+    stream.close()  # type: ignore[attr-defined]
     assert first["model"]["messages"][0].tool_calls[0]["name"] == "weather"
     assert [(r, c) for r, c in roles(mem, "ana", "st")] == [("user", "Weather at home?"),
                                                            ("assistant", "")]

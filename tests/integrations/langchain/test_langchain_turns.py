@@ -89,7 +89,7 @@ def test_empty_and_none_input(ana: Memori, seen: SeenByModels) -> None:
     assert llm.invoke("").content == "Hm?"
     assert seen.inner()[0]["messages"] == [HumanMessage("")]  # nothing to recall for
     with pytest.raises(ValueError, match="Invalid input type") as err:
-        llm.invoke(None)  # type: ignore[arg-type]
+        llm.invoke(None)
     with pytest.raises(ValueError) as bare:
         GenericFakeChatModel(messages=iter([])).invoke(None)  # type: ignore[arg-type]
     assert str(err.value) == str(bare.value)  # the error the bare model gives
@@ -109,7 +109,7 @@ def test_ten_megabytes_of_input_get_a_bounded_block(ana: Memori, seen: SeenByMod
 
 def test_images_are_sent_but_only_named_in_the_database(ana: Memori,
                                                         seen: SeenByModels) -> None:
-    parts = [{"type": "text", "text": "What snack is in this photo?"},
+    parts: list[Any] = [{"type": "text", "text": "What snack is in this photo?"},
              {"type": "image", "base64": PNG, "mime_type": "image/png"},
              {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}},
              {"type": "image_url", "image_url": {"url": "https://example.com/snack.png"}}]
