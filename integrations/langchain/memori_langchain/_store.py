@@ -103,7 +103,8 @@ def _parse(memory: Memory) -> _Row | None:
 
 def _matches(value: Any, wanted: Any) -> bool:
     """``filter`` semantics of LangGraph's ``InMemoryStore``: equality (nested dicts and
-    lists compared field by field) and the operators ``$eq $ne $gt $gte $lt $lte``."""
+    lists compared field by field) and the operators ``$eq $ne $gt $gte $lt $lte`` (the last
+    four compare as floats)."""
     if isinstance(wanted, dict):
         if any(k.startswith("$") for k in wanted):
             return all(_operator(value, op, arg) for op, arg in wanted.items())
@@ -124,7 +125,10 @@ def _operator(value: Any, op: str, arg: Any) -> bool:
                "$lte": float.__le__}.get(op)
     if compare is None:
         raise ValueError(f"Unsupported operator: {op}")
-    return bool(compare(float(value), float(arg)))
+    try:
+        return bool(compare(float(value), float(arg)))
+    except (TypeError, ValueError):  # a missing or non-numeric field: no match (InMemoryStore
+        return False                 # raises; PostgresStore's SQL comparison is false)
 
 
 def _check_labels(op: Op) -> None:
@@ -171,6 +175,8 @@ class MemoriStore(BaseStore):
       ``score`` = recall's score); items recall does not return (``index=False``, or under
       ``Config.recall_relevance_threshold``) follow with ``score=None``;
     - without a query, results are newest update first (``InMemoryStore``: insertion order);
+    - a ``$gt`` / ``$gte`` / ``$lt`` / ``$lte`` filter on a missing or non-numeric field
+      does not match (``InMemoryStore`` raises ``TypeError`` or ``ValueError``);
     - ``list_namespaces`` lists namespaces that hold items (``InMemoryStore`` also lists
       namespaces only read or emptied);
     - no TTL (``supports_ttl = False``).
@@ -355,8 +361,9 @@ class MemoriStore(BaseStore):
             for entity in sorted({self.entity_of(r.namespace) for r in found}):
                 with attributed(self.memori, entity, self.process_id,
                                 names={"entity_id": "namespace"}) as mem:
-                    # every memory of the entity in this process: recall has no silent cap
-                    limit = max(1, len(rows(entity)))
+                    # as many as recall can see (also the entity's other memories, which
+                    # must not push items out): it has no silent cap
+                    limit = max(1, len(mem.memories()))
                     for hit in mem.recall(op.query, limit=limit):
                         for mid in hit.memory_ids or (hit.id,):
                             scores.setdefault(mid, hit.score)
