@@ -6,6 +6,7 @@ and two users at once in threads."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -160,6 +161,22 @@ def test_with_a_memori_history_each_message_is_stored_once(
         ("assistant", "Two.")]
     sent = seen.inner()[1]["messages"]  # the history as the model saw it: once
     assert [m.type for m in sent] == ["system", "human", "ai", "human"]
+
+
+def test_with_a_memori_history_streamed_turns_are_stored_once(ana: Memori,
+                                                             seen: SeenByModels) -> None:
+    runnable = chain(ana, with_memori(model(seen, "One two.", "Three."), ana))
+    config: Any = {"configurable": {"session_id": "h2"}}
+    assert "".join(str(c.content) for c in runnable.stream({"question": "Hi?"},
+                                                           config)) == "One two."
+
+    async def second() -> str:
+        return "".join([str(c.content) async for c in runnable.astream({"question": "And?"},
+                                                                        config)])
+
+    assert asyncio.run(second()) == "Three."
+    assert [(m["role"], m["content"]) for m in stored(ana, "h2")] == [
+        ("user", "Hi?"), ("assistant", "One two."), ("user", "And?"), ("assistant", "Three.")]
 
 
 def test_persistence_across_two_memori_instances_on_one_file(tmp_path: Path,
