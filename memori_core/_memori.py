@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -236,7 +237,13 @@ class Memori:
             StorageError: the database failed; nothing of the turn was kept.
         """
         att = self._require_entity("capture")
-        normalized = normalize_messages(messages)
+        try:
+            normalized = normalize_messages(messages)
+        except RecursionError:
+            raise ConfigurationError(
+                "messages nest content parts, tool calls or metadata too deeply to store "
+                f"(over about {sys.getrecursionlimit()} levels): flatten them",
+                argument="messages") from None
         bound = self.config.capture_max_message_chars
         for i, m in enumerate(normalized):
             size = max(len(m.content), len(m.content_json or ""))
@@ -552,7 +559,12 @@ class Memori:
                 so the same export imported twice fails the second time and changes nothing.
             StorageError: the database failed (nothing was written).
         """
-        parsed = portability.parse_export(data)
+        try:
+            parsed = portability.parse_export(data)
+        except RecursionError:
+            raise ConfigurationError(
+                "the export nests values too deeply to be one memori made (over about "
+                f"{sys.getrecursionlimit()} levels)", argument="data") from None
         if entity_id is not None:
             check_id(entity_id, "entity_id")
         self._ensure_ready()

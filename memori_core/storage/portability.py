@@ -53,6 +53,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -380,6 +381,12 @@ class ExportData:
                 yield from conv.messages
 
 
+#: largest count (mention_count, attempts) every backend stores: a 32-bit signed integer
+MAX_COUNT = 2**31 - 1
+#: largest id in an export: ids are only links inside it, a 64-bit signed integer
+MAX_ID = 2**63 - 1
+
+
 def _bad(path: str, problem: str) -> ConfigurationError:
     return ConfigurationError(f"export field {path} {problem}", argument="data")
 
@@ -443,12 +450,17 @@ class _Obj:
         except ConfigurationError as exc:
             raise _bad(self.at(key), f"is invalid: {exc}") from exc
 
-    def integer(self, key: str, default: Any = _MISSING, minimum: int = 0) -> Any:
+    def integer(self, key: str, default: Any = _MISSING, minimum: int = 0,
+                maximum: int = MAX_COUNT) -> Any:
+        """An int in [minimum, maximum]; the default maximum fits the 32-bit count columns
+        of every backend, so SQLite, PostgreSQL and MariaDB accept and refuse alike."""
         value = self.get(key, default)
         if value is default and default is not _MISSING:
             return value
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise _bad(self.at(key), f"must be an integer >= {minimum}, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int) or \
+                not minimum <= value <= maximum:
+            raise _bad(self.at(key), f"must be an integer in [{minimum}, {maximum}], got "
+                       f"{value!r:.40}")
         return value
 
     def unit(self, key: str, default: Any = _MISSING) -> Any:
@@ -479,8 +491,8 @@ class _Obj:
     def ids(self, key: str) -> list[int]:
         out = []
         for path, v in self.items(key):
-            if isinstance(v, bool) or not isinstance(v, int):
-                raise _bad(path, f"must be an integer id, got {v!r}")
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= MAX_ID:
+                raise _bad(path, f"must be an integer id, got {v!r:.40}")
             out.append(v)
         return out
 
@@ -514,7 +526,7 @@ def parse_export(data: object) -> ExportData:
         raise _bad("format", f"is {fmt!r}; this memori reads {FORMAT!r} (made by "
                    "mem.export() / memori export)")
     version = top.get("version")
-    if version not in SUPPORTED_VERSIONS or isinstance(version, bool):
+    if type(version) is not int or version not in SUPPORTED_VERSIONS:
         raise _bad("version", f"is {version!r}; this memori reads version(s) "
                    f"{', '.join(map(str, SUPPORTED_VERSIONS))} of {FORMAT!r}: upgrade memori "
                    "to import a newer export")
@@ -537,7 +549,7 @@ def parse_export(data: object) -> ExportData:
             msgs = []
             for mpath, mv in co.items("messages"):
                 mo = _Obj(mv, mpath, _MESSAGE)
-                mid = mo.integer("id")
+                mid = mo.integer("id", maximum=MAX_ID)
                 if mid in messages:
                     raise _bad(mo.at("id"), f"{mid} is used by two messages")
                 mo.time("created_at")  # required here; normalize_messages converts it
@@ -570,7 +582,7 @@ def parse_export(data: object) -> ExportData:
         key = (proc, kind, normalize_text(content))
         if key in seen_keys:
             raise _bad(path, f"repeats memory {seen_keys[key]} (same process, kind and text)")
-        seen_keys[key] = o.integer("id")
+        seen_keys[key] = o.integer("id", maximum=MAX_ID)
         created = o.time("created_at")
         vector = None
         encoded = o.get("embedding", None)
@@ -587,11 +599,16 @@ def parse_export(data: object) -> ExportData:
                 raise _bad(o.at("embedding"), f"holds {len(raw_vec)} bytes; {dim} float32 "
                            f"values are {4 * dim}")
             vector = np.frombuffer(raw_vec, dtype="<f4").astype(np.float32)
+            norm = float(np.linalg.norm(vector)) if np.isfinite(vector).all() else math.nan
+            if not abs(norm - 1.0) <= 1e-3:
+                raise _bad(o.at("embedding"), f"must be a finite, L2-normalised float32 "
+                           f"vector (norm 1), got norm {norm:.4g}: leave it out to embed the "
+                           "memory again")
         superseded = o.get("superseded_by", None)
         if superseded is not None:
-            superseded = o.integer("superseded_by")
+            superseded = o.integer("superseded_by", maximum=MAX_ID)
         memories.append(_Memory(
-            o.integer("id"), proc, kind, content, o.text("search_text", None, nonempty=False),
+            o.integer("id", maximum=MAX_ID), proc, kind, content, o.text("search_text", None, nonempty=False),
             o.text("slot", None, max_len=255), o.integer("mention_count", 1, minimum=1),
             created, o.time("last_seen_at", created), superseded, o.ids("source_message_ids"),
             vector, o.unit("importance", 0.0)))
@@ -611,6 +628,8 @@ def parse_export(data: object) -> ExportData:
     for path, v in top.items("triples"):
         o = _Obj(v, path, _TRIPLE)
         memory_id = o.get("memory_id", None)
+        if memory_id is not None:
+            memory_id = o.integer("memory_id", maximum=MAX_ID)
         if memory_id is not None and memory_id not in memory_ids:
             raise _bad(o.at("memory_id"), f"is {memory_id!r}, not the id of a memory in this "
                        "export")
