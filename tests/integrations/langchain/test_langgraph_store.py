@@ -7,9 +7,13 @@ tools, each driven by LangChain's fake chat model."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import itertools
 import json
+import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -356,3 +360,21 @@ def test_langmem_memory_tools_manage_and_search_memori_store(smem: Memori,
     manage.invoke({"action": "delete", "id": key},
                   config={"configurable": {"langgraph_user_id": "alice"}})
     assert store.search(("memories", "alice")) == []
+
+
+# ---- the README's example ------------------------------------------------------------------
+README = Path(__file__).resolve().parents[3] / "integrations" / "langchain" / "README.md"
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("no_default_db")
+def test_readme_example_runs_verbatim_and_prints_what_it_says() -> None:
+    """The README's MemoriStore block, with the embedded default database and the real local
+    embedding model, as a user's copy would run."""
+    section = README.read_text(encoding="utf-8").split("## LangGraph long-term memory")[1]
+    found = re.search(r"```python\n(.*?)```\n\nprints\n\n```\n(.*?)```", section, re.S)
+    assert found is not None
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(found.group(1), f"{README}:MemoriStore", "exec"), {"__name__": "readme"})
+    assert out.getvalue() == found.group(2)
