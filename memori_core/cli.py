@@ -280,6 +280,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     mem = _existing(args.db)
     try:
+        _require_known(mem, args.entity, args.process)
         data = mem.export(entity_id=args.entity, process_id=args.process)
     finally:
         mem.close()
@@ -331,6 +332,7 @@ def _cmd_forget(args: argparse.Namespace) -> int:
     mem = _existing(args.db)
     try:
         where = mem.engine.url.render_as_string()
+        _require_known(mem, args.entity, args.process)
         if not args.yes:
             if not sys.stdin.isatty():
                 raise ConfigurationError(f"forget deletes every row of {what} in {where}: "
@@ -345,6 +347,21 @@ def _cmd_forget(args: argparse.Namespace) -> int:
     _print_counts(counts, args.json,
                   f"forgot {what}: {sum(counts.values())} row(s) deleted from {where}")
     return 0
+
+
+def _require_known(mem: Any, entity_id: str, process_id: str | None) -> None:
+    """Raises: ConfigurationError when the database has no such entity (or process), with
+    the closest existing ids: an erasure or export that would do nothing says so."""
+    import difflib
+
+    from memori_core.errors import ConfigurationError
+
+    for kind, value in (("entity", entity_id), ("process", process_id)):
+        if value is None or mem._store.find_pk(kind, value) is not None:
+            continue
+        close = difflib.get_close_matches(value, mem._store.external_ids(kind), n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise ConfigurationError(f"no {kind} {value!r} in this database{hint}", argument=kind)
 
 
 def _print_counts(counts: dict[str, int], as_json: bool, title: str | None = None) -> None:

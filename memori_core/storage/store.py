@@ -532,6 +532,13 @@ class Store:
                 self._ids[(table.name, key)] = int(found)
         return None if found is None else int(found)
 
+    def external_ids(self, kind: str, limit: int = 100_000) -> list[str]:
+        """External ids of entities or processes (``kind``), at most ``limit``: what the CLI
+        offers when an id given to it does not exist."""
+        table = s.entity if kind == "entity" else s.process
+        with self.read() as conn:
+            return list(conn.execute(select(table.c.external_id).limit(limit)).scalars())
+
     # ---- capture --------------------------------------------------------------------------
     def capture(self, *, entity_id: str, process_id: str | None, session_id: str,
                 messages: Sequence[CapturedMessage], session_timeout: timedelta

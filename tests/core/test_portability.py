@@ -656,8 +656,16 @@ def test_cli_export_import_forget(sqlite_url: str, tmp_path: Path,
     counts = json.loads(capsys.readouterr().out)
     assert (counts["memori_conversation_message"], counts["memori_entity_fact"],
             counts["memori_entity"]) == (2, 4, 1)
-    assert main(["forget", "--db", db_url, "--entity", "ann", "--yes"]) == 0
-    assert "forgot entity 'ann': 0 row(s) deleted" in capsys.readouterr().out
+    # an erasure (or export) that would do nothing says so, with the ids meant
+    with built(db_url) as b:
+        b.attribution(entity_id="alice")
+        b.capture([{"role": "user", "content": "hello"}])
+    assert main(["forget", "--db", db_url, "--entity", "ann", "--yes"]) == 2
+    assert "no entity 'ann'" in capsys.readouterr().err
+    assert main(["forget", "--db", db_url, "--entity", "alcie", "--yes"]) == 2
+    assert "did you mean 'alice'?" in capsys.readouterr().err
+    assert main(["export", "--db", db_url, "--entity", "alice", "--process", "cocah"]) == 2
+    assert "no process 'cocah'" in capsys.readouterr().err
     assert main(["import", "--db", db_url, str(tmp_path / "missing.json")]) == 2
     assert "cannot read" in capsys.readouterr().err
 
