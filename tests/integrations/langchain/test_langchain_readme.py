@@ -28,7 +28,8 @@ pytestmark = [
 
 
 def test_every_python_block_has_its_output_documented() -> None:
-    assert len(EXAMPLES) == TEXT.count("```python") == 4
+    assert len(EXAMPLES) == TEXT.count("```python") == 5
+    assert "MemoriStore(mem)" in EXAMPLES[4][0]  # run by test_langgraph_store.py
 
 
 def run(index: int, marker: str) -> None:
