@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -348,7 +348,7 @@ class MemoriStore(BaseStore):
         found = {self.entity_of(ns) for ns in self._namespaces() if ns[:len(prefix)] == prefix}
         return sorted(found)
 
-    def _search(self, op: SearchOp, rows: Any) -> list[SearchItem]:
+    def _search(self, op: SearchOp, rows: Callable[[str], list[_Row]]) -> list[SearchItem]:
         prefix = tuple(op.namespace_prefix)
         found: list[_Row] = []
         for entity in self._entities(prefix):
@@ -373,7 +373,8 @@ class MemoriStore(BaseStore):
         page = found[op.offset:op.offset + op.limit]
         return [r.search_item(scores.get(r.memory.id) if r.indexed else None) for r in page]
 
-    def _list(self, op: ListNamespacesOp, rows: Any) -> list[Namespace]:
+    def _list(self, op: ListNamespacesOp, rows: Callable[[str], list[_Row]]
+              ) -> list[Namespace]:
         registered = self._namespaces()
         held = {r.namespace for entity in sorted({self.entity_of(ns) for ns in registered})
                 for r in rows(entity) if r.memory.superseded_by is None}
