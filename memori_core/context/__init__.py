@@ -3,8 +3,9 @@ the plugins, ``memori recall`` and the server.
 
 ``build`` composes small pure steps (``memori_core.context._steps``)::
 
-    recall (auto_ingest)  ->  one line per source turn  ->  relevance cut  ->  informative only
-      ->  drop what the visible history holds  ->  essential memories first (conscious_ingest)
+    recall (auto_ingest)  ->  one line per source turn  ->  informative only
+      ->  drop what the visible history holds  ->  relevance cut (relative to the best left)
+      ->  essential memories first (conscious_ingest)
       ->  budget (Config.context_tokens, each memory cut past Config.context_memory_tokens)
       ->  one framing (``render_block``: dated, kind, quoted and escaped lines)
 
@@ -119,14 +120,17 @@ def build(hits: Sequence[RecallHit], essentials: Sequence[RecallHit],
     Returns:
         the ``MemoryContext``.
     """
-    shown = informative(relevance_cut(hits, relative=settings.relative,
-                                      semantic=settings.semantic))
+    # what could be shown first, then the cut relative to the best of it: a question asked
+    # before (or a memory the history already shows) must not set the bar and then vanish,
+    # taking the answer with it
+    shown = informative(hits)
     ids, texts = visible_history(history)
     if ids or texts:
         wanted = sorted({m for h in [*shown, *essentials] for m in h.source_message_ids})
         sources = source_texts(wanted) if source_texts and wanted else {}
         shown = drop_visible(shown, ids, texts, sources)
         essentials = drop_visible(essentials, ids, texts, sources)
+    shown = relevance_cut(shown, relative=settings.relative, semantic=settings.semantic)
     lines = fit(lead_with(essentials, shown), tokens=settings.tokens,
                 memory_tokens=settings.memory_tokens,
                 essential_tokens=int(settings.tokens * settings.essential_share))

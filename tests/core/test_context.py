@@ -267,3 +267,16 @@ def test_capture_strips_only_the_block_memori_rendered(smem: Memori) -> None:
     assert real is not None
     assert strip_block(f"You are a chef.\n\n{real}\n\nBe brief.") == \
         "You are a chef.\n\nBe brief."
+
+
+def test_a_question_asked_before_does_not_hide_the_answer(smem: Memori) -> None:
+    """The cut is relative to the best memory that can be shown: an earlier, identical
+    question (a closer but uninformative hit) must not set the bar and then be dropped."""
+    smem.attribution(entity_id="polyglot")
+    smem.remember("The user can speak Portuguese")
+    smem.capture([{"role": "user", "content": "Which language can I speak?"},
+                  {"role": "assistant", "content": "Portuguese."}])
+    assert smem.augmentation.wait(timeout=30)
+    ctx = smem.context("Which language can I speak?",
+                       history=[{"role": "user", "content": "Which language can I speak?"}])
+    assert ctx.block is not None and "Portuguese" in ctx.block
