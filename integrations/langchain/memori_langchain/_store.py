@@ -189,8 +189,8 @@ class MemoriStore(BaseStore):
         entity_at: position of the user id in a namespace (1: ``("memories", user_id)``;
             0: ``(user_id, "memories")``).
         process_id: memori's process every item is stored under; memori's own recall
-            (``with_memori``, ``MemoriMiddleware``) reads items only with the same process
-            or ``scope="entity"``.
+            (``with_memori``, ``MemoriMiddleware``) shows items to calls under this process,
+            under no process, or with ``scope="entity"``.
         shared_entity: the entity of namespaces too short to name a user, and of the
             namespace registry.
         fields: the value's fields embedded for search, as ``index`` of
