@@ -14,7 +14,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -180,7 +180,7 @@ def test_bad_values_and_namespaces_are_refused(smem: Memori) -> None:
         store.put(("memories", "x" * 300), "k", {"a": 1})
     assert err.value.argument == "namespace"
     with pytest.raises(ConfigurationError):
-        MemoriStore("not memori")
+        MemoriStore(cast(Any, "not memori"))
     with pytest.raises(NotImplementedError):
         store.put(("memories", "alice"), "k", {"a": 1}, ttl=5)
 
@@ -194,8 +194,8 @@ def test_namespaces_map_to_entities_and_no_user_reads_another_users_items(smem: 
     store.put(("docs",), "faq", {"text": "green tea is served at noon"})
     found = store.search(("memories", "alice"), query="green tea every morning")
     assert [(i.namespace, i.key) for i in found] == [(("memories", "alice"), "tea")]
-    assert store.get(("memories", "alice"), "tea").value == {
-        "text": "alice drinks green tea"}
+    item = store.get(("memories", "alice"), "tea")
+    assert item is not None and item.value == {"text": "alice drinks green tea"}
     assert store.get(("memories", "carol"), "tea") is None
     # in memori: alice's item is a memory of the entity alice only; ("docs",) is app-wide
     for entity, held in [("alice", "alice drinks"), ("bob", "bob drinks"),
@@ -355,8 +355,8 @@ def test_langmem_memory_tools_manage_and_search_memori_store(smem: Memori,
     manage = create_manage_memory_tool(namespace=namespace, store=store)  # outside a graph
     manage.invoke({"content": "User prefers light mode", "action": "update", "id": key},
                   config={"configurable": {"langgraph_user_id": "alice"}})
-    assert store.get(("memories", "alice"), key).value == {
-        "content": "User prefers light mode"}
+    item = store.get(("memories", "alice"), key)
+    assert item is not None and item.value == {"content": "User prefers light mode"}
     manage.invoke({"action": "delete", "id": key},
                   config={"configurable": {"langgraph_user_id": "alice"}})
     assert store.search(("memories", "alice")) == []
