@@ -4,6 +4,7 @@ call; it is logged on ``memori_core.integration`` and counted in ``mem.stats()["
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from types import TracebackType
@@ -120,13 +121,16 @@ class Turn:
             registry.failure("capture_errors", f"capturing a {self.framework} turn failed")
 
     def __enter__(self) -> Turn:
+        """Finish on exit: ``complete``; ``stopped`` for GeneratorExit (a stream closed
+        early), KeyboardInterrupt and asyncio cancellation; ``error`` for any other
+        exception (which propagates)."""
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         if exc is None:
             self.finish("complete")
-        elif isinstance(exc, (GeneratorExit, KeyboardInterrupt)):
+        elif isinstance(exc, (GeneratorExit, KeyboardInterrupt, asyncio.CancelledError)):
             self.finish("stopped", exc)
         else:
             self.finish("error", exc)

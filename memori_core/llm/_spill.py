@@ -75,6 +75,20 @@ class SpillBuffer:
             self._turns = deque(t for t in self._turns if keep(t))
             return before - len(self._turns)
 
+    def head(self) -> SpilledTurn | None:
+        """The oldest turn, or None."""
+        with self._lock:
+            return self._turns[0] if self._turns else None
+
+    def remove(self, turn: SpilledTurn) -> bool:
+        """Take ``turn`` out (a turn set aside); False when it is no longer buffered."""
+        with self._drain_lock, self._lock:
+            for i, t in enumerate(self._turns):
+                if t is turn:
+                    del self._turns[i]
+                    return True
+            return False
+
     def drain(self, write: Callable[[SpilledTurn], None]) -> tuple[int, Exception | None]:
         """Write the spilled turns, oldest first, until one fails.
 

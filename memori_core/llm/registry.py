@@ -34,6 +34,7 @@ import logging
 import sys
 import threading
 import weakref
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -73,7 +74,7 @@ SPILL_RETRY_MIN_S = 0.05
 
 _COUNTERS = ("calls", "injected", "recall_errors", "history_errors", "capture_errors",
              "turns_captured", "turns_spilled", "spill_written", "spill_dropped",
-             "spill_forgotten", "text_cleaned")
+             "spill_forgotten", "spill_set_aside", "text_cleaned")
 
 
 @dataclass
@@ -114,6 +115,9 @@ class LLMRegistry:
         self._spill = SpillBuffer(memori.config.llm_spill_turns, self._dropped)
         self._retry: threading.Thread | None = None
         self._stop = threading.Event()
+        self._wake = threading.Event()  # a new turn was spilled: the retry thread tries now
+        #: turns the database refused for a reason of their own, with the error (bounded)
+        self._set_aside: deque[dict[str, Any]] = deque(maxlen=memori.config.llm_spill_turns)
         self._closed = False
 
     # ---- registration --------------------------------------------------------------------------
@@ -264,12 +268,15 @@ class LLMRegistry:
             self._clients.clear()
             retry = self._retry
         self._stop.set()
+        self._wake.set()
         if retry is not None:
             retry.join(timeout=SPILL_RETRY_MAX_S)
         self._drain()
         if len(self._spill):
-            _log.error("%d captured turns could not be written before close (the database is "
-                       "unreachable) and are lost", len(self._spill))
+            why = ("the database is unreachable" if not self._reachable() else
+                   "the database refused them")
+            _log.error("%d captured turns could not be written before close (%s) and are "
+                       "lost", len(self._spill), why)
 
     # ---- used by the engine --------------------------------------------------------------------
     def count(self, key: str, n: int = 1) -> None:
@@ -337,11 +344,14 @@ class LLMRegistry:
         (``memori_core.integration.Turn``). Never raises."""
         turn = SpilledTurn(entity_id, process_id, session_id,
                            cut_messages(messages, self.memori.config.capture_max_message_chars))
-        if len(self._spill):  # earlier turns are waiting: they go first
-            self._drain()
-            if len(self._spill):
-                self._spill_turn(turn)
-                return
+        if len(self._spill) >= self.memori.config.llm_spill_turns:
+            self._drain()  # full: write back here rather than drop the oldest turn
+        if len(self._spill):
+            # earlier turns are waiting: this one goes after them, written back by the retry
+            # thread, not in the caller's (a long write-back would stall every call)
+            self._spill_turn(turn)
+            self._wake.set()
+            return
         try:
             self._write(turn)
         except Exception:  # noqa: BLE001 - logged, counted and spilled; the call is not affected
@@ -387,8 +397,32 @@ class LLMRegistry:
                                                name="memori-llm-spill", daemon=True)
                 self._retry.start()
 
+    def set_aside(self) -> list[dict[str, Any]]:
+        """The spilled turns the database refused for a reason of their own (it answered
+        other statements meanwhile): entity, process, session, messages, characters and the
+        error, oldest first. They are not retried, so the turns after them are written; at
+        most ``llm_spill_turns`` are kept (counted as ``spill_set_aside``)."""
+        return list(self._set_aside)
+
+    def _reachable(self) -> bool:
+        try:
+            with self.memori.engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+        except Exception:  # noqa: BLE001 - unreachable is the answer
+            return False
+        return True
+
     def _drain(self) -> None:
         written, error = self._spill.drain(self._write_spilled)
+        while error is not None:
+            # the head turn failed: if the database answers, the turn itself is at fault
+            # (too large for the server, say): set it aside and write the rest
+            head = self._spill.head()
+            if head is None or not self._reachable() or not self._spill.remove(head):
+                break
+            self._put_aside(head, error)
+            more, error = self._spill.drain(self._write_spilled)
+            written += more
         if written:
             self.count("spill_written", written)
             _log.info("memori: wrote %d spilled turns (%d still waiting)", written,
@@ -401,7 +435,11 @@ class LLMRegistry:
         """Retry the spill buffer with exponential backoff (``Config.request_backoff_factor``
         doubling up to ``SPILL_RETRY_MAX_S``) until it is empty or the registry closes."""
         delay = max(self.memori.config.request_backoff_factor, SPILL_RETRY_MIN_S)
-        while not self._stop.wait(delay):
+        while True:
+            self._wake.wait(delay)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
             self._drain()
             with self._lock:
                 if not len(self._spill):
@@ -410,6 +448,22 @@ class LLMRegistry:
             delay = min(delay * 2, SPILL_RETRY_MAX_S)
         with self._lock:
             self._retry = None
+
+    def _put_aside(self, turn: SpilledTurn, error: BaseException) -> None:
+        chars = sum(len(str(m.get("content") or "")) for m in turn.messages)
+        reason = f"{type(error).__name__}: {error}"
+        if self.memori.engine.dialect.name in ("mysql", "mariadb") and (
+                "gone away" in reason or "max_allowed_packet" in reason or "2006" in reason):
+            reason += (f" (a turn of {chars:,} characters may exceed the server's "
+                       "max_allowed_packet: raise it, or lower capture_max_message_chars)")
+        self._set_aside.append({"entity_id": turn.entity_id, "process_id": turn.process_id,
+                                "session_id": turn.session_id, "messages": turn.messages,
+                                "chars": chars, "error": reason})
+        self.count("spill_set_aside")
+        _log.error("memori: a spilled turn (entity %r, session %r, %d messages, %d characters) "
+                   "was refused by the database, which answers otherwise; it is set aside "
+                   "(mem.llm.set_aside()) and the turns after it are written: %s",
+                   turn.entity_id, turn.session_id, len(turn.messages), chars, reason)
 
     def _dropped(self, turn: SpilledTurn) -> None:
         self.count("spill_dropped")

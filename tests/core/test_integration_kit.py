@@ -250,3 +250,26 @@ def test_a_missing_local_embedder_is_an_error_at_construction_naming_the_extra(
                          check=True, timeout=120).stdout
     assert out.startswith("embedder ")
     assert 'pip install "memori-core[local]"' in out
+
+
+def test_a_turn_the_database_refuses_is_set_aside_and_the_rest_are_written(
+        smem: Memori) -> None:
+    """Issue 18.5: one turn the (reachable) database refuses for a reason of its own must not
+    block the turns after it, nor be reported as an outage."""
+    from sqlalchemy import text
+
+    with smem.engine.begin() as c:  # the real database refuses this one turn
+        c.execute(text("CREATE TRIGGER refuse BEFORE INSERT ON memori_conversation_message "
+                       "WHEN NEW.content LIKE '%poison%' "
+                       "BEGIN SELECT RAISE(ABORT, 'refused by the server'); END"))
+    smem.attribution(entity_id="gus")
+    Turn(smem, [{"role": "user", "content": "a poison turn"}], framework="test").finish()
+    assert smem.stats()["llm"]["turns_spilled"] == 1
+    for n in range(3):
+        Turn(smem, [{"role": "user", "content": f"fine turn {n}"}], framework="test").finish()
+    assert smem.llm.flush() == 0
+    assert [m["content"] for m in smem.session_messages()] == [f"fine turn {n}" for n in range(3)]
+    (aside,) = smem.llm.set_aside()
+    assert aside["messages"][0]["content"] == "a poison turn"
+    assert "refused by the server" in aside["error"]
+    assert smem.stats()["llm"]["spill_set_aside"] == 1
