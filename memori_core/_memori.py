@@ -102,7 +102,7 @@ class Memori:
                 config.set(name, value)
             config.validate()
         self.config = config
-        connected = connect(conn)
+        connected = connect(conn, timeout=config.database_timeout_seconds)
         self._store = Store(connected.engine, connected.owned)
         self.config.storage = StorageHandle(self._store)
         self.embedder: Embedder = embedder or LocalEmbedder(

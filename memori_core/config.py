@@ -35,7 +35,8 @@ MAX_DURATION_S = 100 * 365 * 86400
 #: duration settings and their unit in seconds
 _DURATIONS = {"session_timeout_minutes": 60, "request_backoff_factor": 1,
               "request_secs_timeout": 1, "augmentation_batch_seconds": 1,
-              "augmentation_lease_seconds": 1, "recall_recency_half_life_days": 86400}
+              "augmentation_lease_seconds": 1, "recall_recency_half_life_days": 86400,
+              "database_timeout_seconds": 1}
 #: MEMORI_* variables read elsewhere (storage/connect.py, embeddings/_onnx.py)
 _OTHER_ENV = {"MEMORI_DATABASE_URL", "MEMORI_CACHE_DIR"}
 _log = logging.getLogger(__name__)
@@ -150,6 +151,12 @@ class Config:
         llm_spill_turns: turns a registered client keeps in memory while the database is
             unreachable, written when it is back; beyond it the oldest are dropped (logged and
             counted in ``mem.stats()["llm"]``).
+        database_timeout_seconds: longest a model call waits for memori's database work
+            (5): recall before it (past the bound the call goes out without memories) and
+            capture after it (past the bound the turn is spilled and written once the
+            database answers; never twice). For registered clients and plugins; 0 waits as
+            long as the database takes. Engines memori makes from a URL also time out
+            connecting (PostgreSQL, MariaDB) after it.
         capture_max_message_chars: longest message ``capture`` takes, in characters
             (1,000,000); a longer one is refused with a ``ConfigurationError`` before anything
             is written. Registered clients and plugins cut a longer message to it instead
@@ -200,6 +207,7 @@ class Config:
     llm_history_messages: int = 0
     llm_history_tokens: int = 2000
     llm_spill_turns: int = 1000
+    database_timeout_seconds: float = 5
     capture_max_message_chars: int = 1_000_000
     embeddings_max_chars: int = 4000
     augmentation_max_memories: int = 100
@@ -318,7 +326,7 @@ class Config:
                      "recall_recency_weight", "recall_mention_weight",
                      "recall_conversation_weight", "recall_speaker_weight",
                      "recall_reply_weight", "recall_conversation_diversity",
-                     "recall_date_weight"):
+                     "recall_date_weight", "database_timeout_seconds"):
             if getattr(self, name) < 0:
                 raise ConfigurationError(f"{name} must be >= 0, got {getattr(self, name)!r}",
                                          argument=name)

@@ -5,6 +5,7 @@ call; it is logged on ``memori_core.integration`` and counted in ``mem.stats()["
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Mapping, Sequence
 from types import TracebackType
@@ -156,12 +157,17 @@ def prompt_context(memori: Memori, query: str, *,
         scope: ``"process"`` or ``"entity"``, as for ``Memori.recall``.
 
     Returns:
-        the ``MemoryContext``, or None when recall failed (logged and counted as
-        ``recall_errors``: the model call goes on without memories, like a registered
-        client's).
+        the ``MemoryContext``, or None when recall failed or took longer than
+        ``Config.database_timeout_seconds`` (logged and counted as ``recall_errors``: the
+        model call goes on without memories, like a registered client's).
     """
     try:
-        return memori.context(query, history=history, limit=limit, scope=scope)
+        return memori.llm.bounded(
+            functools.partial(memori.context, query, history=history, limit=limit, scope=scope))
+    except TimeoutError:
+        memori.llm.failure("recall_errors", "recall for a plugin's prompt did not answer within "
+                           "database_timeout_seconds; the call goes on without memories")
+        return None
     except Exception:  # noqa: BLE001 - logged and counted; the call goes on without memories
         memori.llm.failure("recall_errors", "recall for a plugin's prompt failed")
         return None

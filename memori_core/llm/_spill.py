@@ -2,9 +2,9 @@
 
 Bounded by ``Config.llm_spill_turns``: when full, the oldest turn is dropped, logged at ERROR
 and counted (``spill_dropped`` in ``mem.stats()["llm"]``), never silently. Turns are written
-back in the order they were spilled, by ``drain``: on the next captured call, from the retry
-thread the registry runs while the buffer is not empty, by ``mem.llm.flush()`` and at
-``mem.close()``.
+back in the order they were spilled, by ``drain``: from the retry thread the registry runs
+while the buffer is not empty (woken by every newly spilled turn), by ``mem.llm.flush()``, at
+``mem.close()``, and by the caller only when the buffer is full.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["SpilledTurn", "SpillBuffer"]
@@ -36,6 +37,9 @@ class SpilledTurn:
     process_id: str | None
     session_id: str
     messages: list[dict[str, Any]]
+    #: the capture that ran past ``Config.database_timeout_seconds`` and may still commit:
+    #: the turn is written again only once it is known to have failed
+    pending: Future[None] | None = field(default=None, compare=False)
 
 
 class SpillBuffer:

@@ -29,13 +29,16 @@ spill buffer (``Config.llm_spill_turns``) that is written, in order, when the da
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import importlib
 import logging
 import sys
 import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, wait
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -116,6 +119,7 @@ class LLMRegistry:
         self._retry: threading.Thread | None = None
         self._stop = threading.Event()
         self._wake = threading.Event()  # a new turn was spilled: the retry thread tries now
+        self._last_try = 0.0  # time.monotonic() of the last write that failed or drain
         #: turns the database refused for a reason of their own, with the error (bounded)
         self._set_aside: deque[dict[str, Any]] = deque(maxlen=memori.config.llm_spill_turns)
         self._closed = False
@@ -307,6 +311,38 @@ class LLMRegistry:
 
         return contextvars.Context().run(run)
 
+    def bounded(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` in the caller's context, waiting at most
+        ``Config.database_timeout_seconds`` (0: no bound) for it: the memory steps of a
+        model call (recall before it, capture after it) never hold the call longer, however
+        long the database hangs. ``fn`` runs on in a worker thread past the bound.
+
+        Raises:
+            TimeoutError: past the bound; else what ``fn`` raises.
+        """
+        bound = self.memori.config.database_timeout_seconds
+        if bound <= 0:
+            return fn(*args)
+        return self._submit(fn, *args).result(timeout=bound)
+
+    @staticmethod
+    def _submit(fn: Callable[..., T], *args: Any) -> Future[T]:
+        """``fn(*args)`` in the caller's context on a daemon thread of its own: one stuck on
+        a hung database never holds up the process's exit (an executor's threads would)."""
+        future: Future[T] = Future()
+        ctx = contextvars.copy_context()
+
+        def run() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                future.set_result(ctx.run(fn, *args))
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller
+                future.set_exception(exc)
+
+        threading.Thread(target=run, daemon=True, name="memori-call").start()
+        return future
+
     def recall_block(self, call: Call, query: str, visible: list[dict[str, Any]]
                      ) -> str | None:
         """The context pipeline's block for ``query`` (``Memori.context``), leaving out what
@@ -315,7 +351,13 @@ class LLMRegistry:
             return self.memori.context(query, history=visible).block
 
         try:
-            return self._as(call.entity_id, call.process_id, call.session_id, context)
+            return self.bounded(self._as, call.entity_id, call.process_id, call.session_id,
+                                context)
+        except TimeoutError:
+            self.failure("recall_errors", "recall did not answer within "
+                         f"database_timeout_seconds ({self.memori.config.database_timeout_seconds}"
+                         " s); the call goes out without memories")
+            return None
         except Exception:  # noqa: BLE001 - logged and counted; the call goes out without memories
             self.failure("recall_errors", "recall failed")
             return None
@@ -352,9 +394,26 @@ class LLMRegistry:
             self._spill_turn(turn)
             self._wake.set()
             return
+        bound = self.memori.config.database_timeout_seconds
         try:
-            self._write(turn)
+            if bound <= 0:
+                self._write(turn)
+            else:
+                future = self._submit(self._write, turn)
+                try:
+                    future.result(timeout=bound)
+                except TimeoutError:
+                    # it may still commit: the spilled turn waits for it, never written twice
+                    turn = dataclasses.replace(turn, pending=future)
+                    raise
+        except TimeoutError:
+            self._last_try = time.monotonic()
+            self.failure("capture_errors", f"capture did not finish within "
+                         f"database_timeout_seconds ({bound} s); the turn is kept in the spill "
+                         "buffer")
+            self._spill_turn(turn)
         except Exception:  # noqa: BLE001 - logged, counted and spilled; the call is not affected
+            self._last_try = time.monotonic()
             self.failure("capture_errors", "capture failed, the turn is kept in the spill buffer")
             self._spill_turn(turn)
 
@@ -372,7 +431,16 @@ class LLMRegistry:
     def _write_spilled(self, turn: SpilledTurn) -> None:
         """``_write`` a spilled turn unless it is stored already: the capture that failed may
         have committed before the database went away (its reply lost), and writing the turn
-        again would store it twice."""
+        again would store it twice. A capture still running past the bound is waited for
+        (raising TimeoutError while it runs: the turn stays buffered)."""
+        if turn.pending is not None:
+            done, _ = wait([turn.pending],
+                           timeout=self.memori.config.database_timeout_seconds or None)
+            if not done:
+                raise TimeoutError("the capture that ran past the bound is still running")
+            if turn.pending.exception() is None:
+                self.count("turns_captured")  # the late capture went through
+                return
         if self._as(turn.entity_id, turn.process_id, turn.session_id, self._stored,
                     turn.messages):
             self.count("turns_captured")
@@ -413,6 +481,7 @@ class LLMRegistry:
         return True
 
     def _drain(self) -> None:
+        self._last_try = time.monotonic()
         written, error = self._spill.drain(self._write_spilled)
         while error is not None:
             # the head turn failed: if the database answers, the turn itself is at fault
@@ -434,12 +503,14 @@ class LLMRegistry:
     def _retry_loop(self) -> None:
         """Retry the spill buffer with exponential backoff (``Config.request_backoff_factor``
         doubling up to ``SPILL_RETRY_MAX_S``) until it is empty or the registry closes."""
-        delay = max(self.memori.config.request_backoff_factor, SPILL_RETRY_MIN_S)
+        base = delay = max(self.memori.config.request_backoff_factor, SPILL_RETRY_MIN_S)
         while True:
             self._wake.wait(delay)
             self._wake.clear()
             if self._stop.is_set():
                 break
+            if time.monotonic() - self._last_try < base:
+                continue  # woken by a new turn right after a failed try: keep the backoff
             self._drain()
             with self._lock:
                 if not len(self._spill):

@@ -12,6 +12,7 @@ Accepted forms:
 
 from __future__ import annotations
 
+import math
 import os
 import sqlite3
 import time
@@ -57,17 +58,23 @@ class Connected:
     owned: bool
 
 
-def connect(conn: object) -> Connected:
+def connect(conn: object, timeout: float = 0) -> Connected:
     """Make an Engine from any accepted ``conn`` form.
+
+    Args:
+        timeout: seconds an Engine made here from a URL waits to connect to PostgreSQL or
+            MariaDB (``Config.database_timeout_seconds``; 0: the driver's default, no bound).
+            The caller's own Engines, sessions and factories keep their settings.
 
     Raises:
         ConfigurationError: for an unsupported form, a raw DB-API connection (pass a factory),
             or a missing driver (naming the extra to install).
     """
     if conn is None:
-        return Connected(_from_url(os.environ.get("MEMORI_DATABASE_URL") or DEFAULT_URL), True)
+        return Connected(_from_url(os.environ.get("MEMORI_DATABASE_URL") or DEFAULT_URL,
+                                   timeout), True)
     if isinstance(conn, str):
-        return Connected(_from_url(conn), True)
+        return Connected(_from_url(conn, timeout), True)
     if isinstance(conn, Engine):
         return Connected(_callers_engine(conn), False)
     if isinstance(conn, sessionmaker):
@@ -123,7 +130,7 @@ def _normalize_url(url: URL) -> URL:
     return url
 
 
-def _from_url(raw: str) -> Engine:
+def _from_url(raw: str, timeout: float = 0) -> Engine:
     try:
         url = _normalize_url(make_url(raw))
     except ArgumentError as exc:
@@ -145,6 +152,11 @@ def _from_url(raw: str) -> Engine:
         url = url.update_query_dict({"charset": "utf8mb4"})
         kwargs["isolation_level"] = "READ COMMITTED"
         kwargs["pool_recycle"] = 3600
+        if timeout > 0 and "connect_timeout" not in url.query:
+            kwargs["connect_args"] = {"connect_timeout": max(1, math.ceil(timeout))}
+    elif backend == "postgresql" and timeout > 0 and "connect_timeout" not in url.query:
+        # libpq's unit is whole seconds, at least 2
+        kwargs["connect_args"] = {"connect_timeout": max(2, math.ceil(timeout))}
     try:
         engine = create_engine(url, **kwargs)
     except (NoSuchModuleError, ModuleNotFoundError) as exc:

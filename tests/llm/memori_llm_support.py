@@ -134,7 +134,9 @@ DRIVERS: dict[str, Driver] = {d.provider: d for d in (OpenAIDriver(), AnthropicD
 class TcpProxy:
     """A loopback TCP proxy in front of a server: ``cut()`` closes every connection and stops
     listening (clients get "connection refused", as when the server is down); ``restore()``
-    listens again on the same port. The server itself is never touched.
+    listens again on the same port; ``hang()`` keeps every connection open but passes nothing
+    on, new ones included (a server that stopped answering), until ``flow()``. The server
+    itself is never touched.
 
     Args:
         upstream: (host, port) of the real server.
@@ -147,6 +149,15 @@ class TcpProxy:
         self._conns: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
+        self._flowing = threading.Event()
+        self._flowing.set()
+
+    def hang(self) -> None:
+        """Hold every byte in both directions (and every new connection) until ``flow()``."""
+        self._flowing.clear()
+
+    def flow(self) -> None:
+        self._flowing.set()
 
     def start(self) -> TcpProxy:
         self.restore()
@@ -172,6 +183,7 @@ class TcpProxy:
             _close(conn)
 
     def close(self) -> None:
+        self.flow()
         self.cut()
         for thread in self._threads:
             thread.join(timeout=5)
@@ -182,6 +194,7 @@ class TcpProxy:
                 client, _ = listener.accept()
             except OSError:  # cut(): the listener was shut down
                 return
+            self._flowing.wait()
             try:
                 server = socket.create_connection(self.upstream)
             except OSError:
@@ -194,7 +207,7 @@ class TcpProxy:
                     return
                 self._conns.update((client, server))
             for src, dst in ((client, server), (server, client)):
-                t = threading.Thread(target=_pipe, args=(src, dst), daemon=True)
+                t = threading.Thread(target=_pipe, args=(src, dst, self._flowing), daemon=True)
                 t.start()
 
 
@@ -206,9 +219,10 @@ def _close(sock: socket.socket) -> None:
     sock.close()
 
 
-def _pipe(src: socket.socket, dst: socket.socket) -> None:
+def _pipe(src: socket.socket, dst: socket.socket, flowing: threading.Event) -> None:
     try:
         while data := src.recv(65536):
+            flowing.wait()
             dst.sendall(data)
     except OSError:
         pass

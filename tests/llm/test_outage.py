@@ -90,3 +90,35 @@ def test_forget_drops_the_entitys_spilled_turns(pg_url: str, pg_proxy: TcpProxy,
         assert "during the outage" not in json.dumps(mem.export(entity_id="leaving"))
     finally:
         mem.close()
+
+
+def test_a_hung_database_holds_no_call_past_the_bound(pg_url: str, pg_proxy: TcpProxy,
+                                                       echo_server: str) -> None:
+    """Issue 18.3: the database stops answering (connections stay open, nothing comes back):
+    each call still returns, without memories and with its turn spilled, instead of waiting
+    as long as the database hangs (without the bound these calls block until ``flow()``);
+    once it answers again every turn is stored once, in order."""
+    import openai
+
+    url = make_url(pg_url).set(port=pg_proxy.port).render_as_string(hide_password=False)
+    mem = new_memori(url, database_timeout_seconds=1)
+    try:
+        client = openai.OpenAI(base_url=echo_server, api_key="local", max_retries=0)
+        mem.llm.register(client)
+        mem.attribution(entity_id=ENTITY, process_id=PROCESS)
+        mem.remember(MEMORY)
+        ask = lambda text: client.chat.completions.create(  # noqa: E731
+            model="echo", messages=[{"role": "user", "content": text}])
+        ask("before the hang")
+        pg_proxy.hang()
+        for text in ("during the hang", "still hanging"):
+            assert ask(text).choices[0].message.content  # the provider's reply came back
+        stats = mem.llm.stats()
+        assert stats["recall_errors"] == 2 and stats["turns_spilled"] == 2
+        pg_proxy.flow()
+        assert mem.llm.flush() == 0
+        assert [m["content"] for m in mem.session_messages() if m["role"] == "user"] == [
+            "before the hang", "during the hang", "still hanging"]
+    finally:
+        pg_proxy.flow()
+        mem.close()
