@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator, Sequence
 from contextlib import aclosing, closing
-from dataclasses import dataclass
 from typing import Any, cast
 
 from langchain_core.callbacks import (
@@ -18,20 +17,18 @@ from langchain_core.messages import (
     AIMessageChunk,
     BaseMessage,
     convert_to_messages,
-    message_chunk_to_message,
 )
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.prompt_values import PromptValue, StringPromptValue
 from langchain_core.runnables import Runnable, RunnableConfig
-from langchain_core.runnables.config import run_in_executor
 from langchain_core.tools import BaseTool
 from langchain_core.tracers.base import BaseTracer
 from pydantic import ConfigDict, Field
 
 from memori_core import ConfigurationError, Memori
-from memori_core.integration import Turn, check_limit, check_memori, check_scope
+from memori_core.integration import check_limit, check_memori, check_scope
 from memori_langchain._history import MemoriChatMessageHistory
-from memori_langchain._messages import end_turn, prepare, with_block
+from memori_langchain._messages import Call
 from memori_langchain._target import check_key, configurable, resolve
 
 __all__ = ["MemoriChatModel", "with_memori"]
@@ -41,21 +38,6 @@ __all__ = ["MemoriChatModel", "with_memori"]
 #: that a ``MemoriChatMessageHistory`` stores this turn too; pinned by
 #: tests/integrations/langchain/test_langchain_framework_pins.py (langchain-core >=1.7,<2).
 HISTORY_KEY = "message_history"
-
-
-@dataclass
-class _Call:
-    """One call: the messages sent (with memori's block) and the turn to capture."""
-
-    sent: list[BaseMessage]
-    turn: Turn | None
-    history: MemoriChatMessageHistory | None
-
-    def end(self, reply: BaseMessage | None, error: BaseException | None = None) -> None:
-        """Capture the turn with ``reply`` (partial or whole); never raises."""
-        if self.turn is not None and self.history is not None and reply and reply.id:
-            self.history.skip(reply.id)
-        end_turn(self.turn, [reply] if reply is not None else [], error)
 
 
 class MemoriChatModel(BaseChatModel):
@@ -106,8 +88,8 @@ class MemoriChatModel(BaseChatModel):
     def _llm_type(self) -> str:  # abstract in BaseChatModel: the wrapper's own name
         return "memori-chat-model"
 
-    # ---- one implementation: before the model, and the turn after it -------------------------
-    def _prepare(self, input: LanguageModelInput, config: RunnableConfig | None) -> _Call:
+    # ---- one implementation (``Call``), two faces ----------------------------------------
+    def _call(self, input: LanguageModelInput, config: RunnableConfig | None) -> Call:
         if isinstance(input, str):
             input = StringPromptValue(text=input)
         if isinstance(input, PromptValue):
@@ -119,71 +101,41 @@ class MemoriChatModel(BaseChatModel):
                              "or list of BaseMessages.")
         run = configurable(config)
         history = run.get(HISTORY_KEY) if self.capture else None
-        if isinstance(history, MemoriChatMessageHistory) and history.memori is self.memori:
-            target = history.target
-        else:
+        if not isinstance(history, MemoriChatMessageHistory) or history.memori is not self.memori:
             history = None
-            target = resolve(self.memori, "with_memori", entity_id=self.entity_id,
-                             process_id=self.process_id, session_id=self.session_id,
-                             entity_key=self.entity_key, session_key=self.session_key,
-                             sources=[("config['configurable']", run)])
-        block, turn = prepare(self.memori, target, messages, inject=self.inject,
-                              capture=self.capture, limit=self.recall_limit,
-                              scope=check_scope(self.scope))
-        return _Call(with_block(messages, block), turn, history)
+        target = history.target if history else resolve(
+            self.memori, "with_memori", entity_id=self.entity_id, process_id=self.process_id,
+            session_id=self.session_id, entity_key=self.entity_key,
+            session_key=self.session_key, sources=[("config['configurable']", run)])
+        return Call(self.memori, target, messages, inject=self.inject, capture=self.capture,
+                    limit=self.recall_limit, scope=check_scope(self.scope),
+                    skip=history.skip if history else None)
 
     def invoke(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
                stop: list[str] | None = None, **kwargs: Any) -> AIMessage:
-        call = self._prepare(input, config)
-        try:
-            out = super().invoke(call.sent, config, stop=stop, **kwargs)
-        except BaseException as exc:
-            call.end(None, exc)
-            raise
-        call.end(out)
-        return out
+        with self._call(input, config) as call:
+            return call.done(super().invoke(call.sent, config, stop=stop, **kwargs))
 
     async def ainvoke(self, input: LanguageModelInput, config: RunnableConfig | None = None,
                       *, stop: list[str] | None = None, **kwargs: Any) -> AIMessage:
-        call = await run_in_executor(None, self._prepare, input, config)
-        try:
-            out = await super().ainvoke(call.sent, config, stop=stop, **kwargs)
-        except BaseException as exc:
-            call.end(None, exc)
-            raise
-        await run_in_executor(None, call.end, out)
-        return out
+        async with self._call(input, config) as call:
+            return call.done(await super().ainvoke(call.sent, config, stop=stop, **kwargs))
 
     def stream(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
                stop: list[str] | None = None, **kwargs: Any) -> Iterator[AIMessageChunk]:
-        call = self._prepare(input, config)
-        full: AIMessageChunk | None = None
-        try:
-            with closing(cast("Generator[AIMessageChunk]", super().stream(
-                    call.sent, config, stop=stop, **kwargs))) as chunks:
-                for chunk in chunks:
-                    full = chunk if full is None else full + chunk
-                    yield chunk
-        except BaseException as exc:
-            call.end(_whole(full), exc)
-            raise
-        call.end(_whole(full))
+        with self._call(input, config) as call, closing(cast("Generator[AIMessageChunk]",
+                super().stream(call.sent, config, stop=stop, **kwargs))) as chunks:
+            for chunk in chunks:
+                yield call.add(chunk)
 
     async def astream(self, input: LanguageModelInput, config: RunnableConfig | None = None,
                       *, stop: list[str] | None = None, **kwargs: Any
                       ) -> AsyncIterator[AIMessageChunk]:
-        call = await run_in_executor(None, self._prepare, input, config)
-        full: AIMessageChunk | None = None
-        try:
-            async with aclosing(cast("AsyncGenerator[AIMessageChunk]", super().astream(
-                    call.sent, config, stop=stop, **kwargs))) as chunks:
-                async for chunk in chunks:
-                    full = chunk if full is None else full + chunk
-                    yield chunk
-        except BaseException as exc:
-            call.end(_whole(full), exc)
-            raise
-        await run_in_executor(None, call.end, _whole(full))
+        async with self._call(input, config) as call, aclosing(cast(
+                "AsyncGenerator[AIMessageChunk]",
+                super().astream(call.sent, config, stop=stop, **kwargs))) as chunks:
+            async for chunk in chunks:
+                yield call.add(chunk)
 
     # ---- the wrapped model ------------------------------------------------------------------
     def _inner(self, run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None
@@ -240,10 +192,6 @@ class MemoriChatModel(BaseChatModel):
 def _as_chunk(chunk: BaseMessage) -> AIMessageChunk:
     return chunk if isinstance(chunk, AIMessageChunk) else AIMessageChunk(
         content=chunk.content, id=chunk.id)
-
-
-def _whole(full: AIMessageChunk | None) -> BaseMessage | None:
-    return None if full is None else message_chunk_to_message(full)
 
 
 def with_memori(model: BaseChatModel, memori: Memori, *, entity_id: str | None = None,

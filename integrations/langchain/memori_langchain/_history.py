@@ -8,7 +8,6 @@ from typing import Any, TypeVar
 
 from langchain_core.chat_history import BaseChatMessageHistory
 from langchain_core.messages import BaseMessage
-from langchain_core.runnables.config import run_in_executor
 
 from memori_core import ConfigurationError, Memori
 from memori_core.integration import check_memori, clean
@@ -87,10 +86,6 @@ class MemoriChatMessageHistory(BaseChatMessageHistory):
         """The session's messages, oldest first (``StorageError`` when the database fails)."""
         return from_memori(self._run(self.memori.session_messages))
 
-    async def aget_messages(self) -> list[BaseMessage]:
-        """Async ``messages`` (the same query, in LangChain's executor)."""
-        return await run_in_executor(None, lambda: self.messages)
-
     def skip(self, message_id: str) -> None:
         """The AI message ``message_id`` was captured with its turn by a ``with_memori``
         model: the ``add_messages`` holding it stores nothing (capture once)."""
@@ -115,17 +110,9 @@ class MemoriChatMessageHistory(BaseChatMessageHistory):
         if rows:
             self._run(self.memori.capture, rows)
 
-    async def aadd_messages(self, messages: Sequence[BaseMessage]) -> None:
-        """Async ``add_messages`` (the same capture, in LangChain's executor)."""
-        await run_in_executor(None, self.add_messages, messages)
-
     def clear(self) -> None:
         """Delete the session's messages; memories extracted from them stay."""
         self._run(self.memori.clear_session)
-
-    async def aclear(self) -> None:
-        """Async ``clear``."""
-        await run_in_executor(None, self.clear)
 
     def close(self) -> None:
         """Close the ``Memori`` made from ``conn`` (a passed ``memori`` stays open)."""

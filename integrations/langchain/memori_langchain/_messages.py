@@ -7,33 +7,36 @@ files are named (``named_part``), never copied into the database.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, TypeVar, cast
 
 from langchain_core.messages import (
     AIMessage,
+    AIMessageChunk,
     BaseMessage,
     ChatMessage,
     HumanMessage,
     RemoveMessage,
     SystemMessage,
     ToolMessage,
+    message_chunk_to_message,
     messages_from_dict,
 )
 from langchain_core.messages.tool import default_tool_parser
+from langchain_core.runnables.config import run_in_executor
 
 from memori_core import ConfigurationError, Memori
 from memori_core.integration import Turn, named_part, prompt_context, query_of, tool_call
 from memori_langchain._target import Target
 
-__all__ = ["end_turn", "from_memori", "new_input", "prepare", "start_turn", "to_memori",
-           "visible", "with_block"]
+__all__ = ["Call", "from_memori", "new_input", "to_memori", "visible", "with_block"]
 
 _ROLES = {"human": "user", "user": "user", "ai": "assistant", "assistant": "assistant",
           "system": "system", "developer": "system", "tool": "tool", "function": "tool"}
 #: content part types that carry binary data (LangChain's standard and OpenAI-style blocks)
 _BINARY = {"image", "image_url", "audio", "input_audio", "file", "video"}
+R = TypeVar("R")
 
 
 def _kind(message: BaseMessage) -> str:
@@ -152,36 +155,83 @@ def with_block(messages: Sequence[BaseMessage], block: str | None) -> list[BaseM
     return [first.model_copy(update={"content": new}), *rest]
 
 
-def start_turn(memori: Memori, messages: Sequence[BaseMessage]) -> Turn | None:
-    """The turn of a model call on ``messages`` under memori's current attribution: the new
-    input is kept. None (logged, counted) when it cannot be stored."""
-    try:
-        return Turn(memori, to_memori(new_input(messages)), framework="langchain")
-    except ConfigurationError:
-        memori.llm.failure("capture_errors", "a LangChain turn cannot be captured")
-        return None
+class Call:
+    """One model call's memori work: one implementation, two faces (``with`` and ``async
+    with``, which runs the database work in LangChain's executor).
 
+    Entering recalls under ``target`` for the messages' latest user text (``block``: the
+    context pipeline's block, None with nothing to show; memories the messages hold are left
+    out) and starts the turn with the new input (``new_input``); a turn that cannot be stored
+    is logged and counted, and the call goes on. Leaving captures it with the reply ``done``
+    or ``add`` saw (whole, or what a stream gave before it stopped): complete; stopped for a
+    closed stream or a cancelled task; error for an exception, which propagates. Capturing
+    never raises.
 
-def prepare(memori: Memori, target: Target, messages: Sequence[BaseMessage], *, inject: bool,
-            capture: bool, limit: int | None, scope: Any) -> tuple[str | None, Turn | None]:
-    """Under ``target``: the context pipeline's block for a model call on ``messages`` (None:
-    nothing to show; memories the messages hold are left out) and the turn to capture."""
-    shown = visible(messages)
-    with target.scope(memori):
-        ctx = prompt_context(memori, query_of(shown), history=shown, limit=limit,
-                             scope=scope) if inject else None
-        return (ctx.block if ctx else None), (start_turn(memori, messages) if capture else None)
+    Args:
+        skip: gets the reply's id when the turn holds it (a ``MemoriChatMessageHistory`` in
+            the same chain then stores it no more).
+    """
 
+    def __init__(self, memori: Memori, target: Target, messages: Sequence[BaseMessage], *,
+                 inject: bool, capture: bool, limit: int | None, scope: Any,
+                 skip: Callable[[str], None] | None = None) -> None:
+        self.memori, self.target, self.messages, self.skip = memori, target, messages, skip
+        self._options = (inject, capture, limit, scope)
+        self.block: str | None = None
+        self.turn: Turn | None = None
+        self._replies: list[BaseMessage] = []
+        self._chunks: AIMessageChunk | None = None
 
-def end_turn(turn: Turn | None, replies: Sequence[BaseMessage],
-             error: BaseException | None = None) -> None:
-    """Capture ``turn`` with ``replies`` (whole or partial): complete without ``error``,
-    stopped for a closed stream or cancelled task, else error. Never raises."""
-    if turn is None:
-        return
-    try:
-        turn.reply(to_memori(replies))
-    except ConfigurationError:
-        turn.add_text("\n".join(m.text for m in replies))
-    stopped = isinstance(error, (GeneratorExit, KeyboardInterrupt, asyncio.CancelledError))
-    turn.finish("complete" if error is None else "stopped" if stopped else "error", error)
+    @property
+    def sent(self) -> list[BaseMessage]:
+        """The messages with the block in their system message."""
+        return with_block(self.messages, self.block)
+
+    def __enter__(self) -> Call:
+        inject, capture, limit, scope = self._options
+        shown = visible(self.messages)
+        with self.target.scope(self.memori):
+            ctx = prompt_context(self.memori, query_of(shown), history=shown, limit=limit,
+                                 scope=scope) if inject else None
+            try:
+                self.turn = Turn(self.memori, to_memori(new_input(self.messages)),
+                                 framework="langchain") if capture else None
+            except ConfigurationError:
+                self.memori.llm.failure("capture_errors", "a LangChain turn cannot be captured")
+        self.block = ctx.block if ctx else None
+        return self
+
+    async def __aenter__(self) -> Call:
+        return await run_in_executor(None, self.__enter__)
+
+    def done(self, result: R, replies: Sequence[BaseMessage] | None = None) -> R:
+        """``result``, the model's reply; ``replies``: its messages when it is not one."""
+        self._replies = list(replies) if replies is not None else [cast(BaseMessage, result)]
+        return result
+
+    def add(self, chunk: AIMessageChunk) -> AIMessageChunk:
+        """``chunk``, the next piece of a streamed reply."""
+        self._chunks = chunk if self._chunks is None else self._chunks + chunk
+        return chunk
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self.turn is None:
+            return
+        replies = self._replies if self._chunks is None else [
+            message_chunk_to_message(self._chunks)]
+        for reply in replies:
+            if self.skip is not None and reply.id:
+                self.skip(reply.id)
+        try:
+            self.turn.reply(to_memori(replies))
+        except ConfigurationError:
+            self.turn.add_text("\n".join(m.text for m in replies))
+        self.turn.__exit__(kind, error, tb)  # the kit's outcome: complete, stopped or error
+
+    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        if error is None:
+            await run_in_executor(None, self.__exit__, None, None, None)
+        else:  # a cancelled task cannot wait for the executor
+            self.__exit__(kind, error, tb)

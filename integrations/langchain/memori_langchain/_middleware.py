@@ -7,12 +7,11 @@ from typing import Any
 
 from langchain.agents.middleware import AgentMiddleware, ModelRequest, ModelResponse
 from langchain.agents.middleware.types import ModelCallResult
-from langchain_core.runnables.config import run_in_executor
 
 from memori_core import ConfigurationError, Memori
-from memori_core.integration import Turn, check_limit, check_memori, check_scope
+from memori_core.integration import check_limit, check_memori, check_scope
 from memori_langchain._chat_model import MemoriChatModel
-from memori_langchain._messages import end_turn, prepare, with_block
+from memori_langchain._messages import Call, with_block
 from memori_langchain._target import check_key, configurable, resolve
 
 __all__ = ["MemoriMiddleware"]
@@ -60,8 +59,7 @@ class MemoriMiddleware(AgentMiddleware):
         self.inject, self.capture = inject, capture
         self.tools = []
 
-    def _prepare(self, request: ModelRequest) -> tuple[ModelRequest, Turn | None]:
-        """``request`` with the block in its system message, and the turn to capture."""
+    def _call(self, request: ModelRequest) -> Call:
         model = request.model
         if isinstance(model, MemoriChatModel) and (model.inject or model.capture):
             raise ConfigurationError(
@@ -73,40 +71,32 @@ class MemoriMiddleware(AgentMiddleware):
                          entity_key=self.entity_key, session_key=self.session_key,
                          sources=[("context", request.runtime.context if request.runtime
                                    else None), ("config['configurable']", configurable())])
-        block, turn = prepare(self.memori, target, request.messages, inject=self.inject,
-                              capture=self.capture, limit=self.recall_limit, scope=self.scope)
-        if block:
-            system = request.system_message
-            (message,) = with_block([system] if system else [], block)
-            request = request.override(system_message=message)  # type: ignore[arg-type]
-        return request, turn
+        return Call(self.memori, target, request.messages, inject=self.inject,
+                    capture=self.capture, limit=self.recall_limit, scope=self.scope)
 
     def wrap_model_call(self, request: ModelRequest,
                         handler: Callable[[ModelRequest], ModelResponse]) -> ModelCallResult:
         """The block into the system message, the model call, its turn captured."""
-        request, turn = self._prepare(request)
-        try:
-            response = handler(request)
-        except BaseException as exc:
-            end_turn(turn, [], exc)
-            raise
-        end_turn(turn, _messages(response))
-        return response
+        with self._call(request) as call:
+            response = handler(_with_block(request, call.block))
+            return call.done(response, _replies(response))
 
     async def awrap_model_call(self, request: ModelRequest,
                                handler: Callable[[ModelRequest], Awaitable[ModelResponse]]
                                ) -> ModelCallResult:
         """Async ``wrap_model_call`` (memori's work in LangChain's executor)."""
-        request, turn = await run_in_executor(None, self._prepare, request)
-        try:
-            response = await handler(request)
-        except BaseException as exc:
-            end_turn(turn, [], exc)
-            raise
-        await run_in_executor(None, end_turn, turn, _messages(response))
-        return response
+        async with self._call(request) as call:
+            response = await handler(_with_block(request, call.block))
+            return call.done(response, _replies(response))
 
 
+def _with_block(request: ModelRequest, block: str | None) -> ModelRequest:
+    if not block:
+        return request
+    system = request.system_message
+    (message,) = with_block([system] if system else [], block)
+    return request.override(system_message=message)  # type: ignore[arg-type]
 
-def _messages(response: object) -> list[Any]:
+
+def _replies(response: object) -> list[Any]:
     return list(response.result) if isinstance(response, ModelResponse) else [response]
