@@ -268,6 +268,8 @@ class Memori:
     def _preview(self, text: str) -> str:
         """Memory or message text for log lines, cut to 80 characters when
         ``Config.debug_truncate`` (default True)."""
+        if not self.config.log_content:
+            return f"<{len(text)} characters>"
         if self.config.debug_truncate and len(text) > 80:
             return text[:77] + "..."
         return text
@@ -575,7 +577,8 @@ class Memori:
                   parsed.process_id, counts)
         return counts
 
-    def forget(self, entity_id: str, process_id: str | None = None) -> dict[str, int]:
+    def forget(self, entity_id: str, process_id: str | None = None, *,
+               vacuum: bool = False) -> dict[str, int]:
         """Erase an entity: every row of it in every table (messages, sessions,
         conversations, memories, provenance, triples, process attributes, augmentation jobs
         queued, running or failed, and the entity row), in one transaction; its recall index
@@ -587,6 +590,11 @@ class Memori:
             entity_id: whose data; named explicitly, never taken from the attribution.
             process_id: only this process's (persona's) rows of the entity, plus the sessions
                 and conversations left empty; the entity and its other processes stay.
+            vacuum: also make PostgreSQL (``VACUUM FULL``) and MariaDB (``OPTIMIZE TABLE``)
+                rewrite memori's tables without the deleted rows' bytes; each table is locked
+                while it is rewritten, so run it when memori is quiet. SQLite needs none: memori sets ``secure_delete`` (deleted content
+                is zeroed) and checkpoints the WAL after every forget. What no database
+                removes: its write-ahead log archive and backups (README "Privacy").
 
         Returns:
             rows deleted per table name (every table holding entity rows, zeros included); all
@@ -607,6 +615,7 @@ class Memori:
             self._recaller.cache.discard(entity_pk)
         if process_id is None:
             self._store.drop_cached_ids()  # its entity and session rows are gone
+        self._store.purge(vacuum)
         _log.info("forgot entity %r process %r: %s", entity_id, process_id, counts)
         return counts
 

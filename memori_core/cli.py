@@ -7,7 +7,7 @@
     memori worker --db URL [--workers N]
     memori export --entity ID [--process ID] [--db URL] [--out FILE]
     memori import FILE [--db URL] [--entity ID] [--model NAME] [--json]
-    memori forget --entity ID [--process ID] [--db URL] [--yes] [--json]
+    memori forget --entity ID [--process ID] [--db URL] [--yes] [--vacuum] [--json]
 
 ``--db`` defaults to ``MEMORI_DATABASE_URL`` or the embedded ``./memori.db``. Errors are printed
 as one line on stderr with exit status 2.
@@ -341,7 +341,7 @@ def _cmd_forget(args: argparse.Namespace) -> int:
             if answer.strip().lower() not in ("y", "yes"):
                 print("nothing deleted")
                 return 1
-        counts = mem.forget(args.entity, process_id=args.process)
+        counts = mem.forget(args.entity, process_id=args.process, vacuum=args.vacuum)
     finally:
         mem.close()
     _print_counts(counts, args.json,
@@ -465,6 +465,9 @@ def _parser() -> argparse.ArgumentParser:
 
     fo = sub.add_parser("forget", help="delete every row of an entity (or of one process)")
     fo.add_argument("--entity", required=True, help="entity (user) id to erase")
+    fo.add_argument("--vacuum", action="store_true",
+                    help="PostgreSQL / MariaDB: also remove the deleted rows' old versions "
+                         "(VACUUM FULL / OPTIMIZE TABLE; locks memori's tables while it runs)")
     fo.add_argument("--process", default=None,
                     help="only this process's (persona's) rows of the entity")
     fo.add_argument("--yes", action="store_true", help="do not ask for confirmation")

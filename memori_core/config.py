@@ -73,7 +73,9 @@ class Config:
             backoff, before it is marked failed.
         request_backoff_factor: exponential backoff base in seconds (factor * 2**attempt).
         request_secs_timeout: timeout of provider requests made by memori, in seconds.
-        debug_truncate: truncate long memory text in log lines.
+        debug_truncate: truncate long memory text in log lines (with ``log_content``).
+        log_content: put message and memory text into DEBUG log lines (False: only their
+            lengths; logs are often kept longer and more widely than the database).
         augmentation_workers: background worker threads per ``Memori`` instance (0: none; run
             ``memori worker`` instead; at most 256).
         augmentation_batch_size: jobs claimed and embedded together.
@@ -178,6 +180,7 @@ class Config:
     request_backoff_factor: float = 1
     request_secs_timeout: float = 5
     debug_truncate: bool = True
+    log_content: bool = False
     augmentation_workers: int = 1
     augmentation_batch_size: int = 100
     augmentation_batch_seconds: float = 0.1

@@ -294,6 +294,8 @@ def _configure(engine: Engine) -> None:
         _set_wal(cur)
         cur.execute("PRAGMA synchronous = NORMAL")
         cur.execute("PRAGMA foreign_keys = ON")
+        # deleted content is overwritten with zeros, not left in free pages (forget)
+        cur.execute("PRAGMA secure_delete = ON")
         cur.close()
 
     @event.listens_for(engine, "begin")

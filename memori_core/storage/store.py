@@ -532,6 +532,32 @@ class Store:
                 self._ids[(table.name, key)] = int(found)
         return None if found is None else int(found)
 
+    def purge(self, vacuum: bool) -> None:
+        """After an erasure, remove what the database still keeps of deleted rows where it
+        can: SQLite (``secure_delete`` zeroes deleted content already) checkpoints its WAL
+        into the file and truncates it; with ``vacuum``, PostgreSQL runs ``VACUUM FULL`` and
+        MariaDB ``OPTIMIZE TABLE`` on memori's tables: both rewrite them without the deleted
+        rows (a plain ``VACUUM`` only marks their space free, their bytes stay until reused),
+        holding each table's lock while it is rewritten.
+
+        Raises:
+            StorageError: the database failed.
+        """
+        tables = [t.name for t in s.metadata.sorted_tables]
+        try:
+            if self.dialect == "sqlite":
+                with self.engine.connect() as conn:
+                    conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+            elif vacuum and self.dialect == "postgresql":
+                with self.engine.connect().execution_options(
+                        isolation_level="AUTOCOMMIT") as conn:
+                    conn.exec_driver_sql("VACUUM FULL " + ", ".join(tables))
+            elif vacuum:
+                with self.engine.connect() as conn:
+                    conn.exec_driver_sql("OPTIMIZE TABLE " + ", ".join(tables)).all()
+        except SQLAlchemyError as exc:
+            raise StorageError(f"purging deleted rows failed: {exc}") from exc
+
     def external_ids(self, kind: str, limit: int = 100_000) -> list[str]:
         """External ids of entities or processes (``kind``), at most ``limit``: what the CLI
         offers when an id given to it does not exist."""
