@@ -273,3 +273,25 @@ def test_a_turn_the_database_refuses_is_set_aside_and_the_rest_are_written(
     assert aside["messages"][0]["content"] == "a poison turn"
     assert "refused by the server" in aside["error"]
     assert smem.stats()["llm"]["spill_set_aside"] == 1
+
+
+def test_attribution_of_a_framework_call_ends_with_it_on_a_reused_thread(smem: Memori) -> None:
+    """Issue 18.10: a one-thread executor runs user A's framework call, then a task that sets
+    no attribution: that task must not act as A (the kit's attribution is scoped to the call,
+    as every plugin uses it)."""
+    smem.attribution(entity_id="setup")
+    with attributed(smem, "user-a", "bank"):
+        smem.remember("The user's PIN is 1234")
+
+    def framework_call() -> None:
+        with attributed(smem, "user-a", "bank"):
+            assert smem.recall("What is my PIN?")
+
+    def next_task() -> str | None:
+        return smem.entity_id
+
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(framework_call).result()
+        assert pool.submit(next_task).result() is None
+        with pytest.raises(ConfigurationError):
+            pool.submit(smem.recall, "What is my PIN?").result()
