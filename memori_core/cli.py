@@ -21,6 +21,7 @@ import logging
 import signal
 import sys
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 from memori_core.errors import MemoriError
@@ -68,6 +69,23 @@ def _existing(db: str | None) -> Any:
         mem.close()
         raise
     return mem
+
+
+def _new_sqlite_file(db: str | None) -> str | None:
+    """The path of the SQLite file ``db`` names when it does not exist yet, else None."""
+    import os
+
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from memori_core.storage.connect import DEFAULT_URL
+
+    try:
+        url = make_url(db or os.environ.get("MEMORI_DATABASE_URL") or DEFAULT_URL)
+    except ArgumentError:
+        return None
+    path = url.database if url.get_backend_name() == "sqlite" else None
+    return path if path and not os.path.exists(path) else None
 
 
 def _progress(enabled: bool) -> Any:
@@ -310,14 +328,20 @@ def _cmd_import(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise ConfigurationError(f"{args.file} is not JSON: {exc}", argument="file") from exc
     settings = {"embeddings_model": args.model} if args.model else {}
+    new_file = _new_sqlite_file(args.db)
     # no workers here: queued jobs are left to `memori worker` or the apps
     mem = _memori(args.db, augmentation_workers=0, **settings)
     try:
         mem.config.storage.build()
         counts = mem.import_(data, entity_id=args.entity)
         where = mem.engine.url.render_as_string()
-    finally:
+    except BaseException:
         mem.close()
+        if new_file is not None:  # a failed import leaves no database file behind
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                Path(f"{new_file}{suffix}").unlink(missing_ok=True)
+        raise
+    mem.close()
     _print_counts(counts, args.json, f"imported into {where}:")
     if not args.json and counts["memori_augmentation_job"]:
         print(f"{counts['memori_augmentation_job']} augmentation job(s) queued: run "

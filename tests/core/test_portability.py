@@ -668,6 +668,13 @@ def test_cli_export_import_forget(sqlite_url: str, tmp_path: Path,
     assert "no process 'cocah'" in capsys.readouterr().err
     assert main(["import", "--db", db_url, str(tmp_path / "missing.json")]) == 2
     assert "cannot read" in capsys.readouterr().err
+    # a failed import into a new SQLite file leaves no file behind
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"format": "memori.export", "version": 99}))
+    fresh = tmp_path / "fresh.db"
+    assert main(["import", "--db", f"sqlite:///{fresh}", str(bad)]) == 2
+    assert "version" in capsys.readouterr().err
+    assert not fresh.exists()
 
 
 # ---- README -------------------------------------------------------------------------------------
