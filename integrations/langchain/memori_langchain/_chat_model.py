@@ -26,10 +26,10 @@ from langchain_core.tracers.base import BaseTracer
 from pydantic import ConfigDict, Field
 
 from memori_core import ConfigurationError, Memori
-from memori_core.integration import check_limit, check_memori, check_scope
+from memori_core.integration import check_limit, check_memori, check_scope, check_text
 from memori_langchain._history import MemoriChatMessageHistory
 from memori_langchain._messages import Call
-from memori_langchain._target import check_key, configurable, resolve
+from memori_langchain._target import configurable, resolve
 
 __all__ = ["MemoriChatModel", "with_memori"]
 
@@ -81,7 +81,7 @@ class MemoriChatModel(BaseChatModel):
         check_scope(data.get("scope", "process"))
         check_limit(data.get("recall_limit"), "recall_limit")
         for key in ("entity_key", "session_key"):
-            check_key(data.get(key, key), key)
+            check_text(data.get(key, key), key)
         super().__init__(**{"profile": model.profile, **data})  # the model's capabilities
 
     @property

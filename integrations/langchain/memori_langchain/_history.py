@@ -10,7 +10,7 @@ from langchain_core.chat_history import BaseChatMessageHistory
 from langchain_core.messages import BaseMessage
 
 from memori_core import ConfigurationError, Memori
-from memori_core.integration import check_memori, clean
+from memori_core.integration import check_memori, check_text, clean
 from memori_langchain._messages import from_memori, to_memori
 from memori_langchain._target import Target, resolve
 
@@ -52,9 +52,7 @@ class MemoriChatMessageHistory(BaseChatMessageHistory):
         if memori is not None and conn is not None:
             raise ConfigurationError("pass either memori=Memori(...) (shared) or "
                                      "conn=<database> (owned), not both", argument="conn")
-        if not isinstance(session_id, str):
-            raise ConfigurationError(f"session_id must be a str, got {type(session_id).__name__}",
-                                     argument="session_id")
+        check_text(session_id, "session_id")  # None would be memori's current session
         self._owned = memori is None
         self._captured: set[str] = set()  # ids of AI messages a with_memori model captured
         if memori is None:

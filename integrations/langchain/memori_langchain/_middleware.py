@@ -9,10 +9,10 @@ from langchain.agents.middleware import AgentMiddleware, ModelRequest, ModelResp
 from langchain.agents.middleware.types import ModelCallResult
 
 from memori_core import ConfigurationError, Memori
-from memori_core.integration import check_limit, check_memori, check_scope
+from memori_core.integration import check_limit, check_memori, check_scope, check_text
 from memori_langchain._chat_model import MemoriChatModel
 from memori_langchain._messages import Call, with_block
-from memori_langchain._target import check_key, configurable, resolve
+from memori_langchain._target import configurable, resolve
 
 __all__ = ["MemoriMiddleware"]
 
@@ -53,8 +53,9 @@ class MemoriMiddleware(AgentMiddleware):
         self.memori = check_memori(memori)
         self.scope = check_scope(scope)
         self.recall_limit = check_limit(recall_limit, "recall_limit")
-        self.entity_key = check_key(entity_key, "entity_key")
-        self.session_key = check_key(session_key, "session_key")
+        for key, value in (("entity_key", entity_key), ("session_key", session_key)):
+            check_text(value, key)
+        self.entity_key, self.session_key = entity_key, session_key
         self.entity_id, self.process_id, self.session_id = entity_id, process_id, session_id
         self.inject, self.capture = inject, capture
         self.tools = []

@@ -16,8 +16,8 @@ from langchain_core.runnables.config import run_in_executor
 from pydantic import ConfigDict, Field
 
 from memori_core import ConfigurationError, Memori, RecallHit
-from memori_core.integration import check_limit, check_memori, check_scope
-from memori_langchain._target import check_key, configurable, resolve
+from memori_core.integration import check_limit, check_memori, check_scope, check_text
+from memori_langchain._target import configurable, resolve
 
 __all__ = ["MemoriRetriever"]
 
@@ -56,7 +56,7 @@ class MemoriRetriever(BaseRetriever):
         check_memori(data.get("memori"))
         check_limit(data.get("k"), "k")
         check_scope(data.get("scope", "process"))
-        check_key(data.get("entity_key", "user_id"), "entity_key")
+        check_text(data.get("entity_key", "user_id"), "entity_key")
         super().__init__(**data)
 
     def _search(self, query: str, k: int | None, run: Mapping[str, Any]) -> list[Document]:

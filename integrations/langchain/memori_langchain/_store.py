@@ -24,9 +24,11 @@ namespaces in use (one memory per namespace under ``shared_entity``) answers
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -222,6 +224,11 @@ class MemoriStore(BaseStore):
         self._registered: set[Namespace] = set()
 
     # ---- the mapping --------------------------------------------------------------------------
+    def _as(self, entity: str) -> AbstractContextManager[Memori]:
+        """``memori`` attributed to ``entity`` under the store's process (a label that is not
+        a valid entity id raises ``ConfigurationError`` naming ``namespace``)."""
+        return attributed(self.memori, entity, self.process_id, names={"entity_id": "namespace"})
+
     def entity_of(self, namespace: Namespace) -> str:
         """The memori entity that holds ``namespace``'s items."""
         if len(namespace) > self.entity_at:
@@ -229,18 +236,15 @@ class MemoriStore(BaseStore):
         return self.shared_entity
 
     def _rows(self, entity: str) -> list[_Row]:
-        """The items stored under ``entity`` (current and superseded), newest update first."""
-        with attributed(self.memori, entity, self.process_id,
-                        names={"entity_id": "namespace"}) as mem:
+        """The items stored under ``entity`` (current and superseded), in no set order."""
+        with self._as(entity) as mem:
             memories = mem.memories(include_superseded=True)
-        rows = [r for m in memories if m.process_id == self.process_id
+        return [r for m in memories if m.process_id == self.process_id
                 for r in [_parse(m)] if r is not None]
-        rows.sort(key=lambda r: (r.memory.last_seen_at, r.memory.id), reverse=True)
-        return rows
 
     def _namespaces(self) -> set[Namespace]:
         """Every namespace ever registered (some may be empty now)."""
-        with attributed(self.memori, self.shared_entity, self.process_id) as mem:
+        with self._as(self.shared_entity) as mem:
             memories = mem.memories()
         found = {tuple(json.loads(m.content[len(_NAMESPACE):])) for m in memories
                  if m.process_id == self.process_id
@@ -251,7 +255,7 @@ class MemoriStore(BaseStore):
     def _register(self, namespace: Namespace) -> None:
         if namespace in self._registered:
             return
-        with attributed(self.memori, self.shared_entity, self.process_id) as mem:
+        with self._as(self.shared_entity) as mem:
             # the same text again is one more mention of the same memory: idempotent
             mem.remember(_NAMESPACE + json.dumps(list(namespace), ensure_ascii=True),
                          slot=_NAMESPACE_SLOT + _digest(*namespace), importance=0.0)
@@ -265,13 +269,7 @@ class MemoriStore(BaseStore):
         ops = list(ops)
         for op in ops:
             _check_labels(op)
-        cache: dict[str, list[_Row]] = {}
-
-        def rows(entity: str) -> list[_Row]:
-            if entity not in cache:
-                cache[entity] = self._rows(entity)
-            return cache[entity]
-
+        rows = functools.cache(self._rows)  # each entity's rows read once per batch
         results: list[Result] = []
         puts: dict[tuple[Namespace, str], PutOp] = {}
         for op in ops:
@@ -297,11 +295,8 @@ class MemoriStore(BaseStore):
     # ---- operations ---------------------------------------------------------------------------
     @staticmethod
     def _get(rows: list[_Row], op: GetOp) -> Item | None:
-        for r in rows:
-            if r.memory.superseded_by is None and r.namespace == op.namespace and \
-                    r.key == op.key:
-                return r.item()
-        return None
+        return next((r.item() for r in rows if r.memory.superseded_by is None
+                     and r.namespace == op.namespace and r.key == op.key), None)
 
     def _text(self, op: PutOp, value: dict[str, Any]) -> str:
         """What recall embeds and searches: the indexed fields' text."""
@@ -330,8 +325,7 @@ class MemoriStore(BaseStore):
                 raise ConfigurationError(f"MemoriStore stores values as JSON: {exc}",
                                          argument="value") from exc
             self._register(op.namespace)
-        with attributed(self.memori, self.entity_of(op.namespace), self.process_id,
-                        names={"entity_id": "namespace"}) as mem:
+        with self._as(self.entity_of(op.namespace)) as mem:
             if op.value is not None:
                 # the new value supersedes the older ones on the item's slot at once ...
                 new_id = mem.remember(f"{text}\n{_ITEM}{line}", importance=0.0,
@@ -345,8 +339,8 @@ class MemoriStore(BaseStore):
         """The entities whose items a search under ``prefix`` may return."""
         if len(prefix) > self.entity_at:
             return [prefix[self.entity_at]]
-        found = {self.entity_of(ns) for ns in self._namespaces() if ns[:len(prefix)] == prefix}
-        return sorted(found)
+        return sorted({self.entity_of(ns) for ns in self._namespaces()
+                       if ns[:len(prefix)] == prefix})
 
     def _search(self, op: SearchOp, rows: Callable[[str], list[_Row]]) -> list[SearchItem]:
         prefix = tuple(op.namespace_prefix)
@@ -359,8 +353,7 @@ class MemoriStore(BaseStore):
         scores: dict[int, float] = {}
         if op.query and found:
             for entity in sorted({self.entity_of(r.namespace) for r in found}):
-                with attributed(self.memori, entity, self.process_id,
-                                names={"entity_id": "namespace"}) as mem:
+                with self._as(entity) as mem:
                     # as many as recall can see (also the entity's other memories, which
                     # must not push items out): it has no silent cap
                     limit = max(1, len(mem.memories()))

@@ -14,7 +14,7 @@ from langchain_core.runnables.config import ensure_config
 from memori_core import ConfigurationError, Memori
 from memori_core.integration import attributed
 
-__all__ = ["Target", "check_key", "configurable", "resolve"]
+__all__ = ["Target", "configurable", "resolve"]
 
 
 @dataclass(frozen=True)
@@ -30,18 +30,6 @@ class Target:
         """``memori`` attributed to this target for the block (restored on exit)."""
         with attributed(memori, self.entity_id, self.process_id, self.session_id):
             yield memori
-
-
-def check_key(value: object, argument: str) -> str:
-    """A non-empty ``configurable`` / context key name.
-
-    Raises:
-        ConfigurationError: naming ``argument``.
-    """
-    if not isinstance(value, str) or not value:
-        raise ConfigurationError(f"{argument} must be a non-empty str, got {value!r}",
-                                 argument=argument)
-    return value
 
 
 def configurable(config: RunnableConfig | None = None) -> Mapping[str, Any]:
