@@ -59,18 +59,6 @@ class MemoriRetriever(BaseRetriever):
         check_text(data.get("entity_key", "user_id"), "entity_key")
         super().__init__(**data)
 
-    def _search(self, query: str, k: int | None, run: Mapping[str, Any]) -> list[Document]:
-        if not isinstance(query, str):
-            raise ConfigurationError(f"query must be a str, got {type(query).__name__}",
-                                     argument="query")
-        limit = check_limit(self.k if k is None else k, "k")
-        target = resolve(self.memori, "MemoriRetriever", entity_id=self.entity_id,
-                         process_id=self.process_id, entity_key=self.entity_key,
-                         sources=[("config['configurable']", run)])
-        with target.scope(self.memori):
-            hits = self.memori.recall(query, limit, scope=check_scope(self.scope))
-        return [_document(hit) for hit in hits]
-
     # BaseRetriever.invoke does not hand the config to _get_relevant_documents, and inside
     # Runnable.batch no run config is in context: the public methods pass its configurable.
     def invoke(self, input: str, config: RunnableConfig | None = None, **kwargs: Any
@@ -85,14 +73,25 @@ class MemoriRetriever(BaseRetriever):
                                 run_manager: CallbackManagerForRetrieverRun,
                                 k: int | None = None, run: Mapping[str, Any] | None = None
                                 ) -> list[Document]:
-        return self._search(query, k, run or configurable())
+        if not isinstance(query, str):
+            raise ConfigurationError(f"query must be a str, got {type(query).__name__}",
+                                     argument="query")
+        limit = check_limit(self.k if k is None else k, "k")
+        target = resolve(self.memori, "MemoriRetriever", entity_id=self.entity_id,
+                         process_id=self.process_id, entity_key=self.entity_key,
+                         sources=[("config['configurable']", run or configurable())])
+        with target.scope(self.memori):
+            hits = self.memori.recall(query, limit, scope=check_scope(self.scope))
+        return [_document(hit) for hit in hits]
 
     async def _aget_relevant_documents(self, query: str, *,
                                        run_manager: AsyncCallbackManagerForRetrieverRun,
                                        k: int | None = None,
                                        run: Mapping[str, Any] | None = None
                                        ) -> list[Document]:
-        return await run_in_executor(None, self._search, query, k, run or configurable())
+        return await run_in_executor(None, self._get_relevant_documents, query,
+                                     run_manager=run_manager.get_sync(), k=k,
+                                     run=run or configurable())
 
 
 def _document(hit: RecallHit) -> Document:
