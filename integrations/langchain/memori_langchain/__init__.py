@@ -35,15 +35,8 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "MemoriChatMessageHistory",
-    "MemoriChatModel",
-    "MemoriMiddleware",
-    "MemoriRetriever",
-    "MemoriStore",
-    "__version__",
-    "with_memori",
-]
+__all__ = ["MemoriChatMessageHistory", "MemoriChatModel", "MemoriMiddleware", "MemoriRetriever",
+           "MemoriStore", "__version__", "with_memori"]
 
 
 #: lazily imported names: (module, the extra that installs it, its top-level packages)
