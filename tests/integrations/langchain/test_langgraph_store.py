@@ -145,9 +145,11 @@ def test_random_operation_sequences_answer_like_langgraphs_in_memory_store(
     prune(reference)
     for end in [*(SearchOp((), f, 100) for f in FILTERS), ListNamespacesOp(limit=100),
                 *(ListNamespacesOp(max_depth=depth, limit=100) for depth in (1, 2))]:
-        with contextlib.suppress(TypeError, ValueError):  # "$lt" on a missing field (above)
+        try:
             expected = outcome(reference, [end])
-            assert outcome(store, [end]) == expected, end
+        except (TypeError, ValueError):  # "$lt" on a field an item lacks (as above)
+            continue
+        assert outcome(store, [end]) == expected, end
     everything = store.search((), limit=100)
     assert store.search((), limit=2, offset=1) == everything[1:3]
     assert [(i.updated_at, i.key) for i in everything] == \
