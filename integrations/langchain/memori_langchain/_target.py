@@ -3,8 +3,8 @@ adapter, then set with the kit's ``attributed`` (this thread or asyncio task onl
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,11 +25,9 @@ class Target:
     process_id: str | None = None
     session_id: str | None = None
 
-    @contextmanager
-    def scope(self, memori: Memori) -> Iterator[Memori]:
+    def scope(self, memori: Memori) -> AbstractContextManager[Memori]:
         """``memori`` attributed to this target for the block (restored on exit)."""
-        with attributed(memori, self.entity_id, self.process_id, self.session_id):
-            yield memori
+        return attributed(memori, self.entity_id, self.process_id, self.session_id)
 
 
 def configurable(config: RunnableConfig | None = None) -> Mapping[str, Any]:
