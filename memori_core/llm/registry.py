@@ -484,10 +484,17 @@ class LLMRegistry:
         self._last_try = time.monotonic()
         written, error = self._spill.drain(self._write_spilled)
         while error is not None:
-            # the head turn failed: if the database answers, the turn itself is at fault
+            # the head turn failed. If the database answers, try it once more (it may just
+            # have come back); failing again while it answers, the turn itself is at fault
             # (too large for the server, say): set it aside and write the rest
             head = self._spill.head()
-            if head is None or not self._reachable() or not self._spill.remove(head):
+            if head is None or not self._reachable():
+                break
+            more, error = self._spill.drain(self._write_spilled)
+            written += more
+            if error is None or self._spill.head() is not head:
+                continue  # written now, or progress: go on from the new head
+            if not self._reachable() or not self._spill.remove(head):
                 break
             self._put_aside(head, error)
             more, error = self._spill.drain(self._write_spilled)
