@@ -32,6 +32,7 @@ import contextvars
 import dataclasses
 import importlib
 import logging
+import queue
 import sys
 import threading
 import time
@@ -72,6 +73,8 @@ _PROVIDERS = (
 )
 #: longest wait between two attempts to write spilled turns, in seconds
 SPILL_RETRY_MAX_S = 30.0
+#: most idle threads kept for the memory steps of calls (more start when all are busy)
+CALL_THREADS_IDLE = 8
 #: first wait when ``Config.request_backoff_factor`` is 0, in seconds
 SPILL_RETRY_MIN_S = 0.05
 
@@ -120,6 +123,10 @@ class LLMRegistry:
         self._stop = threading.Event()
         self._wake = threading.Event()  # a new turn was spilled: the retry thread tries now
         self._last_try = 0.0  # time.monotonic() of the last write that failed or drain
+        #: the memory steps of calls (``bounded``) run on daemon threads fed by this queue
+        self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._idle = 0
+        self._idle_lock = threading.Lock()
         #: turns the database refused for a reason of their own, with the error (bounded)
         self._set_aside: deque[dict[str, Any]] = deque(maxlen=memori.config.llm_spill_turns)
         self._closed = False
@@ -325,10 +332,10 @@ class LLMRegistry:
             return fn(*args)
         return self._submit(fn, *args).result(timeout=bound)
 
-    @staticmethod
-    def _submit(fn: Callable[..., T], *args: Any) -> Future[T]:
-        """``fn(*args)`` in the caller's context on a daemon thread of its own: one stuck on
-        a hung database never holds up the process's exit (an executor's threads would)."""
+    def _submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+        """``fn(*args)`` in the caller's context on one of the registry's daemon threads
+        (started when none is idle, so one stuck on a hung database never delays the next
+        call; daemon, so it never holds up the process's exit as an executor's would)."""
         future: Future[T] = Future()
         ctx = contextvars.copy_context()
 
@@ -340,8 +347,23 @@ class LLMRegistry:
             except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller
                 future.set_exception(exc)
 
-        threading.Thread(target=run, daemon=True, name="memori-call").start()
+        with self._idle_lock:
+            start = self._idle == 0
+            if not start:
+                self._idle -= 1
+        self._jobs.put(run)
+        if start:
+            threading.Thread(target=self._call_worker, daemon=True, name="memori-call").start()
         return future
+
+    def _call_worker(self) -> None:
+        while True:
+            job = self._jobs.get()
+            job()
+            with self._idle_lock:
+                if self._idle >= CALL_THREADS_IDLE:
+                    return  # enough are waiting already
+                self._idle += 1
 
     def recall_block(self, call: Call, query: str, visible: list[dict[str, Any]]
                      ) -> str | None:
