@@ -25,6 +25,12 @@ def test_debug_log_truncates_long_text_unless_disabled(
     mem.attribution(entity_id="alice")
     with caplog.at_level(logging.DEBUG, logger="memori_core"):
         mem.capture([{"role": "user", "content": long}])
+    assert "typewriters" not in caplog.text  # no content in logs unless asked (log_content)
+    assert f"<{len(long)} characters>" in caplog.text
+    caplog.clear()
+    mem.config.log_content = True
+    with caplog.at_level(logging.DEBUG, logger="memori_core"):
+        mem.capture([{"role": "user", "content": long}])
     assert long not in caplog.text and long[:77] + "..." in caplog.text
     caplog.clear()
     mem.config.debug_truncate = False
