@@ -360,6 +360,9 @@ class LLMRegistry:
         while True:
             job = self._jobs.get()
             job()
+            # drop it before waiting: its context copy may hold the caller's objects (a
+            # framework's memory), which must be collectable once the call is over
+            del job
             with self._idle_lock:
                 if self._idle >= CALL_THREADS_IDLE:
                     return  # enough are waiting already
