@@ -134,7 +134,9 @@ def test_calls_succeed_through_postgres_restarts_and_every_turn_is_written_once(
         stats = mem.llm.stats()
         print(f"restarts {modes}: {stats}")
         assert stats["recall_errors"] >= down
-        assert stats["turns_spilled"] >= down and stats["capture_errors"] >= outages.restarts
+        # at least the first outage fails a capture; while spilled turns wait, later turns
+        # queue behind them (written back by the retry thread) without a capture of their own
+        assert stats["turns_spilled"] >= down and stats["capture_errors"] >= 1
         assert mem.llm.flush() == 0
         stats = mem.llm.stats()
         total = sum(map(len, calls.values()))
