@@ -464,8 +464,7 @@ class LLMRegistry:
             if not done:
                 raise TimeoutError("the capture that ran past the bound is still running")
             if turn.pending.exception() is None:
-                self.count("turns_captured")  # the late capture went through
-                return
+                return  # the late capture went through (``_write`` counted it)
         if self._as(turn.entity_id, turn.process_id, turn.session_id, self._stored,
                     turn.messages):
             self.count("turns_captured")
