@@ -28,6 +28,8 @@ ENV_PREFIX = "MEMORI_"
 MAX_INT = 2**63 - 1
 #: attempts of an augmentation job before it is marked failed (``request_num_backoff``)
 DEFAULT_NUM_BACKOFF = 5
+#: smallest ``capture_max_message_chars`` accepted
+MIN_MESSAGE_BOUND = 1000
 #: most augmentation worker threads of one instance
 MAX_WORKERS = 256
 #: longest duration setting, in seconds (100 years): timestamps +/- it stay in years 1-9999
@@ -160,7 +162,7 @@ class Config:
             long as the database takes. Engines memori makes from a URL also time out
             connecting (PostgreSQL, MariaDB) after it.
         capture_max_message_chars: longest message ``capture`` takes, in characters
-            (1,000,000); a longer one is refused with a ``ConfigurationError`` before anything
+            (1,000,000; at least 1,000); a longer one is refused with a ``ConfigurationError`` before anything
             is written. Registered clients and plugins cut a longer message to it instead
             (marked ``[... cut by memori: N of M characters]`` and in the message's metadata),
             so the turn is still kept.
@@ -336,6 +338,11 @@ class Config:
         if self.embeddings.backend not in ("auto", "onnx", "torch"):
             raise ConfigurationError("embeddings_backend must be auto, onnx or torch, got "
                                      f"{self.embeddings.backend!r}", argument="embeddings_backend")
+        if self.capture_max_message_chars < MIN_MESSAGE_BOUND:
+            raise ConfigurationError(
+                f"capture_max_message_chars must be at least {MIN_MESSAGE_BOUND:,} (a smaller "
+                f"bound refuses ordinary messages), got {self.capture_max_message_chars!r}",
+                argument="capture_max_message_chars")
         for name in ("context_essential_share", "context_relative_threshold"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigurationError(f"{name} is a fraction in [0, 1], got "
