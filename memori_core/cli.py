@@ -71,6 +71,31 @@ def _existing(db: str | None) -> Any:
     return mem
 
 
+def _build_schema(mem: Any, init: bool) -> None:
+    """Build or upgrade memori's schema for a writing command (ingest, import). A database
+    that holds other tables and no memori table is someone else's: refused unless ``--init``
+    says to add memori's tables to it.
+
+    Raises:
+        ConfigurationError: the database is not memori's and ``init`` is False.
+        StorageError: the database is unreachable or its schema is newer or changed.
+    """
+    from sqlalchemy import inspect as sa_inspect
+
+    from memori_core.errors import ConfigurationError
+
+    if not init and not mem._store.is_built():
+        with mem.engine.connect() as conn:
+            tables = sa_inspect(conn).get_table_names()
+        if tables and not any(t.startswith("memori_") for t in tables):
+            shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+            raise ConfigurationError(
+                f"{mem.engine.url.render_as_string()} is not a memori database (it holds "
+                f"{len(tables)} other table(s): {shown}); pass --init to add memori's tables "
+                "to it, or point --db at a memori database", argument="db")
+    mem.config.storage.build()
+
+
 def _new_sqlite_file(db: str | None) -> str | None:
     """The path of the SQLite file ``db`` names when it does not exist yet, else None."""
     import os
@@ -246,10 +271,15 @@ def _read_turns(path: str, entity: str | None) -> list[dict[str, Any]]:
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
+    from memori_core.errors import ConfigurationError
+
     turns = _read_turns(args.file, args.entity)
+    if not turns:
+        raise ConfigurationError(f"{args.file} holds no turns; nothing was ingested",
+                                 argument="file")
     mem = _memori(args.db)
     try:
-        mem.config.storage.build()
+        _build_schema(mem, args.init)
         ids = 0
         for turn in _progress(not args.no_progress)(turns, "ingest", len(turns)):
             mem.attribution(entity_id=turn["entity_id"], process_id=turn["process_id"])
@@ -332,7 +362,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
     # no workers here: queued jobs are left to `memori worker` or the apps
     mem = _memori(args.db, augmentation_workers=0, **settings)
     try:
-        mem.config.storage.build()
+        _build_schema(mem, args.init)
         counts = mem.import_(data, entity_id=args.entity)
         where = mem.engine.url.render_as_string()
     except BaseException:
@@ -410,6 +440,10 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--db", default=None,
                         help="database URL (default: MEMORI_DATABASE_URL or ./memori.db)")
 
+    def init_arg(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--init", action="store_true",
+                        help="add memori's tables to a database that holds other tables")
+
     d = sub.add_parser("demo", help="two users, two personas, offline")
     db_arg(d)
     d.set_defaults(fn=_cmd_demo)
@@ -461,6 +495,7 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--no-wait", action="store_true",
                    help="return once captured; augmentation finishes in the background")
     i.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    init_arg(i)
     i.set_defaults(fn=_cmd_ingest)
 
     re_ = sub.add_parser("reembed", help="re-embed every memory with the configured model")
@@ -485,6 +520,7 @@ def _parser() -> argparse.ArgumentParser:
                     "all-MiniLM-L6-v2); memories of another model are embedded again")
     im.add_argument("--json", action="store_true", help="print the row counts as JSON")
     db_arg(im)
+    init_arg(im)
     im.set_defaults(fn=_cmd_import)
 
     fo = sub.add_parser("forget", help="delete every row of an entity (or of one process)")

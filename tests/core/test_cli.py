@@ -169,3 +169,48 @@ def test_worker_process_augments_jobs_queued_by_the_app(db_url: str) -> None:
             out, err = worker.communicate(timeout=60)
         assert worker.returncode == 0, err
         assert "memori worker: 1 thread(s)" in out
+
+
+def test_ingest_captures_a_file_and_refuses_what_would_touch_a_foreign_database(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import sqlite3
+
+    turns = tmp_path / "turns.jsonl"
+    turns.write_text(json.dumps({"entity_id": "ana", "session_id": "s1", "messages": [
+        {"role": "user", "content": "I live in Porto"},
+        {"role": "assistant", "content": "Noted."}]}) + "\n\n"
+        + json.dumps({"entity_id": "ana", "role": "user", "content": "I keep bees"}) + "\n",
+        encoding="utf-8")
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n", encoding="utf-8")
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY)")
+
+    def tables() -> list[str]:
+        with sqlite3.connect(other) as conn:
+            return [r[0] for r in conn.execute("SELECT name FROM sqlite_master "
+                                               "WHERE type = 'table'")]
+
+    # a file without turns is refused before the database is opened
+    assert main(["ingest", str(empty), "--db", f"sqlite:///{tmp_path / 'new.db'}"]) == 2
+    assert "holds no turns; nothing was ingested" in capsys.readouterr().err
+    assert not (tmp_path / "new.db").exists()
+    # a database holding other tables and no memori table is not written without --init
+    export = tmp_path / "export.json"
+    export.write_text("{}", encoding="utf-8")
+    assert main(["import", str(export), "--db", f"sqlite:///{other}"]) == 2
+    assert "is not a memori database" in capsys.readouterr().err
+    assert main(["ingest", str(turns), "--db", f"sqlite:///{other}", "--no-progress"]) == 2
+    assert "holds 1 other table(s): invoices); pass --init" in capsys.readouterr().err
+    assert tables() == ["invoices"]
+    # with --init memori's tables join the app's, and the turns are there once
+    assert main(["ingest", str(turns), "--db", f"sqlite:///{other}", "--no-progress",
+                 "--no-wait", "--init"]) == 0
+    assert "ingested 2 turn(s), 3 message(s)" in capsys.readouterr().out
+    assert "invoices" in tables() and "memori_conversation_message" in tables()
+    # a memori database needs no --init the next time
+    assert main(["ingest", str(turns), "--db", f"sqlite:///{other}", "--no-progress",
+                 "--no-wait"]) == 0
+    with sqlite3.connect(other) as conn:
+        assert conn.execute("SELECT count(*) FROM memori_conversation_message").fetchone()[0] == 6
