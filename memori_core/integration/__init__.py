@@ -8,10 +8,12 @@ adapts its framework's interface (DESIGN.md, "Packages").
 - **message conversion**: ``clean`` (NUL bytes and lone surrogates replaced, so a turn can
   always be stored), ``tool_call`` (OpenAI-style tool calls, the form memori stores),
   ``named_part`` (an image, audio clip or file named in a message, never copied into the
-  database), ``text_of`` (the text of content parts);
+  database), ``named_parts`` (the binary parts of OpenAI-style or LangChain content named),
+  ``text_of`` (the text of content parts);
 - **capture of a turn in every outcome**: ``Turn`` (complete, abandoned stream, model error:
   the user message and any partial reply are kept and marked in the messages' metadata);
   a capture failure never reaches the framework call once the model has answered;
+  ``storable`` (messages cleaned for a plugin's own ``capture``, replacements counted);
 - **the context pipeline's block**: ``prompt_context`` (what a plugin puts into a prompt:
   the one framing of ``memori_core.context``), ``strip_block``.
 
@@ -28,9 +30,18 @@ from memori_core.integration._checks import (
     check_scope,
     check_text,
 )
-from memori_core.integration._messages import clean, named_part, query_of, text_of, tool_call
-from memori_core.integration._turn import Turn, prompt_context
+from memori_core.integration._messages import (
+    BINARY_PARTS,
+    clean,
+    named_part,
+    named_parts,
+    query_of,
+    text_of,
+    tool_call,
+)
+from memori_core.integration._turn import Turn, prompt_context, storable
 
-__all__ = ["BLOCK_END", "BLOCK_START", "MemoryContext", "Turn", "attributed", "check_limit",
-           "check_memori", "check_scope", "check_text", "clean", "named_part", "prompt_context",
-           "query_of", "strip_block", "text_of", "tool_call"]
+__all__ = ["BINARY_PARTS", "BLOCK_END", "BLOCK_START", "MemoryContext", "Turn", "attributed",
+           "check_limit", "check_memori", "check_scope", "check_text", "clean", "named_part",
+           "named_parts", "prompt_context", "query_of", "storable", "strip_block", "text_of",
+           "tool_call"]

@@ -19,7 +19,7 @@ from memori_core.llm._engine import _utcnow  # the wrappers' clock (the tests se
 if TYPE_CHECKING:
     from memori_core._memori import Memori
 
-__all__ = ["Outcome", "Turn", "prompt_context"]
+__all__ = ["Outcome", "Turn", "prompt_context", "storable"]
 
 _log = logging.getLogger("memori_core.integration")
 
@@ -111,11 +111,7 @@ class Turn:
                 if outcome != "complete" or is_reply:
                     meta.update(mark)
                 out.append({**m, "created_at": m.get("created_at") or at, "metadata": meta})
-            out, cleaned = clean(out)
-            if cleaned:
-                registry.count("text_cleaned")
-                _log.warning("memori: %s turn held NUL bytes or lone surrogates; they are "
-                             "stored as U+FFFD", self.framework)
+            out = storable(self.memori, out, self.framework)
             if out:
                 registry.keep(self.entity_id, self.process_id, self.session_id, out)
         except Exception:  # noqa: BLE001 - the framework call has its answer: log and count
@@ -139,6 +135,18 @@ class Turn:
     def __del__(self) -> None:
         if getattr(self, "finished", True) is False:
             self.finish("stopped")
+
+
+def storable(memori: Memori, messages: Sequence[Mapping[str, Any]], framework: str
+             ) -> list[dict[str, Any]]:
+    """``messages`` as ``clean`` leaves them, ready for ``Memori.capture``; when any text was
+    replaced (NUL bytes, lone surrogates) it is logged and counted as ``text_cleaned``."""
+    out, cleaned = clean([dict(m) for m in messages])
+    if cleaned:
+        memori.llm.count("text_cleaned")
+        _log.warning("memori: %s turn held NUL bytes or lone surrogates; they are stored as "
+                     "U+FFFD", framework)
+    return list(out)
 
 
 def prompt_context(memori: Memori, query: str, *,

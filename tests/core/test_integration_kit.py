@@ -21,8 +21,10 @@ from memori_core.integration import (
     check_text,
     clean,
     named_part,
+    named_parts,
     prompt_context,
     query_of,
+    storable,
     tool_call,
 )
 
@@ -109,6 +111,25 @@ def test_message_helpers() -> None:
                                                   named_part("image")]},
                      {"role": "tool", "content": "result"}]) == "second"
     assert query_of([{"role": "assistant", "content": "only"}]) == ""
+
+
+def test_named_parts_names_binary_parts_and_keeps_the_rest() -> None:
+    text = {"type": "text", "text": "what is this?"}
+    assert named_parts("plain") == "plain"
+    assert named_parts([text, {"type": "image_url", "image_url": {"url": "https://x/cat.png"}},
+                        {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA"}},
+                        {"type": "file", "filename": "a.pdf", "mime_type": "application/pdf",
+                         "base64": "JVBERi0="}, {"type": "audio", "url": "https://x/a.wav"}]) == [
+        text, named_part("image_url", "https://x/cat.png"), named_part("image_url"),
+        named_part("file", "a.pdf", "application/pdf"), named_part("audio", "https://x/a.wav")]
+
+
+def test_storable_cleans_and_counts(smem: Memori) -> None:
+    rows = [{"role": "user", "content": "nul \x00"}, {"role": "assistant", "content": "ok"}]
+    assert storable(smem, rows, "test") == [{"role": "user", "content": "nul \ufffd"},
+                                            {"role": "assistant", "content": "ok"}]
+    assert storable(smem, rows[1:], "test") == rows[1:]
+    assert smem.llm.stats()["text_cleaned"] == 1
 
 
 @pytest.mark.parametrize("outcome", ["complete", "stopped", "error"])

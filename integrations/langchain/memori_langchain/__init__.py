@@ -1,23 +1,14 @@
 """memori-langchain: memori's persistent memory through LangChain's own extension points.
 
-::
-
-    from memori_langchain import MemoriChatMessageHistory, MemoriRetriever, with_memori
-    from memori_langchain import MemoriMiddleware   # needs the `agents` extra (langchain)
-
-- ``MemoriChatMessageHistory``: a ``BaseChatMessageHistory`` (for ``RunnableWithMessageHistory``
-  or on its own) stored in memori's conversation tables, captured and augmented.
-- ``with_memori(model, mem)`` / ``MemoriChatModel``: any chat model (``ChatBedrockConverse``,
-  ``ChatBedrock``, ``ChatOpenAI``, ...) with recalled memories in its system message and every
-  turn captured, for invoke / ainvoke / stream / astream / batch, with tools.
-- ``MemoriMiddleware``: the same for ``langchain.agents.create_agent``.
+- ``MemoriChatMessageHistory``: a ``BaseChatMessageHistory`` in memori's conversation tables.
+- ``with_memori(model, mem)`` / ``MemoriChatModel``: any chat model with recalled memories in
+  its system message and every turn captured (invoke, stream, batch, async, tools).
+- ``MemoriMiddleware``: the same for ``langchain.agents.create_agent`` (the ``agents`` extra).
 - ``MemoriRetriever``: recall as ``Document``s for RAG chains.
-- ``MemoriStore``: LangGraph's long-term memory store (``BaseStore``) over memori, for
-  ``create_agent(..., store=...)`` and langmem's memory tools (the ``langgraph`` extra).
+- ``MemoriStore``: LangGraph's long-term memory store (``BaseStore``; the ``langgraph`` extra).
 
-There is no callback handler: each case is captured by one of the extension points above, and
-LangChain logs and drops exceptions raised by callback handlers, so a failed capture would go
-unnoticed there. Imports only memori_core's public API.
+No callback handler: LangChain logs and drops their exceptions, so a failed capture would go
+unnoticed there.
 """
 
 from __future__ import annotations
@@ -45,8 +36,6 @@ _EXTRAS = {"MemoriMiddleware": ("_middleware", "agents", ("langchain", "langgrap
 
 
 def __getattr__(name: str) -> Any:
-    # the middleware needs `langchain` (the `agents` extra), the store `langgraph` (the
-    # `langgraph` extra); the rest only langchain-core
     if name not in _EXTRAS:
         raise AttributeError(f"module 'memori_langchain' has no attribute {name!r}")
     module, extra, tops = _EXTRAS[name]

@@ -6,20 +6,10 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, 
 from contextlib import aclosing, closing
 from typing import Any, cast
 
-from langchain_core.callbacks import (
-    AsyncCallbackManagerForLLMRun,
-    CallbackManager,
-    CallbackManagerForLLMRun,
-)
+from langchain_core.callbacks import CallbackManager
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
-from langchain_core.messages import (
-    AIMessage,
-    AIMessageChunk,
-    BaseMessage,
-    convert_to_messages,
-)
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.prompt_values import PromptValue, StringPromptValue
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.tools import BaseTool
 from langchain_core.tracers.base import BaseTracer
@@ -27,28 +17,34 @@ from pydantic import ConfigDict, Field
 
 from memori_core import ConfigurationError, Memori
 from memori_core.integration import check_limit, check_memori, check_scope, check_text
+from memori_langchain._common import Call, configurable, resolve
 from memori_langchain._history import MemoriChatMessageHistory
-from memori_langchain._messages import Call
-from memori_langchain._target import configurable, resolve
 
 __all__ = ["MemoriChatModel", "with_memori"]
 
-#: ``configurable`` key under which ``RunnableWithMessageHistory`` passes the history of the
-#: run to its listeners. Not documented API, but the only way to see from inside the chain
-#: that a ``MemoriChatMessageHistory`` stores this turn too; pinned by
-#: tests/integrations/langchain/test_langchain_framework_pins.py (langchain-core >=1.7,<2).
+#: ``configurable`` key under which ``RunnableWithMessageHistory`` passes the run's history
+#: to its listeners: not documented API, pinned by test_langchain_framework_pins.py.
 HISTORY_KEY = "message_history"
+
+
+def check_options(data: dict[str, Any], session_key: str) -> None:
+    """The options ``with_memori`` and ``MemoriMiddleware`` share, checked as
+    ``ConfigurationError`` naming the argument."""
+    check_memori(data.get("memori"))
+    check_scope(data.get("scope", "process"))
+    check_limit(data.get("recall_limit"), "recall_limit")
+    check_text(data.get("entity_key", "user_id"), "entity_key")
+    check_text(data.get("session_key", session_key), "session_key")
 
 
 class MemoriChatModel(BaseChatModel):
     """A chat model wrapper made by ``with_memori(model, memori)`` (see there).
 
     Every public call (``invoke``, ``ainvoke``, ``stream``, ``astream``, ``batch``,
-    ``abatch``, in chains, after ``bind_tools`` / ``with_structured_output``) resolves the
-    user, puts the context pipeline's block into the system message and captures the turn
-    with the kit's ``Turn``: complete, a stream stopped early (partial reply kept) or a model
-    error, marked in the messages' metadata. Memory failures are logged and counted; they
-    never fail the call. The wrapper's own run is traced with the messages the model got.
+    ``abatch``, in chains, after ``bind_tools`` / ``with_structured_output``) puts the context
+    block into the system message and captures the turn with the kit's ``Turn`` (complete,
+    stream stopped early, model error). The wrapper's own run is traced with the messages
+    the model got.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -77,28 +73,15 @@ class MemoriChatModel(BaseChatModel):
         if data.get("disable_streaming"):  # BaseChatModel.stream would fall back to invoke
             raise ConfigurationError("set disable_streaming on the wrapped model",
                                      argument="disable_streaming")
-        check_memori(data.get("memori"))
-        check_scope(data.get("scope", "process"))
-        check_limit(data.get("recall_limit"), "recall_limit")
-        for key in ("entity_key", "session_key"):
-            check_text(data.get(key, key), key)
+        check_options(data, "session_id")
         super().__init__(**{"profile": model.profile, **data})  # the model's capabilities
 
     @property
-    def _llm_type(self) -> str:  # abstract in BaseChatModel: the wrapper's own name
+    def _llm_type(self) -> str:
         return "memori-chat-model"
 
-    # ---- one implementation (``Call``), two faces ----------------------------------------
     def _call(self, input: LanguageModelInput, config: RunnableConfig | None) -> Call:
-        if isinstance(input, str):
-            input = StringPromptValue(text=input)
-        if isinstance(input, PromptValue):
-            messages = input.to_messages()
-        elif isinstance(input, Sequence):
-            messages = convert_to_messages(input)
-        else:  # the error a bare chat model raises
-            raise ValueError(f"Invalid input type {type(input)}. Must be a PromptValue, str, "
-                             "or list of BaseMessages.")
+        messages = self._convert_input(input).to_messages()  # BaseChatModel's own conversion
         run = configurable(config)
         history = run.get(HISTORY_KEY) if self.capture else None
         if not isinstance(history, MemoriChatMessageHistory) or history.memori is not self.memori:
@@ -107,9 +90,7 @@ class MemoriChatModel(BaseChatModel):
             self.memori, "with_memori", entity_id=self.entity_id, process_id=self.process_id,
             session_id=self.session_id, entity_key=self.entity_key,
             session_key=self.session_key, sources=[("config['configurable']", run)])
-        return Call(self.memori, target, messages, inject=self.inject, capture=self.capture,
-                    limit=self.recall_limit, scope=check_scope(self.scope),
-                    skip=history.skip if history else None)
+        return Call(self, target, messages, skip=history.skip if history else None)
 
     def invoke(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
                stop: list[str] | None = None, **kwargs: Any) -> AIMessage:
@@ -137,44 +118,39 @@ class MemoriChatModel(BaseChatModel):
             async for chunk in chunks:
                 yield call.add(chunk)
 
-    # ---- the wrapped model ------------------------------------------------------------------
-    def _inner(self, run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None
-               ) -> tuple[Runnable[LanguageModelInput, BaseMessage], RunnableConfig]:
+    # ---- the wrapped model, called by BaseChatModel's machinery -------------------------------
+    def _inner(self, run_manager: Any) -> tuple[Runnable[LanguageModelInput, BaseMessage],
+                                                RunnableConfig]:
         """The wrapped model (tools bound) and its config: its run nests under the wrapper's
-        for tracers only. Streaming and event handlers (LangGraph's "messages" mode) see the
-        wrapper's run alone, which carries the same messages and tokens, so each token is
-        emitted once."""
-        child = CallbackManager(handlers=[], parent_run_id=run_manager.run_id
-                                if run_manager is not None else None)
+        for tracers only, so streaming and event handlers (LangGraph's "messages" mode) see
+        each token once, from the wrapper's run."""
+        child = CallbackManager(handlers=[], parent_run_id=getattr(run_manager, "run_id", None))
         if run_manager is not None:
             child.set_handlers([h for h in run_manager.inheritable_handlers
                                 if isinstance(h, BaseTracer)])
         return (self.bound if self.bound is not None else self.model), {"callbacks": child}
 
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                  run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any
-                  ) -> ChatResult:
+                  run_manager: Any = None, **kwargs: Any) -> ChatResult:
         model, config = self._inner(run_manager)
         out = model.invoke(messages, config, stop=stop, **kwargs)
         return ChatResult(generations=[ChatGeneration(message=out)])
 
     async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                         run_manager: AsyncCallbackManagerForLLMRun | None = None,
-                         **kwargs: Any) -> ChatResult:
+                         run_manager: Any = None, **kwargs: Any) -> ChatResult:
         model, config = self._inner(run_manager)
         out = await model.ainvoke(messages, config, stop=stop, **kwargs)
         return ChatResult(generations=[ChatGeneration(message=out)])
 
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any
-                ) -> Iterator[ChatGenerationChunk]:
+                run_manager: Any = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
         model, config = self._inner(run_manager)
         for chunk in model.stream(messages, config, stop=stop, **kwargs):
             yield ChatGenerationChunk(message=_as_chunk(chunk))
 
     async def _astream(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                       run_manager: AsyncCallbackManagerForLLMRun | None = None,
-                       **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
+                       run_manager: Any = None, **kwargs: Any
+                       ) -> AsyncIterator[ChatGenerationChunk]:
         model, config = self._inner(run_manager)
         async for chunk in model.astream(messages, config, stop=stop, **kwargs):
             yield ChatGenerationChunk(message=_as_chunk(chunk))
@@ -201,21 +177,17 @@ def with_memori(model: BaseChatModel, memori: Memori, *, entity_id: str | None =
                 inject: bool = True, capture: bool = True) -> MemoriChatModel:
     """Give any LangChain chat model (``ChatBedrockConverse``, ``ChatBedrock``, ``ChatOpenAI``,
     ...) memori's memory: the context block in its system message, every turn captured.
+    Memory failures are logged and counted; they never fail the call.
 
     Args:
         model: a ``BaseChatModel``; bind tools on the result, not before.
-        memori: the ``Memori`` instance.
-        entity_id, process_id, session_id: fixed ids; default: ``entity_key`` /
-            ``session_key`` of the run's ``configurable``, else memori's attribution.
-        entity_key: ``configurable`` key of the entity id (default ``"user_id"``).
-        session_key: ``configurable`` key of the session id (default ``"session_id"``).
+        entity_id, process_id, session_id: fixed ids; default: ``configurable[entity_key]``
+            / ``configurable[session_key]`` of the run, else memori's attribution.
         recall_limit: at most this many memories per call (default
-            ``Config.recall_facts_limit``).
-        scope: ``"process"`` (default) or ``"entity"``, as for ``Memori.recall``.
-        inject: put memories into the prompt (default True).
-        capture: capture each turn (default True). Inside ``RunnableWithMessageHistory`` with
-            a ``MemoriChatMessageHistory`` the turn is captured once, under the history's
-            entity and session.
+            ``Config.recall_facts_limit``); scope: ``"process"`` or ``"entity"``.
+        inject: put memories into the prompt; capture: capture each turn (inside
+            ``RunnableWithMessageHistory`` with a ``MemoriChatMessageHistory``, once, under
+            the history's entity and session).
 
     Raises:
         ConfigurationError: a bad argument; at call time no entity anywhere (argument

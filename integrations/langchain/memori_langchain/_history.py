@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -10,26 +9,23 @@ from langchain_core.chat_history import BaseChatMessageHistory
 from langchain_core.messages import BaseMessage
 
 from memori_core import ConfigurationError, Memori
-from memori_core.integration import check_memori, check_text, clean
-from memori_langchain._messages import from_memori, to_memori
-from memori_langchain._target import Target, resolve
+from memori_core.integration import attributed, check_memori, check_text, storable
+from memori_langchain._common import Target, from_memori, resolve, to_memori
 
 __all__ = ["MemoriChatMessageHistory"]
 
-_log = logging.getLogger("memori_langchain")
 T = TypeVar("T")
 
 
 class MemoriChatMessageHistory(BaseChatMessageHistory):
     """A LangChain chat history stored by memori, per entity, process and session.
 
-    ``add_messages`` is one ``Memori.capture`` (augmented in the background into recallable
-    memories); ``messages`` always reads the database, so every instance, in any process, on
-    the same entity and session sees the same history. Messages round-trip equal (ids,
-    tool calls, metadata); images, audio and files are named, not stored. Use it on its own
-    or as ``get_session_history`` of ``RunnableWithMessageHistory``; a ``with_memori`` model
-    with ``capture=True`` in that chain captures the turn itself and this history then skips
-    it, so each message is stored once.
+    ``add_messages`` is one ``Memori.capture`` (augmented into recallable memories);
+    ``messages`` always reads the database, so every instance on the same entity and session
+    sees the same history. Messages round-trip equal (ids, tool calls, metadata); images,
+    audio and files are named, not stored. In ``RunnableWithMessageHistory`` with a
+    ``with_memori`` model (``capture=True``) the model captures the turn and this history
+    skips it, so each message is stored once.
 
     Args:
         session_id: the conversation (memori session id, per entity): 1-255 characters.
@@ -37,8 +33,7 @@ class MemoriChatMessageHistory(BaseChatMessageHistory):
         conn: instead of ``memori``: anything ``Memori(conn=)`` takes; the history owns a
             ``Memori`` on it (schema built if missing) and closes it on ``close()``. With
             neither, the embedded default ``./memori.db``.
-        entity_id: whose history; default memori's current entity.
-        process_id: the agent / app; default memori's current process.
+        entity_id, process_id: whose history, and the agent / app; default memori's current.
 
     Raises:
         ConfigurationError: both ``memori`` and ``conn``, ``memori`` not a ``Memori``, no
@@ -55,17 +50,15 @@ class MemoriChatMessageHistory(BaseChatMessageHistory):
         check_text(session_id, "session_id")  # None would be memori's current session
         self._owned = memori is None
         self._captured: set[str] = set()  # ids of AI messages a with_memori model captured
-        if memori is None:
-            memori = Memori(conn=conn)
+        self.memori = memori = Memori(conn=conn) if memori is None else memori
         try:
             if self._owned:
                 memori.config.storage.build()  # idempotent; needed once for a passed conn
-            self.memori = check_memori(memori)
-            self.target: Target = resolve(self.memori, "MemoriChatMessageHistory",
+            check_memori(memori)
+            self.target: Target = resolve(memori, "MemoriChatMessageHistory",
                                           entity_id=entity_id, process_id=process_id,
                                           session_id=session_id)
-            with self.target.scope(self.memori):  # validates the three ids
-                pass
+            self._run(lambda: None)  # validates the three ids
         except BaseException:
             if self._owned:
                 memori.close()
@@ -76,7 +69,7 @@ class MemoriChatMessageHistory(BaseChatMessageHistory):
     process_id = property(lambda self: self.target.process_id, doc="The process, or None.")
 
     def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        with self.target.scope(self.memori):
+        with attributed(self.memori, *self.target):
             return fn(*args)
 
     @property
@@ -101,10 +94,7 @@ class MemoriChatMessageHistory(BaseChatMessageHistory):
         if ids & self._captured:
             self._captured -= ids
             return
-        rows, cleaned = clean(to_memori(messages))
-        if cleaned:
-            self.memori.llm.count("text_cleaned")
-            _log.warning("memori: messages held NUL bytes or lone surrogates, stored as U+FFFD")
+        rows = storable(self.memori, to_memori(messages), "langchain")
         if rows:
             self._run(self.memori.capture, rows)
 

@@ -9,39 +9,30 @@ from langchain.agents.middleware import AgentMiddleware, ModelRequest, ModelResp
 from langchain.agents.middleware.types import ModelCallResult
 
 from memori_core import ConfigurationError, Memori
-from memori_core.integration import check_limit, check_memori, check_scope, check_text
-from memori_langchain._chat_model import MemoriChatModel
-from memori_langchain._messages import Call, with_block
-from memori_langchain._target import configurable, resolve
+from memori_langchain._chat_model import MemoriChatModel, check_options
+from memori_langchain._common import Call, configurable, resolve, with_block
 
 __all__ = ["MemoriMiddleware"]
 
 
 class MemoriMiddleware(AgentMiddleware):
-    """Agent middleware: the context pipeline's block in the system message of every model
-    call, and every model call's turn captured: the messages new since the last AI message
-    (the user message, or the tool results) and the model's answer (with its tool calls).
-    Each message is captured once, with or without a checkpointer, and a model error or a
-    run stopped early (a closed ``agent.stream``, a cancelled task) keeps the user message,
-    marked in its metadata. Memory failures are logged and counted; they never fail the run.
+    """Agent middleware: the context block in the system message of every model call, and
+    each model call's turn captured (the messages new since the last AI message, and the
+    answer with its tool calls), once per message, with or without a checkpointer; a model
+    error or a stopped run keeps the user message, marked. Memory never fails the run.
 
     ``create_agent(model, tools, middleware=[MemoriMiddleware(mem)])``, then
     ``agent.invoke(..., {"configurable": {"user_id": "u1", "thread_id": "t1"}})``.
 
     Args:
-        memori: the ``Memori`` instance.
-        entity_id, process_id, session_id: fixed ids; default: ``entity_key`` /
-            ``session_key`` of the run's context (``agent.invoke(..., context=...)``, an
-            attribute or a dict key), else of its ``configurable``, else memori's attribution.
-        entity_key: default ``"user_id"``; session_key: default ``"thread_id"``.
-        recall_limit: at most this many memories per model call.
-        scope: ``"process"`` (default) or ``"entity"``.
-        inject: put memories into the prompt (default True).
-        capture: capture the turns (default True).
+        entity_id, process_id, session_id: fixed ids; default: ``entity_key`` (``"user_id"``)
+            / ``session_key`` (``"thread_id"``) of the run's context (an attribute or a dict
+            key), else of its ``configurable``, else memori's attribution.
+        recall_limit, scope, inject, capture: as for ``with_memori``.
 
     Raises:
         ConfigurationError: a bad argument; during a run, no entity anywhere (argument
-            ``entity_id``).
+            ``entity_id``) or a ``with_memori`` model as the agent's (argument ``model``).
     """
 
     def __init__(self, memori: Memori, *, entity_id: str | None = None,
@@ -50,11 +41,9 @@ class MemoriMiddleware(AgentMiddleware):
                  recall_limit: int | None = None, scope: str = "process",
                  inject: bool = True, capture: bool = True) -> None:
         super().__init__()
-        self.memori = check_memori(memori)
-        self.scope = check_scope(scope)
-        self.recall_limit = check_limit(recall_limit, "recall_limit")
-        for key, value in (("entity_key", entity_key), ("session_key", session_key)):
-            check_text(value, key)
+        check_options({"memori": memori, "scope": scope, "recall_limit": recall_limit,
+                       "entity_key": entity_key, "session_key": session_key}, "thread_id")
+        self.memori, self.scope, self.recall_limit = memori, scope, recall_limit
         self.entity_key, self.session_key = entity_key, session_key
         self.entity_id, self.process_id, self.session_id = entity_id, process_id, session_id
         self.inject, self.capture = inject, capture
@@ -67,13 +56,13 @@ class MemoriMiddleware(AgentMiddleware):
                 "the agent's model is a with_memori model and MemoriMiddleware recalls and "
                 "captures too, so every memory and message would come twice: pass the bare "
                 "model to create_agent", argument="model")
-        target = resolve(self.memori, "MemoriMiddleware", entity_id=self.entity_id,
-                         process_id=self.process_id, session_id=self.session_id,
-                         entity_key=self.entity_key, session_key=self.session_key,
-                         sources=[("context", request.runtime.context if request.runtime
-                                   else None), ("config['configurable']", configurable())])
-        return Call(self.memori, target, request.messages, inject=self.inject,
-                    capture=self.capture, limit=self.recall_limit, scope=self.scope)
+        context = request.runtime.context if request.runtime else None
+        return Call(self, resolve(
+            self.memori, "MemoriMiddleware", entity_id=self.entity_id,
+            process_id=self.process_id, session_id=self.session_id, entity_key=self.entity_key,
+            session_key=self.session_key,
+            sources=[("context", context), ("config['configurable']", configurable())]),
+            request.messages)
 
     def wrap_model_call(self, request: ModelRequest,
                         handler: Callable[[ModelRequest], ModelResponse]) -> ModelCallResult:

@@ -5,19 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from langchain_core.callbacks import (
-    AsyncCallbackManagerForRetrieverRun,
-    CallbackManagerForRetrieverRun,
-)
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import run_in_executor
 from pydantic import ConfigDict, Field
 
-from memori_core import ConfigurationError, Memori, RecallHit
-from memori_core.integration import check_limit, check_memori, check_scope, check_text
-from memori_langchain._target import configurable, resolve
+from memori_core import Memori
+from memori_core.integration import attributed, check_limit, check_memori, check_scope, check_text
+from memori_langchain._common import configurable, resolve
 
 __all__ = ["MemoriRetriever"]
 
@@ -29,13 +25,11 @@ class MemoriRetriever(BaseRetriever):
     ``source_message_ids``, ``process_id`` and ``mention_count``.
 
     Args (fields):
-        memori: the ``Memori`` instance.
         k: at most this many documents (default ``Config.recall_facts_limit``);
             ``invoke(query, k=2)`` overrides it per call.
         scope: ``"process"`` (default) or ``"entity"``.
-        entity_id: fixed entity; default ``configurable[entity_key]`` of the run, else
-            memori's attribution. process_id: fixed process; default memori's.
-        entity_key: default ``"user_id"``.
+        entity_id: fixed entity; default ``configurable[entity_key]`` (``"user_id"``) of the
+            run, else memori's attribution. process_id: fixed process; default memori's.
 
     Raises:
         ConfigurationError: a bad field or ``k``; no entity anywhere (``entity_id``).
@@ -69,35 +63,25 @@ class MemoriRetriever(BaseRetriever):
                       ) -> list[Document]:
         return await super().ainvoke(input, config, run=dict(configurable(config)), **kwargs)
 
-    def _get_relevant_documents(self, query: str, *,
-                                run_manager: CallbackManagerForRetrieverRun,
-                                k: int | None = None, run: Mapping[str, Any] | None = None
-                                ) -> list[Document]:
-        if not isinstance(query, str):
-            raise ConfigurationError(f"query must be a str, got {type(query).__name__}",
-                                     argument="query")
+    def _get_relevant_documents(self, query: str, *, run_manager: Any, k: int | None = None,
+                                run: Mapping[str, Any] | None = None) -> list[Document]:
+        check_text(query, "query", min_chars=0)  # a str; recall takes it as given
         limit = check_limit(self.k if k is None else k, "k")
         target = resolve(self.memori, "MemoriRetriever", entity_id=self.entity_id,
                          process_id=self.process_id, entity_key=self.entity_key,
                          sources=[("config['configurable']", run or configurable())])
-        with target.scope(self.memori):
-            hits = self.memori.recall(query, limit, scope=check_scope(self.scope))
-        return [_document(hit) for hit in hits]
+        with attributed(self.memori, *target) as mem:
+            hits = mem.recall(query, limit, scope=check_scope(self.scope))
+        return [Document(page_content=hit.content, id=str(hit.id), metadata={
+            "id": hit.id, "kind": hit.kind, "score": float(hit.score),
+            "similarity": float(hit.similarity), "created_at": hit.created_at.isoformat(),
+            "source_message_ids": list(hit.source_message_ids), "process_id": hit.process_id,
+            "mention_count": hit.mention_count}) for hit in hits]
 
-    async def _aget_relevant_documents(self, query: str, *,
-                                       run_manager: AsyncCallbackManagerForRetrieverRun,
+    async def _aget_relevant_documents(self, query: str, *, run_manager: Any,
                                        k: int | None = None,
                                        run: Mapping[str, Any] | None = None
                                        ) -> list[Document]:
         return await run_in_executor(None, self._get_relevant_documents, query,
                                      run_manager=run_manager.get_sync(), k=k,
                                      run=run or configurable())
-
-
-def _document(hit: RecallHit) -> Document:
-    return Document(
-        page_content=hit.content, id=str(hit.id),
-        metadata={"id": hit.id, "kind": hit.kind, "score": float(hit.score),
-                  "similarity": float(hit.similarity), "created_at": hit.created_at.isoformat(),
-                  "source_message_ids": list(hit.source_message_ids),
-                  "process_id": hit.process_id, "mention_count": hit.mention_count})

@@ -1,24 +1,18 @@
 """``MemoriStore``: LangGraph's long-term memory store (``BaseStore``) over memori.
 
-Namespace mapping (``entity_at=1``, the default)::
+Namespaces (``entity_at=1``, the default): the label at ``entity_at`` is memori's entity, so a
+user's items are that entity's memories and no read of one user's namespace touches another's::
 
     ("memories", "alice")            -> entity "alice"
     ("memories", "alice", "prefs")   -> entity "alice"
     ("docs",)                        -> entity ``shared_entity`` ("langgraph"): app-wide
 
-The label at position ``entity_at`` of a namespace is memori's entity (the user): an item is
-a memory of that entity only, so reading one user's namespace never touches another
-user's rows. A namespace too short to name a user is app-wide and kept under
-``shared_entity``. Every item is stored under ``process_id`` (default ``"langgraph"``), so
-the full namespace, not only its entity, tells items apart: ``("memories", "alice")`` and
-``("notes", "alice")`` are two collections of the same entity.
-
-One item is one memory (``Memori.remember``): its text is the indexed fields of the value
-(what recall embeds and searches) followed by one line holding the namespace, key and the
-value as JSON, which ``get`` returns exactly. The memory's slot is a hash of (namespace,
-key): a newer value supersedes the older one, which is then deleted. A registry of the
-namespaces in use (one memory per namespace under ``shared_entity``) answers
-``list_namespaces`` and searches whose prefix names no user.
+Every item is stored under ``process_id`` (default ``"langgraph"``). One item is one memory
+(``Memori.remember``): the text of its indexed fields (what recall searches), then one line
+``langgraph-item:`` + JSON of namespace, key and value (what ``get`` returns). Its slot is a
+hash of (namespace, key): a newer value supersedes the older, which is then deleted. One
+registry memory per namespace under ``shared_entity`` answers ``list_namespaces`` and
+searches whose prefix names no user.
 """
 
 from __future__ import annotations
@@ -54,10 +48,8 @@ from memori_core.integration import attributed, check_memori, clean
 
 __all__ = ["MemoriStore"]
 
-_ITEM = "langgraph-item:"      # the last line of an item's memory text: its JSON
-_NAMESPACE = "langgraph-namespace:"   # a registry memory's text: the namespace's JSON
-_ITEM_SLOT = "langgraph:"
-_NAMESPACE_SLOT = "langgraph-ns:"
+_ITEM, _ITEM_SLOT = "langgraph-item:", "langgraph:"  # an item's last line, its slot prefix
+_NAMESPACE, _NAMESPACE_SLOT = "langgraph-namespace:", "langgraph-ns:"  # a registry memory's
 Namespace = tuple[str, ...]
 
 
@@ -91,11 +83,8 @@ class _Row:
 
 def _parse(memory: Memory) -> _Row | None:
     """The item a memory holds, or None for any other memory."""
-    if not (memory.slot or "").startswith(_ITEM_SLOT):
-        return None
-    text = memory.content
-    at = text.rfind(_ITEM)
-    if at < 0 or (at > 0 and text[at - 1] != "\n"):
+    text, at = memory.content, memory.content.rfind(_ITEM)
+    if not (memory.slot or "").startswith(_ITEM_SLOT) or at < 0 or (at and text[at - 1] != "\n"):
         return None
     data = json.loads(text[at + len(_ITEM):])
     created = datetime.fromisoformat(data["c"]) if "c" in data else memory.created_at
@@ -103,13 +92,16 @@ def _parse(memory: Memory) -> _Row | None:
                 bool(data.get("i", True)))
 
 
+_COMPARE = {"$gt": float.__gt__, "$gte": float.__ge__, "$lt": float.__lt__, "$lte": float.__le__}
+
+
 def _matches(value: Any, wanted: Any) -> bool:
-    """``filter`` semantics of LangGraph's ``InMemoryStore``: equality (nested dicts and
-    lists compared field by field) and the operators ``$eq $ne $gt $gte $lt $lte`` (the last
-    four compare as floats)."""
+    """``InMemoryStore``'s ``filter``: equality (dicts and lists field by field) and
+    ``$eq $ne $gt $gte $lt $lte`` (the last four as floats; a missing or non-numeric field
+    does not match, where ``InMemoryStore`` raises)."""
+    if isinstance(wanted, dict) and any(k.startswith("$") for k in wanted):
+        return all(_operator(value, op, arg) for op, arg in wanted.items())
     if isinstance(wanted, dict):
-        if any(k.startswith("$") for k in wanted):
-            return all(_operator(value, op, arg) for op, arg in wanted.items())
         return isinstance(value, dict) and all(_matches(value.get(k), v)
                                                for k, v in wanted.items())
     if isinstance(wanted, (list, tuple)):
@@ -119,31 +111,26 @@ def _matches(value: Any, wanted: Any) -> bool:
 
 
 def _operator(value: Any, op: str, arg: Any) -> bool:
-    if op == "$eq":
-        return bool(value == arg)
-    if op == "$ne":
-        return bool(value != arg)
-    compare = {"$gt": float.__gt__, "$gte": float.__ge__, "$lt": float.__lt__,
-               "$lte": float.__le__}.get(op)
-    if compare is None:
+    if op in ("$eq", "$ne"):
+        return bool(value == arg) == (op == "$eq")
+    if op not in _COMPARE:
         raise ValueError(f"Unsupported operator: {op}")
     try:
-        return bool(compare(float(value), float(arg)))
-    except (TypeError, ValueError):  # a missing or non-numeric field: no match (InMemoryStore
-        return False                 # raises; PostgresStore's SQL comparison is false)
+        return bool(_COMPARE[op](float(value), float(arg)))
+    except (TypeError, ValueError):
+        return False
 
 
 def _check_labels(op: Op) -> None:
     """The labels of an op passed to ``batch`` directly (``BaseStore``'s methods check them
     before): non-empty strings without ``.`` or NUL."""
+    labels: Iterable[Any] = ()
     if isinstance(op, (GetOp, PutOp)):
-        labels: Iterable[Any] = op.namespace
+        labels = op.namespace
     elif isinstance(op, SearchOp):
         labels = op.namespace_prefix
     elif isinstance(op, ListNamespacesOp):
         labels = [label for c in op.match_conditions or () for label in c.path]
-    else:
-        return
     for label in labels:
         if not isinstance(label, str) or not label or "." in label or "\x00" in label:
             raise InvalidNamespaceError(f"Invalid namespace label {label!r}: labels are "
@@ -154,54 +141,39 @@ def _condition(condition: MatchCondition, namespace: Namespace) -> bool:
     path = tuple(condition.path)
     if len(namespace) < len(path):
         return False
-    if condition.match_type == "prefix":
-        pairs = zip(namespace, path, strict=False)
-    elif condition.match_type == "suffix":
-        pairs = zip(reversed(namespace), reversed(path), strict=False)
-    else:
+    if condition.match_type not in ("prefix", "suffix"):
         raise ValueError(f"Unsupported match type: {condition.match_type}")
-    return all(p == "*" or n == p for n, p in pairs)
+    if condition.match_type == "suffix":
+        path, namespace = path[::-1], namespace[::-1]
+    return all(p == "*" or n == p for n, p in zip(namespace, path, strict=False))
 
 
 class MemoriStore(BaseStore):
     """LangGraph's ``BaseStore`` over memori: long-term memory for ``create_agent(...,
-    store=...)``, ``runtime.store`` in tools and langmem's memory tools, persisted in
-    memori's database and searched with memori's recall.
+    store=...)``, ``runtime.store`` in tools and langmem's memory tools, searched with
+    memori's recall. ``put`` / ``get`` / ``delete`` / ``search`` / ``list_namespaces`` (and
+    their async twins) answer like ``InMemoryStore``, except:
 
-    ``put`` / ``get`` / ``delete`` / ``search`` / ``list_namespaces`` (and their async
-    twins) behave like LangGraph's ``InMemoryStore``, with these differences:
-
-    - values are stored as JSON, so ``get`` returns what JSON round-trips (tuples come back
-      as lists); a value JSON cannot hold raises ``ConfigurationError``;
-    - ``search(..., query=...)`` ranks with ``Memori.recall`` (vector + BM25, best first,
-      ``score`` = recall's score); items recall does not return (``index=False``, or under
-      ``Config.recall_relevance_threshold``) follow with ``score=None``;
-    - without a query, results are newest update first (``InMemoryStore``: insertion order);
-    - a ``$gt`` / ``$gte`` / ``$lt`` / ``$lte`` filter on a missing or non-numeric field
-      does not match (``InMemoryStore`` raises ``TypeError`` or ``ValueError``);
-    - ``list_namespaces`` lists namespaces that hold items (``InMemoryStore`` also lists
-      namespaces only read or emptied);
-    - no TTL (``supports_ttl = False``).
-
-    The namespace mapping is in the module docstring: the label at ``entity_at`` is the
-    entity, and a read of one user's namespace only reads that entity's rows.
+    - values are stored as JSON (tuples come back as lists; a value JSON cannot hold raises
+      ``ConfigurationError``);
+    - ``search(..., query=...)`` ranks by ``Memori.recall`` (``score`` = its score); items
+      recall does not return (``index=False``, under the relevance threshold) follow with
+      ``score=None``; without a query, newest update first;
+    - a range filter on a missing or non-numeric field does not match (no ``TypeError``);
+    - ``list_namespaces`` lists namespaces holding items; no TTL (``supports_ttl = False``).
 
     Args:
-        memori: the ``Memori`` instance.
-        entity_at: position of the user id in a namespace (1: ``("memories", user_id)``;
-            0: ``(user_id, "memories")``).
-        process_id: memori's process every item is stored under; memori's own recall
-            (``with_memori``, ``MemoriMiddleware``) shows items to calls under this process,
-            under no process, or with ``scope="entity"``.
+        entity_at: position of the user id in a namespace (module docstring).
+        process_id: memori's process of every item; memori's own recall (``with_memori``,
+            ``MemoriMiddleware``) shows items to calls under this process, under none, or
+            with ``scope="entity"``.
         shared_entity: the entity of namespaces too short to name a user, and of the
             namespace registry.
-        fields: the value's fields embedded for search, as ``index`` of
-            ``InMemoryStore`` (default ``["$"]``: the whole value); ``put(..., index=...)``
-            overrides them per item, ``index=False`` leaves an item unranked.
+        fields: the value's fields embedded for search, as ``InMemoryStore``'s ``index``
+            (default ``["$"]``: the whole value); ``put(..., index=...)`` overrides them.
 
     Raises:
-        ConfigurationError: a bad argument; a namespace label that is not a valid entity id
-            (1-255 characters).
+        ConfigurationError: a bad argument; a namespace label that is not a valid entity id.
         StorageError, RecallError: the database or recall failed.
     """
 
@@ -214,26 +186,20 @@ class MemoriStore(BaseStore):
         if isinstance(entity_at, bool) or not isinstance(entity_at, int) or entity_at < 0:
             raise ConfigurationError(f"entity_at must be an int >= 0, got {entity_at!r}",
                                      argument="entity_at")
-        self.entity_at = entity_at
-        self.process_id = process_id
-        self.shared_entity = shared_entity
+        self.entity_at, self.process_id, self.shared_entity = entity_at, process_id, shared_entity
         self.fields = list(fields or ["$"])
-        with attributed(self.memori, shared_entity, process_id,
-                        names={"entity_id": "shared_entity"}):
+        with attributed(memori, shared_entity, process_id, names={"entity_id": "shared_entity"}):
             pass  # the ids are checked now, not at the first put
         self._registered: set[Namespace] = set()
 
-    # ---- the mapping --------------------------------------------------------------------------
     def _as(self, entity: str) -> AbstractContextManager[Memori]:
-        """``memori`` attributed to ``entity`` under the store's process (a label that is not
-        a valid entity id raises ``ConfigurationError`` naming ``namespace``)."""
+        """``memori`` attributed to ``entity`` under the store's process (an invalid entity
+        raises ``ConfigurationError`` naming ``namespace``)."""
         return attributed(self.memori, entity, self.process_id, names={"entity_id": "namespace"})
 
     def entity_of(self, namespace: Namespace) -> str:
         """The memori entity that holds ``namespace``'s items."""
-        if len(namespace) > self.entity_at:
-            return namespace[self.entity_at]
-        return self.shared_entity
+        return namespace[self.entity_at] if len(namespace) > self.entity_at else self.shared_entity
 
     def _rows(self, entity: str) -> list[_Row]:
         """The items stored under ``entity`` (current and superseded), in no set order."""
@@ -253,15 +219,12 @@ class MemoriStore(BaseStore):
         return found
 
     def _register(self, namespace: Namespace) -> None:
-        if namespace in self._registered:
-            return
-        with self._as(self.shared_entity) as mem:
-            # the same text again is one more mention of the same memory: idempotent
-            mem.remember(_NAMESPACE + json.dumps(list(namespace), ensure_ascii=True),
-                         slot=_NAMESPACE_SLOT + _digest(*namespace), importance=0.0)
-        self._registered.add(namespace)
+        if namespace not in self._registered:
+            with self._as(self.shared_entity) as mem:  # the same text again: one more mention
+                mem.remember(_NAMESPACE + json.dumps(list(namespace), ensure_ascii=True),
+                             slot=_NAMESPACE_SLOT + _digest(*namespace), importance=0.0)
+            self._registered.add(namespace)
 
-    # ---- batch --------------------------------------------------------------------------------
     def batch(self, ops: Iterable[Op]) -> list[Result]:
         """Run ``ops`` like ``InMemoryStore``: every get, search and list sees the store as it
         was before the batch; then the puts (and deletes) run, the last one per (namespace,
@@ -274,7 +237,9 @@ class MemoriStore(BaseStore):
         puts: dict[tuple[Namespace, str], PutOp] = {}
         for op in ops:
             if isinstance(op, GetOp):
-                results.append(self._get(rows(self.entity_of(op.namespace)), op))
+                results.append(next((r.item() for r in rows(self.entity_of(op.namespace))
+                                     if r.memory.superseded_by is None
+                                     and (r.namespace, r.key) == (op.namespace, op.key)), None))
             elif isinstance(op, SearchOp):
                 results.append(self._search(op, rows))
             elif isinstance(op, ListNamespacesOp):
@@ -292,48 +257,38 @@ class MemoriStore(BaseStore):
         """``batch`` in a worker thread (memori's storage is synchronous)."""
         return await asyncio.to_thread(self.batch, list(ops))
 
-    # ---- operations ---------------------------------------------------------------------------
-    @staticmethod
-    def _get(rows: list[_Row], op: GetOp) -> Item | None:
-        return next((r.item() for r in rows if r.memory.superseded_by is None
-                     and r.namespace == op.namespace and r.key == op.key), None)
-
-    def _text(self, op: PutOp, value: dict[str, Any]) -> str:
-        """What recall embeds and searches: the indexed fields' text."""
-        if op.index is False:
-            return ""
-        paths = self.fields if op.index is None else list(op.index)
-        texts = [t for p in paths
-                 for t in get_text_at_path(value, p if p == "$" else tokenize_path(p))]
-        return str(clean("\n".join(texts))[0])
-
     def _put(self, rows: list[_Row], op: PutOp) -> None:
-        mine = [r for r in rows if r.namespace == op.namespace and r.key == op.key]
-        new_id = None
+        """Store ``op.value`` (superseding the item's older values at once), then delete the
+        older values: an item keeps no history."""
+        mine = [r for r in rows if (r.namespace, r.key) == (op.namespace, op.key)]
+        new_id, text, line = None, None, ""
         if op.value is not None:
-            value = dict(op.value)
-            data: dict[str, Any] = {"ns": list(op.namespace), "k": op.key, "v": value}
-            current = [r for r in mine if r.memory.superseded_by is None]
-            if current:  # an update keeps the item's creation time
-                data["c"] = current[0].created_at.isoformat()
-            try:
-                text = self._text(op, value)
-                if not text:
-                    data["i"] = False
-                line = json.dumps(data, ensure_ascii=True)
-            except (TypeError, ValueError) as exc:
-                raise ConfigurationError(f"MemoriStore stores values as JSON: {exc}",
-                                         argument="value") from exc
+            text, line = self._text(op, [r for r in mine if r.memory.superseded_by is None])
             self._register(op.namespace)
         with self._as(self.entity_of(op.namespace)) as mem:
-            if op.value is not None:
-                # the new value supersedes the older ones on the item's slot at once ...
+            if text is not None:
                 new_id = mem.remember(f"{text}\n{_ITEM}{line}", importance=0.0,
                                       slot=_ITEM_SLOT + _digest(*op.namespace, op.key))
-            # ... and they go (an item keeps no history)
-            old = [r.memory.id for r in mine if r.memory.id != new_id]
-            if old:
+            if old := [r.memory.id for r in mine if r.memory.id != new_id]:
                 mem.forget_memories(old)
+
+    def _text(self, op: PutOp, current: list[_Row]) -> tuple[str, str]:
+        """What recall embeds and searches (the indexed fields' text), and the item's JSON
+        line (an update keeps the item's creation time)."""
+        value = dict(op.value or {})
+        data: dict[str, Any] = {"ns": list(op.namespace), "k": op.key, "v": value}
+        if current:
+            data["c"] = current[0].created_at.isoformat()
+        paths = [] if op.index is False else self.fields if op.index is None else op.index
+        try:
+            text = str(clean("\n".join(t for p in paths for t in get_text_at_path(
+                value, p if p == "$" else tokenize_path(p))))[0])
+            if not text:
+                data["i"] = False
+            return text, json.dumps(data, ensure_ascii=True)
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(f"MemoriStore stores values as JSON: {exc}",
+                                     argument="value") from exc
 
     def _entities(self, prefix: Namespace) -> list[str]:
         """The entities whose items a search under ``prefix`` may return."""
@@ -344,27 +299,23 @@ class MemoriStore(BaseStore):
 
     def _search(self, op: SearchOp, rows: Callable[[str], list[_Row]]) -> list[SearchItem]:
         prefix = tuple(op.namespace_prefix)
-        found: list[_Row] = []
-        for entity in self._entities(prefix):
-            found += [r for r in rows(entity) if r.memory.superseded_by is None
-                      and r.namespace[:len(prefix)] == prefix
-                      and all(_matches(r.value.get(k), v) for k, v in (op.filter or {}).items())]
+        found = [r for entity in self._entities(prefix) for r in rows(entity)
+                 if r.memory.superseded_by is None and r.namespace[:len(prefix)] == prefix
+                 and all(_matches(r.value.get(k), v) for k, v in (op.filter or {}).items())]
         found.sort(key=lambda r: (r.memory.last_seen_at, r.memory.id), reverse=True)
         scores: dict[int, float] = {}
-        if op.query and found:
-            for entity in sorted({self.entity_of(r.namespace) for r in found}):
-                with self._as(entity) as mem:
-                    # as many as recall can see (also the entity's other memories, which
-                    # must not push items out): it has no silent cap
-                    limit = max(1, len(mem.memories()))
-                    for hit in mem.recall(op.query, limit=limit):
-                        for mid in hit.memory_ids or (hit.id,):
-                            scores.setdefault(mid, hit.score)
-            ranked = [r for r in found if r.indexed and r.memory.id in scores]
-            ranked.sort(key=lambda r: scores[r.memory.id], reverse=True)  # stable
-            found = ranked + [r for r in found if not (r.indexed and r.memory.id in scores)]
-        page = found[op.offset:op.offset + op.limit]
-        return [r.search_item(scores.get(r.memory.id) if r.indexed else None) for r in page]
+        for entity in sorted({self.entity_of(r.namespace) for r in found} if op.query else ()):
+            with self._as(entity) as mem:
+                # as many hits as recall can see: the entity's other memories must not push
+                # items out
+                for hit in mem.recall(op.query or "", limit=max(1, len(mem.memories()))):
+                    for mid in hit.memory_ids or (hit.id,):
+                        scores.setdefault(mid, hit.score)
+        ranked = sorted((r for r in found if r.indexed and r.memory.id in scores),
+                        key=lambda r: scores[r.memory.id], reverse=True)  # stable
+        found = ranked + [r for r in found if not (r.indexed and r.memory.id in scores)]
+        return [r.search_item(scores.get(r.memory.id) if r.indexed else None)
+                for r in found[op.offset:op.offset + op.limit]]
 
     def _list(self, op: ListNamespacesOp, rows: Callable[[str], list[_Row]]
               ) -> list[Namespace]:
