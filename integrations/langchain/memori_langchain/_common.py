@@ -162,21 +162,18 @@ def with_block(messages: Sequence[lc.BaseMessage], block: str | None) -> list[lc
 
 
 class Call:
-    """One model call's memori work, with a ``with`` and an ``async with`` face (the latter
-    runs the database work in LangChain's executor).
+    """One model call's memori work, as ``with`` or ``async with`` (in LangChain's executor).
 
-    Entering recalls under ``target`` for the latest user text (``block``: the context
-    pipeline's block or None; memories the messages hold are left out) and starts the turn
-    with what the call adds: the messages after the last AI message, without system ones.
-    Leaving captures it with the reply ``done`` or ``add`` saw: complete; stopped for a closed
-    stream or a cancelled task; error for an exception, which propagates. Memory failures are
-    logged and counted, never raised.
+    Entering recalls for the latest user text (``block``, or None; memories the messages
+    hold are left out) and starts the turn with the messages after the last AI message
+    (system ones left out). Leaving captures it with the reply ``done`` or ``add`` saw, as
+    complete, stopped (closed stream, cancelled task) or error (the exception propagates).
+    Memory failures are logged and counted, never raised.
 
     Args:
-        owner: the ``with_memori`` model or the middleware (its ``memori``, ``inject``,
-            ``capture``, ``recall_limit`` and ``scope``).
-        skip: gets the reply's id when the turn holds it (a ``MemoriChatMessageHistory`` in
-            the same chain then stores it no more).
+        owner: the ``with_memori`` model or the middleware (``memori``, ``inject``,
+            ``capture``, ``recall_limit``, ``scope``).
+        skip: gets the reply's id when the turn holds it (``MemoriChatMessageHistory.skip``).
     """
 
     def __init__(self, owner: Any, target: Target, messages: Sequence[lc.BaseMessage],

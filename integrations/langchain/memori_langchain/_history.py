@@ -18,21 +18,17 @@ T = TypeVar("T")
 
 
 class MemoriChatMessageHistory(BaseChatMessageHistory):
-    """A LangChain chat history stored by memori, per entity, process and session.
-
-    ``add_messages`` is one ``Memori.capture`` (augmented into recallable memories);
-    ``messages`` always reads the database, so every instance on the same entity and session
-    sees the same history. Messages round-trip equal (ids, tool calls, metadata); images,
-    audio and files are named, not stored. In ``RunnableWithMessageHistory`` with a
-    ``with_memori`` model (``capture=True``) the model captures the turn and this history
-    skips it, so each message is stored once.
+    """A LangChain chat history stored by memori, per entity, process and session:
+    ``add_messages`` is one ``Memori.capture`` (augmented into memories), ``messages`` reads
+    the database. Messages round-trip equal; images, audio and files are named, not stored.
+    With a ``with_memori`` model (``capture=True``) in the same ``RunnableWithMessageHistory``
+    the model captures the turn and this history skips it.
 
     Args:
         session_id: the conversation (memori session id, per entity): 1-255 characters.
-        memori: the ``Memori`` instance (shared by the app; not closed here).
-        conn: instead of ``memori``: anything ``Memori(conn=)`` takes; the history owns a
-            ``Memori`` on it (schema built if missing) and closes it on ``close()``. With
-            neither, the embedded default ``./memori.db``.
+        memori: the shared ``Memori`` (not closed here); or ``conn``: anything
+            ``Memori(conn=)`` takes, for a ``Memori`` the history owns (schema built, closed
+            on ``close()``); with neither, the embedded default ``./memori.db``.
         entity_id, process_id: whose history, and the agent / app; default memori's current.
 
     Raises:

@@ -23,25 +23,10 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
-from langgraph.store.base import (
-    BaseStore,
-    GetOp,
-    InvalidNamespaceError,
-    Item,
-    ListNamespacesOp,
-    MatchCondition,
-    Op,
-    PutOp,
-    Result,
-    SearchItem,
-    SearchOp,
-    get_text_at_path,
-    tokenize_path,
-)
+from langgraph.store import base as lg
 
 from memori_core import ConfigurationError, Memori, Memory
 from memori_core.integration import attributed, check_memori, clean
@@ -61,24 +46,12 @@ def _utc(when: datetime) -> datetime:
     return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when
 
 
-@dataclass
-class _Row:
-    """A stored item: its memory and what its text holds."""
+class _Row(NamedTuple):
+    """A stored item: its memory, the ``Item`` its text holds, whether recall may rank it."""
 
     memory: Memory
-    namespace: Namespace
-    key: str
-    value: dict[str, Any]
-    created_at: datetime
+    item: lg.Item
     indexed: bool
-
-    def item(self) -> Item:
-        return Item(value=self.value, key=self.key, namespace=self.namespace,
-                    created_at=self.created_at, updated_at=_utc(self.memory.last_seen_at))
-
-    def search_item(self, score: float | None) -> SearchItem:
-        return SearchItem(self.namespace, self.key, self.value, self.created_at,
-                          _utc(self.memory.last_seen_at), score)
 
 
 def _parse(memory: Memory) -> _Row | None:
@@ -88,7 +61,8 @@ def _parse(memory: Memory) -> _Row | None:
         return None
     data = json.loads(text[at + len(_ITEM):])
     created = datetime.fromisoformat(data["c"]) if "c" in data else memory.created_at
-    return _Row(memory, tuple(data["ns"]), data["k"], data["v"], _utc(created),
+    return _Row(memory, lg.Item(value=data["v"], key=data["k"], namespace=tuple(data["ns"]),
+                             created_at=_utc(created), updated_at=_utc(memory.last_seen_at)),
                 bool(data.get("i", True)))
 
 
@@ -121,23 +95,23 @@ def _operator(value: Any, op: str, arg: Any) -> bool:
         return False
 
 
-def _check_labels(op: Op) -> None:
+def _check_labels(op: lg.Op) -> None:
     """The labels of an op passed to ``batch`` directly (``BaseStore``'s methods check them
     before): non-empty strings without ``.`` or NUL."""
     labels: Iterable[Any] = ()
-    if isinstance(op, (GetOp, PutOp)):
+    if isinstance(op, (lg.GetOp, lg.PutOp)):
         labels = op.namespace
-    elif isinstance(op, SearchOp):
+    elif isinstance(op, lg.SearchOp):
         labels = op.namespace_prefix
-    elif isinstance(op, ListNamespacesOp):
+    elif isinstance(op, lg.ListNamespacesOp):
         labels = [label for c in op.match_conditions or () for label in c.path]
     for label in labels:
         if not isinstance(label, str) or not label or "." in label or "\x00" in label:
-            raise InvalidNamespaceError(f"Invalid namespace label {label!r}: labels are "
+            raise lg.InvalidNamespaceError(f"Invalid namespace label {label!r}: labels are "
                                         f"non-empty strings without '.' or NUL")
 
 
-def _condition(condition: MatchCondition, namespace: Namespace) -> bool:
+def _condition(condition: lg.MatchCondition, namespace: Namespace) -> bool:
     path = tuple(condition.path)
     if len(namespace) < len(path):
         return False
@@ -148,7 +122,7 @@ def _condition(condition: MatchCondition, namespace: Namespace) -> bool:
     return all(p == "*" or n == p for n, p in zip(namespace, path, strict=False))
 
 
-class MemoriStore(BaseStore):
+class MemoriStore(lg.BaseStore):
     """LangGraph's ``BaseStore`` over memori: long-term memory for ``create_agent(...,
     store=...)``, ``runtime.store`` in tools and langmem's memory tools, searched with
     memori's recall. ``put`` / ``get`` / ``delete`` / ``search`` / ``list_namespaces`` (and
@@ -225,7 +199,7 @@ class MemoriStore(BaseStore):
                              slot=_NAMESPACE_SLOT + _digest(*namespace), importance=0.0)
             self._registered.add(namespace)
 
-    def batch(self, ops: Iterable[Op]) -> list[Result]:
+    def batch(self, ops: Iterable[lg.Op]) -> list[lg.Result]:
         """Run ``ops`` like ``InMemoryStore``: every get, search and list sees the store as it
         was before the batch; then the puts (and deletes) run, the last one per (namespace,
         key) winning."""
@@ -233,34 +207,37 @@ class MemoriStore(BaseStore):
         for op in ops:
             _check_labels(op)
         rows = functools.cache(self._rows)  # each entity's rows read once per batch
-        results: list[Result] = []
-        puts: dict[tuple[Namespace, str], PutOp] = {}
+        results: list[lg.Result] = []
+        puts: dict[tuple[Namespace, str], lg.PutOp] = {}
         for op in ops:
-            if isinstance(op, GetOp):
-                results.append(next((r.item() for r in rows(self.entity_of(op.namespace))
-                                     if r.memory.superseded_by is None
-                                     and (r.namespace, r.key) == (op.namespace, op.key)), None))
-            elif isinstance(op, SearchOp):
+            if isinstance(op, lg.GetOp):
+                items = [r.item for r in self._mine(rows, op) if r.memory.superseded_by is None]
+                results.append(items[0] if items else None)
+            elif isinstance(op, lg.SearchOp):
                 results.append(self._search(op, rows))
-            elif isinstance(op, ListNamespacesOp):
+            elif isinstance(op, lg.ListNamespacesOp):
                 results.append(self._list(op, rows))
-            elif isinstance(op, PutOp):
+            elif isinstance(op, lg.PutOp):
                 puts[(op.namespace, op.key)] = op
                 results.append(None)
             else:
                 raise ValueError(f"Unknown operation type: {type(op)}")
         for op in puts.values():
-            self._put(rows(self.entity_of(op.namespace)), op)
+            self._put(self._mine(rows, op), op)
         return results
 
-    async def abatch(self, ops: Iterable[Op]) -> list[Result]:
+    async def abatch(self, ops: Iterable[lg.Op]) -> list[lg.Result]:
         """``batch`` in a worker thread (memori's storage is synchronous)."""
         return await asyncio.to_thread(self.batch, list(ops))
 
-    def _put(self, rows: list[_Row], op: PutOp) -> None:
+    def _mine(self, rows: Callable[[str], list[_Row]], op: lg.GetOp | lg.PutOp) -> list[_Row]:
+        """The rows of ``op``'s item (current and superseded)."""
+        return [r for r in rows(self.entity_of(op.namespace))
+                if (r.item.namespace, r.item.key) == (op.namespace, op.key)]
+
+    def _put(self, mine: list[_Row], op: lg.PutOp) -> None:
         """Store ``op.value`` (superseding the item's older values at once), then delete the
         older values: an item keeps no history."""
-        mine = [r for r in rows if (r.namespace, r.key) == (op.namespace, op.key)]
         new_id, text, line = None, None, ""
         if op.value is not None:
             text, line = self._text(op, [r for r in mine if r.memory.superseded_by is None])
@@ -272,17 +249,17 @@ class MemoriStore(BaseStore):
             if old := [r.memory.id for r in mine if r.memory.id != new_id]:
                 mem.forget_memories(old)
 
-    def _text(self, op: PutOp, current: list[_Row]) -> tuple[str, str]:
+    def _text(self, op: lg.PutOp, current: list[_Row]) -> tuple[str, str]:
         """What recall embeds and searches (the indexed fields' text), and the item's JSON
         line (an update keeps the item's creation time)."""
         value = dict(op.value or {})
         data: dict[str, Any] = {"ns": list(op.namespace), "k": op.key, "v": value}
         if current:
-            data["c"] = current[0].created_at.isoformat()
+            data["c"] = current[0].item.created_at.isoformat()
         paths = [] if op.index is False else self.fields if op.index is None else op.index
         try:
-            text = str(clean("\n".join(t for p in paths for t in get_text_at_path(
-                value, p if p == "$" else tokenize_path(p))))[0])
+            text = str(clean("\n".join(t for p in paths for t in lg.get_text_at_path(
+                value, p if p == "$" else lg.tokenize_path(p))))[0])
             if not text:
                 data["i"] = False
             return text, json.dumps(data, ensure_ascii=True)
@@ -297,14 +274,14 @@ class MemoriStore(BaseStore):
         return sorted({self.entity_of(ns) for ns in self._namespaces()
                        if ns[:len(prefix)] == prefix})
 
-    def _search(self, op: SearchOp, rows: Callable[[str], list[_Row]]) -> list[SearchItem]:
+    def _search(self, op: lg.SearchOp, rows: Callable[[str], list[_Row]]) -> list[lg.SearchItem]:
         prefix = tuple(op.namespace_prefix)
         found = [r for entity in self._entities(prefix) for r in rows(entity)
-                 if r.memory.superseded_by is None and r.namespace[:len(prefix)] == prefix
-                 and all(_matches(r.value.get(k), v) for k, v in (op.filter or {}).items())]
+                 if r.memory.superseded_by is None and r.item.namespace[:len(prefix)] == prefix
+                 and all(_matches(r.item.value.get(k), v) for k, v in (op.filter or {}).items())]
         found.sort(key=lambda r: (r.memory.last_seen_at, r.memory.id), reverse=True)
         scores: dict[int, float] = {}
-        for entity in sorted({self.entity_of(r.namespace) for r in found} if op.query else ()):
+        for entity in sorted({self.entity_of(r.item.namespace) for r in found} if op.query else ()):
             with self._as(entity) as mem:
                 # as many hits as recall can see: the entity's other memories must not push
                 # items out
@@ -314,13 +291,14 @@ class MemoriStore(BaseStore):
         ranked = sorted((r for r in found if r.indexed and r.memory.id in scores),
                         key=lambda r: scores[r.memory.id], reverse=True)  # stable
         found = ranked + [r for r in found if not (r.indexed and r.memory.id in scores)]
-        return [r.search_item(scores.get(r.memory.id) if r.indexed else None)
-                for r in found[op.offset:op.offset + op.limit]]
+        return [lg.SearchItem(i.namespace, i.key, i.value, i.created_at, i.updated_at,
+                           scores.get(r.memory.id) if r.indexed else None)
+                for r in found[op.offset:op.offset + op.limit] for i in [r.item]]
 
-    def _list(self, op: ListNamespacesOp, rows: Callable[[str], list[_Row]]
+    def _list(self, op: lg.ListNamespacesOp, rows: Callable[[str], list[_Row]]
               ) -> list[Namespace]:
         registered = self._namespaces()
-        held = {r.namespace for entity in sorted({self.entity_of(ns) for ns in registered})
+        held = {r.item.namespace for entity in sorted({self.entity_of(ns) for ns in registered})
                 for r in rows(entity) if r.memory.superseded_by is None}
         namespaces = [ns for ns in registered & held
                       if all(_condition(c, ns) for c in op.match_conditions or ())]

@@ -83,3 +83,12 @@ def test_tracers_see_the_model_under_the_wrapper_and_tokens_come_once(smem: Memo
     llm.invoke("weather?", {"callbacks": [tracer, tokens]})
     (root,) = [run for run, parent in tracer.parents.items() if parent is None]
     assert list(tracer.parents.values()) == [None, root]
+
+
+def test_base_chat_models_input_conversion_is_what_with_memori_uses() -> None:
+    """Private: with_memori reads a call's messages with ``BaseChatModel._convert_input``, so
+    that it accepts exactly what a bare chat model accepts."""
+    model = GenericFakeChatModel(messages=iter(["x"]))
+    assert [m.text for m in model._convert_input("hi").to_messages()] == ["hi"]
+    with pytest.raises(ValueError, match="Invalid input type"):
+        model._convert_input(42)  # type: ignore[arg-type]
