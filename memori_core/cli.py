@@ -134,9 +134,39 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     mem = _existing(args.db)
     try:
         tables = mem.stats()["tables"]
+        aside = len(mem.llm.set_aside())
+        where = mem.engine.url.render_as_string()
     finally:
         mem.close()
     _print_counts(tables, args.json)
+    if aside:
+        print(f"memori: {aside} turn(s) memori could not write wait in the set-aside file: "
+              f"`memori set-aside --db {where}` lists them, --retry writes them",
+              file=sys.stderr)
+    return 0
+
+
+def _cmd_set_aside(args: argparse.Namespace) -> int:
+    mem = _existing(args.db)
+    try:
+        path = mem.llm._set_aside.path
+        if args.retry:
+            written, left = mem.llm.retry_set_aside()
+            print(f"wrote {written} set-aside turn(s); {left} still set aside"
+                  + (f" in {path}" if left and path else ""))
+            return 1 if left else 0
+        entries = mem.llm.set_aside()
+    finally:
+        mem.close()
+    if args.json:
+        print(json.dumps(entries, ensure_ascii=False))
+        return 0
+    print(f"{len(entries)} set-aside turn(s)" + (f" in {path}" if path else "")
+          + (":" if entries else ""))
+    for e in entries:
+        print(f"{e['at']}  entity {e['entity_id']!r} process {e.get('process_id')!r} "
+              f"session {e['session_id']!r}  {len(e['messages'])} message(s), "
+              f"{e.get('chars', 0):,} characters\n    {e['error']}")
     return 0
 
 
@@ -485,6 +515,14 @@ def _parser() -> argparse.ArgumentParser:
     lo.add_argument("--json", action="store_true", help="print one JSON object")
     lo.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
     lo.set_defaults(fn=_cmd_eval_locomo)
+
+    sa = sub.add_parser("set-aside", help="list the turns memori could not write, or write "
+                        "them (--retry)")
+    db_arg(sa)
+    sa.add_argument("--retry", action="store_true",
+                    help="write them now; exit 1 while any is still refused")
+    sa.add_argument("--json", action="store_true", help="print the turns as one JSON array")
+    sa.set_defaults(fn=_cmd_set_aside)
 
     i = sub.add_parser("ingest", help="capture turns from a JSON-lines file")
     i.add_argument("file", help='one turn per line: {"entity_id": ..., "process_id": ..., '

@@ -155,6 +155,11 @@ class Config:
         llm_spill_turns: turns a registered client keeps in memory while the database is
             unreachable, written when it is back; beyond it the oldest are dropped (logged and
             counted in ``mem.stats()["llm"]``).
+        llm_set_aside_path: the file of the turns memori could not write (refused by the
+            database, or still spilled at ``close()`` with it unreachable), which
+            ``memori set-aside --retry`` writes later: ``"auto"`` (beside a SQLite file, or
+            under ``$XDG_STATE_HOME/memori/`` for a server), ``"off"`` (memory only, lost at
+            exit) or a path. See ``memori_core.llm._set_aside``.
         database_timeout_seconds: longest a model call waits for memori's database work
             (5): recall before it (past the bound the call goes out without memories) and
             capture after it (past the bound the turn is spilled and written once the
@@ -212,6 +217,7 @@ class Config:
     llm_history_messages: int = 0
     llm_history_tokens: int = 2000
     llm_spill_turns: int = 1000
+    llm_set_aside_path: str = "auto"
     database_timeout_seconds: float = 5
     capture_max_message_chars: int = 1_000_000
     embeddings_max_chars: int = 4000

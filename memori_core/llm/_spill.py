@@ -79,6 +79,13 @@ class SpillBuffer:
             self._turns = deque(t for t in self._turns if keep(t))
             return before - len(self._turns)
 
+    def take_all(self) -> list[SpilledTurn]:
+        """Remove and return every buffered turn, oldest first (``close``: they go to the
+        set-aside file). Waits for a drain in progress."""
+        with self._drain_lock, self._lock:
+            turns, self._turns = list(self._turns), deque()
+            return turns
+
     def head(self) -> SpilledTurn | None:
         """The oldest turn, or None."""
         with self._lock:

@@ -37,7 +37,6 @@ import sys
 import threading
 import time
 import weakref
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, wait
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from memori_core.errors import ConfigurationError, MemoriError
 from memori_core.llm._engine import Call, Target, wrap
 from memori_core.llm._messages import cut_messages, select_history
+from memori_core.llm._set_aside import SetAsideFile, set_aside_path
 from memori_core.llm._spill import SpillBuffer, SpilledTurn
 from memori_core.types import normalize_messages
 
@@ -127,8 +127,10 @@ class LLMRegistry:
         self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._idle = 0
         self._idle_lock = threading.Lock()
-        #: turns the database refused for a reason of their own, with the error (bounded)
-        self._set_aside: deque[dict[str, Any]] = deque(maxlen=memori.config.llm_spill_turns)
+        #: turns memori could not write (refused, or unwritten at close), with the error
+        self._set_aside = SetAsideFile(
+            set_aside_path(memori.engine.url, memori.config.llm_set_aside_path),
+            memori.config.llm_spill_turns)
         self._closed = False
 
     # ---- registration --------------------------------------------------------------------------
@@ -238,11 +240,13 @@ class LLMRegistry:
         return len(self._spill)
 
     def forget_spilled(self, entity_id: str, process_id: str | None = None) -> int:
-        """Drop the spilled turns of an entity (or of one of its processes) so they are never
-        written: ``Memori.forget`` calls it before erasing the rows. Returns how many, also
+        """Drop the spilled and set-aside turns of an entity (or of one of its processes) so
+        they are never written: ``Memori.forget`` calls it before erasing the rows. Returns how many, also
         counted as ``spill_forgotten``."""
         n = self._spill.discard(lambda t: t.entity_id != entity_id or (
             process_id is not None and t.process_id != process_id))
+        n += self._set_aside.retain(lambda t: t.get("entity_id") != entity_id or (
+            process_id is not None and t.get("process_id") != process_id))
         if n:
             self.count("spill_forgotten", n)
             _log.info("memori: %d spilled turns of the forgotten entity were dropped", n)
@@ -257,12 +261,14 @@ class LLMRegistry:
             ``history_errors``, ``capture_errors`` (every failed capture, spilled or not),
             ``turns_captured``, ``turns_spilled``, ``spill_written``, ``spill_dropped``
             (lost because the buffer was full), ``spill_forgotten`` (dropped by
-            ``forget``), ``spill_pending`` (waiting now) and
+            ``forget``), ``spill_set_aside`` (turns set aside), ``spill_pending``
+            (waiting now), ``set_aside_pending`` (in the set-aside file now) and
             ``clients`` (registered now).
         """
         with self._counter_lock:
             out = dict(self._counters)
         out["spill_pending"] = len(self._spill)
+        out["set_aside_pending"] = len(self._set_aside.entries())
         out["clients"] = len(self._clients)
         return out
 
@@ -286,8 +292,19 @@ class LLMRegistry:
         if len(self._spill):
             why = ("the database is unreachable" if not self._reachable() else
                    "the database refused them")
-            _log.error("%d captured turns could not be written before close (%s) and are "
-                       "lost", len(self._spill), why)
+            taken = self._spill.take_all()
+            left = len(taken)
+            kept = 0 if self._set_aside.path is None else sum(
+                self._set_aside.add(self._entry(t, f"not written before close: {why}"))
+                for t in taken)
+            self.count("spill_set_aside", kept)
+            if kept:
+                _log.error("memori: %d captured turns could not be written before close (%s); "
+                           "they are kept in %s (`memori set-aside --retry` writes them)",
+                           kept, why, self._set_aside.path)
+            if left - kept:
+                _log.error("%d captured turns could not be written before close (%s) and are "
+                           "lost", left - kept, why)
 
     # ---- used by the engine --------------------------------------------------------------------
     def count(self, key: str, n: int = 1) -> None:
@@ -490,11 +507,39 @@ class LLMRegistry:
                 self._retry.start()
 
     def set_aside(self) -> list[dict[str, Any]]:
-        """The spilled turns the database refused for a reason of their own (it answered
-        other statements meanwhile): entity, process, session, messages, characters and the
-        error, oldest first. They are not retried, so the turns after them are written; at
-        most ``llm_spill_turns`` are kept (counted as ``spill_set_aside``)."""
-        return list(self._set_aside)
+        """The turns memori could not write, oldest first: spilled turns the database refused
+        for a reason of their own (it answered other statements meanwhile; they are not
+        retried, so the turns after them are written) and turns still spilled at ``close()``
+        with the database unreachable. Each: ``entity_id``, ``process_id``, ``session_id``,
+        ``messages``, ``chars``, ``error``, ``at`` (ISO 8601, UTC) and ``id``. Kept in the set-aside
+        file (``Config.llm_set_aside_path``; in memory only, at most ``llm_spill_turns``,
+        for an in-memory database), so another process and ``memori set-aside`` see them too.
+        Counted as ``spill_set_aside``."""
+        return self._set_aside.entries()
+
+    def retry_set_aside(self) -> tuple[int, int]:
+        """Write the set-aside turns now (once their cause is fixed: the database is back, or
+        ``max_allowed_packet`` raised), oldest first; a turn already stored is not written
+        again. Each written turn leaves the set-aside file; the others stay with their new
+        error. ``memori set-aside --retry`` calls it.
+
+        Returns:
+            (turns written, turns still set aside).
+        """
+        written: list[str] = []
+        for entry in self._set_aside.entries():
+            turn = SpilledTurn(entry["entity_id"], entry.get("process_id"),
+                               entry["session_id"], entry["messages"])
+            try:
+                self._write_spilled(turn)
+            except Exception as exc:  # noqa: BLE001 - reported: the turn stays set aside
+                _log.warning("memori: a set-aside turn of entity %r is still refused: %s: %s",
+                             turn.entity_id, type(exc).__name__, exc)
+                continue
+            written.append(entry["id"])
+        done = set(written)
+        self._set_aside.retain(lambda e: e.get("id") not in done)
+        return len(written), len(self._set_aside.entries())
 
     def _reachable(self) -> bool:
         try:
@@ -558,14 +603,20 @@ class LLMRegistry:
                 "gone away" in reason or "max_allowed_packet" in reason or "2006" in reason):
             reason += (f" (a turn of {chars:,} characters may exceed the server's "
                        "max_allowed_packet: raise it, or lower capture_max_message_chars)")
-        self._set_aside.append({"entity_id": turn.entity_id, "process_id": turn.process_id,
-                                "session_id": turn.session_id, "messages": turn.messages,
-                                "chars": chars, "error": reason})
+        self._set_aside.add(self._entry(turn, reason))
         self.count("spill_set_aside")
         _log.error("memori: a spilled turn (entity %r, session %r, %d messages, %d characters) "
                    "was refused by the database, which answers otherwise; it is set aside "
-                   "(mem.llm.set_aside()) and the turns after it are written: %s",
-                   turn.entity_id, turn.session_id, len(turn.messages), chars, reason)
+                   "in %s (mem.llm.set_aside(), `memori set-aside`) and the turns after it are "
+                   "written: %s", turn.entity_id, turn.session_id, len(turn.messages), chars,
+                   self._set_aside.path or "memory", reason)
+
+    @staticmethod
+    def _entry(turn: SpilledTurn, error: str) -> dict[str, Any]:
+        return {"entity_id": turn.entity_id, "process_id": turn.process_id,
+                "session_id": turn.session_id, "messages": turn.messages,
+                "chars": sum(len(str(m.get("content") or "")) for m in turn.messages),
+                "error": error}
 
     def _dropped(self, turn: SpilledTurn) -> None:
         self.count("spill_dropped")

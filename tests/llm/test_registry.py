@@ -172,7 +172,7 @@ def test_stats_report_the_llm_counters(smem: Memori) -> None:
         "calls": 0, "injected": 0, "recall_errors": 0, "history_errors": 0,
         "capture_errors": 0, "turns_captured": 0, "turns_spilled": 0, "spill_written": 0,
         "spill_dropped": 0, "spill_forgotten": 0, "spill_set_aside": 0, "text_cleaned": 0,
-        "spill_pending": 0, "clients": 0}
+        "spill_pending": 0, "set_aside_pending": 0, "clients": 0}
 
 
 def test_threads_with_different_users_on_one_client_are_never_mixed(sqlite_url: str,
