@@ -131,6 +131,12 @@ class LLMRegistry:
         self._set_aside = SetAsideFile(
             set_aside_path(memori.engine.url, memori.config.llm_set_aside_path),
             memori.config.llm_spill_turns)
+        waiting = self._set_aside.entries() if self._set_aside.path is not None and \
+            self._set_aside.path.exists() else []
+        if waiting:
+            _log.warning("memori: %d turn(s) memori could not write wait in %s: "
+                         "`memori set-aside --retry` (or mem.llm.retry_set_aside()) writes them",
+                         len(waiting), self._set_aside.path)
         self._closed = False
 
     # ---- registration --------------------------------------------------------------------------

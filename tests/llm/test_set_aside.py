@@ -109,7 +109,8 @@ def test_forget_removes_the_entitys_set_aside_turns(sqlite_url: str) -> None:
 
 
 def test_turns_unwritten_at_close_are_kept_and_written_later(
-        pg_url: str, pg_proxy: TcpProxy, tmp_path: Path) -> None:
+        pg_url: str, pg_proxy: TcpProxy, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """The database is down when the app closes: its spilled turns go to the set-aside file
     instead of being lost, and a later process writes them, in order."""
     path = tmp_path / "aside.jsonl"
@@ -126,6 +127,7 @@ def test_turns_unwritten_at_close_are_kept_and_written_later(
     pg_proxy.restore()
 
     later = new_memori(pg_url, llm_set_aside_path=str(path))
+    assert f"3 turn(s) memori could not write wait in {path}" in caplog.text
     try:
         assert [e["error"] for e in later.llm.set_aside()] == \
             ["not written before close: the database is unreachable"] * 3
