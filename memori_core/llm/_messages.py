@@ -65,9 +65,54 @@ def text_of(content: Any) -> str:
     return ""
 
 
+#: content part types that carry binary data: OpenAI chat (``image_url``, ``input_audio``,
+#: ``file``) and Responses (``input_image``, ``input_file``) parts, Anthropic's ``image`` and
+#: ``document`` blocks, LangChain's standard ``image`` / ``audio`` / ``file`` / ``video`` blocks
+BINARY_PARTS = frozenset({"image", "image_url", "audio", "input_audio", "file", "video",
+                          "input_image", "input_file", "document"})
+
+
+def named_part(kind: str, name: str | None = None, media_type: str | None = None
+               ) -> dict[str, Any]:
+    """A content part that names an image, audio clip, document or other binary part
+    without its bytes: ``{"type": kind, "name": ..., "media_type": ...}``. memori stores
+    the parts of a message as JSON; binary data would bloat every later read of the session,
+    so the wrappers and plugins name it and the caller keeps the data."""
+    part: dict[str, Any] = {"type": kind}
+    if name:
+        part["name"] = name
+    if media_type:
+        part["media_type"] = media_type
+    return part
+
+
+def named_parts(content: Any) -> Any:
+    """``content`` with each binary part (a dict whose ``type`` is in ``BINARY_PARTS``)
+    replaced by a ``named_part`` of the same type, named by its ``filename``, ``name`` or
+    http(s) URL (``url``, ``image_url``, ``image_url.url`` or Anthropic's ``source.url``; a
+    ``data:`` URL or base64 source is bytes, not a name) with its ``mime_type`` or
+    ``media_type``; other parts and non-list content unchanged."""
+    if not isinstance(content, list):
+        return content
+    out = []
+    for part in content:
+        if isinstance(part, Mapping) and part.get("type") in BINARY_PARTS:
+            raw = part.get("source")
+            source: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
+            url = part.get("url") or part.get("image_url") or source.get("url") or ""
+            url = str(url.get("url", "") if isinstance(url, Mapping) else url)
+            name = part.get("filename") or part.get("name") or (
+                url if url.startswith("http") else None)
+            part = named_part(str(part["type"]), name, part.get("mime_type")
+                              or part.get("media_type") or source.get("media_type"))
+        out.append(part)
+    return out
+
+
 def clean_content(content: Any) -> str | list[Any]:
     """Content to capture: a str as is (block stripped), parts as JSON-ready dicts with text
-    parts block-stripped; parts that cannot be stored as JSON are reduced to their text."""
+    parts block-stripped and binary parts named (``named_parts``: no bytes are stored);
+    parts that cannot be stored as JSON are reduced to their text."""
     if isinstance(content, str) or content is None:
         return text_of(content)
     parts = []
@@ -79,6 +124,7 @@ def clean_content(content: Any) -> str | list[Any]:
         if isinstance(item, dict) and isinstance(item.get("text"), str):
             item = {**item, "text": strip_block(item["text"])}
         parts.append(item)
+    parts = named_parts(parts)
     try:
         json.dumps(parts)
     except (TypeError, ValueError):

@@ -30,8 +30,7 @@ def test_chat_reads_sdk_message_objects_and_captures_only_the_new_turn() -> None
     assert CHAT.carries_history(kwargs)
     assert CHAT.query(kwargs) == "what now?"
     assert CHAT.new_messages(kwargs) == [{"role": "user", "name": "ana", "content": [
-        {"type": "text", "text": "what now?"},
-        {"type": "image_url", "image_url": {"url": "https://x/y.png"}}]}]
+        {"type": "text", "text": "what now?"}, {"type": "image_url", "name": "https://x/y.png"}]}]
     sent = CHAT.inject(kwargs, "BLOCK", [])
     assert sent["messages"][0] == {"role": "system", "content": "sys\n\nBLOCK"}
     assert sent["messages"][2] is earlier
@@ -112,3 +111,32 @@ def test_gemini_config_forms_are_copied_with_the_block() -> None:
     sent = GEMINI.inject({"contents": "q", "config": config}, "BLOCK", [])
     assert [p.text for p in sent["config"].system_instruction.parts] == ["sys", "BLOCK"]
     assert [p.text for p in content.parts or []] == ["sys"]
+
+
+def test_binary_parts_are_named_never_stored() -> None:
+    """An image sent as bytes (a data: URL, a base64 source) is captured as a named part: the
+    provider keeps the data, memori's database only its name and type."""
+    png = "data:image/png;base64," + "iVBORw0KGgo" * 1000
+    chat = CHAT.new_messages({"messages": [{"role": "user", "content": [
+        {"type": "text", "text": "what is this?"},
+        {"type": "image_url", "image_url": {"url": png}},
+        {"type": "image_url", "image_url": {"url": "https://x/y.png"}},
+        {"type": "input_audio", "input_audio": {"data": "UklGRg" * 100, "format": "wav"}}]}]})
+    assert chat[0]["content"] == [{"type": "text", "text": "what is this?"},
+                                  {"type": "image_url"},
+                                  {"type": "image_url", "name": "https://x/y.png"},
+                                  {"type": "input_audio"}]
+    claude = CLAUDE.new_messages({"messages": [{"role": "user", "content": [
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                     "data": "iVBORw0KGgo" * 1000}},
+        {"type": "document", "source": {"type": "url", "url": "https://x/a.pdf"}},
+        {"type": "text", "text": "compare them"}]}]})
+    assert claude[0]["content"] == [{"type": "image", "media_type": "image/png"},
+                                    {"type": "document", "name": "https://x/a.pdf"},
+                                    {"type": "text", "text": "compare them"}]
+    responses = RESPONSES.new_messages({"input": [{"role": "user", "content": [
+        {"type": "input_text", "text": "and this?"},
+        {"type": "input_image", "image_url": png},
+        {"type": "input_file", "filename": "r.pdf", "file_data": "JVBERi0" * 100}]}]})
+    assert responses[0]["content"][1:] == [{"type": "input_image"},
+                                           {"type": "input_file", "name": "r.pdf"}]
