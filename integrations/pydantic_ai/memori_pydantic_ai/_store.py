@@ -19,7 +19,7 @@ from pydantic_ai.conversation_store import ConversationEntry, ConversationRecord
 from pydantic_ai.messages import ModelMessagesTypeAdapter, ModelRequest
 
 from memori_core import ConfigurationError, Memori
-from memori_core.integration import check_memori, check_text, clean
+from memori_core.integration import check_memori, check_text, storable
 from memori_pydantic_ai._capability import CAPTURED
 from memori_pydantic_ai._convert import to_memori_messages
 from memori_pydantic_ai._deps import MemoriDeps, resolve_target
@@ -192,7 +192,7 @@ class _Session:
 
     def capture(self, cid: str, rows: list[dict[str, Any]]) -> None:
         self.mem.set_session(cid)
-        self.mem.capture(clean(rows)[0])
+        self.mem.capture(storable(self.mem, rows, "pydantic-ai"))
 
     def write(self, cid: str, record: ConversationRecord | None, new: list[ConversationEntry],
               expected: str | None) -> None:
