@@ -163,7 +163,9 @@ class Config:
         database_timeout_seconds: longest a model call waits for memori's database work
             (5): recall before it (past the bound the call goes out without memories) and
             capture after it (past the bound the turn is spilled and written once the
-            database answers; never twice). For registered clients and plugins; 0 waits as
+            database answers; never twice); while such a step still waits for the
+            database, later calls skip recall and spill at once, so one call waits at most
+            one bound in all. For registered clients and plugins; 0 waits as
             long as the database takes. Engines memori makes from a URL also time out
             connecting (PostgreSQL, MariaDB) after it.
         capture_max_message_chars: longest message ``capture`` takes, in characters

@@ -137,6 +137,9 @@ class LLMRegistry:
             _log.warning("memori: %d turn(s) memori could not write wait in %s: "
                          "`memori set-aside --retry` (or mem.llm.retry_set_aside()) writes them",
                          len(waiting), self._set_aside.path)
+        #: memory steps that ran past the bound and still wait for the database (``overdue``)
+        self._overdue: set[Future[Any]] = set()
+        self._overdue_lock = threading.Lock()
         self._closed = False
 
     # ---- registration --------------------------------------------------------------------------
@@ -319,11 +322,12 @@ class LLMRegistry:
 
     def failure(self, key: str, what: str) -> None:
         """Log the exception being handled and count it under ``key``. A ``MemoriError``
-        (database down, recall failed) is logged in one line; anything else is a bug and
-        gets its traceback."""
+        (database down, recall failed) or a ``TimeoutError`` (past
+        ``database_timeout_seconds``) is logged in one line; anything else is a bug and gets
+        its traceback."""
         self.count(key)
         exc = sys.exc_info()[1]
-        if isinstance(exc, MemoriError):
+        if isinstance(exc, (MemoriError, TimeoutError)):
             _log.error("memori: %s (%s: %s); the provider call is not affected", what,
                        type(exc).__name__, exc)
         else:
@@ -353,7 +357,34 @@ class LLMRegistry:
         bound = self.memori.config.database_timeout_seconds
         if bound <= 0:
             return fn(*args)
-        return self._submit(fn, *args).result(timeout=bound)
+        if self.overdue():
+            raise TimeoutError("the database has not yet answered an earlier step that ran "
+                               "past database_timeout_seconds")
+        future = self._submit(fn, *args)
+        try:
+            return future.result(timeout=bound)
+        except TimeoutError:
+            self._mark_overdue(future)
+            raise
+
+    def overdue(self) -> bool:
+        """Whether a memory step that ran past ``Config.database_timeout_seconds`` is still
+        waiting for the database. While one is, the next steps do not wait for it again:
+        recall is skipped and capture spills at once, so a hung database costs a model call
+        at most one bound (not one for recall and one more for capture), and every call
+        after the first costs none, until the database answers."""
+        with self._overdue_lock:
+            return bool(self._overdue)
+
+    def _mark_overdue(self, future: Future[Any]) -> None:
+        with self._overdue_lock:
+            self._overdue.add(future)
+
+        def answered(done: Future[Any]) -> None:
+            with self._overdue_lock:
+                self._overdue.discard(done)
+
+        future.add_done_callback(answered)  # at once when it finished meanwhile
 
     def _submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
         """``fn(*args)`` in the caller's context on one of the registry's daemon threads
@@ -416,8 +447,13 @@ class LLMRegistry:
     def history(self, call: Call) -> list[dict[str, Any]]:
         cfg = self.memori.config
         try:
-            messages = self._as(call.entity_id, call.process_id, call.session_id,
-                                self.memori.session_messages)
+            messages = self.bounded(self._as, call.entity_id, call.process_id,
+                                    call.session_id, self.memori.session_messages)
+        except TimeoutError:
+            self.failure("history_errors", "the session history did not answer within "
+                         f"database_timeout_seconds ({cfg.database_timeout_seconds} s); the "
+                         "call goes out without history")
+            return []
         except Exception:  # noqa: BLE001 - logged and counted; the call goes out without history
             self.failure("history_errors", "reading the session history failed")
             return []
@@ -446,11 +482,14 @@ class LLMRegistry:
         try:
             if bound <= 0:
                 self._write(turn)
+            elif self.overdue():
+                raise TimeoutError("an earlier step still waits for the database")
             else:
                 future = self._submit(self._write, turn)
                 try:
                     future.result(timeout=bound)
                 except TimeoutError:
+                    self._mark_overdue(future)
                     # it may still commit: the spilled turn waits for it, never written twice
                     turn = dataclasses.replace(turn, pending=future)
                     raise
