@@ -12,18 +12,15 @@ from typing import Any
 import agno.models.openai
 import pytest
 from agno.agent import Agent
+from integrations.readme_blocks import examples, readme
 
 from memori_core.integration import BLOCK_END, BLOCK_START
 
-README = Path(__file__).resolve().parents[3] / "integrations" / "agno" / "README.md"
+README = readme("agno")
 
 
 def _text() -> str:
     return README.read_text(encoding="utf-8")
-
-
-def _python_blocks() -> list[str]:
-    return re.findall(r"```python\n(.*?)```", _text(), re.S)
 
 
 def _memori_lines(system: str) -> list[str]:
@@ -42,7 +39,7 @@ def test_readme_examples_run_offline_and_do_what_they_say(
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MEMORI_DATABASE_URL", raising=False)
     monkeypatch.setattr(agno.models.openai, "OpenAIChat", offline_model)
-    blocks = _python_blocks()
+    blocks = examples(README)
     assert len(blocks) == 3
     namespace: dict[str, Any] = {"__name__": "readme"}
     outputs = []
@@ -50,7 +47,7 @@ def test_readme_examples_run_offline_and_do_what_they_say(
         for block in blocks:
             out = io.StringIO()
             with contextlib.redirect_stdout(out):
-                exec(compile(block, str(README), "exec"), namespace)
+                exec(compile(block.code, str(README), "exec"), namespace)
             outputs.append(out.getvalue())
 
         # memory manager: the second run's system prompt holds what the first one captured,
@@ -66,8 +63,7 @@ def test_readme_examples_run_offline_and_do_what_they_say(
         assert [m["role"] for m in friday] == ["user", "assistant"]  # the whole turn
 
         # the manager's own API: the documented output
-        documented = re.findall(r"prints\n\n```\n(.*?)```", _text(), re.S)
-        assert outputs[1] == documented[0]
+        assert outputs[1] == blocks[1].prints
 
         # learning store: the goal is recalled against the new message; the support agent's
         # memories are another process's

@@ -9,14 +9,14 @@ import contextlib
 import io
 import json
 import re
-from pathlib import Path
 
 import pytest
+from integrations.readme_blocks import examples, readme
 from vcr.cassette import Cassette
 
-README = Path(__file__).resolve().parents[3] / "integrations" / "langchain" / "README.md"
+README = readme("langchain")
 TEXT = README.read_text(encoding="utf-8")
-EXAMPLES = re.findall(r"```python\n(.*?)```\n\nprints\n\n```\n(.*?)```", TEXT, re.S)
+EXAMPLES = examples(README)
 
 pytestmark = [
     pytest.mark.slow,
@@ -29,7 +29,8 @@ pytestmark = [
 
 def test_every_python_block_has_its_output_documented() -> None:
     assert len(EXAMPLES) == TEXT.count("```python") == 5
-    assert "MemoriStore(mem)" in EXAMPLES[4][0]  # run by test_langgraph_store.py
+    assert all(example.prints is not None for example in EXAMPLES)
+    assert "MemoriStore(mem)" in EXAMPLES[4].code  # run by test_langgraph_store.py
 
 
 def run(index: int, marker: str) -> None:

@@ -7,17 +7,17 @@ import asyncio
 import contextlib
 import gc
 import io
-import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+from integrations.readme_blocks import examples, readme
 
 import memori_core
 from memori_core import Memori
 from memori_core.testing import HashEmbedder
 
-README = Path(__file__).resolve().parents[3] / "integrations" / "llamaindex" / "README.md"
+README = readme("llamaindex")
 
 
 class OfflineMemori(Memori):
@@ -29,14 +29,15 @@ class OfflineMemori(Memori):
 
 
 def blocks() -> list[tuple[str, str]]:
-    """(code, printed output) of each python block: the output is the ``` block after it."""
-    text = README.read_text(encoding="utf-8")
-    return re.findall(r"```python\n(.*?)```\n\nprints[^\n]*\n\n```\n(.*?)```", text, re.S)
+    """(code, printed output) of each python block: every block shows its output."""
+    found = examples(README)
+    assert all(example.prints is not None for example in found)
+    return [(example.code, str(example.prints)) for example in found]
 
 
 def test_readme_shows_both_entry_points() -> None:
     found = blocks()
-    assert len(found) == len(re.findall(r"```python\n", README.read_text(encoding="utf-8"))) == 2
+    assert len(found) == README.read_text(encoding="utf-8").count("```python\n") == 2
     assert "MemoriMemory.from_defaults(" in found[0][0] and "agent.run(" in found[0][0]
     assert "MemoriMemoryBlock(" in found[1][0] and "Memory.from_defaults(" in found[1][0]
 

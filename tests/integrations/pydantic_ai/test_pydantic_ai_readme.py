@@ -5,20 +5,19 @@ from __future__ import annotations
 
 import contextlib
 import io
-import re
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from integrations.readme_blocks import examples, readme
 
-README = Path(__file__).resolve().parents[3] / "integrations" / "pydantic_ai" / "README.md"
-BLOCK = re.compile(r"```python\n(.*?)```(?:\n\nprints\n\n```\n(.*?)```)?", re.S)
+README = readme("pydantic_ai")
 
 
 def test_blocks_are_found() -> None:
-    blocks = BLOCK.findall(README.read_text(encoding="utf-8"))
+    blocks = examples(README)
     assert len(blocks) == 6
-    assert sum(1 for _, printed in blocks if printed) == 5
+    assert sum(1 for _, printed in blocks if printed is not None) == 5
     for name in ("MemoriCapability(mem)", "MemoriDeps(memori=mem", "recall_memories",
                  "MemoriConversationStore(mem"):
         assert any(name in code for code, _ in blocks), name
@@ -33,11 +32,11 @@ def test_readme_examples_run_and_print_what_they_say(
     monkeypatch.delenv("MEMORI_DATABASE_URL", raising=False)
     namespace: dict[str, object] = {"__name__": "readme"}
     try:
-        for i, (code, printed) in enumerate(BLOCK.findall(README.read_text(encoding="utf-8"))):
+        for i, (code, printed) in enumerate(examples(README)):
             out = io.StringIO()
             with contextlib.redirect_stdout(out):
                 exec(compile(code, f"{README}:block{i}", "exec"), namespace)
-            assert out.getvalue() == printed, f"block {i}"
+            assert out.getvalue() == (printed or ""), f"block {i}"
             run_sync_loop_closer()  # a block's run_sync loop, before the next block's asyncio.run
     finally:
         mem = namespace.get("mem")
