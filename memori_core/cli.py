@@ -577,6 +577,9 @@ def _parser() -> argparse.ArgumentParser:
     db_arg(w)
     w.add_argument("--workers", type=int, default=1, help="worker threads (default 1)")
     w.set_defaults(fn=_cmd_worker)
+
+    from memori_core.mcp.cli import add_parser as add_mcp_parser
+    add_mcp_parser(sub)
     return p
 
 

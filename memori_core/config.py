@@ -39,8 +39,8 @@ _DURATIONS = {"session_timeout_minutes": 60, "request_backoff_factor": 1,
               "request_secs_timeout": 1, "augmentation_batch_seconds": 1,
               "augmentation_lease_seconds": 1, "recall_recency_half_life_days": 86400,
               "database_timeout_seconds": 1}
-#: MEMORI_* variables read elsewhere (storage/connect.py, embeddings/_onnx.py)
-_OTHER_ENV = {"MEMORI_DATABASE_URL", "MEMORI_CACHE_DIR"}
+#: MEMORI_* variables read elsewhere (storage/connect.py, embeddings/_onnx.py, mcp/_tools.py)
+_OTHER_ENV = {"MEMORI_DATABASE_URL", "MEMORI_CACHE_DIR", "MEMORI_ENTITY_ID", "MEMORI_PROCESS_ID"}
 _log = logging.getLogger(__name__)
 
 
