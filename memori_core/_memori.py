@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 from memori_core._attribution import Attribution, AttributionState
+from memori_core._records import Records
 from memori_core.augmentation.base import MEMORY_KINDS, Extractor, check_kinds, dated_text
 from memori_core.augmentation.rules import RuleExtractor, rate_importance
 from memori_core.augmentation.worker import Augmentation
@@ -46,7 +47,7 @@ _MAX_ROW_ID = 2**63 - 1
 _MIN_ROW_ID = -(2**63)
 
 
-class Memori:
+class Memori(Records):
     """Persistent memory for an LLM application.
 
     Args:

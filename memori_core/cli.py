@@ -8,6 +8,7 @@
     memori export --entity ID [--process ID] [--db URL] [--out FILE]
     memori import FILE [--db URL] [--entity ID] [--model NAME] [--json]
     memori forget --entity ID [--process ID] [--db URL] [--yes] [--vacuum] [--json]
+    memori serve | keys ...   (memori_core.server.cli)
 
 ``--db`` defaults to ``MEMORI_DATABASE_URL`` or the embedded ``./memori.db``. Errors are printed
 as one line on stderr with exit status 2.
@@ -580,6 +581,9 @@ def _parser() -> argparse.ArgumentParser:
 
     from memori_core.mcp.cli import add_parser as add_mcp_parser
     add_mcp_parser(sub)
+
+    from memori_core.server.cli import add_commands as add_server_commands
+    add_server_commands(sub)
     return p
 
 

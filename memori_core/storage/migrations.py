@@ -98,9 +98,14 @@ def _m0004_importance(conn: Connection) -> None:
     _add_index(conn, schema.entity_fact, "ix_memori_fact_importance")
 
 
+def _m0005_api_keys(conn: Connection) -> None:
+    """``memori_api_key``: the API keys of ``memori serve`` (argon2 hashes, scope, entities)."""
+    schema.api_key.create(conn, checkfirst=True)
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [_m0001_initial, _m0002_extras,
                                                   _m0003_sqlite_autoincrement,
-                                                  _m0004_importance]
+                                                  _m0004_importance, _m0005_api_keys]
 
 
 def current_version(conn: Connection) -> int:

@@ -4,7 +4,8 @@ Seed table names are kept: ``memori_entity``, ``memori_process``, ``memori_sessi
 ``memori_conversation``, ``memori_conversation_message``, ``memori_entity_fact``,
 ``memori_process_attribute``, ``memori_knowledge_graph``; added: ``memori_fact_mention``
 (provenance: memory -> source message), ``memori_augmentation_job`` (the durable queue),
-``memori_meta`` (embedding model and dimension of the database) and ``memori_schema_version``.
+``memori_meta`` (embedding model and dimension of the database), ``memori_api_key`` (the keys of
+``memori serve``, hashed) and ``memori_schema_version``.
 
 External ids (entity, process, session) are looked up through ``external_key``, the sha256 hex of
 the id, so lookups are exact on every dialect (MariaDB's default collations are case- and
@@ -229,6 +230,22 @@ augmentation_job = Table(
     **_ID_TABLE_KW,
 )
 
+api_key = Table(
+    "memori_api_key", metadata,
+    _pk(),
+    # the public part of the key (``mk_<key_id>_<secret>``): how a presented key finds its row
+    Column("key_id", String(32), nullable=False, unique=True),
+    Column("name", String(255), nullable=True),
+    Column("scope", String(16), nullable=False),  # read | write | admin
+    Column("entity_ids", Text, nullable=True),  # JSON list of entity ids the key may touch
+    Column("entity_prefix", String(255), nullable=True),  # or the prefix they start with
+    Column("secret_hash", String(255), nullable=False),  # argon2id of the secret part
+    Column("created_at", Timestamp, nullable=False),
+    Column("revoked_at", Timestamp, nullable=True),
+    **_ID_TABLE_KW,
+)  # migration 5
+
 #: Every table, in creation order.
 TABLES = [schema_version, meta, entity, process, session, conversation, conversation_message,
-          entity_fact, fact_mention, process_attribute, knowledge_graph, augmentation_job]
+          entity_fact, fact_mention, process_attribute, knowledge_graph, augmentation_job,
+          api_key]

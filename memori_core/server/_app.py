@@ -1,0 +1,94 @@
+"""The app factory: one FastAPI app over one ``Memori``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from memori_core.server._deps import ServerSettings, ServerState
+from memori_core.server._errors import ERROR_CODES, ErrorResponse, error_response, install_handlers
+from memori_core.server._keys import KeyRing, RateLimiter
+from memori_core.server.routes import entities, memories, ops
+
+if TYPE_CHECKING:
+    from memori_core._memori import Memori
+
+__all__ = ["create_app"]
+
+API_VERSION = "1"
+_DESCRIPTION = """The memori REST API: capture, recall and manage the memories of the entities
+(users) of LLM apps, over one memori database.
+
+Every `/v1` route takes an API key (`Authorization: Bearer mk_...`, made by `memori keys
+create`) whose scope covers it: **read** (GET routes and recall), **write** (+ capture,
+remember, update and delete memories) or **admin** (+ forget, import, keys, queue retry; every
+entity). A key limited to some entities never reads or writes others (403). Every error
+answers `{"error": {"code", "message", "field"}}`; codes: """ + ", ".join(
+    f"`{c}` ({s})" for c, s in ERROR_CODES.items()) + "."
+
+
+class _BodyLimit:
+    """Refuse a request whose ``Content-Length`` is over ``max_bytes`` before any of it is
+    read (413, the error shape); FastAPI's own limit (``max_body_size``) counts the bytes of
+    a body sent without one."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            for name, value in scope["headers"]:
+                if name == b"content-length":
+                    size = int(value) if value.isdigit() else -1
+                    if size < 0 or size > self.max_bytes:
+                        response = error_response(
+                            "payload_too_large", f"the body is over {self.max_bytes:,} bytes",
+                            "body") if size > self.max_bytes else error_response(
+                            "invalid_request", "Content-Length is not a number",
+                            "Content-Length")
+                        await response(scope, receive, send)
+                        return
+        await self.app(scope, receive, send)
+
+
+def create_app(memori: Memori, settings: ServerSettings | None = None) -> FastAPI:
+    """The ASGI app of ``memori serve`` over ``memori`` (built, with its workers).
+
+    Each request runs under its own attribution (``memori_core.integration.attributed``), in
+    its own context: no request sees another's entity. Closing the app does not close
+    ``memori``.
+
+    Args:
+        memori: the ``Memori`` whose database is served.
+        settings: limits, rate, key cache and CORS (default ``ServerSettings()``).
+
+    Returns:
+        the FastAPI app (``app.state.memori_server``: its ``ServerState``).
+    """
+    settings = settings or ServerSettings()
+
+    errors: dict[int | str, dict[str, Any]] = {
+        status: {"model": ErrorResponse, "description": "error"}
+        for status in (401, 403, 422, 429, 503)}
+    app = FastAPI(title="memori", version=API_VERSION, description=_DESCRIPTION,
+                  max_body_size=settings.max_body_bytes, responses=errors)
+    app.state.memori_server = ServerState(
+        memori=memori,
+        keys=KeyRing(memori._store, cache_size=settings.key_cache_size,
+                     ttl=settings.key_cache_ttl),
+        limiter=RateLimiter(settings.rate_limit, settings.rate_burst), settings=settings)
+    install_handlers(app)
+    app.include_router(ops.health)
+    for router in (memories.router, entities.router, ops.router):
+        app.include_router(router)
+    if settings.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
+                           allow_methods=["GET", "POST", "PATCH", "DELETE"],
+                           allow_headers=["Authorization", "Content-Type"])
+    app.add_middleware(_BodyLimit, max_bytes=settings.max_body_bytes)
+    return app

@@ -1,0 +1,145 @@
+"""What every route depends on: the server's state, the caller's key (authentication, rate
+limit, scope) and the entity a request may touch."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Annotated
+
+from fastapi import Depends, Request
+
+from memori_core.server._errors import ApiError
+from memori_core.server._keys import ApiKey, KeyRing, RateLimiter, Scope
+from memori_core.server.models import decode_cursor
+
+if TYPE_CHECKING:
+    from memori_core._memori import Memori
+
+__all__ = ["Admin", "Read", "ServerSettings", "ServerState", "Write", "cursor", "entity_for",
+           "state", "unbound"]
+
+_CHALLENGE = 'Bearer realm="memori"'
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """How ``memori serve`` answers.
+
+    Attributes:
+        max_body_bytes: the largest request body accepted, in bytes (413 beyond it; checked
+            from ``Content-Length`` before anything is read, and while reading).
+        rate_limit: requests per second per key, on average (0: no limit).
+        rate_burst: requests a key may send at once before the rate applies.
+        key_cache_size: verified keys kept in memory.
+        key_cache_ttl: seconds before a cached key's row is read again (revocations made by
+            another process count after at most this).
+        cors_origins: origins allowed by CORS (empty: CORS off).
+    """
+
+    max_body_bytes: int = 10 * 1024 * 1024
+    rate_limit: float = 100.0
+    rate_burst: int = 200
+    key_cache_size: int = 1024
+    key_cache_ttl: float = 5.0
+    cors_origins: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass
+class ServerState:
+    """One server's parts: the ``Memori`` it serves, its keys and rate limiter."""
+
+    memori: Memori
+    keys: KeyRing
+    limiter: RateLimiter
+    settings: ServerSettings
+
+
+def state(request: Request) -> ServerState:
+    """The ``ServerState`` of the app answering ``request``."""
+    found: ServerState = request.app.state.memori_server
+    return found
+
+
+def authenticate(request: Request) -> ApiKey:
+    """The caller's key, from ``Authorization: Bearer <key>``, within its rate limit.
+
+    Raises:
+        ApiError: 401 (no key, or not a valid one; with ``WWW-Authenticate``), 429 (over the
+            key's rate; with ``Retry-After``), 503 (the key could not be checked).
+    """
+    server = state(request)
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError("unauthorized", "an API key is required: send 'Authorization: Bearer "
+                       "<key>' (memori keys create makes one)", "Authorization",
+                       {"WWW-Authenticate": _CHALLENGE})
+    key = server.keys.verify(token.strip())
+    if key is None:
+        raise ApiError("unauthorized", "the API key is not valid (unknown, revoked or "
+                       "mistyped)", "Authorization",
+                       {"WWW-Authenticate": f'{_CHALLENGE}, error="invalid_token"'})
+    wait = server.limiter.take(key.key_id)
+    if wait > 0:
+        raise ApiError("rate_limited", f"over this key's rate limit of "
+                       f"{server.limiter.rate:g} requests per second; retry after "
+                       f"{wait:.2f} s", None, {"Retry-After": RateLimiter.retry_after(wait)})
+    return key
+
+
+def _needs(scope: Scope) -> Callable[[ApiKey], ApiKey]:
+    def check(key: Annotated[ApiKey, Depends(authenticate)]) -> ApiKey:
+        if not key.covers(scope):
+            raise ApiError("forbidden", f"this route needs a {scope} key; this one is "
+                           f"{key.scope}", "Authorization")
+        return key
+
+    return check
+
+
+#: the caller's key, with at least read / write / admin scope
+Read = Annotated[ApiKey, Depends(_needs("read"))]
+Write = Annotated[ApiKey, Depends(_needs("write"))]
+Admin = Annotated[ApiKey, Depends(_needs("admin"))]
+
+
+def entity_for(key: ApiKey, entity_id: str | None) -> str:
+    """The entity a request is for: ``entity_id``, or the key's only entity when it names
+    none.
+
+    Raises:
+        ApiError: 422 when none is named and the key has no single entity; 403 when the key
+            may not touch it.
+    """
+    if entity_id is None:
+        if key.entity_ids is not None and len(key.entity_ids) == 1:
+            return key.entity_ids[0]
+        raise ApiError("invalid_request", "entity_id is required", "entity_id")
+    if not key.allows(entity_id):
+        raise ApiError("forbidden", f"this key may not touch entity {entity_id!r}",
+                       "entity_id")
+    return entity_id
+
+
+def unbound(key: ApiKey, what: str) -> None:
+    """Refuse a read across entities (``what``) to a key limited to some.
+
+    Raises:
+        ApiError: 403.
+    """
+    if key.bound:
+        raise ApiError("forbidden", f"{what} reads across entities: this key is limited to "
+                       "some", "Authorization")
+
+
+def cursor(value: str | None, field_name: str = "cursor") -> int | None:
+    """The row id a page cursor stands for.
+
+    Raises:
+        ApiError: 422 naming the field, for a cursor this server did not give.
+    """
+    try:
+        return decode_cursor(value)
+    except ValueError as exc:
+        raise ApiError("invalid_request", str(exc), field_name) from exc

@@ -1,0 +1,177 @@
+"""Turns, recall and memories: ``/v1/turns``, ``/v1/recall``, ``/v1/memories``."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Query, Request
+
+from memori_core.integration import attributed
+from memori_core.server._deps import Read, Write, cursor, entity_for, state
+from memori_core.server._errors import ApiError
+from memori_core.server.models import (
+    ContextOut,
+    DeletedOut,
+    EntityQuery,
+    HitOut,
+    MemoryCreate,
+    MemoryList,
+    MemoryOut,
+    MemoryPage,
+    MemoryQuery,
+    MemoryUpdate,
+    MemoryUpdated,
+    ProvenanceOut,
+    RecallIn,
+    RecallOut,
+    TurnIn,
+    TurnOut,
+    encode_cursor,
+)
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1")
+T = TypeVar("T")
+
+
+def memory_out(memory: Any) -> MemoryOut:
+    """A ``Memory`` as the API answers it."""
+    return MemoryOut.model_validate(dataclasses.asdict(memory))
+
+
+def _not_found(memory_id: int) -> ApiError:
+    return ApiError("not_found", f"the entity has no memory {memory_id}", "memory_id")
+
+
+def _of_memory(request: Request, entity: str, memory_id: int,
+               call: Callable[[Any, int], T | None]) -> T:
+    """``call(memori, memory_id)`` attributed to ``entity``; 404 when it gives None."""
+    mem = state(request).memori
+    with attributed(mem, entity):
+        found = call(mem, memory_id)
+    if found is None:
+        raise _not_found(memory_id)
+    return found
+
+
+@router.post("/turns", status_code=201, response_model=TurnOut, tags=["turns"],
+             summary="Capture a turn (scope: write)")
+def capture(body: TurnIn, request: Request, key: Write) -> TurnOut:
+    """Store one turn's messages and queue their augmentation, in one transaction: durable
+    when this answers. Memories drawn from it are recallable once its job is done
+    (``GET /v1/queue``)."""
+    entity = entity_for(key, body.entity_id)
+    mem = state(request).memori
+    messages = [m.model_dump(exclude_none=True) for m in body.messages]
+    with attributed(mem, entity, body.process_id, body.session_id):
+        ids = mem.capture(messages)
+        session = mem.session_id
+    return TurnOut(message_ids=ids, session_id=session)
+
+
+@router.post("/recall", response_model=RecallOut, tags=["recall"],
+             summary="Recall memories and the context block (scope: read)")
+def recall(body: RecallIn, request: Request, key: Read) -> RecallOut:
+    """The entity's memories most relevant to ``query`` (``Memori.recall``) and the framed
+    block a model is shown for it (``Memori.context``)."""
+    entity = entity_for(key, body.entity_id)
+    mem = state(request).memori
+    with attributed(mem, entity, body.process_id):
+        hits = mem.recall(body.query, body.limit, scope=body.scope, kinds=body.kinds,
+                          include_superseded=body.include_superseded)
+        ctx = mem.context(body.query, limit=body.limit, scope=body.scope,
+                          history=None if body.history is None else
+                          [m.model_dump(exclude_none=True) for m in body.history]) \
+            if body.context else None
+    context = None if ctx is None else ContextOut.model_validate({
+        "block": ctx.block, "tokens": ctx.tokens, "budget": ctx.budget,
+        "lines": [{**dataclasses.asdict(line), "text": line.text} for line in ctx.lines]})
+    return RecallOut(hits=[HitOut.model_validate(dataclasses.asdict(h)) for h in hits],
+                     context=context)
+
+
+@router.get("/memories", response_model=MemoryPage, tags=["memories"],
+            summary="List memories, newest first (scope: read)")
+def list_memories(q: Annotated[MemoryQuery, Query()], request: Request, key: Read
+                  ) -> MemoryPage:
+    """The entity's memories, newest first, a page at a time (``next_cursor``)."""
+    entity = entity_for(key, q.entity_id)
+    before = cursor(q.cursor)
+    mem = state(request).memori
+    with attributed(mem, entity, q.process_id):
+        items, nxt = mem.memory_page(kinds=q.kind, scope=q.scope, before=before, limit=q.limit,
+                                     include_superseded=q.include_superseded)
+    return MemoryPage(items=[memory_out(m) for m in items], next_cursor=encode_cursor(nxt))
+
+
+@router.post("/memories", status_code=201, response_model=MemoryOut, tags=["memories"],
+             summary="Remember directly (scope: write)")
+def remember(body: MemoryCreate, request: Request, key: Write) -> MemoryOut:
+    """Store a memory without a turn (``Memori.remember``); recallable when this answers.
+    The same text again is the same memory, mentioned once more."""
+    entity = entity_for(key, body.entity_id)
+    mem = state(request).memori
+    with attributed(mem, entity, body.process_id):
+        mid = mem.remember(body.content, kind=body.kind, slot=body.slot,
+                           importance=body.importance)
+        memory = mem.memory(mid)
+    if memory is None:  # forgotten in between
+        raise _not_found(mid)
+    return memory_out(memory)
+
+
+@router.get("/memories/{memory_id}", response_model=MemoryOut, tags=["memories"],
+            summary="Get a memory (scope: read)")
+def get_memory(memory_id: int, q: Annotated[EntityQuery, Query()], request: Request,
+               key: Read) -> MemoryOut:
+    """One memory of the entity, current or superseded."""
+    return memory_out(_of_memory(request, entity_for(key, q.entity_id), memory_id,
+                                 lambda mem, mid: mem.memory(mid)))
+
+
+@router.patch("/memories/{memory_id}", response_model=MemoryUpdated, tags=["memories"],
+              summary="Correct a memory: a new version (scope: write)")
+def update_memory(memory_id: int, body: MemoryUpdate, q: Annotated[EntityQuery, Query()],
+                  request: Request, key: Write) -> MemoryUpdated:
+    """A new version replaces the memory; the old one stays as its history
+    (``GET /v1/memories/{id}/history`` of the new one)."""
+    def update(mem: Any, mid: int) -> Any:
+        new_id = mem.update_memory(mid, body.content, kind=body.kind, slot=body.slot,
+                                   importance=body.importance)
+        return None if new_id is None else mem.memory(new_id)
+
+    memory = _of_memory(request, entity_for(key, q.entity_id), memory_id, update)
+    return MemoryUpdated(memory=memory_out(memory), supersedes=memory_id)
+
+
+@router.delete("/memories/{memory_id}", response_model=DeletedOut, tags=["memories"],
+               summary="Delete a memory (scope: write)")
+def delete_memory(memory_id: int, q: Annotated[EntityQuery, Query()], request: Request,
+                  key: Write) -> DeletedOut:
+    """Delete one memory of the entity, with its provenance and triples."""
+    deleted = _of_memory(request, entity_for(key, q.entity_id), memory_id,
+                         lambda mem, mid: mem.forget_memories([mid]) or None)
+    return DeletedOut(deleted=deleted)
+
+
+@router.get("/memories/{memory_id}/history", response_model=MemoryList, tags=["memories"],
+            summary="A memory's earlier versions, newest first (scope: read)")
+def memory_history(memory_id: int, q: Annotated[EntityQuery, Query()], request: Request,
+                   key: Read) -> MemoryList:
+    """The versions the memory replaced, and those they replaced."""
+    items = _of_memory(request, entity_for(key, q.entity_id), memory_id,
+                       lambda mem, mid: mem.memory_history(mid))
+    return MemoryList(items=[memory_out(m) for m in items])
+
+
+@router.get("/memories/{memory_id}/provenance", response_model=ProvenanceOut,
+            tags=["memories"], summary="A memory's source messages (scope: read)")
+def memory_provenance(memory_id: int, q: Annotated[EntityQuery, Query()], request: Request,
+                      key: Read) -> ProvenanceOut:
+    """The messages the memory was drawn from, oldest first, and their conversations."""
+    found = _of_memory(request, entity_for(key, q.entity_id), memory_id,
+                       lambda mem, mid: mem.memory_provenance(mid))
+    return ProvenanceOut.model_validate({"memory_id": memory_id, **found})
