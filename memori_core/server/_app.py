@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from memori_core.server._deps import ServerSettings, ServerState
 from memori_core.server._errors import ERROR_CODES, ErrorResponse, error_response, install_handlers
@@ -29,29 +30,60 @@ answers `{"error": {"code", "message", "field"}}`; codes: """ + ", ".join(
     f"`{c}` ({s})" for c, s in ERROR_CODES.items()) + "."
 
 
+class _TooLarge(StarletteHTTPException):
+    """The body went over the limit while it was read."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the body is over {limit:,} bytes")
+
+
 class _BodyLimit:
-    """Refuse a request whose ``Content-Length`` is over ``max_bytes`` before any of it is
-    read (413, the error shape); FastAPI's own limit (``max_body_size``) counts the bytes of
-    a body sent without one."""
+    """Refuse a body over ``max_bytes``: from its ``Content-Length`` before any of it is read,
+    else (a chunked body) as soon as the bytes read pass the bound; 413 in the error shape
+    either way."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            for name, value in scope["headers"]:
-                if name == b"content-length":
-                    size = int(value) if value.isdigit() else -1
-                    if size < 0 or size > self.max_bytes:
-                        response = error_response(
-                            "payload_too_large", f"the body is over {self.max_bytes:,} bytes",
-                            "body") if size > self.max_bytes else error_response(
-                            "invalid_request", "Content-Length is not a number",
-                            "Content-Length")
-                        await response(scope, receive, send)
-                        return
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                size = int(value) if value.isdigit() else -1
+                if size < 0 or size > self.max_bytes:
+                    response = error_response(
+                        "payload_too_large", f"the body is over {self.max_bytes:,} bytes",
+                        "body") if size > self.max_bytes else error_response(
+                        "invalid_request", "Content-Length is not a number", "Content-Length")
+                    await response(scope, receive, send)
+                    return
+        read = 0
+        started = False
+
+        async def limited() -> Message:
+            nonlocal read
+            message = await receive()
+            if message["type"] == "http.request":
+                read += len(message.get("body", b""))
+                if read > self.max_bytes:
+                    raise _TooLarge(self.max_bytes)
+            return message
+
+        async def watch(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited, watch)
+        except _TooLarge:
+            if started:
+                raise
+            await error_response("payload_too_large", f"the body is over "
+                                 f"{self.max_bytes:,} bytes", "body")(scope, receive, send)
 
 
 def create_app(memori: Memori, settings: ServerSettings | None = None) -> FastAPI:
@@ -74,7 +106,7 @@ def create_app(memori: Memori, settings: ServerSettings | None = None) -> FastAP
         status: {"model": ErrorResponse, "description": "error"}
         for status in (401, 403, 422, 429, 503)}
     app = FastAPI(title="memori", version=API_VERSION, description=_DESCRIPTION,
-                  max_body_size=settings.max_body_bytes, responses=errors)
+                  responses=errors)
     app.state.memori_server = ServerState(
         memori=memori,
         keys=KeyRing(memori._store, cache_size=settings.key_cache_size,

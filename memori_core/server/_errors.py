@@ -144,7 +144,8 @@ def _http(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, "invalid_request" if exc.status_code < 500
                            else "internal")
-    response = error_response(code, str(exc.detail), None, dict(exc.headers or {}))
+    response = error_response(code, str(exc.detail), "body" if exc.status_code == 413 else None,
+                              dict(exc.headers or {}))
     response.status_code = exc.status_code
     return response
 

@@ -15,10 +15,12 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 __all__ = [
     "ApiKeyOut", "ConversationOut", "ConversationPage", "Cursor", "EntityId", "EntityOut",
-    "EntityPage", "ExportQuery", "ForgetOut", "ForgetQuery", "HitOut", "ImportIn", "ImportOut",
+    "EntityPage", "ExportQuery", "ForgetOut", "ForgetQuery", "HistoryIn", "HitOut", "ImportIn",
+    "ImportOut",
     "JobOut", "KeyCreated", "KeyIn", "KeyList", "Kind", "MemoryCreate", "MemoryOut",
     "MemoryPage", "MemoryQuery", "MemoryUpdate", "MemoryUpdated", "MessageIn", "MessageOut",
-    "MessagePage", "PageQuery", "ProcessList", "ProcessOut", "ProvenanceOut", "QueueOut",
+    "MessageList", "MessagePage", "PageQuery", "ProcessList", "ProcessOut", "ProvenanceOut",
+    "QueueOut",
     "QueueQuery", "RecallIn", "RecallOut", "ContextOut", "ContextLineOut", "RetryOut",
     "SessionOut", "SessionPage", "TripleOut", "TriplePage", "TurnIn", "TurnOut",
     "decode_cursor", "encode_cursor",
@@ -162,6 +164,14 @@ class TurnIn(_In):
     messages: list[MessageIn] = Field(min_length=1, max_length=1000)
 
 
+class HistoryIn(MessageIn):
+    """A message the model is given with a recall's query (``RecallIn.history``): a
+    ``MessageIn``, with its stored ``id`` when it was read back from memori (a memory drawn
+    from it is then not repeated)."""
+
+    id: int | None = None
+
+
 class TurnOut(_Out):
     """The stored messages' ids, in order, and the session they went to."""
 
@@ -188,6 +198,10 @@ class MessagePage(_Out):
     next_cursor: str | None
 
 
+class MessageList(_Out):
+    items: list[MessageOut]
+
+
 # ---- recall ----------------------------------------------------------------------------------
 class RecallIn(_In):
     """``POST /v1/recall``: the hits for a query and the framed block a model is shown."""
@@ -200,7 +214,7 @@ class RecallIn(_In):
     scope: Literal["process", "entity"] = "process"
     kinds: list[Kind] | None = Field(None, min_length=1)
     include_superseded: bool = False
-    history: list[MessageIn] | None = Field(None, description="messages the model is given "
+    history: list[HistoryIn] | None = Field(None, description="messages the model is given "
                                             "anyway: the block does not repeat them")
     context: bool = Field(True, description="also build the context block")
 

@@ -8,11 +8,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request
 
 from memori_core.integration import attributed
-from memori_core.server._deps import Admin, Read, cursor, entity_for, state
+from memori_core.server._deps import Admin, Read, Write, cursor, entity_for, state
 from memori_core.server._errors import ApiError
 from memori_core.server.models import (
     ConversationPage,
     ConversationQuery,
+    DeletedOut,
     EntityId,
     EntityListQuery,
     EntityPage,
@@ -22,6 +23,7 @@ from memori_core.server.models import (
     ForgetQuery,
     ImportIn,
     ImportOut,
+    MessageList,
     MessagePage,
     PageQuery,
     ProcessList,
@@ -76,6 +78,29 @@ def list_sessions(q: Annotated[ProcessPageQuery, Query()], request: Request, key
     with attributed(mem, entity_for(key, q.entity_id), q.process_id):
         items, nxt = mem.sessions(before=before, limit=q.limit)
     return SessionPage.model_validate({"items": items, "next_cursor": encode_cursor(nxt)})
+
+
+@router.get("/sessions/{session_id}/messages", response_model=MessageList, tags=["entities"],
+            summary="A session's messages, oldest first (scope: read)")
+def session_messages(session_id: Annotated[EntityId, Path()], q: Annotated[EntityQuery, Query()],
+                     request: Request, key: Read) -> MessageList:
+    """Every message of one of the entity's sessions, as captured (``Memori.session_messages``:
+    what a client replays as history); empty for an unknown session."""
+    mem = state(request).memori
+    with attributed(mem, entity_for(key, q.entity_id)):
+        items = mem.session_messages(session_id)
+    return MessageList.model_validate({"items": items})
+
+
+@router.delete("/sessions/{session_id}", response_model=DeletedOut, tags=["entities"],
+               summary="Delete a session's messages (scope: write)")
+def clear_session(session_id: Annotated[EntityId, Path()], q: Annotated[EntityQuery, Query()],
+                  request: Request, key: Write) -> DeletedOut:
+    """Delete the messages of one of the entity's sessions with their queued augmentation
+    (``Memori.clear_session``); memories drawn from them stay."""
+    mem = state(request).memori
+    with attributed(mem, entity_for(key, q.entity_id)):
+        return DeletedOut(deleted=mem.clear_session(session_id))
 
 
 @router.get("/conversations", response_model=ConversationPage, tags=["entities"],

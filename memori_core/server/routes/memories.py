@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import threading
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Header, Query, Request, Response
 
 from memori_core.integration import attributed
 from memori_core.server._deps import Read, Write, cursor, entity_for, state
@@ -30,6 +32,7 @@ from memori_core.server.models import (
     TurnOut,
     encode_cursor,
 )
+from memori_core.types import normalize_messages
 
 __all__ = ["router"]
 
@@ -57,19 +60,44 @@ def _of_memory(request: Request, entity: str, memory_id: int,
     return found
 
 
+#: requests with the same ``Idempotency-Key`` run one at a time (keys hashed onto these)
+_TURN_LOCKS = [threading.Lock() for _ in range(64)]
+
+
 @router.post("/turns", status_code=201, response_model=TurnOut, tags=["turns"],
-             summary="Capture a turn (scope: write)")
-def capture(body: TurnIn, request: Request, key: Write) -> TurnOut:
+             summary="Capture a turn (scope: write)",
+             responses={200: {"model": TurnOut, "description": "the turn was stored before "
+                              "(same Idempotency-Key): its ids"}})
+def capture(body: TurnIn, request: Request, response: Response, key: Write,
+            idempotency_key: Annotated[str | None, Header(min_length=1, max_length=255)] = None
+            ) -> TurnOut:
     """Store one turn's messages and queue their augmentation, in one transaction: durable
     when this answers. Memories drawn from it are recallable once its job is done
-    (``GET /v1/queue``)."""
+    (``GET /v1/queue``).
+
+    With an ``Idempotency-Key`` header (a client's id for the turn; the SDK's remote mode
+    sends one), every message needs ``created_at``, and a turn sent again (its first answer
+    lost: a timeout, the server restarted) is stored once: when the session holds every
+    message of it already (role, content, ``created_at``), the answer is 200 with their ids
+    and nothing is written. Requests with the same key run one at a time."""
     entity = entity_for(key, body.entity_id)
     mem = state(request).memori
     messages = [m.model_dump(exclude_none=True) for m in body.messages]
-    with attributed(mem, entity, body.process_id, body.session_id):
-        ids = mem.capture(messages)
-        session = mem.session_id
-    return TurnOut(message_ids=ids, session_id=session)
+    if idempotency_key is None:
+        with attributed(mem, entity, body.process_id, body.session_id):
+            return TurnOut(message_ids=mem.capture(messages), session_id=mem.session_id)
+    for i, m in enumerate(body.messages):
+        if m.created_at is None:
+            raise ApiError("invalid_request", "a turn sent with Idempotency-Key needs "
+                           "created_at on every message (so a retry is recognised)",
+                           f"messages.{i}.created_at")
+    lock = _TURN_LOCKS[int(hashlib.sha256(idempotency_key.encode()).hexdigest(), 16) % 64]
+    with lock, attributed(mem, entity, body.process_id, body.session_id):
+        stored = mem._store.stored_turn(entity, mem.session_id, normalize_messages(messages))
+        if stored is not None:
+            response.status_code = 200
+            return TurnOut(message_ids=stored, session_id=mem.session_id)
+        return TurnOut(message_ids=mem.capture(messages), session_id=mem.session_id)
 
 
 @router.post("/recall", response_model=RecallOut, tags=["recall"],

@@ -31,6 +31,7 @@ router = APIRouter(prefix="/v1")
 
 
 @health.get("/healthz", response_model=StatusOut, tags=["health"],
+            response_model_exclude_none=True,
             summary="The process is up (no key)")
 def healthz() -> StatusOut:
     """Answers while the server process runs; reads nothing."""
