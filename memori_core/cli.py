@@ -25,93 +25,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from memori_core._cli_db import build_schema, new_sqlite_file, open_existing, open_memori
 from memori_core.errors import MemoriError
 
 __all__ = ["main"]
-
-
-def _memori(db: str | None, **settings: Any) -> Any:
-    from memori_core._memori import Memori
-
-    return Memori(conn=db, **settings)
-
-
-def _existing(db: str | None) -> Any:
-    """A Memori on a database that must already hold memori's schema (stats, recall): nothing
-    is created, a missing SQLite file or schema is a clear error."""
-    import os
-
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    from memori_core.errors import ConfigurationError, StorageError
-    from memori_core.storage.connect import DEFAULT_URL
-
-    url = db or os.environ.get("MEMORI_DATABASE_URL") or DEFAULT_URL
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        parsed = None  # Memori() names the problem
-    if parsed is not None and parsed.get_backend_name() == "sqlite" and parsed.database and \
-            not os.path.exists(parsed.database):
-        raise ConfigurationError(f"no memori database at {parsed.database}; pass --db URL "
-                                 "(e.g. --db sqlite:///memori.db) or set MEMORI_DATABASE_URL",
-                                 argument="db")
-    mem = _memori(url, augmentation_workers=0)
-    try:
-        # unreachable server, a newer schema, a schema changed outside memori: said as such
-        built = mem._store.is_built()
-        if not built:
-            raise ConfigurationError(f"{url} holds no memori schema, or an older one "
-                                     "(Memori(conn=URL).config.storage.build() upgrades it); "
-                                     "point --db at a memori database", argument="db")
-        mem._ensure_ready()
-    except (ConfigurationError, StorageError):
-        mem.close()
-        raise
-    return mem
-
-
-def _build_schema(mem: Any, init: bool) -> None:
-    """Build or upgrade memori's schema for a writing command (ingest, import). A database
-    that holds other tables and no memori table is someone else's: refused unless ``--init``
-    says to add memori's tables to it.
-
-    Raises:
-        ConfigurationError: the database is not memori's and ``init`` is False.
-        StorageError: the database is unreachable or its schema is newer or changed.
-    """
-    from sqlalchemy import inspect as sa_inspect
-
-    from memori_core.errors import ConfigurationError
-
-    if not init and not mem._store.is_built():
-        with mem.engine.connect() as conn:
-            tables = sa_inspect(conn).get_table_names()
-        if tables and not any(t.startswith("memori_") for t in tables):
-            shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
-            raise ConfigurationError(
-                f"{mem.engine.url.render_as_string()} is not a memori database (it holds "
-                f"{len(tables)} other table(s): {shown}); pass --init to add memori's tables "
-                "to it, or point --db at a memori database", argument="db")
-    mem.config.storage.build()
-
-
-def _new_sqlite_file(db: str | None) -> str | None:
-    """The path of the SQLite file ``db`` names when it does not exist yet, else None."""
-    import os
-
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    from memori_core.storage.connect import DEFAULT_URL
-
-    try:
-        url = make_url(db or os.environ.get("MEMORI_DATABASE_URL") or DEFAULT_URL)
-    except ArgumentError:
-        return None
-    path = url.database if url.get_backend_name() == "sqlite" else None
-    return path if path and not os.path.exists(path) else None
 
 
 def _progress(enabled: bool) -> Any:
@@ -132,7 +49,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_stats(args: argparse.Namespace) -> int:
-    mem = _existing(args.db)
+    mem = open_existing(args.db)
     try:
         tables = mem.stats()["tables"]
         aside = len(mem.llm.set_aside())
@@ -148,7 +65,7 @@ def _cmd_stats(args: argparse.Namespace) -> int:
 
 
 def _cmd_set_aside(args: argparse.Namespace) -> int:
-    mem = _existing(args.db)
+    mem = open_existing(args.db)
     try:
         path = mem.llm._set_aside.path
         if args.retry:
@@ -172,7 +89,7 @@ def _cmd_set_aside(args: argparse.Namespace) -> int:
 
 
 def _cmd_recall(args: argparse.Namespace) -> int:
-    mem = _existing(args.db)
+    mem = open_existing(args.db)
     try:
         mem.attribution(entity_id=args.entity, process_id=args.process)
         if args.conscious:
@@ -238,7 +155,7 @@ def _setting_arg(text: str) -> tuple[str, str]:
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:
-    mem = _memori(args.db, augmentation_workers=args.workers)
+    mem = open_memori(args.db, augmentation_workers=args.workers)
     stop = {"now": False}
 
     def _stop(_sig: int, _frame: object) -> None:
@@ -308,9 +225,9 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     if not turns:
         raise ConfigurationError(f"{args.file} holds no turns; nothing was ingested",
                                  argument="file")
-    mem = _memori(args.db)
+    mem = open_memori(args.db)
     try:
-        _build_schema(mem, args.init)
+        build_schema(mem, args.init)
         ids = 0
         for turn in _progress(not args.no_progress)(turns, "ingest", len(turns)):
             mem.attribution(entity_id=turn["entity_id"], process_id=turn["process_id"])
@@ -331,7 +248,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
 def _cmd_reembed(args: argparse.Namespace) -> int:
     settings = {"embeddings_model": args.model} if args.model else {}
-    mem = _memori(args.db, augmentation_workers=0, **settings)
+    mem = open_memori(args.db, augmentation_workers=0, **settings)
     try:
         mem._ensure_ready()
         bar = None
@@ -357,7 +274,7 @@ def _cmd_reembed(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from memori_core.errors import ConfigurationError
 
-    mem = _existing(args.db)
+    mem = open_existing(args.db)
     try:
         _require_known(mem, args.entity, args.process)
         data = mem.export(entity_id=args.entity, process_id=args.process)
@@ -389,11 +306,11 @@ def _cmd_import(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise ConfigurationError(f"{args.file} is not JSON: {exc}", argument="file") from exc
     settings = {"embeddings_model": args.model} if args.model else {}
-    new_file = _new_sqlite_file(args.db)
+    new_file = new_sqlite_file(args.db)
     # no workers here: queued jobs are left to `memori worker` or the apps
-    mem = _memori(args.db, augmentation_workers=0, **settings)
+    mem = open_memori(args.db, augmentation_workers=0, **settings)
     try:
-        _build_schema(mem, args.init)
+        build_schema(mem, args.init)
         counts = mem.import_(data, entity_id=args.entity)
         where = mem.engine.url.render_as_string()
     except BaseException:
@@ -414,7 +331,7 @@ def _cmd_forget(args: argparse.Namespace) -> int:
     from memori_core.errors import ConfigurationError
 
     what = f"entity {args.entity!r}" + (f" process {args.process!r}" if args.process else "")
-    mem = _existing(args.db)
+    mem = open_existing(args.db)
     try:
         where = mem.engine.url.render_as_string()
         _require_known(mem, args.entity, args.process)

@@ -56,7 +56,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 def _cmd_mcp(args: argparse.Namespace) -> int:
     from memori_core import mcp as memori_mcp
-    from memori_core.cli import _build_schema, _memori
+    from memori_core._cli_db import build_schema, open_memori
     from memori_core.errors import ConfigurationError
 
     # refused before anything is opened: the entity is the client's configuration
@@ -64,10 +64,10 @@ def _cmd_mcp(args: argparse.Namespace) -> int:
     memori_mcp.require_sdk()
     if args.augment_wait < 0:
         raise ConfigurationError("--augment-wait must be >= 0 seconds", argument="augment_wait")
-    mem = _memori(args.db)
+    mem = open_memori(args.db)
     try:
         if args.db is not None:
-            _build_schema(mem, args.init)
+            build_schema(mem, args.init)
         mem._ensure_ready()  # the augmentation workers run in this process
         server = memori_mcp.build_server(
             memori_mcp.MemoryTools(mem, entity, process, augment_wait_seconds=args.augment_wait),

@@ -414,7 +414,8 @@ def _worker(url: str, local: bool) -> int:
     from memori_core.testing import HashEmbedder
 
     if not local:
-        cli._memori = lambda db, **settings: Memori(conn=db, embedder=HashEmbedder(), **settings)
+        cli.open_memori = lambda db, **settings: Memori(
+            conn=db, embedder=HashEmbedder(), **settings)
     return cli.main(["worker", "--db", url])
 
 
