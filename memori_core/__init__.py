@@ -21,6 +21,7 @@ from memori_core.embeddings.base import Embedder
 from memori_core.embeddings.local import LocalEmbedder
 from memori_core.errors import (
     AugmentationError,
+    AuthenticationError,
     ConfigurationError,
     MemoriError,
     ProviderError,
@@ -33,6 +34,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AugmentationError",
+    "AuthenticationError",
     "Config",
     "ConfigurationError",
     "Conversation",

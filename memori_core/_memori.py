@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from memori_core._attribution import Attribution, AttributionState
@@ -22,12 +24,13 @@ from memori_core.context import build as build_context
 from memori_core.embeddings.base import Embedder
 from memori_core.embeddings.local import LocalEmbedder
 from memori_core.errors import ConfigurationError, StorageError
+from memori_core.llm._set_aside import set_aside_path
 from memori_core.llm.registry import LLMRegistry
 from memori_core.recall.rank import Recaller, Scope, check_scope, scope_processes
 from memori_core.storage import portability
 from memori_core.storage.connect import connect
 from memori_core.storage.store import Store
-from memori_core.types import Memory, RecallHit, check_id, normalize_messages
+from memori_core.types import CapturedMessage, Memory, RecallHit, check_id, normalize_messages
 
 __all__ = ["Memori"]
 
@@ -47,6 +50,20 @@ _MAX_ROW_ID = 2**63 - 1
 _MIN_ROW_ID = -(2**63)
 
 
+def memory_id_list(memory_ids: object) -> list[int]:
+    """``forget_memories``' argument as a list of ints.
+
+    Raises:
+        ConfigurationError: not an iterable of ints (``argument="memory_ids"``).
+    """
+    ids = None if isinstance(memory_ids, (str, bytes, Mapping)) or \
+        not isinstance(memory_ids, Iterable) else list(memory_ids)
+    if ids is None or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+        raise ConfigurationError("memory_ids must be a list of int memory ids",
+                                 argument="memory_ids")
+    return ids
+
+
 class Memori(Records):
     """Persistent memory for an LLM application.
 
@@ -61,6 +78,11 @@ class Memori(Records):
         extractor: the ``Extractor`` run on every turn besides episodic memories: default
             ``RuleExtractor()`` (offline, deterministic); ``LLMExtractor(...)`` for an
             OpenAI-compatible model; None for episodic memories only.
+        url: a ``memori serve`` to use instead of a database (default ``MEMORI_URL`` when
+            ``conn`` is None): the instance is then a ``memori_core.remote.RemoteMemori``
+            (a subclass: the same API over HTTP), with ``api_key`` (default
+            ``MEMORI_API_KEY``).
+        api_key: the server's API key (``memori keys create``), with ``url``.
         **settings: any ``Config`` field, e.g. ``recall_relevance_threshold=0.2``.
 
     Attributes:
@@ -89,9 +111,19 @@ class Memori(Records):
             mem.recall("where does the user live?")
     """
 
+    def __new__(cls, conn: object = None, *args: Any, url: str | None = None,
+                **kwargs: Any) -> Memori:
+        # Memori(url=...) (or MEMORI_URL without conn) is a client of memori serve
+        if cls is Memori and (url is not None or (conn is None and os.environ.get("MEMORI_URL"))):
+            from memori_core.remote import RemoteMemori
+
+            return super().__new__(RemoteMemori)
+        return super().__new__(cls)
+
     def __init__(self, conn: object = None, *, config: Config | None = None,
                  embedder: Embedder | None = None,
                  extractor: Extractor | None | _Default = _DEFAULT,
+                 url: str | None = None, api_key: str | None = None,
                  **settings: Any) -> None:
         if config is None:
             config = Config.from_env(settings)
@@ -238,6 +270,27 @@ class Memori(Records):
             StorageError: the database failed; nothing of the turn was kept.
         """
         att = self._require_entity("capture")
+        normalized = self._normalized(messages)
+        self._ensure_ready()
+        session = att.session_id or self._default_session
+        ids, _job = self._store.capture(
+            entity_id=att.entity_id or "", process_id=att.process_id, session_id=session,
+            messages=normalized,
+            session_timeout=timedelta(minutes=self.config.session_timeout_minutes))
+        self.augmentation.notify()
+        if _log.isEnabledFor(logging.DEBUG):
+            _log.debug("captured messages %s for entity %r process %r session %r: %s", ids,
+                       att.entity_id, att.process_id, session,
+                       [self._preview(m.content) for m in normalized])
+        return ids
+
+    def _normalized(self, messages: object) -> list[CapturedMessage]:
+        """``capture``'s messages checked and normalized.
+
+        Raises:
+            ConfigurationError: malformed, too deeply nested, or a message over
+                ``Config.capture_max_message_chars``.
+        """
         try:
             normalized = normalize_messages(messages)
         except RecursionError:
@@ -253,18 +306,38 @@ class Memori(Records):
                     f"messages[{i}] holds {size:,} characters, over capture_max_message_chars "
                     f"({bound:,}): cut it first, or raise the setting "
                     "(Memori(capture_max_message_chars=...))", argument="messages")
-        self._ensure_ready()
-        session = att.session_id or self._default_session
-        ids, _job = self._store.capture(
-            entity_id=att.entity_id or "", process_id=att.process_id, session_id=session,
-            messages=normalized,
-            session_timeout=timedelta(minutes=self.config.session_timeout_minutes))
-        self.augmentation.notify()
-        if _log.isEnabledFor(logging.DEBUG):
-            _log.debug("captured messages %s for entity %r process %r session %r: %s", ids,
-                       att.entity_id, att.process_id, session,
-                       [self._preview(m.content) for m in normalized])
-        return ids
+        return normalized
+
+    # ---- what the LLM registry asks of the storage (a remote Memori answers over HTTP) ------
+    def _reachable(self) -> bool:
+        """Whether the database answers ``SELECT 1`` now."""
+        try:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+        except Exception:  # noqa: BLE001 - unreachable is the answer
+            return False
+        return True
+
+    def _set_aside_path(self) -> Path | None:
+        """The set-aside file of this database (``Config.llm_set_aside_path``), or None."""
+        return set_aside_path(self.engine.url, self.config.llm_set_aside_path)
+
+    def _turn_stored(self, messages: list[dict[str, Any]]) -> bool:
+        """Whether a turn (each message with its ``created_at``) is stored already in the
+        current attribution's session: a capture that failed may have committed."""
+        try:
+            normalized = normalize_messages(messages)
+        except ConfigurationError:
+            return False
+        return self._store.turn_stored(self.entity_id or "", self.session_id, normalized)
+
+    def _refusal_hint(self, chars: int, reason: str) -> str:
+        """What to add to the reason the database refused a turn of ``chars`` characters."""
+        if self._store.dialect in ("mysql", "mariadb") and (
+                "gone away" in reason or "max_allowed_packet" in reason or "2006" in reason):
+            return (f" (a turn of {chars:,} characters may exceed the server's "
+                    "max_allowed_packet: raise it, or lower capture_max_message_chars)")
+        return ""
 
     def _preview(self, text: str) -> str:
         """Memory or message text for log lines, cut to 80 characters when
@@ -479,11 +552,7 @@ class Memori(Records):
             StorageError: the database failed (nothing was deleted).
         """
         att = self._require_entity("forget_memories")
-        ids = None if isinstance(memory_ids, (str, bytes, Mapping)) or \
-            not isinstance(memory_ids, Iterable) else list(memory_ids)
-        if ids is None or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
-            raise ConfigurationError("memory_ids must be a list of int memory ids",
-                                     argument="memory_ids")
+        ids = memory_id_list(memory_ids)
         self._ensure_ready()
         ids = [i for i in ids if _MIN_ROW_ID <= i <= _MAX_ROW_ID]  # no row has any other id
         if not ids:

@@ -4,6 +4,7 @@
 
     MemoriError
     ├── ConfigurationError   bad argument, missing optional dependency, model mismatch
+    │   └── AuthenticationError  a memori server refused the API key (remote mode)
     ├── StorageError         the database refused or failed a read or write
     ├── AugmentationError    a background augmentation job could not be processed
     ├── RecallError          a recall could not be answered
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 __all__ = [
     "AugmentationError",
+    "AuthenticationError",
     "ConfigurationError",
     "MemoriError",
     "ProviderError",
@@ -39,6 +41,15 @@ class ConfigurationError(MemoriError, ValueError):
     def __init__(self, message: str, *, argument: str | None = None) -> None:
         super().__init__(message)
         self.argument = argument
+
+
+class AuthenticationError(ConfigurationError):
+    """A memori server (``Memori(url=...)``) refused the API key: unknown or revoked (401),
+    or its scope or entities do not cover the call (403). The message says which key to use
+    instead; ``argument`` is ``"api_key"``."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, argument="api_key")
 
 
 class StorageError(MemoriError):

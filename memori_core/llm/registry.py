@@ -42,12 +42,11 @@ from concurrent.futures import Future, wait
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from memori_core.errors import ConfigurationError, MemoriError
+from memori_core.errors import AuthenticationError, ConfigurationError, MemoriError
 from memori_core.llm._engine import Call, Target, wrap
 from memori_core.llm._messages import cut_messages, select_history
-from memori_core.llm._set_aside import SetAsideFile, set_aside_path
+from memori_core.llm._set_aside import SetAsideFile
 from memori_core.llm._spill import SpillBuffer, SpilledTurn
-from memori_core.types import normalize_messages
 
 if TYPE_CHECKING:
     from memori_core._memori import Memori
@@ -128,9 +127,7 @@ class LLMRegistry:
         self._idle = 0
         self._idle_lock = threading.Lock()
         #: turns memori could not write (refused, or unwritten at close), with the error
-        self._set_aside = SetAsideFile(
-            set_aside_path(memori.engine.url, memori.config.llm_set_aside_path),
-            memori.config.llm_spill_turns)
+        self._set_aside = SetAsideFile(memori._set_aside_path(), memori.config.llm_spill_turns)
         waiting = self._set_aside.entries() if self._set_aside.path is not None and \
             self._set_aside.path.exists() else []
         if waiting:
@@ -510,6 +507,8 @@ class LLMRegistry:
         try:
             self._as(turn.entity_id, turn.process_id, turn.session_id, self.memori.capture,
                      turn.messages)
+        except AuthenticationError:
+            raise  # a memori server refused the key: kept (spilled, then set aside) for a fix
         except ConfigurationError:
             self.failure("capture_errors", "the turn cannot be captured and is dropped")
             return
@@ -534,12 +533,7 @@ class LLMRegistry:
         self._write(turn)
 
     def _stored(self, messages: list[dict[str, Any]]) -> bool:
-        try:
-            normalized = normalize_messages(messages)
-        except ConfigurationError:
-            return False  # ``_write`` drops it
-        return self.memori._store.turn_stored(self.memori.entity_id or "",
-                                              self.memori.session_id, normalized)
+        return self.memori._turn_stored(messages)  # False for malformed ones: ``_write`` drops
 
     def _spill_turn(self, turn: SpilledTurn) -> None:
         self._spill.add(turn)
@@ -587,12 +581,7 @@ class LLMRegistry:
         return len(written), len(self._set_aside.entries())
 
     def _reachable(self) -> bool:
-        try:
-            with self.memori.engine.connect() as conn:
-                conn.exec_driver_sql("SELECT 1")
-        except Exception:  # noqa: BLE001 - unreachable is the answer
-            return False
-        return True
+        return self.memori._reachable()
 
     def _drain(self) -> None:
         self._last_try = time.monotonic()
@@ -644,10 +633,7 @@ class LLMRegistry:
     def _put_aside(self, turn: SpilledTurn, error: BaseException) -> None:
         chars = sum(len(str(m.get("content") or "")) for m in turn.messages)
         reason = f"{type(error).__name__}: {error}"
-        if self.memori.engine.dialect.name in ("mysql", "mariadb") and (
-                "gone away" in reason or "max_allowed_packet" in reason or "2006" in reason):
-            reason += (f" (a turn of {chars:,} characters may exceed the server's "
-                       "max_allowed_packet: raise it, or lower capture_max_message_chars)")
+        reason += self.memori._refusal_hint(chars, reason)
         self._set_aside.add(self._entry(turn, reason))
         self.count("spill_set_aside")
         _log.error("memori: a spilled turn (entity %r, session %r, %d messages, %d characters) "

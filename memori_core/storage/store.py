@@ -13,7 +13,6 @@ import json
 import logging
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -688,25 +687,41 @@ class Store:
         session already: a capture can raise although its COMMIT went through (the server
         went away before replying), and a retry of it must not store the turn twice. False
         for messages without ``created_at``."""
+        return self.stored_turn(entity_id, session_id, messages) is not None
+
+    def stored_turn(self, entity_id: str, session_id: str,
+                    messages: Sequence[CapturedMessage]) -> list[int] | None:
+        """The ids of a turn's messages (in order) when every one of them (role, content and
+        ``created_at``) is in the session already, else None (also for messages without
+        ``created_at``): ``turn_stored``, and what ``POST /v1/turns`` answers a turn sent
+        again."""
         times = {m.created_at for m in messages}
         if not times or None in times:
-            return False
+            return None
         return self.for_entity(
-            entity_id, lambda e: self._turn_stored(e, session_id, messages, times), False)
+            entity_id, lambda e: self._stored_turn(e, session_id, messages, times), None)
 
-    def _turn_stored(self, e: int, session_id: str, messages: Sequence[CapturedMessage],
-                     times: set[datetime | None]) -> bool:
+    def _stored_turn(self, e: int, session_id: str, messages: Sequence[CapturedMessage],
+                     times: set[datetime | None]) -> list[int] | None:
         m, ss = s.conversation_message.c, s.session.c
         with self.read() as conn:
             sess = conn.execute(select(ss.id).where(
                 ss.external_key == sha("session", e, session_id))).scalar()
             if sess is None:
-                return False
-            rows = conn.execute(select(m.role, m.content, m.created_at).where(
-                m.session_id == sess, m.entity_id == e, m.created_at.in_(list(times)))).all()
-        have = Counter((r.role, r.content, r.created_at) for r in rows)
-        want = Counter((x.role, x.content, x.created_at) for x in messages)
-        return all(have[key] >= n for key, n in want.items())
+                return None
+            rows = conn.execute(select(m.id, m.role, m.content, m.created_at).where(
+                m.session_id == sess, m.entity_id == e, m.created_at.in_(list(times)))
+                .order_by(m.id)).all()
+        have: dict[tuple[Any, ...], list[int]] = {}
+        for r in rows:
+            have.setdefault((r.role, r.content, r.created_at), []).append(int(r.id))
+        ids = []
+        for x in messages:
+            found = have.get((x.role, x.content, x.created_at))
+            if not found:
+                return None
+            ids.append(found.pop(0))
+        return ids
 
     # ---- the augmentation queue -------------------------------------------------------------
     def claim_jobs(self, worker: str, limit: int, lease: timedelta) -> list[JobRow]:

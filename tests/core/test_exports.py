@@ -6,7 +6,7 @@ from memori_core import errors
 
 def test_public_names() -> None:
     assert sorted(memori_core.__all__) == sorted([
-        "AugmentationError", "Config", "ConfigurationError", "Conversation", "EmbeddingsConfig",
+        "AugmentationError", "AuthenticationError", "Config", "ConfigurationError", "Conversation", "EmbeddingsConfig",
         "Embedder", "ExtractedMemory", "Extraction", "Extractor", "LocalEmbedder", "Memori", "Memory",
         "MemoriError", "ProviderError", "RecallError", "RecallHit", "StorageError", "Triple",
         "__version__",
