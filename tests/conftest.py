@@ -9,30 +9,33 @@ memori's clock starts every test at ``TEST_CLOCK_START`` (2026-01-01 09:00 UTC) 
 real time (``memori_clock``), so the day printed on each memory of the injected block, and so
 the cassettes, never depend on the day the tests run. ``@pytest.mark.real_clock`` opts a test
 out: one whose child processes (which run on the real clock) share its database needs it.
+
+The long forms (marked ``reliability``) record what they measure with the ``figures`` fixture
+(``memori_figures``: kills, lease, hung database, fuzz, isolation); when any was recorded,
+the run ends by printing one table of them against their targets, with a pass or fail per row
+and "not run" for a row none of the run's tests measured. So ``make test-reliability`` prints
+it; ``make test`` (``-m "not reliability"``: the fast forms, which record nothing) does not.
 """
 
 from __future__ import annotations
 
 import errno
-import os
 import socket
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from memori_databases import create_database
+from memori_figures import FIGURES, Figures, Recorder
 
 from memori_core import Memori
 from memori_core.llm import _engine
 from memori_core.storage import store
 from memori_core.testing import HashEmbedder
 
-PG_SERVER = os.environ.get("MEMORI_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-MYSQL_SERVER = os.environ.get("MEMORI_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/")
 BACKENDS = ["sqlite", "postgresql", "mariadb"]
 
 # no test may reach the network beyond loopback (providers are replayed from cassettes)
@@ -53,6 +56,38 @@ socket.socket.connect = _loopback_only  # type: ignore[method-assign]
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "real_clock: memori's clock is the real one (not "
                                        "shifted to TEST_CLOCK_START)")
+    config.stash[FIGURES] = Figures()
+
+
+# ---- the figures of the reliability run ------------------------------------------------------
+def _figures(config: pytest.Config) -> Figures:
+    return config.stash[FIGURES]
+
+
+@pytest.fixture
+def figures(request: pytest.FixtureRequest) -> Recorder:
+    """Records this test's measured figures for the end-of-run table (only when the test is
+    marked ``reliability``; see ``memori_figures``)."""
+    return _figures(request.config).recorder(request.node)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                              ) -> Iterator[pytest.TestReport]:
+    report = yield
+    if report.failed:  # a row this test recorded is failed, whatever its figures
+        _figures(item.config).failed.add(item.nodeid)
+    return report
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int,
+                            config: pytest.Config) -> None:
+    figures = config.stash.get(FIGURES, None)
+    if figures is None or not figures.recorded():  # no test marked reliability recorded
+        return
+    terminalreporter.write_sep("=", "reliability figures")
+    for line in figures.table():
+        terminalreporter.write_line(line)
 
 
 # ---- memori's clock -------------------------------------------------------------------------
@@ -137,43 +172,6 @@ def memori_clock(request: pytest.FixtureRequest,
     CLOCK.travel(TEST_CLOCK_START)
     _set_clocks(False, monkeypatch.setattr)  # a module imported during a real_clock test
     return CLOCK
-
-
-def _server_error(url: str, exc: Exception) -> pytest.fail.Exception:
-    return pytest.fail(f"database server {make_url(url).render_as_string()} is not reachable "
-                       f"({exc}); start it (bash .ci/run does) - tests never skip a backend",
-                       pytrace=False)
-
-
-def create_database(backend: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, object]:
-    """Create an empty database; return (url, dropper)."""
-    name = f"memori_test_{uuid.uuid4().hex[:12]}"
-    if backend == "sqlite":
-        path = tmp_path_factory.mktemp("sqlite") / f"{name}.db"
-        return f"sqlite:///{path}", lambda: None
-    server = PG_SERVER if backend == "postgresql" else MYSQL_SERVER
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as c:
-            if backend == "postgresql":
-                c.execute(text(f'CREATE DATABASE "{name}"'))
-            else:
-                c.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 "
-                               "COLLATE utf8mb4_unicode_ci"))
-    except Exception as exc:
-        admin.dispose()
-        raise _server_error(server, exc) from exc
-
-    def drop() -> None:
-        with admin.connect() as c:
-            if backend == "postgresql":
-                c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            else:
-                c.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
-        admin.dispose()
-
-    url = make_url(server).set(database=name).render_as_string(hide_password=False)
-    return url, drop
 
 
 @pytest.fixture(params=BACKENDS)

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import create_database
+from memori_databases import create_database
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 

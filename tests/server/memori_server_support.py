@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import create_database
+from memori_databases import create_database
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "llm"))
 from memori_llm_support import TcpProxy

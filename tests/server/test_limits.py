@@ -10,9 +10,9 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import create_database
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from memori_databases import create_database
 from memori_server_support import NO_LIMIT, Server, TcpProxy, assert_error, start_server
 from sqlalchemy.engine import make_url
 
