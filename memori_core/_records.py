@@ -16,10 +16,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from memori_core.augmentation.base import MEMORY_KINDS, check_kinds
 from memori_core.errors import ConfigurationError
-from memori_core.integration import check_limit
 from memori_core.recall.rank import Scope, check_scope, scope_processes
 from memori_core.storage import records
-from memori_core.types import Memory, check_id
+from memori_core.types import Memory, check_id, check_limit
 
 if TYPE_CHECKING:
     from memori_core._attribution import Attribution

@@ -11,6 +11,7 @@ from typing import Any
 from memori_core.errors import ConfigurationError
 
 __all__ = ["ROLES", "MAX_ID_LENGTH", "CapturedMessage", "Memory", "RecallHit", "check_id",
+           "check_limit",
            "normalize_messages", "to_utc_naive"]
 
 #: Message roles accepted by ``Memori.capture`` (OpenAI chat roles).
@@ -130,6 +131,21 @@ def to_utc_naive(value: object, argument: str) -> datetime:
         except OverflowError as exc:  # e.g. 0001-01-01T00:00+01:00 is before year 1 in UTC
             raise ConfigurationError(f"{argument} is outside the years 1-9999 in UTC: {value!r}",
                                      argument=argument) from exc
+    return value
+
+
+def check_limit(value: object, argument: str = "limit", *, optional: bool = True) -> int | None:
+    """``value`` if it is a positive int, or None when ``optional``.
+
+    Raises:
+        ConfigurationError: naming ``argument``.
+    """
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        allowed = "a positive int or None" if optional else "a positive int"
+        raise ConfigurationError(f"{argument} must be {allowed}, got {value!r}",
+                                 argument=argument)
     return value
 
 

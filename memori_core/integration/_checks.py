@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Literal, cast
 
 from memori_core.errors import ConfigurationError
+from memori_core.types import check_limit
 
 if TYPE_CHECKING:
     from memori_core._memori import Memori
@@ -30,21 +31,6 @@ def check_memori(memori: object, argument: str = "memori") -> Memori:
             f"{argument}=Memori() (embedded SQLite ./memori.db) or Memori(conn=URL)",
             argument=argument)
     return memori
-
-
-def check_limit(value: object, argument: str = "limit", *, optional: bool = True) -> int | None:
-    """``value`` if it is a positive int, or None when ``optional``.
-
-    Raises:
-        ConfigurationError: naming ``argument``.
-    """
-    if value is None and optional:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        allowed = "a positive int or None" if optional else "a positive int"
-        raise ConfigurationError(f"{argument} must be {allowed}, got {value!r}",
-                                 argument=argument)
-    return value
 
 
 def check_scope(value: object, argument: str = "scope") -> Scope:
