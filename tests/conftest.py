@@ -20,6 +20,7 @@ it; ``make test`` (``-m "not reliability"``: the fast forms, which record nothin
 from __future__ import annotations
 
 import errno
+import os
 import socket
 import sys
 import time
@@ -27,14 +28,15 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import memori_remote_mode
 import pytest
 from memori_databases import create_database
 from memori_figures import FIGURES, Figures, Recorder
+from memori_remote_mode import OPTION, memori
 
 from memori_core import Memori
 from memori_core.llm import _engine
 from memori_core.storage import store
-from memori_core.testing import HashEmbedder
 
 BACKENDS = ["sqlite", "postgresql", "mariadb"]
 
@@ -53,7 +55,15 @@ def _loopback_only(self: socket.socket, address: object) -> object:
 socket.socket.connect = _loopback_only  # type: ignore[method-assign]
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(OPTION, action="store_true", default=False,
+                     help="remote mode: the fixtures hand out RemoteMemori clients of a real "
+                          "memori serve (tests/memori_remote_mode.py; make test-remote)")
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    if memori_remote_mode.enabled(config):  # seen by memori_remote_mode.memori() too
+        os.environ[memori_remote_mode.ENV] = "1"
     config.addinivalue_line("markers", "real_clock: memori's clock is the real one (not "
                                        "shifted to TEST_CLOCK_START)")
     config.stash[FIGURES] = Figures()
@@ -80,8 +90,26 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
     return report
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    memori_remote_mode.deselect_local_only(config, items)
+
+
+def pytest_recording_configure(config: pytest.Config, vcr: Any) -> None:
+    if memori_remote_mode.enabled(config):  # the memori serve on 127.0.0.1 is no provider
+        vcr.ignore_hosts = (*vcr.ignore_hosts, memori_remote_mode.HOST)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    memori_remote_mode.stop_servers()  # before the test's fixtures drop its databases
+
+
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int,
                             config: pytest.Config) -> None:
+    if memori_remote_mode.enabled(config):
+        terminalreporter.write_sep("=", "remote mode (tests/memori_remote_mode.py)")
+        for line in memori_remote_mode.summary():
+            terminalreporter.write_line(line)
     figures = config.stash.get(FIGURES, None)
     if figures is None or not figures.recorded():  # no test marked reliability recorded
         return
@@ -205,8 +233,7 @@ def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def _built(url: str) -> Iterator[Memori]:
-    m = Memori(conn=url, embedder=HashEmbedder())
-    m.config.storage.build()
+    m = memori(url)  # a RemoteMemori of a memori serve over url in remote mode
     try:
         yield m
     finally:
@@ -215,11 +242,13 @@ def _built(url: str) -> Iterator[Memori]:
 
 @pytest.fixture
 def mem(db_url: str) -> Iterator[Memori]:
-    """A built Memori on a fresh database of every backend, with the deterministic embedder."""
+    """A built Memori on a fresh database of every backend, with the deterministic embedder
+    (a remote one in remote mode: ``memori_remote_mode``)."""
     yield from _built(db_url)
 
 
 @pytest.fixture
 def smem(sqlite_url: str) -> Iterator[Memori]:
-    """A built Memori on a fresh SQLite file, with the deterministic embedder."""
+    """A built Memori on a fresh SQLite file, with the deterministic embedder (a remote one in
+    remote mode: ``memori_remote_mode``)."""
     yield from _built(sqlite_url)

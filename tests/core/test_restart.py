@@ -3,10 +3,14 @@ once its lease expires, and a job that keeps failing ends ``failed`` with its er
 
 from __future__ import annotations
 
+import json
 import threading
+from collections import Counter
 from datetime import timedelta
 from typing import Any
 
+import pytest
+from memori_figures import Recorder
 from sqlalchemy import func, select, text, update
 
 from memori_core import Conversation, Extraction, Memori
@@ -179,12 +183,14 @@ class Slow:
 
         self.seconds = seconds
         self.calls = 0
+        self.per_turn: Counter[tuple[int, ...]] = Counter()  # calls by the turn's message ids
         self.lock = threading.Lock()
         self.rules = RuleExtractor()
 
     def extract(self, conversation: Conversation) -> Extraction:
         with self.lock:
             self.calls += 1
+            self.per_turn[tuple(int(m["id"]) for m in conversation.messages)] += 1
         threading.Event().wait(self.seconds)  # the work itself, not a synchronisation
         return self.rules.extract(conversation)
 
@@ -215,6 +221,53 @@ def test_a_live_worker_renews_its_lease_and_its_job_is_processed_once(db_url: st
         assert sum(m.stats()["augmentation"]["leases_lost"] for m in both) == 0
     finally:
         for m in both:
+            m.close()
+
+
+@pytest.mark.reliability
+@pytest.mark.timeout(900)
+def test_live_workers_renew_their_leases_over_many_jobs_long(db_url: str, backend: str,
+                                                              figures: Recorder) -> None:
+    """Issue 18.1, long form: three instances, one worker each, compete for 12 jobs in
+    batches of 2 with a 1 s lease, each job taking 3 s (a batch holds its leases 6 s): every
+    job is processed once, with one attempt, and no live worker loses a lease."""
+    lease, turns, instances = 1.0, 12, 3
+    first = Memori(conn=db_url, embedder=HashEmbedder(), augmentation_workers=0)
+    first.config.storage.build()
+    for n in range(turns):
+        first.attribution(entity_id=f"slow-{n % 4}", process_id="agent")
+        first.capture([{"role": "user", "content": f"I live in city number {n}"}])
+    first.close()
+    extractor = Slow(3 * lease)
+    many = [Memori(conn=db_url, embedder=HashEmbedder(), extractor=extractor,
+                   augmentation_lease_seconds=lease, augmentation_batch_size=2)
+            for _ in range(instances)]
+    try:
+        done: list[bool] = []
+        waits = [threading.Thread(target=lambda m=m: done.append(m.augmentation.wait(120)))
+                 for m in many]
+        for t in waits:
+            t.start()
+        for t in waits:
+            t.join()
+        rows = jobs(many[0])
+        j = schema.augmentation_job.c
+        with many[0].engine.connect() as c:
+            ids = {r.id: tuple(json.loads(r.message_ids))
+                   for r in c.execute(select(j.id, j.message_ids))}
+        reprocessed = [r for r in rows if r["attempts"] > 1 or extractor.per_turn[ids[r["id"]]] > 1]
+        leases_lost = sum(m.stats()["augmentation"]["leases_lost"] for m in many)
+        figures.lease(backend, jobs=len(rows), instances=instances,
+                      reprocessed=len(reprocessed), leases_lost=leases_lost)
+        assert all(done) and len(rows) == turns
+        assert [r["status"] for r in rows] == ["done"] * turns
+        assert reprocessed == [] and extractor.calls == turns
+        assert leases_lost == 0
+        with many[0].engine.connect() as c:
+            mentions = c.execute(select(schema.entity_fact.c.mention_count)).scalars().all()
+        assert mentions and set(mentions) == {1}
+    finally:
+        for m in many:
             m.close()
 
 

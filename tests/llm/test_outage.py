@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
 import pytest
+from memori_figures import Recorder
 from memori_llm_support import DRIVERS, ENTITY, MEMORY, PROCESS, QUESTION, TcpProxy, new_memori
 from sqlalchemy.engine import make_url
 
@@ -92,16 +94,29 @@ def test_forget_drops_the_entitys_spilled_turns(pg_url: str, pg_proxy: TcpProxy,
         mem.close()
 
 
+#: wrapped calls made while the database hangs: ``make test``, ``make test-reliability``
+HUNG_CALLS = [pytest.param(2, id="fast"),
+              pytest.param(20, id="full", marks=pytest.mark.reliability)]
+
+
+@pytest.mark.parametrize("calls", HUNG_CALLS)
 def test_a_hung_database_holds_no_call_past_the_bound(pg_url: str, pg_proxy: TcpProxy,
-                                                       echo_server: str) -> None:
+                                                       echo_server: str, calls: int,
+                                                       figures: Recorder) -> None:
     """Issue 18.3: the database stops answering (connections stay open, nothing comes back):
     each call still returns, without memories and with its turn spilled, instead of waiting
     as long as the database hangs (without the bound these calls block until ``flow()``);
-    once it answers again every turn is stored once, in order."""
+    once it answers again every turn is stored once, in order.
+
+    Each call is timed; the long form records the worst against the bound
+    (``database_timeout_seconds``, 1 s) for the figures table. Recall before the call and
+    capture after it are bounded each, so no call may wait for both bounds and more (with
+    slack for a busy machine)."""
     import openai
 
+    bound = 1.0
     url = make_url(pg_url).set(port=pg_proxy.port).render_as_string(hide_password=False)
-    mem = new_memori(url, database_timeout_seconds=1)
+    mem = new_memori(url, database_timeout_seconds=bound)
     try:
         client = openai.OpenAI(base_url=echo_server, api_key="local", max_retries=0)
         mem.llm.register(client)
@@ -111,14 +126,21 @@ def test_a_hung_database_holds_no_call_past_the_bound(pg_url: str, pg_proxy: Tcp
             model="echo", messages=[{"role": "user", "content": text}])
         ask("before the hang")
         pg_proxy.hang()
-        for text in ("during the hang", "still hanging"):
-            assert ask(text).choices[0].message.content  # the provider's reply came back
+        said, took = [], []
+        for n in range(calls):
+            said.append(f"during the hang, call {n}")
+            start = time.monotonic()
+            assert ask(said[-1]).choices[0].message.content  # the provider's reply came back
+            took.append(time.monotonic() - start)
+        print("call latencies during the hang (s):", [round(t, 3) for t in took])
+        figures.hang(took, bound_s=bound)
         stats = mem.llm.stats()
-        assert stats["recall_errors"] == 2 and stats["turns_spilled"] == 2
+        assert stats["recall_errors"] == calls and stats["turns_spilled"] == calls
+        assert max(took) <= 2 * bound + 0.5, took
         pg_proxy.flow()
         assert mem.llm.flush() == 0
         assert [m["content"] for m in mem.session_messages() if m["role"] == "user"] == [
-            "before the hang", "during the hang", "still hanging"]
+            "before the hang", *said]
     finally:
         pg_proxy.flow()
         mem.close()

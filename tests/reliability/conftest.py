@@ -3,7 +3,9 @@
 and start, and a local OpenAI-compatible server.
 
 Each scenario runs in two sizes: a fast one in ``make test`` and the issue's full one, marked
-``reliability`` (``make test-reliability``): ``memori_reliability_support.sizes``.
+``reliability`` (``make test-reliability``): ``memori_reliability_support.sizes``. The full
+forms record their figures (``figures`` fixture, ``tests/memori_figures.py``) and the run ends
+with one table of them (``tests/conftest.py``); the fast forms record nothing.
 """
 
 from __future__ import annotations

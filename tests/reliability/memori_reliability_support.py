@@ -302,6 +302,62 @@ def check_augmented_once(url: str, turns: dict[str, StoredTurn]) -> None:
     assert triples[0] == len(turns) and (triples[1] == 1 or not turns), triples
 
 
+@dataclass(frozen=True)
+class Tally:
+    """What a kill test measured, for the figures table (``tests/memori_figures.py``)."""
+
+    acknowledged: int  # turns whose ``capture`` returned
+    lost: int  # acknowledged turns not stored whole, or (augmented) without their memories
+    duplicated: int  # turns stored, or augmented, more than once
+
+
+def tally(url: str, acknowledged: Sequence[str], augmented: bool = True) -> Tally:
+    """Count, in the database, what ``check_acknowledged`` and ``check_augmented_once`` check:
+    acknowledged turns (by marker) lost, and any stored turn stored or augmented twice. Never
+    raises on what it counts, so a test records its figures before it asserts.
+
+    Args:
+        augmented: augmentation ran to completion: a turn's job must be done once and its user
+            message hold one episodic memory and one preference, each mentioned once.
+    """
+    turns = stored_turns(url)
+    engine = create_engine(url)
+    try:
+        with engine.connect() as c:
+            jobs = c.execute(text("SELECT status, message_ids FROM memori_augmentation_job")
+                             ).all()
+            facts = c.execute(text(
+                "SELECT f.kind, f.mention_count, m.message_id FROM memori_entity_fact f "
+                "JOIN memori_fact_mention m ON m.fact_id = f.id")).all()
+    finally:
+        engine.dispose()
+    by_message = {mid: t.marker for t in turns.values() for mid, _, _ in t.messages}
+    jobs_of: dict[str, list[str]] = defaultdict(list)
+    for status, ids in jobs:
+        first = (json.loads(ids) or [None])[0]
+        if first in by_message:
+            jobs_of[by_message[first]].append(status)
+    memories: dict[int, list[tuple[str, int]]] = defaultdict(list)
+    for kind, mentions, mid in facts:
+        memories[int(mid)].append((kind, int(mentions)))
+
+    def augmented_twice(t: StoredTurn) -> bool:
+        got = memories.get(t.messages[0][0], [])
+        return len(jobs_of[t.marker]) > 1 or len(got) > 2 or any(n > 1 for _, n in got)
+
+    duplicated = sum(1 for t in turns.values() if len(t.messages) > 2 or (
+        augmented and augmented_twice(t)))
+    lost = 0
+    for mark in acknowledged:
+        t = turns.get(mark)
+        if t is None or [role for _, role, _ in t.messages][:2] != ["user", "assistant"]:
+            lost += 1
+        elif augmented and ("done" not in jobs_of[mark] or not {"episodic", "preference"} <= {
+                kind for kind, _ in memories.get(t.messages[0][0], [])}):
+            lost += 1
+    return Tally(len(acknowledged), lost, duplicated)
+
+
 # ---- a private PostgreSQL cluster --------------------------------------------------------------
 def _pg_bindir() -> Path:
     """The newest PostgreSQL server binaries on this machine (Debian layout, else PATH)."""

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from memori_figures import Recorder
 from memori_reliability_support import sizes
 from sqlalchemy import func, select
 
@@ -325,12 +326,13 @@ def turns(draw: st.DrawFn) -> tuple[object, int | None, str]:
 # ---- attribution and session ids ------------------------------------------------------------------
 
 @pytest.mark.parametrize("examples", EXAMPLES)
-def test_ids_are_accepted_exactly_when_valid_and_stored_exactly(amem: Memori,
-                                                                 examples: int) -> None:
+def test_ids_are_accepted_exactly_when_valid_and_stored_exactly(
+        amem: Memori, examples: int, figures: Recorder) -> None:
     mem = amem
 
     @fuzz(examples)
     @given(entity=SOME_IDS, process=IDS, session=SOME_IDS)
+    @figures.fuzz_case
     def check(entity: Any, process: Any, session: Any) -> None:
         mem.attribution(entity_id="before", process_id="before-process")
         before_session = mem.set_session("before-session")
@@ -373,13 +375,14 @@ def test_ids_are_accepted_exactly_when_valid_and_stored_exactly(amem: Memori,
 # ---- capture --------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("examples", EXAMPLES)
-def test_capture_keeps_exactly_what_it_accepts_and_nothing_it_refuses(amem: Memori,
-                                                                       examples: int) -> None:
+def test_capture_keeps_exactly_what_it_accepts_and_nothing_it_refuses(
+        amem: Memori, examples: int, figures: Recorder) -> None:
     mem = amem
     mem.attribution(entity_id="capturer", process_id="agent")
 
     @fuzz(examples)
     @given(turn=turns())
+    @figures.fuzz_case
     def check(turn: tuple[object, int | None, str]) -> None:
         messages, bad_at, bad_key = turn
         mem.new_session()
@@ -409,7 +412,8 @@ def test_capture_keeps_exactly_what_it_accepts_and_nothing_it_refuses(amem: Memo
 
 
 @pytest.mark.parametrize("examples", BACKEND_EXAMPLES)
-def test_text_round_trip_is_the_same_on_every_backend(mem: Memori, examples: int) -> None:
+def test_text_round_trip_is_the_same_on_every_backend(mem: Memori, examples: int,
+                                                      figures: Recorder) -> None:
     """NUL and lone surrogates are refused on SQLite, PostgreSQL and MariaDB alike (content,
     parts, names, metadata); everything else comes back byte for byte."""
     mem.attribution(entity_id="round-trip")
@@ -417,6 +421,7 @@ def test_text_round_trip_is_the_same_on_every_backend(mem: Memori, examples: int
     @fuzz(examples)
     @given(text=st.one_of(ANY_TEXT, HUGE), name=IDS, where=st.sampled_from(
         ["content", "part", "metadata", "tool_call_id"]))
+    @figures.fuzz_case
     def check(text: str, name: Any, where: str) -> None:
         mem.new_session()
         message: dict[str, Any] = {"role": "user", "content": "plain"}
@@ -450,12 +455,14 @@ def test_text_round_trip_is_the_same_on_every_backend(mem: Memori, examples: int
 # ---- memories managed directly --------------------------------------------------------------------
 
 @pytest.mark.parametrize("examples", BACKEND_EXAMPLES)
-def test_remember_stores_exactly_or_names_the_argument(mem: Memori, examples: int) -> None:
+def test_remember_stores_exactly_or_names_the_argument(mem: Memori, examples: int,
+                                                       figures: Recorder) -> None:
     mem.attribution(entity_id="rememberer", process_id="agent")
 
     @fuzz(examples)
     @given(content=st.one_of(ANY_TEXT, WHITESPACE, JUNK), kind=st.one_of(
         st.sampled_from(MEMORY_KINDS), TEXT, JUNK), slot=st.one_of(st.none(), IDS))
+    @figures.fuzz_case
     def check(content: Any, kind: Any, slot: Any) -> None:
         valid = {"content": isinstance(content, str) and bool(content.strip()) and
                  storable(content),
@@ -481,7 +488,8 @@ def test_remember_stores_exactly_or_names_the_argument(mem: Memori, examples: in
 
 
 @pytest.mark.parametrize("examples", EXAMPLES)
-def test_recall_and_memories_answer_or_name_the_argument(amem: Memori, examples: int) -> None:
+def test_recall_and_memories_answer_or_name_the_argument(amem: Memori, examples: int,
+                                                         figures: Recorder) -> None:
     mem = amem
     mem.attribution(entity_id="asker", process_id="agent")
     for i, kind in enumerate(MEMORY_KINDS):
@@ -513,6 +521,7 @@ def test_recall_and_memories_answer_or_name_the_argument(amem: Memori, examples:
     @fuzz(examples)
     @given(query=st.one_of(ANY_TEXT, st.just("green tea"), JUNK), limit=limits, kinds=kinds,
            scope=scopes, superseded=st.booleans(), listing=st.booleans())
+    @figures.fuzz_case
     def check(query: Any, limit: Any, kinds: Any, scope: Any, superseded: bool,
               listing: bool) -> None:
         valid = {"limit": limit is None or limit_ok(limit), "kinds": kinds_ok(kinds),
@@ -550,7 +559,8 @@ def test_recall_and_memories_answer_or_name_the_argument(amem: Memori, examples:
 
 
 @pytest.mark.parametrize("examples", EXAMPLES)
-def test_forget_memories_deletes_only_the_entitys_own(amem: Memori, examples: int) -> None:
+def test_forget_memories_deletes_only_the_entitys_own(amem: Memori, examples: int,
+                                                      figures: Recorder) -> None:
     mem = amem
     mem.attribution(entity_id="bystander")
     theirs = {mem.remember(f"the bystander's memory {i}") for i in range(3)}
@@ -558,6 +568,7 @@ def test_forget_memories_deletes_only_the_entitys_own(amem: Memori, examples: in
 
     @fuzz(examples)
     @given(choice=st.data())
+    @figures.fuzz_case
     def check(choice: st.DataObject) -> None:
         mem.attribution(entity_id="forgetter")
         mine = {mem.remember(f"my memory number {next(counter)}") for _ in range(3)}
@@ -620,13 +631,14 @@ def setting(draw: st.DrawFn) -> tuple[str, Any]:
 
 
 @pytest.mark.parametrize("examples", SETTINGS_EXAMPLES)
-def test_settings_are_refused_by_name_or_give_a_working_instance(sqlite_url: str,
-                                                                 examples: int) -> None:
+def test_settings_are_refused_by_name_or_give_a_working_instance(
+        sqlite_url: str, examples: int, figures: Recorder) -> None:
     """A refused setting names itself; an accepted one is finite, in range and of its declared
     type, and an instance built with it captures, augments and recalls."""
 
     @fuzz(examples)
     @given(named=setting(), from_env=st.booleans())
+    @figures.fuzz_case
     def check(named: tuple[str, Any], from_env: bool) -> None:
         name, value = named
         if from_env:  # environment variables are strings

@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from memori_figures import Recorder
 from memori_reliability_support import sizes
 from openai.types.chat import ChatCompletion
 
@@ -172,7 +173,8 @@ def check_extraction(extraction: Extraction, conversation: Conversation) -> None
 
 
 @pytest.mark.parametrize("examples", EXAMPLES)
-def test_llm_output_is_a_valid_extraction_or_an_error_with_the_raw_output(examples: int) -> None:
+def test_llm_output_is_a_valid_extraction_or_an_error_with_the_raw_output(
+        examples: int, figures: Recorder) -> None:
 
     @fuzz(examples)
     @given(first=RAW, second=RAW, attempts=st.integers(1, 3))
@@ -183,6 +185,7 @@ def test_llm_output_is_a_valid_extraction_or_an_error_with_the_raw_output(exampl
     @example(first='{"memories": [{"content": "x", "kind": "fact", "slot": "\\ud800"}]}',
              second="", attempts=1)
     @example(first='{"memories": [{"content": "x", "kind": "fact\\n"}]}', second="", attempts=1)
+    @figures.fuzz_case
     def check(first: str, second: str, attempts: int) -> None:
         replies = iter([first, second, second])
         client = Client(lambda _messages: completion(next(replies)))
@@ -206,10 +209,11 @@ def test_llm_output_is_a_valid_extraction_or_an_error_with_the_raw_output(exampl
 
 
 @pytest.mark.parametrize("examples", EXAMPLES)
-def test_valid_llm_output_is_taken_exactly(examples: int) -> None:
+def test_valid_llm_output_is_taken_exactly(examples: int, figures: Recorder) -> None:
 
     @fuzz(examples)
     @given(output=VALID_OUTPUT, ascii_only=st.booleans())
+    @figures.fuzz_case
     def check(output: dict[str, Any], ascii_only: bool) -> None:
         raw = json.dumps(output, ensure_ascii=ascii_only)
         extraction = LLMExtractor("m", client=Client(lambda _m: completion(raw))).extract(TURN)
@@ -276,7 +280,8 @@ def is_malformed(raw: str) -> bool:
 
 
 @pytest.mark.parametrize("examples", WORKER_EXAMPLES)
-def test_a_malformed_job_fails_alone_with_its_raw_output(db_url: str, examples: int) -> None:
+def test_a_malformed_job_fails_alone_with_its_raw_output(db_url: str, examples: int,
+                                                         figures: Recorder) -> None:
     """The client answers GOOD_OUTPUT for turns that do not say "poison"; a poisoned turn gets
     the fuzzed output. Both go in one batch."""
     poison: dict[str, str] = {}
@@ -295,6 +300,7 @@ def test_a_malformed_job_fails_alone_with_its_raw_output(db_url: str, examples: 
 
         @fuzz(examples)
         @given(raw=st.one_of(near_valid(), st.text()).filter(is_malformed))
+        @figures.fuzz_case
         def check(raw: str) -> None:
             n = next(counter)
             poison[f"poison-{n}"] = raw
@@ -377,8 +383,8 @@ def storable(extraction: Extraction) -> bool:
 
 
 @pytest.mark.parametrize("examples", WORKER_EXAMPLES)
-def test_any_extraction_is_stored_exactly_or_fails_its_job_alone(db_url: str,
-                                                                 examples: int) -> None:
+def test_any_extraction_is_stored_exactly_or_fails_its_job_alone(
+        db_url: str, examples: int, figures: Recorder) -> None:
     """Whatever a custom extractor returns, on every backend: a storable extraction is stored
     (memories read back exactly), an unstorable one fails its own job with a clear error; the
     other job of the batch is done either way."""
@@ -391,6 +397,7 @@ def test_any_extraction_is_stored_exactly_or_fails_its_job_alone(db_url: str,
 
         @fuzz(examples)
         @given(extraction=st.one_of(EXTRACTION, EXTRACTION, ODD_TEXT.map(RuntimeError)))
+        @figures.fuzz_case
         def check(extraction: Extraction | Exception) -> None:
             n = next(counter)
             extractor.outputs[f"turn-{n}"] = extraction
@@ -454,7 +461,8 @@ RULE_TEXT = st.one_of(st.text(st.characters(exclude_categories=[])), SENTENCES,
 
 
 @pytest.mark.parametrize("examples", EXAMPLES)
-def test_rule_extractor_never_raises_and_yields_valid_memories(examples: int) -> None:
+def test_rule_extractor_never_raises_and_yields_valid_memories(examples: int,
+                                                               figures: Recorder) -> None:
     extractor = RuleExtractor()
 
     @fuzz(examples)
@@ -466,6 +474,7 @@ def test_rule_extractor_never_raises_and_yields_valid_memories(examples: int) ->
              roles=["user", "user", "user"], name=None, as_parts=False)
     @example(texts=["I 0 İ", "I like uſ and myſelf"], roles=["user", "user", "user"],
              name=None, as_parts=False)  # re.I matches "İ" for "i", "ſ" for "s"
+    @figures.fuzz_case
     def check(texts: list[str], roles: list[str], name: str | None, as_parts: bool) -> None:
         messages = [{"id": i + 1, "role": role, "content": [{"type": "text", "text": text}]
                      if as_parts else text, **({"name": name} if name else {})}
@@ -497,7 +506,8 @@ HARNESS = Path(__file__).with_name("fuzz_atheris.py")
 
 @pytest.mark.reliability
 @pytest.mark.parametrize("target", sorted(ATHERIS_RUNS))
-def test_atheris_harness_finds_no_crash(target: str, tmp_path: Path) -> None:
+def test_atheris_harness_finds_no_crash(target: str, tmp_path: Path,
+                                        figures: Recorder) -> None:
     """Coverage-guided fuzzing of a parser for a bounded number of inputs, in a child process
     (atheris owns the process while it runs); a crashing input would land in ``artifacts``."""
     runs = ATHERIS_RUNS[target]
@@ -507,6 +517,11 @@ def test_atheris_harness_finds_no_crash(target: str, tmp_path: Path) -> None:
         [sys.executable, str(HARNESS), target, "--workdir", str(tmp_path), f"-runs={runs}",
          "-max_len=4096", f"-artifact_prefix={artifacts}/", "-print_final_stats=1"],
         capture_output=True, text=True, timeout=1800, cwd=tmp_path)
+    # libFuzzer's count of inputs run (its final stats, printed after a crash too)
+    ran = re.search(r"stat::number_of_executed_units:\s*(\d+)", proc.stderr)
+    found = list(artifacts.iterdir())
+    figures.fuzz("atheris", cases=int(ran.group(1)) if ran else 0,
+                 crashes=len(found) or int(proc.returncode != 0))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     assert f"Done {runs} runs" in proc.stderr, proc.stderr[-3000:]
-    assert list(artifacts.iterdir()) == []  # no crash, leak or timeout input
+    assert found == []  # no crash, leak or timeout input

@@ -21,6 +21,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+from memori_figures import Recorder
 
 from memori_core import Memori
 from memori_core.testing import HashEmbedder
@@ -40,6 +41,8 @@ class Isolation(RuleBasedStateMachine):
     """One example: two fresh instances on the shared database, entity ids unique to it."""
 
     url = ""  # set by the test
+    backend = ""
+    figures: Recorder | None = None  # set by the test: counts the reads checked, and leaks
 
     def __init__(self) -> None:
         super().__init__()
@@ -79,14 +82,22 @@ class Isolation(RuleBasedStateMachine):
             found.append((entity, process, tag))
         return found
 
+    def count(self, leaked: bool) -> None:
+        """One read checked for others' data (a leak if it returned some), for the table."""
+        if self.figures is not None:
+            self.figures.isolation(self.backend, checks=1, leaks=int(leaked))
+
     def check_owned(self, text: str, entity: str, process: str | None, strict: bool) -> None:
         """Every tag in ``text`` is ``entity``'s, not forgotten, and (with ``process``) that
         process's, or with ``strict=False`` also one captured without a process."""
+        allowed = {process} if strict else {process, "none"}
+        self.count(any(owner != entity or f"{owner}x{proc}n{serial}" not in self.live or (
+            process is not None and proc not in allowed)  # another's, forgotten or unknown
+            for owner, proc, serial in TAG.findall(text)))
         for owner, proc, tag in self.owners(text):
             assert owner == entity, f"{entity} got {owner}'s data: {text!r}"
             assert tag not in self.forgotten, f"forgotten {tag} came back: {text!r}"
             if process is not None:
-                allowed = {process} if strict else {process, "none"}
                 assert proc in allowed, f"persona {process} got {proc}'s data: {text!r}"
 
     # ---- rules -----------------------------------------------------------------------------
@@ -166,7 +177,9 @@ class Isolation(RuleBasedStateMachine):
         # at once, in both instances
         for mem in self.mems:
             text = json.dumps(mem.export(entity_id=self.eid(entity)))
-            assert not {tag for _, _, tag in self.owners(text)} & gone
+            back = {tag for _, _, tag in self.owners(text)} & gone
+            self.count(bool(back))
+            assert not back
 
     @rule(i=instances)
     def settle(self, i: int) -> None:
@@ -187,8 +200,9 @@ class Isolation(RuleBasedStateMachine):
         assert self.mems[0].augmentation.failed() == []
 
 
-def run(url: str, examples: int, steps: int, derandomize: bool = False) -> None:
-    Isolation.url = url
+def run(url: str, examples: int, steps: int, derandomize: bool = False,
+        backend: str = "", figures: Recorder | None = None) -> None:
+    Isolation.url, Isolation.backend, Isolation.figures = url, backend, figures
     run_state_machine_as_test(Isolation, settings=settings(
         max_examples=examples, stateful_step_count=steps, deadline=None,
         derandomize=derandomize,
@@ -210,6 +224,7 @@ def test_isolation_under_random_interleavings(sqlite_url: str) -> None:
 
 @pytest.mark.reliability
 @pytest.mark.timeout(1800)
-def test_isolation_under_random_interleavings_long(db_url: str) -> None:
+def test_isolation_under_random_interleavings_long(db_url: str, backend: str,
+                                                   figures: Recorder) -> None:
     _build(db_url)
-    run(db_url, examples=150, steps=30)
+    run(db_url, examples=150, steps=30, backend=backend, figures=figures)

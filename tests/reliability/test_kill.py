@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 
 import pytest
+from memori_figures import Recorder
 from memori_reliability_support import (
     MARKER,
     check_acknowledged,
@@ -26,6 +27,7 @@ from memori_reliability_support import (
     poll_until,
     sizes,
     stored_turns,
+    tally,
     turn_messages,
 )
 from sqlalchemy import text
@@ -58,7 +60,7 @@ def job_counts(mem: Memori) -> dict[str, int]:
 @pytest.mark.parametrize("kills", sizes(2, 20))
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_app_killed_while_capturing_keeps_every_acknowledged_turn_once(
-        db_url: str, kills: int, seed: int) -> None:
+        db_url: str, backend: str, kills: int, seed: int, figures: Recorder) -> None:
     rng = random.Random(seed)
     build(db_url)
     acked: dict[int, list[int]] = {}
@@ -70,15 +72,19 @@ def test_app_killed_while_capturing_keeps_every_acknowledged_turn_once(
         acked[run] = [int(m.group(2)) for line in lines if line.startswith("ack ")
                       for m in [MARKER.search(line)] if m is not None]
     turns = stored_turns(db_url)
-    check_whole(turns)
-    in_flight = check_acknowledged(turns, acked, seed)
-    assert len(turns) == sum(map(len, acked.values())) + in_flight
-
     # the next instance takes over the jobs the killed apps left queued or claimed
     with Memori(conn=db_url, embedder=HashEmbedder(), augmentation_lease_seconds=1) as mem:
-        print(f"jobs after {kills} kills: {job_counts(mem)}; {in_flight} turns stored in flight")
-        assert mem.augmentation.wait(timeout=120), job_counts(mem)
-        assert mem.augmentation.failed() == []
+        print(f"jobs after {kills} kills: {job_counts(mem)}")
+        finished = mem.augmentation.wait(timeout=120)
+        left, failed = job_counts(mem), mem.augmentation.failed()
+    figures.kill("capture", backend, kills, **vars(tally(
+        db_url, [marker(run, n) for run, done in acked.items() for n in done])))
+    check_whole(turns)
+    in_flight = check_acknowledged(turns, acked, seed)
+    print(f"{in_flight} turns stored in flight")
+    assert len(turns) == sum(map(len, acked.values())) + in_flight
+    assert finished, left
+    assert failed == []
     check_augmented_once(db_url, turns)
 
 
@@ -95,7 +101,7 @@ class WorkerPlan:
                                        WorkerPlan(kills=20, turns=300, local=True)))
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_worker_killed_while_augmenting_leaves_every_turn_augmented_once(
-        db_url: str, plan: WorkerPlan, seed: int) -> None:
+        db_url: str, backend: str, plan: WorkerPlan, seed: int, figures: Recorder) -> None:
     rng = random.Random(seed)
     build(db_url)
     local = ("--local",) if plan.local else ()
@@ -123,14 +129,15 @@ def test_worker_killed_while_augmenting_leaves_every_turn_augmented_once(
             worker.kill()
             left.append(job_counts(app))
         print(f"jobs after each kill: {left}")
+        last = child("worker", db_url, *local, **WORKER_ENV)
+        finished = poll_until(lambda: set(job_counts(app)) == {"done"}, timeout=600)
+        figures.kill("worker", backend, plan.kills, **vars(tally(
+            db_url, [marker(run, n) for run in range(plan.kills) for n in range(plan.turns)])))
+        assert finished, (job_counts(app), last.stderr, seed)
         # every kill hit a worker with work left, and at least one hit it mid-batch (jobs
         # claimed, not finished)
         assert all(c.get("queued", 0) + c.get("running", 0) for c in left), (left, seed)
         assert any(c.get("running", 0) for c in left), (left, seed)
-
-        last = child("worker", db_url, *local, **WORKER_ENV)
-        assert poll_until(lambda: set(job_counts(app)) == {"done"}, timeout=600), \
-            (job_counts(app), last.stderr, seed)
         last.proc.terminate()
         assert last.finish(timeout=60)[-1].startswith("memori worker stopped"), last.stderr
     turns = stored_turns(db_url)
