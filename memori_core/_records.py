@@ -11,6 +11,8 @@ listings) or ``after`` (oldest-first ones) for the next page.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -55,6 +57,96 @@ def _page_size(limit: object) -> int:
     if size > MAX_PAGE:
         raise ConfigurationError(f"limit is at most {MAX_PAGE}, got {size}", argument="limit")
     return size
+
+
+def encode_cursor(row_id: int | None) -> str | None:
+    """The opaque page cursor of the ``/v1`` API for a row id (None stays None): what
+    ``memori serve`` answers as ``next_cursor`` and its remote clients decode."""
+    return None if row_id is None else base64.urlsafe_b64encode(
+        f"v1:{row_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> int | None:
+    """The row id of a cursor from ``encode_cursor``.
+
+    Raises:
+        ValueError: not such a cursor.
+    """
+    if cursor is None:
+        return None
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise ValueError("not a cursor this server gave") from exc
+    version, _, number = text.partition(":")
+    if version != "v1" or not number.lstrip("-").isdigit():
+        raise ValueError("not a cursor this server gave")
+    return int(number)
+
+
+def in_row_range(row_id: int) -> bool:
+    """Whether ``row_id`` fits a 64-bit row id column (others name no row)."""
+    return -_MAX_ROW_ID <= row_id <= _MAX_ROW_ID
+
+
+def check_update(content: object, kind: object, slot: object, importance: object) -> str:
+    """``update_memory``'s arguments checked; the content stripped.
+
+    Raises:
+        ConfigurationError: empty content (or NUL bytes, a lone surrogate), an unknown kind,
+            a bad slot, an importance outside [0, 1].
+    """
+    if not isinstance(content, str) or not content.strip():
+        raise ConfigurationError("content must be a non-empty str", argument="content")
+    if "\x00" in content:
+        raise ConfigurationError("content contains NUL bytes, which SQL text columns cannot "
+                                 "hold; strip them first", argument="content")
+    if kind is not None and kind not in MEMORY_KINDS:
+        raise ConfigurationError(f"kind is {kind!r}; use one of {', '.join(MEMORY_KINDS)}",
+                                 argument="kind")
+    if slot is not None:
+        check_id(slot, "slot")
+    if importance is not None and (isinstance(importance, bool) or not isinstance(
+            importance, (int, float)) or not 0.0 <= importance <= 1.0):
+        raise ConfigurationError(f"importance must be a number in [0, 1] or None, got "
+                                 f"{importance!r}", argument="importance")
+    try:
+        content.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ConfigurationError("content is not valid Unicode (a lone surrogate)",
+                                 argument="content") from exc
+    return content.strip()
+
+
+def check_entity_filter(ids: Sequence[str] | None, prefix: object) -> list[str] | None:
+    """``entities``' ``ids`` and ``prefix`` checked; the ids as a list.
+
+    Raises:
+        ConfigurationError: ids that are a str or hold an invalid id; a prefix not a str.
+    """
+    if ids is not None:
+        if isinstance(ids, str):
+            raise ConfigurationError("ids must be a list of entity ids", argument="ids")
+        ids = [check_id(i, "ids") for i in ids]
+    if prefix is not None and not isinstance(prefix, str):
+        raise ConfigurationError(f"prefix must be a str, got {prefix!r}", argument="prefix")
+    return None if ids is None else list(ids)
+
+
+def check_statuses(statuses: Sequence[str] | str | None) -> list[str] | None:
+    """``jobs``' ``statuses`` checked (a single status as a list of one).
+
+    Raises:
+        ConfigurationError: empty, or a status that is not a job status.
+    """
+    if statuses is None:
+        return None
+    found = [statuses] if isinstance(statuses, str) else list(statuses)
+    if not found or any(x not in records.JOB_STATUSES for x in found):
+        raise ConfigurationError(
+            f"statuses must be a non-empty list of {', '.join(records.JOB_STATUSES)}, "
+            f"got {found!r}", argument="statuses")
+    return found
 
 
 class Records:
@@ -105,7 +197,7 @@ class Records:
     def _found(self, what: str, memory_id: object, fn: Any) -> Any:
         """``fn(entity row id, memory id)``, None when the entity is unknown."""
         mid = _row_id(memory_id, "memory_id")
-        if not -_MAX_ROW_ID <= mid <= _MAX_ROW_ID:
+        if not in_row_range(mid):
             self._require_entity(what)
             return None
         return self._entity_call(what, lambda pk: fn(pk, mid), None)
@@ -179,33 +271,15 @@ class Records:
         """
         mid = _row_id(memory_id, "memory_id")
         att = self._require_entity("update_memory")
-        if not isinstance(content, str) or not content.strip():
-            raise ConfigurationError("content must be a non-empty str", argument="content")
-        if "\x00" in content:
-            raise ConfigurationError("content contains NUL bytes, which SQL text columns cannot "
-                                     "hold; strip them first", argument="content")
-        if kind is not None and kind not in MEMORY_KINDS:
-            raise ConfigurationError(f"kind is {kind!r}; use one of {', '.join(MEMORY_KINDS)}",
-                                     argument="kind")
-        if slot is not None:
-            check_id(slot, "slot")
-        if importance is not None and (isinstance(importance, bool) or not isinstance(
-                importance, (int, float)) or not 0.0 <= importance <= 1.0):
-            raise ConfigurationError(f"importance must be a number in [0, 1] or None, got "
-                                     f"{importance!r}", argument="importance")
-        try:
-            content.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise ConfigurationError("content is not valid Unicode (a lone surrogate)",
-                                     argument="content") from exc
+        content = check_update(content, kind, slot, importance)
         self._ensure_ready()
         pk = self._store.find_pk("entity", att.entity_id or "")
-        if pk is None or not -_MAX_ROW_ID <= mid <= _MAX_ROW_ID:
+        if pk is None or not in_row_range(mid):
             return None
-        vector = self.embedder.embed([content.strip()])[0]
+        vector = self.embedder.embed([content])[0]
         self._store.check_embedding_model(self.embedder.name, self.embedder.dim)
         new_id = records.update_memory(
-            self._store, pk, mid, content=content.strip(), kind=kind, slot=slot,
+            self._store, pk, mid, content=content, kind=kind, slot=slot,
             importance=None if importance is None else float(importance), embedding=vector,
             model=self.embedder.name)
         if new_id is not None:
@@ -327,7 +401,7 @@ class Records:
         """
         cid = _row_id(conversation_id, "conversation_id")
         size, cursor = _page_size(limit), _cursor(after, "after")
-        if not -_MAX_ROW_ID <= cid <= _MAX_ROW_ID:
+        if not in_row_range(cid):
             self._require_entity("conversation_messages")
             return None
         return self._entity_call("conversation_messages", lambda pk: records.conversation_messages(
@@ -380,14 +454,7 @@ class Records:
             ConfigurationError: no attribution, or a bad argument.
             StorageError: the database failed.
         """
-        if statuses is not None:
-            if isinstance(statuses, str):
-                statuses = [statuses]
-            bad = [x for x in statuses if x not in records.JOB_STATUSES]
-            if bad or not statuses:
-                raise ConfigurationError(
-                    f"statuses must be a non-empty list of {', '.join(records.JOB_STATUSES)}, "
-                    f"got {list(statuses)!r}", argument="statuses")
+        statuses = check_statuses(statuses)
         size, cursor = _page_size(limit), _cursor(before, "before")
         empty = {k: 0 for k in records.JOB_STATUSES}
 
@@ -411,7 +478,7 @@ class Records:
             StorageError: the database failed.
         """
         jid = _row_id(job_id, "job_id")
-        if not -_MAX_ROW_ID <= jid <= _MAX_ROW_ID:
+        if not in_row_range(jid):
             self._require_entity("retry_job")
             return False
         done = bool(self._entity_call("retry_job", lambda pk: records.retry_job(
@@ -442,12 +509,7 @@ class Records:
             ConfigurationError: a bad argument.
             StorageError: the database failed.
         """
-        if ids is not None:
-            if isinstance(ids, str):
-                raise ConfigurationError("ids must be a list of entity ids", argument="ids")
-            ids = [check_id(i, "ids") for i in ids]
-        if prefix is not None and not isinstance(prefix, str):
-            raise ConfigurationError(f"prefix must be a str, got {prefix!r}", argument="prefix")
+        ids = check_entity_filter(ids, prefix)
         size, cursor = _page_size(limit), _cursor(after, "after")
         self._ensure_ready()
         if ids is not None and not ids:

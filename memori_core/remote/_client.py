@@ -30,6 +30,18 @@ from urllib.parse import quote, urlsplit
 
 from memori_core._attribution import AttributionState
 from memori_core._memori import Memori, memory_id_list
+from memori_core._records import (
+    Page,
+    _cursor,
+    _page_size,
+    _row_id,
+    check_entity_filter,
+    check_statuses,
+    check_update,
+    decode_cursor,
+    encode_cursor,
+    in_row_range,
+)
 from memori_core.augmentation.base import check_kinds
 from memori_core.config import Config, StorageHandle
 from memori_core.context import MemoryContext
@@ -70,6 +82,18 @@ def _memory(d: Mapping[str, Any]) -> Memory:
     return Memory(**{**d, "created_at": _naive(d["created_at"]),
                      "last_seen_at": _naive(d["last_seen_at"]),
                      "source_message_ids": tuple(d["source_message_ids"])})
+
+
+def _dated(d: Mapping[str, Any], *keys: str) -> dict[str, Any]:
+    """A record of the API with its timestamps ``keys`` as naive UTC datetimes."""
+    return {**d, **{k: _naive(d[k]) for k in keys}}
+
+
+def _message(d: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored message of the API as local mode gives it: ``name`` (and the provenance's
+    ``conversation_id`` / ``session_id``) only when set, ``created_at`` naive UTC."""
+    return {k: (_naive(v) if k == "created_at" else v) for k, v in d.items()
+            if v is not None or k not in ("name", "conversation_id", "session_id")}
 
 
 def _line(d: Mapping[str, Any]) -> ContextLine:
@@ -403,7 +427,7 @@ class RemoteMemori(Memori):
         """Messages of a session of the current entity, oldest first, as
         ``Memori.session_messages`` gives them (``created_at`` UTC, naive)."""
         found = self._on_session("session_messages", session_id, "GET", "/messages")
-        return [{**m, "created_at": _naive(m["created_at"])} for m in found["items"]]
+        return [_message(m) for m in found["items"]]
 
     def clear_session(self, session_id: str | None = None) -> int:
         """Delete the messages of a session of the current entity (default: the current one)
@@ -482,6 +506,191 @@ class RemoteMemori(Memori):
                                        params={"entity_id": att.entity_id}, missing=True)
             deleted += 0 if found is None else int(found["deleted"])
         return deleted
+
+    # ---- browsing (``memori_core._records`` over the /v1 routes) ------------------------------
+    def _get(self, what: str, path: str, params: Mapping[str, Any] | None = None, *,
+             missing: bool = False) -> Any:
+        """``GET path`` for the current entity (checked first)."""
+        att = self._require_entity(what)
+        self._ensure_ready()
+        return self._http.request("GET", path, params={"entity_id": att.entity_id,
+                                                       **(params or {})}, missing=missing)
+
+    def _of_memory(self, what: str, memory_id: object, method: str = "GET", tail: str = "",
+                   body: Any = None) -> Any:
+        """``method /v1/memories/{id}{tail}`` for the current entity; None for a memory it
+        does not have (404)."""
+        mid = _row_id(memory_id, "memory_id")
+        att = self._require_entity(what)
+        if not in_row_range(mid):
+            return None
+        self._ensure_ready()
+        return self._http.request(method, f"/v1/memories/{mid}{tail}", body=body,
+                                  params={"entity_id": att.entity_id}, missing=True)
+
+    def memory(self, memory_id: int) -> Memory | None:
+        """One memory of the current entity by id (``GET /v1/memories/{id}``), as
+        ``Memori.memory``: None when the entity has no such memory."""
+        found = self._of_memory("memory", memory_id)
+        return None if found is None else _memory(found)
+
+    def memory_page(self, *, kinds: Sequence[str] | None = None,
+                    include_superseded: bool = False, scope: Scope = "process",
+                    before: int | None = None, limit: int | None = None) -> Page[Memory]:
+        """A page of the current entity's memories, newest first (``GET /v1/memories``);
+        arguments, result and cursor as ``Memori.memory_page``."""
+        kinds = check_kinds(kinds)
+        att, size, cursor = self._paging("memory_page", scope, before, limit)
+        page = self._http.request("GET", "/v1/memories", params={
+            "entity_id": att.entity_id, "process_id": att.process_id, "kind": kinds,
+            "scope": scope, "include_superseded": str(bool(include_superseded)).lower(),
+            "limit": size, "cursor": encode_cursor(cursor)})
+        return [_memory(m) for m in page["items"]], decode_cursor(page["next_cursor"])
+
+    def update_memory(self, memory_id: int, content: str, *, kind: str | None = None,
+                      slot: str | None = None, importance: float | None = None) -> int | None:
+        """Correct a memory of the current entity (``PATCH /v1/memories/{id}``; a write key),
+        as ``Memori.update_memory``: the new version's id, or None when the entity has no
+        memory ``memory_id``."""
+        _row_id(memory_id, "memory_id")
+        self._require_entity("update_memory")
+        content = check_update(content, kind, slot, importance)
+        found = self._of_memory("update_memory", memory_id, "PATCH", body={
+            "content": content, "kind": kind, "slot": slot, "importance": importance})
+        return None if found is None else int(found["memory"]["id"])
+
+    def memory_history(self, memory_id: int) -> list[Memory] | None:
+        """The versions a memory of the current entity replaced, newest first
+        (``GET /v1/memories/{id}/history``), as ``Memori.memory_history``."""
+        found = self._of_memory("memory_history", memory_id, tail="/history")
+        return None if found is None else [_memory(m) for m in found["items"]]
+
+    def memory_provenance(self, memory_id: int) -> dict[str, Any] | None:
+        """Where a memory of the current entity came from
+        (``GET /v1/memories/{id}/provenance``), as ``Memori.memory_provenance``."""
+        found = self._of_memory("memory_provenance", memory_id, tail="/provenance")
+        if found is None:
+            return None
+        return {"messages": [_message(m) for m in found["messages"]],
+                "conversations": [_dated(c, "created_at", "last_activity_at")
+                                  for c in found["conversations"]]}
+
+    def processes(self) -> list[dict[str, Any]]:
+        """The current entity's processes with counts (``GET /v1/processes``), as
+        ``Memori.processes``."""
+        return list(self._get("processes", "/v1/processes")["items"])
+
+    def sessions(self, *, scope: Scope = "process", before: int | None = None,
+                 limit: int | None = None) -> Page[dict[str, Any]]:
+        """The current entity's sessions, newest first (``GET /v1/sessions``), as
+        ``Memori.sessions``."""
+        att, size, cursor = self._paging("sessions", scope, before, limit)
+        page = self._get("sessions", "/v1/sessions", {
+            "process_id": att.process_id if scope == "process" else None, "limit": size,
+            "cursor": encode_cursor(cursor)})
+        return ([_dated(x, "created_at", "last_activity_at") for x in page["items"]],
+                decode_cursor(page["next_cursor"]))
+
+    def conversations(self, session_id: str | None = None, *, before: int | None = None,
+                      limit: int | None = None) -> Page[dict[str, Any]]:
+        """The current entity's conversations, newest first (``GET /v1/conversations``), as
+        ``Memori.conversations``."""
+        if session_id is not None:
+            check_id(session_id, "session_id")
+        size, cursor = _page_size(limit), _cursor(before, "before")
+        page = self._get("conversations", "/v1/conversations", {
+            "session_id": session_id, "limit": size, "cursor": encode_cursor(cursor)})
+        return ([_dated(x, "created_at", "last_activity_at") for x in page["items"]],
+                decode_cursor(page["next_cursor"]))
+
+    def conversation_messages(self, conversation_id: int, *, after: int | None = None,
+                              limit: int | None = None) -> Page[dict[str, Any]] | None:
+        """Messages of one of the current entity's conversations, oldest first
+        (``GET /v1/conversations/{id}/messages``), as ``Memori.conversation_messages``."""
+        cid = _row_id(conversation_id, "conversation_id")
+        size, cursor = _page_size(limit), _cursor(after, "after")
+        if not in_row_range(cid):
+            self._require_entity("conversation_messages")
+            return None
+        page = self._get("conversation_messages", f"/v1/conversations/{cid}/messages", {
+            "limit": size, "cursor": encode_cursor(cursor)}, missing=True)
+        if page is None:
+            return None
+        return [_message(m) for m in page["items"]], decode_cursor(page["next_cursor"])
+
+    def triples(self, *, scope: Scope = "process", before: int | None = None,
+                limit: int | None = None) -> Page[dict[str, Any]]:
+        """The current entity's knowledge-graph triples, newest first (``GET /v1/triples``),
+        as ``Memori.triples``."""
+        att, size, cursor = self._paging("triples", scope, before, limit)
+        page = self._get("triples", "/v1/triples", {
+            "process_id": att.process_id if scope == "process" else None, "limit": size,
+            "cursor": encode_cursor(cursor)})
+        return ([_dated(x, "created_at", "last_seen_at") for x in page["items"]],
+                decode_cursor(page["next_cursor"]))
+
+    def jobs(self, *, statuses: Sequence[str] | None = None, before: int | None = None,
+             limit: int | None = None) -> tuple[dict[str, int], list[dict[str, Any]], int | None]:
+        """The current entity's augmentation jobs: counts and a page, newest first
+        (``GET /v1/queue``), as ``Memori.jobs``."""
+        found = check_statuses(statuses)
+        size, cursor = _page_size(limit), _cursor(before, "before")
+        page = self._get("jobs", "/v1/queue", {"status": found, "limit": size,
+                                               "cursor": encode_cursor(cursor)})
+        return (dict(page["counts"]),
+                [_dated(j, "created_at", "run_after", "claimed_at", "finished_at")
+                 for j in page["items"]], decode_cursor(page["next_cursor"]))
+
+    def retry_job(self, job_id: int) -> bool:
+        """Queue a failed augmentation job of the current entity again
+        (``POST /v1/queue/{id}/retry``; an admin key), as ``Memori.retry_job``."""
+        jid = _row_id(job_id, "job_id")
+        att = self._require_entity("retry_job")
+        if not in_row_range(jid):
+            return False
+        self._ensure_ready()
+        return self._http.request("POST", f"/v1/queue/{jid}/retry", missing=True,
+                                  params={"entity_id": att.entity_id}) is not None
+
+    def entities(self, *, ids: Sequence[str] | None = None, prefix: str | None = None,
+                 after: int | None = None, limit: int | None = None) -> Page[dict[str, Any]]:
+        """Entities with counts, in creation order (``GET /v1/entities``), as
+        ``Memori.entities``; a key limited to some entities lists only those."""
+        ids = check_entity_filter(ids, prefix)
+        size, cursor = _page_size(limit), _cursor(after, "after")
+        self._ensure_ready()
+        if ids is not None and not ids:
+            return [], None
+        page = self._http.request("GET", "/v1/entities", params={
+            "entity_id": ids, "prefix": prefix or None, "limit": size,
+            "cursor": encode_cursor(cursor)})
+        return ([_dated(e, "created_at") for e in page["items"]],
+                decode_cursor(page["next_cursor"]))
+
+    def schema_status(self) -> dict[str, int]:
+        """The server's database schema (``GET /readyz``): ``{"version", "latest"}``, equal
+        (the server answers only with a current schema).
+
+        Raises:
+            StorageError: the server is unreachable or not ready (its database down, or its
+                schema not this server's).
+        """
+        self._ensure_ready()
+        version = int(self._http.request("GET", "/readyz")["schema_version"])
+        return {"version": version, "latest": version}
+
+    def key_grant(self) -> dict[str, Any]:
+        """The grant of this instance's API key (``GET /v1/keys/me``): ``scope``,
+        ``entity_ids`` (the only entities it may touch, or None), ``entity_prefix``,
+        ``key_id``, ``name``.
+
+        Raises:
+            AuthenticationError: the server refuses the key.
+            StorageError: the server is unreachable.
+        """
+        self._ensure_ready()
+        found: dict[str, Any] = self._http.request("GET", "/v1/keys/me")
+        return found
 
     # ---- export, import, forget ---------------------------------------------------------------
     def export(self, entity_id: str | None = None, process_id: str | None = None

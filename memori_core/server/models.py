@@ -6,12 +6,12 @@ caller's external ids (entity, process, session: 1-255 characters).
 
 from __future__ import annotations
 
-import base64
-import binascii
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from memori_core._records import decode_cursor, encode_cursor
 
 __all__ = [
     "ApiKeyOut", "ConversationOut", "ConversationPage", "Cursor", "EntityId", "EntityOut",
@@ -40,30 +40,6 @@ Kind = Literal["episodic", "fact", "preference", "skill", "attribute", "event"]
 #: an opaque page cursor (``next_cursor`` of the previous page)
 Cursor = Annotated[str, Field(min_length=1, max_length=64)]
 _MAX_PAGE = 1000
-
-
-def encode_cursor(row_id: int | None) -> str | None:
-    """The opaque cursor for a row id (None stays None)."""
-    return None if row_id is None else base64.urlsafe_b64encode(
-        f"v1:{row_id}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str | None) -> int | None:
-    """The row id of a cursor from ``encode_cursor``.
-
-    Raises:
-        ValueError: not such a cursor.
-    """
-    if cursor is None:
-        return None
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise ValueError("not a cursor this server gave") from exc
-    version, _, number = text.partition(":")
-    if version != "v1" or not number.lstrip("-").isdigit():
-        raise ValueError("not a cursor this server gave")
-    return int(number)
 
 
 class _In(BaseModel):
@@ -115,6 +91,8 @@ class EntityQuery(_In):
 class EntityListQuery(_In):
     """``GET /v1/entities``: in creation order."""
 
+    entity_id: list[EntityId] | None = Field(None, description="only these entities "
+                                             "(repeatable)")
     prefix: Annotated[str, Field(min_length=1, max_length=255)] | None = None
     limit: int = Field(100, ge=1, le=_MAX_PAGE)
     cursor: Cursor | None = None

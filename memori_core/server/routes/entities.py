@@ -42,8 +42,13 @@ router = APIRouter(prefix="/v1")
             summary="List entities, in creation order (scope: read)")
 def list_entities(q: Annotated[EntityListQuery, Query()], request: Request, key: Read
                   ) -> EntityPage:
-    """Entities with counts; a key limited to some entities sees only those."""
+    """Entities with counts (only those named by ``entity_id`` when given); a key limited to
+    some entities sees only those."""
     ids = list(key.entity_ids) if key.entity_ids is not None else None
+    if q.entity_id is not None:
+        ids = [i for i in dict.fromkeys(q.entity_id) if ids is None or i in ids]
+        if not ids:
+            return EntityPage(items=[], next_cursor=None)
     prefix = q.prefix
     if key.entity_prefix is not None:
         if prefix is None or key.entity_prefix.startswith(prefix):

@@ -106,6 +106,14 @@ def list_keys(request: Request, key: Admin) -> KeyList:
     return KeyList(items=[key_out(k) for k in state(request).keys.list()])
 
 
+@router.get("/keys/me", response_model=ApiKeyOut, tags=["keys"],
+            summary="The grant of the key sending this request (scope: read)")
+def my_key(key: Read) -> ApiKeyOut:
+    """The caller's own key: its scope and the entities it may touch (a client of a key
+    bound to one entity learns the entity here)."""
+    return key_out(key)
+
+
 @router.post("/keys", status_code=201, response_model=KeyCreated, tags=["keys"],
              summary="Make a key (scope: admin)")
 def create_key(body: KeyIn, request: Request, key: Admin) -> KeyCreated:
