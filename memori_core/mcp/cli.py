@@ -2,6 +2,11 @@
 
     MEMORI_ENTITY_ID=user_123 memori mcp --db URL [--transport stdio|http]
         [--host 127.0.0.1] [--port 8765] [--allow-forget] [--init]
+    MEMORI_API_KEY=mk_... memori mcp --url http://127.0.0.1:8765 [--api-key-env NAME] ...
+
+With ``--url`` the tools act through a ``memori serve`` (the SDK's remote mode,
+``RemoteMemori``) instead of a database; the entity is ``MEMORI_ENTITY_ID``, or else the
+key's own when the key is bound to exactly one (``GET /v1/keys/me``).
 
 ``add_parser(subparsers)`` adds it to the ``memori`` command line (``memori_core.cli``); the
 MCP SDK is imported only when the command runs.
@@ -34,7 +39,15 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "come from the environment the client gives the server: MEMORI_ENTITY_ID (required) "
         "and MEMORI_PROCESS_ID; no tool argument names an entity.")
     m.add_argument("--db", default=None,
-                   help="database URL (default: MEMORI_DATABASE_URL or ./memori.db)")
+                   help="database URL the tools read and write (this or --url)")
+    m.add_argument("--url", default=None,
+                   help="a memori server (memori serve), e.g. http://127.0.0.1:8765, the tools "
+                   "act through instead of a database (this or --db); its API key from "
+                   "MEMORI_API_KEY. Without MEMORI_ENTITY_ID the entity is the key's, for a "
+                   "key bound to one entity")
+    m.add_argument("--api-key-env", default="MEMORI_API_KEY", metavar="NAME",
+                   help="with --url: the environment variable holding the API key (default "
+                   "MEMORI_API_KEY)")
     m.add_argument("--transport", choices=("stdio", "http"), default="stdio",
                    help="stdio (default: the client launches this command) or http "
                    "(streamable HTTP at http://HOST:PORT/mcp)")
@@ -59,20 +72,78 @@ def _cmd_mcp(args: argparse.Namespace) -> int:
     from memori_core._cli_db import build_schema, open_memori
     from memori_core.errors import ConfigurationError
 
+    if (args.db is None) == (args.url is None):
+        raise ConfigurationError(
+            "memori mcp needs exactly one of --db URL (a database) and --url URL (a memori "
+            "server), " + ("not both" if args.db else "got neither"), argument="db")
+    if args.augment_wait < 0:
+        raise ConfigurationError("--augment-wait must be >= 0 seconds", argument="augment_wait")
+    if args.url is not None:
+        return _serve(args, *_remote(args))
     # refused before anything is opened: the entity is the client's configuration
     entity, process = memori_mcp.identity_from_env(os.environ)
     memori_mcp.require_sdk()
-    if args.augment_wait < 0:
-        raise ConfigurationError("--augment-wait must be >= 0 seconds", argument="augment_wait")
     mem = open_memori(args.db)
     try:
-        if args.db is not None:
-            build_schema(mem, args.init)
+        build_schema(mem, args.init)
         mem._ensure_ready()  # the augmentation workers run in this process
+    except BaseException:
+        mem.close()
+        raise
+    return _serve(args, mem, entity, process)
+
+
+def _remote(args: argparse.Namespace) -> tuple[Any, str, str | None]:
+    """The ``RemoteMemori`` of ``--url`` (the server ready) and the entity and process: the
+    entity of ``MEMORI_ENTITY_ID``, or else the key's only entity.
+
+    Raises:
+        ConfigurationError: no key in the variable, or no entity to act for.
+        StorageError: the server is unreachable or not ready.
+    """
+    from memori_core import mcp as memori_mcp
+    from memori_core.errors import ConfigurationError
+    from memori_core.mcp._tools import ENTITY_ENV
+
+    key = os.environ.get(args.api_key_env, "").strip()
+    if not key:
+        raise ConfigurationError(
+            f"memori mcp --url needs the server's API key in ${args.api_key_env} (`memori keys "
+            "create --db URL --scope write --entity ID` on the server's database makes one)",
+            argument=args.api_key_env)
+    memori_mcp.identity_from_env({**os.environ, ENTITY_ENV: "-"})  # the process, checked
+    memori_mcp.require_sdk()
+    from memori_core.remote import RemoteMemori
+
+    mem = RemoteMemori(url=args.url, api_key=key)
+    try:
+        mem.config.storage.build()  # the server is ready
+        env = dict(os.environ)
+        if not env.get(ENTITY_ENV, "").strip():
+            bound = mem.key_grant()["entity_ids"] or []
+            if len(bound) != 1:
+                raise ConfigurationError(
+                    f"memori mcp needs {ENTITY_ENV} in its environment: the key in "
+                    f"${args.api_key_env} is not bound to exactly one entity (`memori keys "
+                    "create --entity ID` makes one that is)", argument=ENTITY_ENV)
+            env[ENTITY_ENV] = bound[0]
+        entity, process = memori_mcp.identity_from_env(env)
+    except BaseException:
+        mem.close()
+        raise
+    return mem, entity, process
+
+
+def _serve(args: argparse.Namespace, mem: Any, entity: str, process: str | None) -> int:
+    """Serve the tools over ``mem`` until the client goes; closes ``mem``."""
+    from memori_core import mcp as memori_mcp
+
+    try:
         server = memori_mcp.build_server(
             memori_mcp.MemoryTools(mem, entity, process, augment_wait_seconds=args.augment_wait),
             allow_forget=args.allow_forget)
-        where = mem.engine.url.render_as_string()
+        where = mem.engine.url.render_as_string() if args.url is None else \
+            f"memori server {args.url}"
         at = "stdio" if args.transport == "stdio" else f"http://{args.host}:{args.port}/mcp"
         print(f"memori mcp: entity {entity!r}" + (f" process {process!r}" if process else "")
               + f" on {where}, serving {at}", file=sys.stderr, flush=True)
