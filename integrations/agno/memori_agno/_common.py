@@ -15,7 +15,7 @@ from agno.memory import UserMemory
 from agno.models.message import Message
 
 from memori_core import ConfigurationError, Memory, RecallHit
-from memori_core.integration import named_part, text_of, tool_call
+from memori_core.integration import named_part, named_parts, text_of, tool_call
 
 __all__ = ["FRAMEWORK", "NAMES", "entity_of", "memory_id_to_int", "slot_of", "threaded",
            "to_messages", "to_user_memory"]
@@ -103,10 +103,9 @@ def _content(message: Message) -> str | list[dict[str, Any]]:
             name = next((str(v) for a in ("url", "filepath", "filename", "id")
                          if (v := getattr(item, a, None))), None)
             parts.append(named_part(kind, name, getattr(item, "mime_type", None)))
-    for part in content if isinstance(content, list) else ():
-        kind = str(part.get("type", "")) if isinstance(part, dict) else ""
-        if kind and kind not in ("text", "input_text", "output_text"):
-            parts.append(named_part(kind.replace("_url", "")))
+    parts += [p for p in (named_parts(content) if isinstance(content, list) else ())
+              if isinstance(p, dict) and p.get("type") not in (None, "text", "input_text",
+                                                                "output_text")]
     if not parts:
         return text
     return [{"type": "text", "text": text}, *parts] if text else parts

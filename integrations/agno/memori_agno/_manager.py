@@ -251,9 +251,12 @@ class MemoriMemoryManager(MemoryManager):
     aclear_user_memories = threaded("clear_user_memories")
 
     def clear(self) -> None:
-        """Refused (ConfigurationError): memori's public API erases one user at a time."""
-        raise ConfigurationError("memori erases one user at a time: call clear_user_memories"
-                                 "(user_id=...) for each user", argument="clear")
+        """Delete every user's memories under this manager's process (``Memori.entities``)."""
+        page, after = self.memori.entities()
+        while page:
+            for entity in page:
+                self.clear_user_memories(entity["entity_id"])
+            page, after = self.memori.entities(after=after) if after else ([], None)
 
     def update_memory_task(self, task: str, user_id: str | None = None) -> str:
         """The ``update_user_memory`` tool's task: Agno's ``run_memory_task`` writing memori,

@@ -408,9 +408,14 @@ def test_get_user_memories_is_the_framed_block(smem: Memori) -> None:
     assert asyncio.run(manager.aget_user_memories(user_id="default")) == []
 
 
-def test_clear_every_user_is_refused_clearly(smem: Memori) -> None:
-    with pytest.raises(ConfigurationError, match="clear_user_memories"):
-        MemoriMemoryManager(smem).clear()
+def test_clear_deletes_every_users_memories_of_the_managers_process(smem: Memori) -> None:
+    for n in range(3):
+        _remember(smem, f"user-{n}", "coach", f"User {n} runs marathons")
+    kept = _remember(smem, "user-0", "billing", "User 0 pays yearly")
+    MemoriMemoryManager(smem, process_id="coach").clear()
+    for n in range(3):
+        with smem.attribution(entity_id=f"user-{n}"):
+            assert [m.id for m in smem.memories(scope="entity")] == ([kept] if n == 0 else [])
 
 
 def test_agentic_memory_task_writes_memori(smem: Memori, offline_model: Any, run: Any) -> None:
