@@ -30,11 +30,15 @@ answers `{"error": {"code", "message", "field"}}`; codes: """ + ", ".join(
     f"`{c}` ({s})" for c, s in ERROR_CODES.items()) + "."
 
 
+#: a 413 closes the connection: the server reads no more of the body (else it would drain it)
+_CLOSE = {"Connection": "close"}
+
+
 class _TooLarge(StarletteHTTPException):
     """The body went over the limit while it was read."""
 
     def __init__(self, limit: int) -> None:
-        super().__init__(413, f"the body is over {limit:,} bytes")
+        super().__init__(413, f"the body is over {limit:,} bytes", _CLOSE)
 
 
 class _BodyLimit:
@@ -56,7 +60,7 @@ class _BodyLimit:
                 if size < 0 or size > self.max_bytes:
                     response = error_response(
                         "payload_too_large", f"the body is over {self.max_bytes:,} bytes",
-                        "body") if size > self.max_bytes else error_response(
+                        "body", _CLOSE) if size > self.max_bytes else error_response(
                         "invalid_request", "Content-Length is not a number", "Content-Length")
                     await response(scope, receive, send)
                     return
@@ -83,7 +87,29 @@ class _BodyLimit:
             if started:
                 raise
             await error_response("payload_too_large", f"the body is over "
-                                 f"{self.max_bytes:,} bytes", "body")(scope, receive, send)
+                                 f"{self.max_bytes:,} bytes", "body", _CLOSE)(scope, receive,
+                                                                              send)
+
+
+def _document_shaped_errors(app: FastAPI) -> None:
+    """Document the errors an operation answers by its shape: 400 (``invalid_json``) where it
+    takes a body, 404 (``not_found``) where its path names a record."""
+    build = app.openapi
+    error = {"description": "error", "content": {"application/json": {
+        "schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
+
+    def openapi() -> dict[str, Any]:
+        schema = build()  # built once, then cached by FastAPI: setdefault keeps this idempotent
+        for item in schema["paths"].values():
+            for operation in item.values():
+                responses = operation.setdefault("responses", {})
+                if "requestBody" in operation:
+                    responses.setdefault("400", error)
+                if any(p.get("in") == "path" for p in operation.get("parameters", [])):
+                    responses.setdefault("404", error)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def create_app(memori: Memori, settings: ServerSettings | None = None) -> FastAPI:
@@ -104,9 +130,10 @@ def create_app(memori: Memori, settings: ServerSettings | None = None) -> FastAP
 
     errors: dict[int | str, dict[str, Any]] = {
         status: {"model": ErrorResponse, "description": "error"}
-        for status in (401, 403, 422, 429, 503)}
+        for status in (401, 403, 413, 422, 429, 503)}
     app = FastAPI(title="memori", version=API_VERSION, description=_DESCRIPTION,
                   responses=errors)
+    _document_shaped_errors(app)
     app.state.memori_server = ServerState(
         memori=memori,
         keys=KeyRing(memori._store, cache_size=settings.key_cache_size,

@@ -20,6 +20,7 @@ __all__ = ["Admin", "Read", "ServerSettings", "ServerState", "Write", "cursor", 
            "state", "unbound"]
 
 _CHALLENGE = 'Bearer realm="memori"'
+_MAX_ROW_ID = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,9 @@ def cursor(value: str | None, field_name: str = "cursor") -> int | None:
         ApiError: 422 naming the field, for a cursor this server did not give.
     """
     try:
-        return decode_cursor(value)
+        row_id = decode_cursor(value)
     except ValueError as exc:
         raise ApiError("invalid_request", str(exc), field_name) from exc
+    if row_id is not None and not -_MAX_ROW_ID <= row_id <= _MAX_ROW_ID:  # not a 64-bit row id
+        raise ApiError("invalid_request", "not a cursor this server gave", field_name)
+    return row_id

@@ -89,11 +89,19 @@ def error_response(code: str, message: str, field: str | None = None,
     return JSONResponse(body, status_code=ERROR_CODES[code], headers=headers)
 
 
+#: what pydantic puts in an error's path for a member of a union (``str | list[...]``): a
+#: type, not a field; the path ends before it
+_UNION_TAGS = {"str", "int", "float", "bool", "bytes", "none"}
+
+
 def _field(loc: tuple[Any, ...] | list[Any]) -> str | None:
     parts = list(loc)
     where = parts[0] if parts else None
     if where in ("body", "query", "path", "header"):
         parts = parts[1:]
+    tags = [i for i, p in enumerate(parts) if isinstance(p, str) and (
+        p in _UNION_TAGS or "[" in p)]
+    parts = parts[:tags[0]] if tags else parts
     return ".".join(str(p) for p in parts) or ("body" if where == "body" else None)
 
 
@@ -144,7 +152,9 @@ def _http(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, "invalid_request" if exc.status_code < 500
                            else "internal")
-    response = error_response(code, str(exc.detail), "body" if exc.status_code == 413 else None,
+    # 400: a body FastAPI could not parse (nested too deep, an integer too long)
+    response = error_response(code, str(exc.detail),
+                              "body" if exc.status_code in (400, 413) else None,
                               dict(exc.headers or {}))
     response.status_code = exc.status_code
     return response
