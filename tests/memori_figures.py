@@ -5,7 +5,8 @@ A test asks for the ``figures`` fixture (a ``Recorder``) and records the counts 
 before it asserts on them, so a failing run shows its figures too. Only tests marked
 ``reliability`` record (in a fast form the recorder does nothing): the table's targets are the
 long forms', and the fast forms of ``make test`` print no table. A row no test recorded says
-"not run"; a row some recording test failed in says "fail" whatever its figures.
+"not run" (and a line under the table names any test that failed before recording); a row
+some recording test failed in says "fail" whatever its figures.
 
 (A module of its own beside ``tests/conftest.py``, which puts this folder on ``sys.path``: the
 recorder is in one place for tests/core, tests/llm and tests/reliability alike.)
@@ -82,9 +83,13 @@ class Figures:
         self.rows["isolation"] = Row("isolation: reads checked for others' data",
                                      "0 leaks")
         self.failed: set[str] = set()
+        self.asked: set[str] = set()  # tests marked reliability that asked for a recorder
 
     def recorder(self, node: pytest.Item) -> Recorder:
-        return Recorder(self, node.nodeid, node.get_closest_marker("reliability") is not None)
+        active = node.get_closest_marker("reliability") is not None
+        if active:
+            self.asked.add(node.nodeid)
+        return Recorder(self, node.nodeid, active)
 
     def recorded(self) -> bool:
         return any(row.tests for row in self.rows.values())
@@ -131,8 +136,12 @@ class Figures:
         def render(cells: tuple[str, ...]) -> str:
             return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
 
+        recorded = set().union(*(row.tests for row in self.rows.values()))
+        silent = sorted((self.asked & self.failed) - recorded)
         return [render(lines[0]), "|" + "|".join("-" * (w + 2) for w in widths) + "|",
-                *map(render, lines[1:])]
+                *map(render, lines[1:]),
+                *([f"failed before recording a figure (their rows say \"not run\"): "
+                   f"{', '.join(silent)}"] if silent else [])]
 
 
 class Recorder:
