@@ -153,10 +153,12 @@ class Config:
             earlier turn of its own; 0 (default) replays none.
         llm_history_tokens: token budget of that replayed history (estimated as characters / 4).
         llm_spill_turns: turns a registered client keeps in memory while the database is
-            unreachable, written when it is back; beyond it the oldest are dropped (logged and
-            counted in ``mem.stats()["llm"]``).
+            unreachable, written when it is back; beyond it the oldest go to the set-aside
+            file (``llm_set_aside_path``), or are dropped without one (logged and counted in
+            ``mem.stats()["llm"]``).
         llm_set_aside_path: the file of the turns memori could not write (refused by the
-            database, or still spilled at ``close()`` with it unreachable), which
+            database, past the spill buffer's bound, or still spilled at ``close()`` with it
+            unreachable), which
             ``memori set-aside --retry`` writes later: ``"auto"`` (beside a SQLite file, or
             under ``$XDG_STATE_HOME/memori/`` for a server), ``"off"`` (memory only, lost at
             exit) or a path. See ``memori_core.llm._set_aside``.

@@ -23,6 +23,7 @@ import errno
 import os
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
@@ -39,6 +40,10 @@ from memori_core.llm import _engine
 from memori_core.storage import store
 
 BACKENDS = ["sqlite", "postgresql", "mariadb"]
+
+# the set-aside files of server databases go under $XDG_STATE_HOME/memori: a directory of this
+# run, never the home directory of whoever runs the tests (child processes inherit it)
+os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="memori-test-state-")
 
 # no test may reach the network beyond loopback (providers are replayed from cassettes)
 _real_connect = socket.socket.connect

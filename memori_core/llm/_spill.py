@@ -1,7 +1,8 @@
 """The spill buffer: turns whose capture failed, kept in memory until the database is back.
 
-Bounded by ``Config.llm_spill_turns``: when full, the oldest turn is dropped, logged at ERROR
-and counted (``spill_dropped`` in ``mem.stats()["llm"]``), never silently. Turns are written
+Bounded by ``Config.llm_spill_turns``: when full, the oldest turn goes to the set-aside file
+(``memori_core.llm._set_aside``), or, without one, is dropped; logged at ERROR and counted
+(``spill_set_aside`` / ``spill_dropped`` in ``mem.stats()["llm"]``), never silently. Turns are written
 back in the order they were spilled, by ``drain``: from the retry thread the registry runs
 while the buffer is not empty (woken by every newly spilled turn), by ``mem.llm.flush()``, at
 ``mem.close()``, and by the caller only when the buffer is full.

@@ -266,7 +266,7 @@ class LLMRegistry:
             ``calls``, ``injected`` (calls that carried memories), ``recall_errors``,
             ``history_errors``, ``capture_errors`` (every failed capture, spilled or not),
             ``turns_captured``, ``turns_spilled``, ``spill_written``, ``spill_dropped``
-            (lost because the buffer was full), ``spill_forgotten`` (dropped by
+            (lost because the buffer was full and there is no set-aside file), ``spill_forgotten`` (dropped by
             ``forget``), ``spill_set_aside`` (turns set aside), ``spill_pending``
             (waiting now), ``set_aside_pending`` (in the set-aside file now) and
             ``clients`` (registered now).
@@ -650,11 +650,19 @@ class LLMRegistry:
                 "error": error}
 
     def _dropped(self, turn: SpilledTurn) -> None:
+        """The spill buffer is full: its oldest turn goes to the set-aside file (written by
+        ``retry_set_aside``); only without one (an in-memory database, ``"off"``, or a file
+        that cannot be written) is it dropped."""
+        full = f"the spill buffer is full (llm_spill_turns={self.memori.config.llm_spill_turns})"
+        if self._set_aside.path is not None and self._set_aside.add(self._entry(turn, full)):
+            self.count("spill_set_aside")
+            _log.error("memori: %s: the oldest turn (entity %r, session %r, %d messages) is "
+                       "kept in %s (`memori set-aside --retry` writes it)", full,
+                       turn.entity_id, turn.session_id, len(turn.messages), self._set_aside.path)
+            return
         self.count("spill_dropped")
-        _log.error("memori: the spill buffer is full (llm_spill_turns=%d): the oldest turn "
-                   "(entity %r, session %r, %d messages) is dropped",
-                   self.memori.config.llm_spill_turns, turn.entity_id, turn.session_id,
-                   len(turn.messages))
+        _log.error("memori: %s: the oldest turn (entity %r, session %r, %d messages) is "
+                   "dropped", full, turn.entity_id, turn.session_id, len(turn.messages))
 
 
 def _targets(client: Any) -> list[Target]:

@@ -43,19 +43,24 @@ def test_calls_succeed_while_postgres_is_down_and_spilled_turns_are_written_afte
         assert stats["recall_errors"] == 3
         assert stats["capture_errors"] >= 1  # the first; later turns queue behind it
         assert stats["turns_spilled"] == 3
-        assert (stats["spill_pending"], stats["spill_dropped"]) == (2, 1)  # bounded: 2 turns
+        # bounded: 2 turns; the oldest goes to the set-aside file, not lost
+        assert (stats["spill_pending"], stats["spill_set_aside"], stats["spill_dropped"]) == \
+            (2, 1, 0)
         assert "spill buffer is full" in caplog.text and "recall failed" in caplog.text
 
         pg_proxy.restore()
         replies[AFTER] = driver.ask(client, AFTER)  # written after the spilled turns
         assert mem.llm.flush() == 0
-        kept = [QUESTION, OUTAGE[1], OUTAGE[2], AFTER]  # the oldest spilled turn was dropped
+        kept = [QUESTION, OUTAGE[1], OUTAGE[2], AFTER]  # the oldest spilled turn was set aside
         assert [(m["role"], m["content"]) for m in mem.session_messages()] == [
             pair for q in kept for pair in (("user", q), ("assistant", replies[q]))]
         stats = mem.llm.stats()
         assert (stats["spill_written"], stats["spill_pending"], stats["turns_captured"]) == \
             (2, 0, 4)
-        assert mem.stats()["llm"]["spill_dropped"] == 1
+        assert mem.llm.retry_set_aside() == (1, 0)  # written last: nothing was lost
+        assert [m["content"] for m in mem.session_messages() if m["role"] == "user"] == [
+            *kept, OUTAGE[0]]
+        assert mem.stats()["llm"]["spill_dropped"] == 0
     finally:
         mem.close()
 
