@@ -81,7 +81,11 @@ def test_calls_succeed_through_postgres_restarts_and_every_turn_is_written_once(
         private_pg: PrivateCluster, local_openai: str, outages: Outages, seed: int) -> None:
     rng = random.Random(seed)
     url = private_pg.create_database()
-    mem = Memori(conn=url, embedder=HashEmbedder(), request_backoff_factor=0.2)
+    # the callers call as fast as the echo server answers, so a slow restart on a busy
+    # machine spills thousands of turns: the buffer's bound is tested elsewhere
+    # (test_outage.py), here every turn must come back in order
+    mem = Memori(conn=url, embedder=HashEmbedder(), request_backoff_factor=0.2,
+                 llm_spill_turns=1_000_000)
     mem.config.storage.build()
     client = openai.OpenAI(base_url=local_openai, api_key="local", max_retries=0)
     mem.llm.register(client)
