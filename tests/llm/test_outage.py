@@ -114,9 +114,9 @@ def test_a_hung_database_holds_no_call_past_the_bound(pg_url: str, pg_proxy: Tcp
     once it answers again every turn is stored once, in order.
 
     Each call is timed; the long form records the worst against the bound
-    (``database_timeout_seconds``, 1 s) for the figures table. Recall before the call and
-    capture after it are bounded each, so no call may wait for both bounds and more (with
-    slack for a busy machine)."""
+    (``database_timeout_seconds``, 1 s) for the figures table. The bound is for the whole
+    call: once recall has timed out, capture spills at once, so no call waits more than one
+    bound (with slack for a busy machine)."""
     import openai
 
     bound = 1.0
@@ -141,7 +141,7 @@ def test_a_hung_database_holds_no_call_past_the_bound(pg_url: str, pg_proxy: Tcp
         figures.hang(took, bound_s=bound)
         stats = mem.llm.stats()
         assert stats["recall_errors"] == calls and stats["turns_spilled"] == calls
-        assert max(took) <= 2 * bound + 0.5, took
+        assert max(took) <= bound + 0.5, took
         pg_proxy.flow()
         assert mem.llm.flush() == 0
         assert [m["content"] for m in mem.session_messages() if m["role"] == "user"] == [
