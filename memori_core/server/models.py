@@ -186,7 +186,8 @@ class RecallIn(_In):
 
     entity_id: EntityId | None = None
     process_id: EntityId | None = None
-    query: Annotated[str, Field(min_length=1, max_length=100_000)]
+    query: Annotated[str, Field(max_length=100_000, description="empty: no hits; the block "
+                                 "still holds the essential memories")]
     limit: int | None = Field(None, ge=1, le=100, description="at most this many hits "
                               "(default the server's recall_facts_limit, 5)")
     scope: Literal["process", "entity"] = "process"

@@ -13,6 +13,7 @@ from memori_core import AuthenticationError, ConfigurationError, Memori, RecallH
 from memori_core.context import BLOCK_START, MemoryContext
 from memori_core.integration import check_memori
 from memori_core.remote import RemoteMemori
+from memori_core.testing import HashEmbedder
 from memori_core.types import Memory
 
 __all__ = ["sqlite_server"]
@@ -103,7 +104,7 @@ def test_attribution_is_per_thread_and_scoped_as_in_local_mode(sqlite_server: Se
         t.join()
         assert "needs an attribution" in str(errors[0])
         with pytest.raises(ConfigurationError) as err:
-            mem.recall("")  # the server's 422 names the field
+            mem.recall("x" * 100_001)  # the server's 422 names the field
         assert err.value.argument == "query"
 
 
@@ -195,3 +196,17 @@ def test_a_turn_sent_again_is_stored_once(sqlite_server: Server) -> None:
         json={"entity_id": "e", "messages": [{"role": "user", "content": "no time"}]})
     assert answer.status_code == 422
     assert answer.json()["error"]["field"] == "messages.0.created_at"
+
+
+def test_an_empty_query_answers_as_in_local_mode(sqlite_server: Server) -> None:
+    """``recall("")`` has no hits and ``context("")`` still holds the essential memories, as
+    locally (the Agno plugin's ``get_user_memories`` outside a run asks so): the server used
+    to refuse an empty query with 422."""
+    user = _uid("eve")
+    with remote(sqlite_server) as mem, Memori(conn=sqlite_server.db_url,
+                                              embedder=HashEmbedder()) as local:
+        for m in (mem, local):
+            m.attribution(entity_id=user, process_id="support")
+        mem.remember("The user is allergic to peanuts", importance=1.0)
+        assert mem.recall("") == local.recall("") == []
+        assert mem.context("").block == local.context("").block
