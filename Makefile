@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-reliability lint eval bench clean record
+.PHONY: help install demo test test-remote test-reliability lint eval bench clean record
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-18s %s\n", $$1, $$2}'
@@ -33,6 +33,10 @@ demo: $(STAMP) ## two users, two personas, offline, on the embedded default ./me
 test: $(STAMP) ## the test suite against real SQLite, PostgreSQL and MariaDB
 	$(PY) -m pytest -q -m "not reliability" -p no:cacheprovider
 
+test-remote: $(STAMP) ## the plugin and wrapper suites once more against a real memori serve (remote mode)
+	$(PY) -m pytest -q -m "not reliability" -p no:cacheprovider --memori-remote \
+		$(addprefix tests/,$(PLUGINS)) tests/llm
+
 test-reliability: $(STAMP) ## the long fault-injection tests (marked reliability)
 	$(PY) -m pytest -q -m reliability -p no:cacheprovider
 
@@ -48,6 +52,7 @@ bench: $(STAMP) ## the benchmarks in benchmarks/
 	$(PY) benchmarks/recall_memory.py
 	$(PY) benchmarks/capture_overhead.py
 	$(PY) benchmarks/load.py
+	$(PY) benchmarks/server_load.py
 
 # RECORD narrows it, e.g. make record RECORD="tests/llm/test_openai.py -k chat"
 RECORD ?= tests/llm

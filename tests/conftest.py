@@ -15,6 +15,11 @@ The long forms (marked ``reliability``) record what they measure with the ``figu
 the run ends by printing one table of them against their targets, with a pass or fail per row
 and "not run" for a row none of the run's tests measured. So ``make test-reliability`` prints
 it; ``make test`` (``-m "not reliability"``: the fast forms, which record nothing) does not.
+
+``--memori-remote`` (or ``MEMORI_TEST_REMOTE=1``; ``make test-remote``) is remote mode:
+``mem`` and ``smem`` (and ``tests/llm``'s ``new_memori``) hand out ``RemoteMemori`` clients of
+a real ``memori serve`` over the test's database (``memori_remote_mode``), and the tests it
+lists as local-only are deselected, counted per reason at the end of the run.
 """
 
 from __future__ import annotations
@@ -107,6 +112,10 @@ def pytest_recording_configure(config: pytest.Config, vcr: Any) -> None:
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_teardown(item: pytest.Item) -> None:
     memori_remote_mode.stop_servers()  # before the test's fixtures drop its databases
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    memori_remote_mode.stop_spare()
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int,

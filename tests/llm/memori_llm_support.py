@@ -17,9 +17,10 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from memori_remote_mode import memori
+
 from memori_core import Memori
 from memori_core.context import BLOCK_END, BLOCK_HEADER, BLOCK_START
-from memori_core.testing import HashEmbedder
 
 #: the memory and question every injection test uses (they share words, so the HashEmbedder
 #: recalls the memory well above the 0.1 threshold)
@@ -48,10 +49,9 @@ def api_key(provider: str) -> str:
 
 def new_memori(url: str, **settings: Any) -> Memori:
     """A built ``Memori`` with the HashEmbedder and no background workers, so recall sees only
-    what a test stored (augmentation runs when a test calls ``augmentation.run_once()``)."""
-    mem = Memori(conn=url, embedder=HashEmbedder(), augmentation_workers=0, **settings)
-    mem.config.storage.build()
-    return mem
+    what a test stored (augmentation runs when a test calls ``augmentation.run_once()``); in
+    remote mode a client of a ``memori serve`` over ``url`` run so (``memori_remote_mode``)."""
+    return memori(url, augmentation_workers=0, **settings)
 
 
 # ---- one way to call each provider (used by the cross-provider tests) ------------------------

@@ -13,6 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
 
+from memori_remote_mode import wait_ready
 from memori_server_support import (
     NO_LIMIT,
     Server,
@@ -34,9 +35,6 @@ def restart(server: Server, *extra: str) -> Server:
     import os
     import subprocess
     import tempfile
-    import time
-
-    import httpx
 
     log = Path(tempfile.mkstemp(prefix="memori-serve-", suffix=".log")[1])
     with log.open("w") as out:
@@ -44,18 +42,8 @@ def restart(server: Server, *extra: str) -> Server:
             [sys.executable, "-m", "memori_core.cli", "serve", "--db", server.db_url, "--port",
              server.url.rsplit(":", 1)[1], "--embedder", "hash", *extra], stdout=out,
             stderr=subprocess.STDOUT, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"memori serve exited {proc.returncode}: {log.read_text()}")
-        try:
-            if httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200:
-                return Server(server.url, server.db_url, proc, server.admin)
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    proc.kill()
-    raise AssertionError("memori serve did not come back in 60 s")
+    wait_ready(proc, server.url, log)
+    return Server(server.url, server.db_url, proc, server.admin)
 
 
 def remote(server: Server, key: str | None = None, **settings: Any) -> Memori:

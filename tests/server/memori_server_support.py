@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from memori_databases import create_database
+from memori_remote_mode import end, wait_ready
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "llm"))
 from memori_llm_support import TcpProxy
@@ -71,13 +72,7 @@ class Server:
     def stop(self) -> None:
         for c in self.clients:
             c.close()
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        end(self.proc)
 
 
 def start_server(db_url: str, *extra: str, admin: str | None = None) -> Server:
@@ -91,18 +86,8 @@ def start_server(db_url: str, *extra: str, admin: str | None = None) -> Server:
              str(port), "--embedder", "hash", *extra], stdout=out, stderr=subprocess.STDOUT,
             text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"memori serve exited {proc.returncode}: {log.read_text()}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return Server(url, db_url, proc, admin)
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    proc.kill()
-    raise AssertionError("memori serve did not become ready in 60 s")
+    wait_ready(proc, url, log)
+    return Server(url, db_url, proc, admin)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
