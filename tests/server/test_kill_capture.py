@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import httpx
 import pytest
-from conftest import create_database
+from memori_databases import create_database
 from memori_server_support import NO_LIMIT, Server, start_server
 from sqlalchemy import create_engine, func, select
 

@@ -16,9 +16,9 @@ from collections.abc import Iterator
 
 import pytest
 import schemathesis
-from conftest import create_database
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
+from memori_databases import create_database
 from memori_server_support import NO_LIMIT, Server, start_server
 from schemathesis import GenerationMode
 from schemathesis.core.failures import FailureGroup
