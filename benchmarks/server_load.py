@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import socket
@@ -42,10 +43,17 @@ from memori_core import Memori
 
 LOCOMO = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "locomo" / "locomo10.json"
 ENTITY = "bench-user"
-QUERIES = ["What does she do for work?", "Where did they go on holiday?",
-           "What instrument does he play?", "Which book was recommended?",
-           "What happened at the support group?", "What are the kids' names?",
-           "When did they adopt the dog?", "What painting did she make?"]
+
+
+def questions() -> list[str]:
+    """Distinct queries (LoCoMo's questions), so no request reuses another's query vector."""
+    if LOCOMO.is_file():
+        data = json.loads(LOCOMO.read_text())
+        return list(dict.fromkeys(q["question"] for s in data for q in s["qa"]))
+    return [f"what about topic {i}?" for i in range(5000)]
+
+
+QUERIES = questions()
 
 
 def texts(n: int) -> list[str]:
@@ -101,7 +109,7 @@ def fill(url: str, n: int) -> list[float]:
         mem.attribution(entity_id=ENTITY)
         for text in texts(n):
             mem.remember(text)
-        for q in QUERIES:  # warm: model, index
+        for q in QUERIES[-20:]:  # warm: model, index
             mem.recall(q)
         took = []
         for i in range(200):
@@ -202,9 +210,11 @@ async def drive(base: str, key: str, requests: int, rate: float) -> dict[str, fl
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     results: dict[str, float] = {}
 
+    asked = itertools.count()  # every request of the run asks a query of its own
+
     async def recall(client: httpx.AsyncClient, i: int) -> httpx.Response:
-        return await client.post("/v1/recall", json={"entity_id": ENTITY,
-                                                     "query": QUERIES[i % len(QUERIES)]})
+        query = QUERIES[next(asked) % len(QUERIES)]
+        return await client.post("/v1/recall", json={"entity_id": ENTITY, "query": query})
 
     async def capture(client: httpx.AsyncClient, i: int) -> httpx.Response:
         return await client.post("/v1/turns", json={

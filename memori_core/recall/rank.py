@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
@@ -41,6 +42,8 @@ __all__ = ["Recaller", "Scope", "check_scope", "diversify", "fuse", "named_dates
            "one_per_turn", "scope_processes"]
 
 Scope = Literal["process", "entity"]
+#: query vectors a Recaller keeps (384 float32 each with the default model: about 0.4 MB)
+QUERY_VECTORS = 256
 _NAME_WORD = re.compile(r"[\w'-]+")
 _MONTHS = {m: i for i, m in enumerate(("january february march april may june july august "
                                         "september october november december").split(), 1)}
@@ -209,6 +212,10 @@ class Recaller:
                                 config.recall_reply_weight > 0)
         self._model_checked = False
         self._lock = threading.Lock()
+        #: the latest queries' vectors (``QUERY_VECTORS`` of them): a model call and the
+        #: context pipeline recall for the same message (``recall`` then ``context``)
+        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._vectors_lock = threading.Lock()
 
     def recall(self, query: str, limit: int, *, entity_id: str, process_id: str | None,
                scope: Scope, kinds: Sequence[str] | None = None,
@@ -359,11 +366,25 @@ class Recaller:
             1.0 - 1.0 / max(mentions, 1))
 
     def reset_model_check(self) -> None:
-        """Check the database's embedding model again on the next recall (after a re-embed)."""
+        """Check the database's embedding model again on the next recall (after a re-embed),
+        and embed every query again."""
         self._model_checked = False
+        with self._vectors_lock:
+            self._vectors.clear()
 
     def _embed_query(self, query: str) -> np.ndarray:
-        vector = self._embedder.embed([query[:self._config.embeddings_max_chars]])[0]
+        text = query[:self._config.embeddings_max_chars]
+        with self._vectors_lock:
+            vector = self._vectors.get(text)
+            if vector is not None:
+                self._vectors.move_to_end(text)
+        if vector is None:
+            vector = self._embedder.embed([text])[0]
+            vector.flags.writeable = False  # shared by every recall of this text
+            with self._vectors_lock:
+                self._vectors[text] = vector
+                if len(self._vectors) > QUERY_VECTORS:
+                    self._vectors.popitem(last=False)
         if not self._model_checked:
             self._store.check_embedding_model(self._embedder.name, self._embedder.dim)
             self._model_checked = True

@@ -152,3 +152,29 @@ def test_a_memory_said_on_the_day_the_query_names_gains_the_bonus(make: Any) -> 
             month = {h.content: h.score for h in mem.recall("What did I paint in May 2023?")}
             assert month["I painted a lake"] > month["I painted a barn"]
     assert gaps[0.5] == pytest.approx(gaps[0.0] + 0.5, abs=1e-6)  # the day named: the bonus
+
+
+def test_a_query_recalled_again_is_embedded_once(sqlite_url: str) -> None:
+    """A model call and its context block recall for the same message: the query's vector is
+    kept (bounded, ``QUERY_VECTORS``) instead of running the model twice; a re-embed (another
+    model) forgets the kept vectors."""
+    texts: list[str] = []
+
+    class Counting(HashEmbedder):
+        def embed(self, batch: list[str]) -> Any:
+            texts.extend(batch)
+            return super().embed(batch)
+
+    with Memori(conn=sqlite_url, embedder=Counting(), augmentation_workers=0) as mem:
+        mem.config.storage.build()
+        mem.attribution(entity_id="ann")
+        mem.remember("The user keeps bees")
+        texts.clear()
+        first = [h.id for h in mem.recall("Does the user keep bees?")]
+        assert first and [h.id for h in mem.recall("Does the user keep bees?")] == first
+        assert [ln.memory_ids[0] for ln in mem.context("Does the user keep bees?").lines] == first
+        assert texts == ["Does the user keep bees?"]
+        mem.reembed()
+        texts.clear()
+        mem.recall("Does the user keep bees?")
+        assert texts == ["Does the user keep bees?"]
