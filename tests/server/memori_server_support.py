@@ -1,5 +1,4 @@
-"""Support of the server tests (no conftest.py here: ``from conftest import`` must find the
-root one). A real ``memori serve`` process on 127.0.0.1 (a free port), on SQLite and PostgreSQL, with
+"""Support of the server tests: a real ``memori serve`` process on 127.0.0.1 (a free port), on SQLite and PostgreSQL, with
 the deterministic test embedder (``--embedder hash``), and keys made by ``memori keys
 create``. Clients are ``httpx``."""
 
