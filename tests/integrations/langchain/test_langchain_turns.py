@@ -103,6 +103,7 @@ def test_ten_megabytes_of_input_get_a_bounded_block(ana: Memori, seen: SeenByMod
     system, human = seen.inner()[0]["messages"]
     assert human.content == huge
     assert '"The user is allergic to peanuts"' in system.text and len(system.text) < 2_000
+    assert ana.llm.flush() == 0  # a recall past the bound spills the turn: written back here
     user, answer = stored(ana)  # kept, within the core's message bound
     assert user["content"].startswith("peanuts xxx") and len(user["content"]) <= len(huge)
     assert answer["content"] == "Long."
