@@ -44,8 +44,9 @@ def open_existing(db: str | None) -> Any:
         built = mem._store.is_built()
         if not built:
             raise ConfigurationError(f"{url} holds no memori schema, or an older one "
-                                     "(Memori(conn=URL).config.storage.build() upgrades it); "
-                                     "point --db at a memori database", argument="db")
+                                     "(`memori migrate --db URL` upgrades it, `memori init "
+                                     "--db URL` adds memori's tables); point --db at a memori "
+                                     "database", argument="db")
         mem._ensure_ready()
     except (ConfigurationError, StorageError):
         mem.close()
@@ -53,10 +54,10 @@ def open_existing(db: str | None) -> Any:
     return mem
 
 
-def build_schema(mem: Any, init: bool) -> None:
-    """Build or upgrade memori's schema for a writing command (ingest, import). A database
-    that holds other tables and no memori table is someone else's: refused unless ``--init``
-    says to add memori's tables to it.
+def build_schema(mem: Any, init: bool, how_to_init: str = "pass --init") -> None:
+    """Build or upgrade memori's schema for a writing command (ingest, import, migrate). A
+    database that holds other tables and no memori table is someone else's: refused unless
+    ``--init`` says to add memori's tables to it (``how_to_init``: what the refusal advises).
 
     Raises:
         ConfigurationError: the database is not memori's and ``init`` is False.
@@ -73,8 +74,8 @@ def build_schema(mem: Any, init: bool) -> None:
             shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
             raise ConfigurationError(
                 f"{mem.engine.url.render_as_string()} is not a memori database (it holds "
-                f"{len(tables)} other table(s): {shown}); pass --init to add memori's tables "
-                "to it, or point --db at a memori database", argument="db")
+                f"{len(tables)} other table(s): {shown}); {how_to_init} to add memori's "
+                "tables to it, or point --db at a memori database", argument="db")
     mem.config.storage.build()
 
 
