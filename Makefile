@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-remote test-reliability lint eval bench clean record
+.PHONY: help install demo test test-remote test-reliability lint eval bench clean record docs
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-18s %s\n", $$1, $$2}'
@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(PLUGINS))
 	# the CPU build of torch first, so nothing pulls CUDA packages
 	$(PIP) install -q torch==2.13.0
 	# each plugin with its `test` extra: what its own tests need (framework extras, fakes)
-	$(PIP) install -q -e ".[local,postgres,mysql,django,openai,anthropic,google,mcp,server,dev]" \
+	$(PIP) install -q -e ".[local,postgres,mysql,django,openai,anthropic,google,mcp,server,dev,docs]" \
 		$(foreach p,$(PLUGINS),-e "./$(p)[test]")
 	touch $(STAMP)
 
@@ -43,6 +43,9 @@ test-reliability: $(STAMP) ## the long fault-injection tests (marked reliability
 lint: $(STAMP) ## ruff and mypy
 	$(VENV)/bin/ruff check memori_core integrations tests benchmarks
 	$(VENV)/bin/mypy
+
+docs: $(STAMP) ## the documentation site into site/ (mkdocs build --strict: a broken link or reference fails)
+	$(VENV)/bin/mkdocs build --strict --site-dir site
 
 eval: $(STAMP) ## memori eval locomo on the shared LoCoMo data
 	$(VENV)/bin/memori eval locomo --data $(LOCOMO)

@@ -226,7 +226,9 @@ class Records:
         ``Memori.memories`` lists, with a cursor).
 
         Args:
-            kinds, include_superseded, scope: as for ``Memori.memories``.
+            kinds: as for ``Memori.memories``.
+            include_superseded: as for ``Memori.memories``.
+            scope: as for ``Memori.memories``.
             before: the cursor returned with the previous page (None: the first page).
             limit: at most this many (default 100, at most 1000).
 

@@ -181,8 +181,11 @@ def with_memori(model: BaseChatModel, memori: Memori, *, entity_id: str | None =
 
     Args:
         model: a ``BaseChatModel``; bind tools on the result, not before.
-        entity_id, process_id, session_id: fixed ids; default: ``configurable[entity_key]``
-            / ``configurable[session_key]`` of the run, else memori's attribution.
+        entity_id: a fixed entity; default: ``configurable[entity_key]`` of the run, else
+            memori's attribution.
+        process_id: a fixed process; default memori's attribution.
+        session_id: a fixed session; default: ``configurable[session_key]`` of the run, else
+            memori's attribution.
         recall_limit: at most this many memories per call (default
             ``Config.recall_facts_limit``); scope: ``"process"`` or ``"entity"``.
         inject: put memories into the prompt; capture: capture each turn (inside

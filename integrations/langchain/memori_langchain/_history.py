@@ -29,7 +29,8 @@ class MemoriChatMessageHistory(BaseChatMessageHistory):
         memori: the shared ``Memori`` (not closed here); or ``conn``: anything
             ``Memori(conn=)`` takes, for a ``Memori`` the history owns (schema built, closed
             on ``close()``); with neither, the embedded default ``./memori.db``.
-        entity_id, process_id: whose history, and the agent / app; default memori's current.
+        entity_id: whose history; default memori's current.
+        process_id: the agent / app; default memori's current.
 
     Raises:
         ConfigurationError: both ``memori`` and ``conn``, ``memori`` not a ``Memori``, no

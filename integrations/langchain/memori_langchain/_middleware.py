@@ -25,10 +25,16 @@ class MemoriMiddleware(AgentMiddleware):
     ``agent.invoke(..., {"configurable": {"user_id": "u1", "thread_id": "t1"}})``.
 
     Args:
-        entity_id, process_id, session_id: fixed ids; default: ``entity_key`` (``"user_id"``)
-            / ``session_key`` (``"thread_id"``) of the run's context (an attribute or a dict
-            key), else of its ``configurable``, else memori's attribution.
-        recall_limit, scope, inject, capture: as for ``with_memori``.
+        entity_id: a fixed entity; default: ``entity_key`` (``"user_id"``) of the run's
+            context (an attribute or a dict key), else of its ``configurable``, else memori's
+            attribution.
+        process_id: a fixed process; default memori's attribution.
+        session_id: a fixed session; default: ``session_key`` (``"thread_id"``) of the run's
+            context, else of its ``configurable``, else memori's attribution.
+        recall_limit: as for ``with_memori``.
+        scope: as for ``with_memori``.
+        inject: as for ``with_memori``.
+        capture: as for ``with_memori``.
 
     Raises:
         ConfigurationError: a bad argument; during a run, no entity anywhere (argument

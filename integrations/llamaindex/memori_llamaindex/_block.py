@@ -51,10 +51,12 @@ class MemoriMemoryBlock(BaseMemoryBlock[str]):
 
     Args:
         memori: the ``Memori`` instance (built: ``mem.config.storage.build()``).
-        entity_id, process_id: the user, and the agent or persona (recall is scoped to it,
-            see ``scope``). Default: ``memori``'s attribution when the block is created.
+        entity_id: the user. Default: ``memori``'s attribution when the block is created.
+        process_id: the agent or persona (recall is scoped to it, see ``scope``). Default:
+            ``memori``'s attribution when the block is created.
         session_id: memori session of the captured turns (default: ``Memory``'s).
-        recall_limit, scope: as for ``Memori.recall`` (default: 5, ``"process"``).
+        recall_limit: as ``limit`` of ``Memori.recall`` (default: 5).
+        scope: as for ``Memori.recall`` (default: ``"process"``).
         capture: False to only recall (``MemoriMemory`` captures through its store).
         **block_fields: as for ``BaseMemoryBlock`` (``name`` default ``"memori"``).
 

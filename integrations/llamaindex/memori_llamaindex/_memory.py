@@ -160,17 +160,23 @@ class MemoriMemory(Memory):
 
         Args:
             memori: the ``Memori`` instance (built: ``mem.config.storage.build()``).
-            entity_id, process_id, session_id: the user, the agent or persona (recall is
-                scoped to it, see ``scope``) and the conversation, whose stored messages are
-                the history. Default: ``memori``'s current attribution and session.
+            entity_id: the user. Default: ``memori``'s current attribution.
+            process_id: the agent or persona (recall is scoped to it, see ``scope``).
+                Default: ``memori``'s current attribution.
+            session_id: the conversation, whose stored messages are the history. Default:
+                ``memori``'s current session.
             chat_history: the history (``set``); what is not captured yet is.
-            llm, token_limit: tokens of history and blocks (default: 75% of ``llm``'s
-                context window, else 30,000, as ``Memory``).
-            recall_limit, scope: as for ``MemoriMemoryBlock``.
+            llm: the model whose context window sets the default ``token_limit``.
+            token_limit: tokens of history and blocks (default: 75% of ``llm``'s context
+                window, else 30,000, as ``Memory``).
+            recall_limit: as for ``MemoriMemoryBlock``.
+            scope: as for ``MemoriMemoryBlock``.
             memory_blocks: LlamaIndex's other blocks, after memori's.
             insert_method: ``"system"`` (default) or ``"user"`` (``ReActAgent`` without a
                 ``system_prompt`` needs it: it drops the first system message).
-            tokenizer_fn, chat_history_token_ratio, **memory_fields: as for ``Memory``.
+            tokenizer_fn: as for ``Memory``.
+            chat_history_token_ratio: as for ``Memory``.
+            **memory_fields: as for ``Memory``.
 
         Raises:
             ConfigurationError: ``memori`` is not a ``Memori``, no entity, an invalid id,
