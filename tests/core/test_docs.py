@@ -45,3 +45,19 @@ def test_site_fetches_nothing(site: Path) -> None:
         assert "fonts.googleapis" not in text, page
         remote = re.findall(r'<(?:script|link)[^>]+(?:src|href)="(https?:[^"]+)"', text)
         assert not remote, (page, remote)
+
+
+def test_home_page_quickstart_prints_what_the_page_says(tmp_path: Path) -> None:
+    """The quickstart on the home page runs as written (offline, its own database file and
+    entity) and prints the output shown under it."""
+    page = (ROOT / "docs" / "index.md").read_text(encoding="utf-8")
+    match = re.search(r"## Quickstart.*?```python\n(.*?)```\s*prints\s*```text\n(.*?)```",
+                      page, re.S)
+    assert match, "docs/index.md: no quickstart block followed by its output"
+    code, expected = match.groups()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env.pop("MEMORI_DATABASE_URL", None)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=240, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == expected
