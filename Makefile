@@ -44,8 +44,9 @@ lint: $(STAMP) ## ruff and mypy
 	$(VENV)/bin/ruff check memori_core integrations tests benchmarks
 	$(VENV)/bin/mypy
 
+# NO_MKDOCS_2_WARNING: Material 9.7+ prints a banner about MkDocs 2 on every build
 docs: $(STAMP) ## the documentation site into site/ (mkdocs build --strict: a broken link or reference fails)
-	$(VENV)/bin/mkdocs build --strict --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 eval: $(STAMP) ## memori eval locomo on the shared LoCoMo data
 	$(VENV)/bin/memori eval locomo --data $(LOCOMO)
