@@ -69,9 +69,12 @@ class Memori(Records):
 
     Args:
         conn: where memories live. None: ``MEMORI_DATABASE_URL`` or the embedded SQLite file
-            ``./memori.db`` (built automatically). Also a URL string, an SQLAlchemy ``Engine``,
-            ``sessionmaker`` or ``Session``, a zero-argument callable returning a DB-API
-            connection (sqlite3, psycopg, PyMySQL), or a Django connection.
+            ``./memori.db``. Also a URL string (``sqlite:///file.db``,
+            ``postgresql://user@host/db``, ``mysql://`` / ``mariadb://...``), an SQLAlchemy
+            ``Engine``, ``sessionmaker`` or ``Session``, a zero-argument callable returning a
+            DB-API connection (sqlite3, psycopg, PyMySQL), or a Django connection. memori's
+            tables (``memori_*``) are created, or migrated from an older memori-core, on first
+            use, beside any tables the database already holds.
         config: a ``Config`` (copied; ``mem.config`` is the instance's own); by default the
             seed's defaults overridden by ``MEMORI_*`` environment variables and by ``settings``.
         embedder: an ``Embedder``; default ``LocalEmbedder(config.embeddings.model)``.
@@ -87,7 +90,7 @@ class Memori(Records):
 
     Attributes:
         config: this instance's ``Config``; ``config.storage.build()`` creates or migrates the
-            schema (needed once for a database passed as ``conn``).
+            schema at once (idempotent; otherwise the first call that needs it does).
         augmentation: the background job queue: ``wait(timeout)``, ``pending()``,
             ``failed()``.
         embedder: the ``Embedder`` in use.
@@ -175,8 +178,7 @@ class Memori(Records):
             if self._ready:
                 return
             if not self._store.is_built():
-                raise StorageError("the memori schema is not in this database yet: call "
-                                   "mem.config.storage.build() once")
+                self._store.build()  # first use: create or migrate (safe across processes)
             self.augmentation.start()
             self._ready = True
 

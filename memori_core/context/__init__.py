@@ -24,6 +24,7 @@ from memori_core.context._framing import (
     BLOCK_HEADER,
     BLOCK_START,
     quote,
+    read_block,
     render_block,
     strip_block,
 )
@@ -41,7 +42,7 @@ from memori_core.types import RecallHit
 
 __all__ = ["BLOCK_END", "BLOCK_HEADER", "BLOCK_START", "ContextLine", "ContextSettings",
            "MemoryContext", "build", "drop_visible", "estimate_tokens", "fit", "informative",
-           "lead_with", "quote", "relevance_cut", "render_block", "strip_block",
+           "lead_with", "quote", "read_block", "relevance_cut", "render_block", "strip_block",
            "visible_history"]
 
 

@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import Protocol
 
 __all__ = ["BLOCK_END", "BLOCK_HEADER", "BLOCK_START", "Renderable", "TRUNCATED", "line",
-           "quote", "render_block", "strip_block"]
+           "quote", "read_block", "render_block", "strip_block"]
 
 #: First line of the injected block.
 BLOCK_START = "<memori_context>"
@@ -54,6 +54,8 @@ _ESCAPE_RE = re.compile("[<>&\u2028\u2029\u0085" + _LOOKALIKES + _BRACKETS + _IN
 #: one rendered line (``line``): day, kind, a JSON string, a truncation note
 _LINE = (r'- (?:\d{4}-\d{2}-\d{2} )?[^\n:"]+: "(?:[^"\\\n]|\\.)*"'
          r"(?: \(truncated: \d+ of \d+ characters\))?")
+#: the parts of one rendered line: day (optional), kind, the quoted memory
+_LINE_PARTS = re.compile(r'- (?:(\d{4}-\d{2}-\d{2}) )?([^\n:"]+): ("(?:[^"\\\n]|\\.)*")')
 #: a block as ``render_block`` makes it, and nothing else: text a user wrote that only looks
 #: like one is kept
 _BLOCK_RE = re.compile(r"\n*" + re.escape(BLOCK_START) + r"\n" + re.escape(BLOCK_HEADER)
@@ -142,3 +144,17 @@ def strip_block(text: str) -> str:
     if BLOCK_START not in text:
         return text
     return _BLOCK_RE.sub("\n\n", text).strip("\n")
+
+
+def read_block(text: str) -> list[tuple[str | None, str, str]]:
+    """The memories of the first block ``render_block`` made in ``text``, as a model reads them.
+
+    Returns:
+        one ``(day, kind, content)`` per line, in block order: ``day`` is ``"YYYY-MM-DD"`` or
+        None, ``content`` the memory unquoted (a cut memory's shown part); an empty list when
+        ``text`` holds no block.
+    """
+    found = _BLOCK_RE.search(text)
+    if found is None:
+        return []
+    return [(m[1], m[2], json.loads(m[3])) for m in _LINE_PARTS.finditer(found.group(0))]

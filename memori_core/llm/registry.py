@@ -146,7 +146,8 @@ class LLMRegistry:
         Only this client instance changes: its generating methods are replaced by wrappers
         (the originals are kept). Calls need an attribution (``mem.attribution(...)``), read
         in the calling thread or task, so one registered client serves many users at once.
-        Registering a client again on this instance only updates ``recall``.
+        Registering a client again on this instance only updates ``recall``. With ``recall``
+        the local embedding model is loaded now (once per process), not in the first call.
 
         Args:
             client: an OpenAI, Anthropic or Google genai client (see ``SUPPORTED_CLIENTS``).
@@ -193,6 +194,11 @@ class LLMRegistry:
                 weakref.finalize(client, self._forget, id(client), patches)
             except TypeError:  # not weak-referenceable: forgotten on unregister / close only
                 pass
+        embedder = vars(self.memori).get("embedder")  # a local instance's (remote: the server's)
+        if recall and embedder is not None:
+            # loaded here, once per process (about 1 s; 15 s for its first ONNX export), not
+            # inside the first call's recall, which database_timeout_seconds bounds
+            _ = embedder.dim
         _log.debug("registered %s (%d methods, recall=%s)", type(client).__name__,
                    len(targets), recall)
         return self.memori

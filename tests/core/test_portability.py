@@ -706,7 +706,7 @@ def test_readme_block_runs_and_prints_the_documented_output(
         exec(compile(code, str(readme), "exec"), {"__name__": "readme"})
     assert out.getvalue() == documented
     with built(f"sqlite:///{tmp_path / 'copy.db'}") as copy:
-        copy.attribution(entity_id="user_123", process_id="coach")
+        copy.attribution(entity_id="export-user", process_id="coach")
         assert [(h.content, len(h.memory_ids)) for h in copy.recall(
             "where does the user live?")] == [("The user lives in Lisbon", 2)]
 
