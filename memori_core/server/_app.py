@@ -9,7 +9,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from memori_core.server._deps import ServerSettings, ServerState
-from memori_core.server._errors import ERROR_CODES, ErrorResponse, error_response, install_handlers
+from memori_core.server._errors import ERROR_CODES, documented, error_response, install_handlers
 from memori_core.server._keys import KeyRing, RateLimiter
 from memori_core.server.routes import entities, memories, ops
 
@@ -42,9 +42,11 @@ class _TooLarge(StarletteHTTPException):
 
 
 class _BodyLimit:
-    """Refuse a body over ``max_bytes``: from its ``Content-Length`` before any of it is read,
-    else (a chunked body) as soon as the bytes read pass the bound; 413 in the error shape
-    either way."""
+    """Refuse a body over ``max_bytes`` with 413 in the error shape, when the app reads it:
+    at once when its ``Content-Length`` says so (before a byte of it is read), else (a chunked
+    body) as soon as the bytes read pass the bound. Nothing is refused before the app reads
+    the body, so a ``/v1`` route checks the caller's key first (401 whatever the body); an
+    answer to a request whose declared body is over the limit closes the connection."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -54,21 +56,22 @@ class _BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        declared = 0
         for name, value in scope["headers"]:
             if name == b"content-length":
-                size = int(value) if value.isdigit() else -1
-                if size < 0 or size > self.max_bytes:
-                    response = error_response(
-                        "payload_too_large", f"the body is over {self.max_bytes:,} bytes",
-                        "body", _CLOSE) if size > self.max_bytes else error_response(
-                        "invalid_request", "Content-Length is not a number", "Content-Length")
-                    await response(scope, receive, send)
+                if not value.isdigit():
+                    await error_response("invalid_request", "Content-Length is not a number",
+                                         "Content-Length")(scope, receive, send)
                     return
+                declared = int(value)
+        over = declared > self.max_bytes
         read = 0
         started = False
 
         async def limited() -> Message:
             nonlocal read
+            if over:  # refused unread
+                raise _TooLarge(self.max_bytes)
             message = await receive()
             if message["type"] == "http.request":
                 read += len(message.get("body", b""))
@@ -78,7 +81,12 @@ class _BodyLimit:
 
         async def watch(message: Message) -> None:
             nonlocal started
-            started = started or message["type"] == "http.response.start"
+            if message["type"] == "http.response.start":
+                started = True
+                if over:  # the body stays unread: no next request can follow it
+                    message = {**message, "headers": [
+                        *(h for h in message.get("headers", []) if h[0].lower() !=
+                          b"connection"), (b"connection", b"close")]}
             await send(message)
 
         try:
@@ -91,22 +99,34 @@ class _BodyLimit:
                                                                               send)
 
 
-def _document_shaped_errors(app: FastAPI) -> None:
-    """Document the errors an operation answers by its shape: 400 (``invalid_json``) where it
-    takes a body, 404 (``not_found``) where its path names a record."""
+def _document_errors(app: FastAPI) -> None:
+    """Document the errors an operation answers by its shape: 400 (``invalid_json``) and 413
+    (``payload_too_large``) where it takes a body; 422 in the error shape where it has
+    parameters or a body (FastAPI documents its own validation error there). What a route
+    answers besides (401, 403, 404, 429, 503) it documents itself (``documented``)."""
     build = app.openapi
-    error = {"description": "error", "content": {"application/json": {
+    error = {"description": "", "content": {"application/json": {
         "schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
 
+    def shaped(status: int) -> dict[str, Any]:
+        return {**error, "description": documented(status)[status]["description"]}
+
     def openapi() -> dict[str, Any]:
-        schema = build()  # built once, then cached by FastAPI: setdefault keeps this idempotent
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
         for item in schema["paths"].values():
             for operation in item.values():
                 responses = operation.setdefault("responses", {})
                 if "requestBody" in operation:
-                    responses.setdefault("400", error)
-                if any(p.get("in") == "path" for p in operation.get("parameters", [])):
-                    responses.setdefault("404", error)
+                    responses.setdefault("400", shaped(400))
+                    responses.setdefault("413", shaped(413))
+                if "422" in responses:
+                    responses["422"] = shaped(422)
+        components = schema.get("components", {}).get("schemas", {})
+        for unused in ("HTTPValidationError", "ValidationError"):
+            components.pop(unused, None)
+        app.openapi_schema = schema
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -128,12 +148,8 @@ def create_app(memori: Memori, settings: ServerSettings | None = None) -> FastAP
     """
     settings = settings or ServerSettings()
 
-    errors: dict[int | str, dict[str, Any]] = {
-        status: {"model": ErrorResponse, "description": "error"}
-        for status in (401, 403, 413, 422, 429, 503)}
-    app = FastAPI(title="memori", version=API_VERSION, description=_DESCRIPTION,
-                  responses=errors)
-    _document_shaped_errors(app)
+    app = FastAPI(title="memori", version=API_VERSION, description=_DESCRIPTION)
+    _document_errors(app)
     app.state.memori_server = ServerState(
         memori=memori,
         keys=KeyRing(memori._store, cache_size=settings.key_cache_size,

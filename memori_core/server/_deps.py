@@ -1,23 +1,26 @@
 """What every route depends on: the server's state, the caller's key (authentication, rate
-limit, scope) and the entity a request may touch."""
+limit, scope) and the entity a request may touch; ``v1_router()``, the router of every ``/v1``
+route, which checks the key before anything else of a request."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.routing import APIRoute
+from starlette.concurrency import run_in_threadpool
 
-from memori_core.server._errors import ApiError
+from memori_core.server._errors import ApiError, documented
 from memori_core.server._keys import ApiKey, KeyRing, RateLimiter, Scope
 from memori_core.server.models import decode_cursor
 
 if TYPE_CHECKING:
     from memori_core._memori import Memori
 
-__all__ = ["Admin", "Read", "ServerSettings", "ServerState", "Write", "cursor", "entity_for",
-           "state", "unbound"]
+__all__ = ["Admin", "Authenticated", "Read", "ServerSettings", "ServerState", "Write", "cursor",
+           "entity_for", "state", "unbound", "v1_router"]
 
 _CHALLENGE = 'Bearer realm="memori"'
 _MAX_ROW_ID = 2**63 - 1
@@ -89,8 +92,44 @@ def authenticate(request: Request) -> ApiKey:
     return key
 
 
+class Authenticated(APIRoute):
+    """A route that checks the caller's key (``authenticate``) before anything else: a request
+    without a valid key gets 401 (over its rate, 429) whatever its body, which is neither read
+    nor parsed nor validated. Such a refusal of a request with a body closes the connection
+    (the server reads none of the body, so it cannot wait for the next request behind it)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+
+        async def authenticated(request: Request) -> Response:
+            try:
+                request.state.memori_key = await run_in_threadpool(authenticate, request)
+            except ApiError as exc:
+                if request.headers.get("content-length", "0") != "0" or \
+                        "transfer-encoding" in request.headers:
+                    exc.headers = {**exc.headers, "Connection": "close"}
+                raise
+            return await handle(request)
+
+        return authenticated
+
+
+def v1_router() -> APIRouter:
+    """A router of ``/v1`` routes: ``Authenticated``, each documenting 401, 429 and 503 (a key
+    that could not be checked)."""
+    return APIRouter(prefix="/v1", route_class=Authenticated,
+                     responses=documented(401, 429, 503))
+
+
+def caller(request: Request) -> ApiKey:
+    """The key ``Authenticated`` checked for this request (checked here when the route is not
+    one: once per request either way, so the rate limit counts it once)."""
+    key: ApiKey | None = getattr(request.state, "memori_key", None)
+    return key if key is not None else authenticate(request)
+
+
 def _needs(scope: Scope) -> Callable[[ApiKey], ApiKey]:
-    def check(key: Annotated[ApiKey, Depends(authenticate)]) -> ApiKey:
+    def check(key: Annotated[ApiKey, Depends(caller)]) -> ApiKey:
         if not key.covers(scope):
             raise ApiError("forbidden", f"this route needs a {scope} key; this one is "
                            f"{key.scope}", "Authorization")

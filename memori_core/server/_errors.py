@@ -21,8 +21,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from memori_core.errors import ConfigurationError, RecallError, StorageError
 
-__all__ = ["ERROR_CODES", "ApiError", "ErrorBody", "ErrorResponse", "error_response",
-           "install_handlers"]
+__all__ = ["ERROR_CODES", "ApiError", "ErrorBody", "ErrorResponse", "documented",
+           "error_response", "install_handlers"]
 
 _log = logging.getLogger("memori_core.server")
 
@@ -62,6 +62,26 @@ class ErrorResponse(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     error: ErrorBody
+
+
+#: what each error status of the API means, as its OpenAPI response says
+_MEANING = {
+    400: "the body is not JSON (invalid_json)",
+    401: "no API key, or not a valid one (unauthorized; WWW-Authenticate)",
+    403: "the key's scope or entities do not cover the request (forbidden)",
+    404: "no such record of the entity (not_found)",
+    413: "the body is over the server's byte limit (payload_too_large)",
+    422: "a field is missing, of the wrong type, unknown or invalid (invalid_request)",
+    429: "over the key's rate limit (rate_limited; Retry-After)",
+    503: "the database is unreachable or failed (unavailable; Retry-After)",
+}
+
+
+def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` of a route for the error ``statuses`` it answers, each with the
+    error shape (``ErrorResponse``)."""
+    return {status: {"model": ErrorResponse, "description": _MEANING[status]}
+            for status in statuses}
 
 
 class ApiError(Exception):

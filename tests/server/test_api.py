@@ -3,7 +3,10 @@ paths, keys (401, 403, revocation), validation errors naming the field, the sche
 
 from __future__ import annotations
 
+import re
+import socket
 import time
+from typing import Any
 
 import httpx
 from memori_server_support import Server, assert_error, make_key, memori_cli, server, wait_idle
@@ -12,6 +15,8 @@ from sqlalchemy import create_engine, update
 from memori_core.storage import schema as s
 
 __all__ = ["server"]  # the fixture, imported for pytest
+
+_JSON = {"Content-Type": "application/json"}
 
 
 def _turn(c: httpx.Client, entity: str, text: str, **kw: object) -> dict[str, object]:
@@ -47,6 +52,112 @@ def test_health_ready_and_the_openapi_schema(server: Server) -> None:
     assert turn["additionalProperties"] is False
     assert paths["/v1/recall"]["post"]["responses"]["401"]["content"]["application/json"][
         "schema"]["$ref"].endswith("/ErrorResponse")
+
+
+def _operations(schema: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(method, path, operation) of every operation of an OpenAPI schema."""
+    return [(method.upper(), path, op) for path, item in schema["paths"].items()
+            for method, op in item.items()]
+
+
+def test_each_operation_documents_the_answers_it_can_send(server: Server) -> None:
+    schema = server.client().get("/openapi.json").json()
+    ops = {(m, p): op for m, p, op in _operations(schema)}
+    assert set(ops[("GET", "/healthz")]["responses"]) == {"200"}
+    assert set(ops[("GET", "/readyz")]["responses"]) == {"200", "503"}
+    error_ref = "#/components/schemas/ErrorResponse"
+    assert "HTTPValidationError" not in schema["components"]["schemas"]  # not our 422 shape
+    v1 = [(m, p, op) for m, p, op in _operations(schema) if p.startswith("/v1/")]
+    assert len(v1) >= 25
+    for method, path, op in v1:
+        codes = set(op["responses"])
+        # the key is checked first: every /v1 route may answer 401, 429 (rate) and 503 (a key
+        # that could not be checked)
+        assert {"401", "429", "503"} <= codes, (method, path, codes)
+        for code in codes - {"200", "201"}:
+            assert op["responses"][code]["content"]["application/json"]["schema"][
+                "$ref"] == error_ref, (method, path, code)
+        takes_body = "requestBody" in op
+        assert ({"400", "413"} <= codes) is takes_body, (method, path, codes)
+        assert ("400" in codes or "413" in codes) is takes_body, (method, path, codes)
+        has_inputs = takes_body or bool(op.get("parameters"))
+        assert ("422" in codes) is has_inputs, (method, path, codes)
+    # 403 everywhere but where no key can be refused: its own grant, and the list of entities
+    # (filtered to the key's)
+    unforbidden = {(m, p) for m, p, op in v1 if "403" not in op["responses"]}
+    assert unforbidden == {("GET", "/v1/keys/me"), ("GET", "/v1/entities")}
+    # and a route whose path names a record documents 404 only where it can answer it
+    assert "404" in ops[("GET", "/v1/memories/{memory_id}")]["responses"]
+    assert "404" not in ops[("GET", "/v1/sessions/{session_id}/messages")]["responses"]
+
+
+#: bodies no route could parse or validate, and a key-less request must not get to try
+_BAD_BODIES: list[dict[str, Any]] = [
+    {"content": b'{"entity_id": "ann", "messages": [', "headers": _JSON},  # not JSON
+    {"content": b"[1, 2]", "headers": _JSON},  # not an object
+    {"content": b'{"bogus": 1, "limit": "ten"}', "headers": _JSON},  # unknown, wrong type
+    {"content": b"", "headers": _JSON},  # nothing
+    {"content": b"<xml/>", "headers": {"Content-Type": "text/xml"}},  # not JSON at all
+]
+
+
+def test_no_key_or_a_bad_key_gets_401_whatever_the_request(server: Server) -> None:
+    """Every /v1 operation of the schema, with no key or a bad one, answers 401 before its
+    body, parameters or path are looked at: malformed JSON, wrong types, unknown fields, a
+    path parameter of the wrong type, a body over the size limit."""
+    schema = server.client().get("/openapi.json").json()
+    anon = server.client()
+    wrong_secret = server.admin[:-1] + ("0" if server.admin[-1] != "0" else "1")
+    callers = {"no key": {}, "not a bearer key": {"Authorization": "Basic YWxhZGRpbjpzZXNhbWU="},
+               "malformed key": {"Authorization": "Bearer nope"},
+               "unknown key": {"Authorization": "Bearer mk_000000000000_" + "0" * 64},
+               "wrong secret": {"Authorization": f"Bearer {wrong_secret}"}}
+    tried = 0
+    for method, path, op in _operations(schema):
+        if not path.startswith("/v1/"):
+            continue
+        url = re.sub(r"\{[^}]+\}", "not-a-number", path)  # every path parameter wrong
+        bodies = _BAD_BODIES if "requestBody" in op else [{}]
+        for who, headers in callers.items():
+            for body in bodies:
+                r = anon.request(method, url, params={"limit": "ten", "cursor": "nope",
+                                                      "colour": "red"},
+                                 headers={**headers, **body.get("headers", {})},
+                                 content=body.get("content"))
+                err = assert_error(r, 401, "unauthorized", "Authorization")
+                assert "Bearer" in r.headers["WWW-Authenticate"], (method, path, who)
+                assert err["message"], (method, path, who)
+                if body.get("content"):  # the body is left unread: the connection closes
+                    assert r.headers["Connection"] == "close", (method, path, who)
+                tried += 1
+    assert tried >= 25 * len(callers)
+    # a body over the size limit (10 MiB) is refused by its key first, before a byte of it
+    # is sent; with a valid key, by its size
+    for headers, status in ((b"", b"401"), (f"Authorization: Bearer {server.admin}\r\n"
+                                            .encode(), b"413")):
+        answer = _raw_post(server.url, b"POST /v1/turns HTTP/1.1\r\nHost: x\r\n" + headers
+                           + b"Content-Type: application/json\r\n"
+                           b"Content-Length: 104857600\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 " + status), answer[:300]
+        assert b"connection: close" in answer.lower(), answer[:300]
+    # and with a valid key the same requests reach validation
+    admin = server.client(server.admin)
+    assert_error(admin.post("/v1/recall", content=_BAD_BODIES[0]["content"], headers=_JSON),
+                 400, "invalid_json", "body")
+    assert_error(admin.get("/v1/memories/not-a-number", params={"entity_id": "ann"}), 422,
+                 "invalid_request", "memory_id")
+
+
+def _raw_post(url: str, head: bytes) -> bytes:
+    """Send ``head`` (request line and headers, no body) and read the answer's head and body
+    until the server closes the connection."""
+    host, port = url.removeprefix("http://").split(":")
+    answer = b""
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(head)
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
 
 
 def test_capture_recall_and_memories(server: Server) -> None:

@@ -44,7 +44,8 @@ def test_bodies_over_the_limit_get_413_before_they_are_read(limited: Server) -> 
     host, port = limited.url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as sock:
         sock.sendall(b"POST /v1/turns HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
-                     b"\r\nContent-Length: 104857600\r\n\r\n")
+                     b"\r\nAuthorization: Bearer " + limited.admin.encode()
+                     + b"\r\nContent-Length: 104857600\r\n\r\n")
         head = ""
         while '"payload_too_large"' not in head:  # the answer may come in several reads
             chunk = sock.recv(65536).decode()

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import Path, Query, Request
 
 from memori_core.integration import attributed
-from memori_core.server._deps import Admin, Read, Write, cursor, entity_for, state
-from memori_core.server._errors import ApiError
+from memori_core.server._deps import Admin, Read, Write, cursor, entity_for, state, v1_router
+from memori_core.server._errors import ApiError, documented
 from memori_core.server.models import (
     ConversationPage,
     ConversationQuery,
@@ -35,7 +35,7 @@ from memori_core.server.models import (
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1")
+router = v1_router()
 
 
 @router.get("/entities", response_model=EntityPage, tags=["entities"],
@@ -63,7 +63,7 @@ def list_entities(q: Annotated[EntityListQuery, Query()], request: Request, key:
 
 
 @router.get("/processes", response_model=ProcessList, tags=["entities"],
-            summary="An entity's processes, with counts (scope: read)")
+            summary="An entity's processes, with counts (scope: read)", responses=documented(403))
 def list_processes(q: Annotated[EntityQuery, Query()], request: Request, key: Read
                    ) -> ProcessList:
     """The processes (personas) the entity has rows under; ``process_id`` null: rows
@@ -74,7 +74,7 @@ def list_processes(q: Annotated[EntityQuery, Query()], request: Request, key: Re
 
 
 @router.get("/sessions", response_model=SessionPage, tags=["entities"],
-            summary="An entity's sessions, newest first (scope: read)")
+            summary="An entity's sessions, newest first (scope: read)", responses=documented(403))
 def list_sessions(q: Annotated[ProcessPageQuery, Query()], request: Request, key: Read
                   ) -> SessionPage:
     """The entity's sessions (of ``process_id`` when given) with counts."""
@@ -86,7 +86,7 @@ def list_sessions(q: Annotated[ProcessPageQuery, Query()], request: Request, key
 
 
 @router.get("/sessions/{session_id}/messages", response_model=MessageList, tags=["entities"],
-            summary="A session's messages, oldest first (scope: read)")
+            summary="A session's messages, oldest first (scope: read)", responses=documented(403))
 def session_messages(session_id: Annotated[EntityId, Path()], q: Annotated[EntityQuery, Query()],
                      request: Request, key: Read) -> MessageList:
     """Every message of one of the entity's sessions, as captured (``Memori.session_messages``:
@@ -98,7 +98,7 @@ def session_messages(session_id: Annotated[EntityId, Path()], q: Annotated[Entit
 
 
 @router.delete("/sessions/{session_id}", response_model=DeletedOut, tags=["entities"],
-               summary="Delete a session's messages (scope: write)")
+               summary="Delete a session's messages (scope: write)", responses=documented(403))
 def clear_session(session_id: Annotated[EntityId, Path()], q: Annotated[EntityQuery, Query()],
                   request: Request, key: Write) -> DeletedOut:
     """Delete the messages of one of the entity's sessions with their queued augmentation
@@ -109,7 +109,7 @@ def clear_session(session_id: Annotated[EntityId, Path()], q: Annotated[EntityQu
 
 
 @router.get("/conversations", response_model=ConversationPage, tags=["entities"],
-            summary="An entity's conversations, newest first (scope: read)")
+            summary="An entity's conversations, newest first (scope: read)", responses=documented(403))
 def list_conversations(q: Annotated[ConversationQuery, Query()], request: Request,
                        key: Read) -> ConversationPage:
     """The entity's conversations (of ``session_id`` when given) with message counts."""
@@ -122,7 +122,8 @@ def list_conversations(q: Annotated[ConversationQuery, Query()], request: Reques
 
 
 @router.get("/conversations/{conversation_id}/messages", response_model=MessagePage,
-            tags=["entities"], summary="A conversation's messages, oldest first (scope: read)")
+            tags=["entities"], summary="A conversation's messages, oldest first (scope: read)",
+            responses=documented(403, 404))
 def conversation_messages(conversation_id: int, q: Annotated[PageQuery, Query()],
                           request: Request, key: Read) -> MessagePage:
     """The messages of one of the entity's conversations, as captured."""
@@ -138,7 +139,8 @@ def conversation_messages(conversation_id: int, q: Annotated[PageQuery, Query()]
 
 
 @router.get("/triples", response_model=TriplePage, tags=["entities"],
-            summary="An entity's knowledge-graph triples, newest first (scope: read)")
+            summary="An entity's knowledge-graph triples, newest first (scope: read)",
+            responses=documented(403))
 def list_triples(q: Annotated[ProcessPageQuery, Query()], request: Request, key: Read
                  ) -> TriplePage:
     """(subject, predicate, object) triples drawn from the entity's turns; with
@@ -151,7 +153,7 @@ def list_triples(q: Annotated[ProcessPageQuery, Query()], request: Request, key:
 
 
 @router.get("/export", response_model=dict[str, Any], tags=["portability"],
-            summary="Export an entity (scope: read)")
+            summary="Export an entity (scope: read)", responses=documented(403))
 def export(q: Annotated[ExportQuery, Query()], request: Request, key: Read) -> dict[str, Any]:
     """Everything stored for the entity (``Memori.export``: ``"format": "memori.export"``),
     for ``POST /v1/import`` or ``memori import``."""
@@ -162,7 +164,7 @@ def export(q: Annotated[ExportQuery, Query()], request: Request, key: Read) -> d
 
 
 @router.post("/import", status_code=201, response_model=ImportOut, tags=["portability"],
-             summary="Import an export (scope: admin)")
+             summary="Import an export (scope: admin)", responses=documented(403))
 def import_(body: ImportIn, request: Request, key: Admin) -> ImportOut:
     """Restore an export in one transaction (``Memori.import_``); an entity that already has
     rows is refused (422), never merged."""
@@ -171,7 +173,8 @@ def import_(body: ImportIn, request: Request, key: Admin) -> ImportOut:
 
 
 @router.delete("/entities/{entity_id}", response_model=ForgetOut, tags=["portability"],
-               summary="Forget an entity, or one of its processes (scope: admin)")
+               summary="Forget an entity, or one of its processes (scope: admin)",
+               responses=documented(403))
 def forget(entity_id: Annotated[EntityId, Path()], q: Annotated[ForgetQuery, Query()],
            request: Request, key: Admin) -> ForgetOut:
     """Erase every row of the entity (``Memori.forget``), or of one process of it."""

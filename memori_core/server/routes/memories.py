@@ -8,11 +8,11 @@ import threading
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import Header, Query, Request, Response
 
 from memori_core.integration import attributed
-from memori_core.server._deps import Read, Write, cursor, entity_for, state
-from memori_core.server._errors import ApiError
+from memori_core.server._deps import Read, Write, cursor, entity_for, state, v1_router
+from memori_core.server._errors import ApiError, documented
 from memori_core.server.models import (
     ContextOut,
     DeletedOut,
@@ -36,7 +36,7 @@ from memori_core.types import normalize_messages
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1")
+router = v1_router()
 T = TypeVar("T")
 
 
@@ -66,7 +66,7 @@ _TURN_LOCKS = [threading.Lock() for _ in range(64)]
 
 @router.post("/turns", status_code=201, response_model=TurnOut, tags=["turns"],
              summary="Capture a turn (scope: write)",
-             responses={200: {"model": TurnOut, "description": "the turn was stored before "
+             responses={**documented(403), 200: {"model": TurnOut, "description": "the turn was stored before "
                               "(same Idempotency-Key): its ids"}})
 def capture(body: TurnIn, request: Request, response: Response, key: Write,
             idempotency_key: Annotated[str | None, Header(min_length=1, max_length=255)] = None
@@ -101,7 +101,7 @@ def capture(body: TurnIn, request: Request, response: Response, key: Write,
 
 
 @router.post("/recall", response_model=RecallOut, tags=["recall"],
-             summary="Recall memories and the context block (scope: read)")
+             summary="Recall memories and the context block (scope: read)", responses=documented(403))
 def recall(body: RecallIn, request: Request, key: Read) -> RecallOut:
     """The entity's memories most relevant to ``query`` (``Memori.recall``) and the framed
     block a model is shown for it (``Memori.context``)."""
@@ -122,7 +122,7 @@ def recall(body: RecallIn, request: Request, key: Read) -> RecallOut:
 
 
 @router.get("/memories", response_model=MemoryPage, tags=["memories"],
-            summary="List memories, newest first (scope: read)")
+            summary="List memories, newest first (scope: read)", responses=documented(403))
 def list_memories(q: Annotated[MemoryQuery, Query()], request: Request, key: Read
                   ) -> MemoryPage:
     """The entity's memories, newest first, a page at a time (``next_cursor``)."""
@@ -136,7 +136,7 @@ def list_memories(q: Annotated[MemoryQuery, Query()], request: Request, key: Rea
 
 
 @router.post("/memories", status_code=201, response_model=MemoryOut, tags=["memories"],
-             summary="Remember directly (scope: write)")
+             summary="Remember directly (scope: write)", responses=documented(403, 404))
 def remember(body: MemoryCreate, request: Request, key: Write) -> MemoryOut:
     """Store a memory without a turn (``Memori.remember``); recallable when this answers.
     The same text again is the same memory, mentioned once more."""
@@ -152,7 +152,7 @@ def remember(body: MemoryCreate, request: Request, key: Write) -> MemoryOut:
 
 
 @router.get("/memories/{memory_id}", response_model=MemoryOut, tags=["memories"],
-            summary="Get a memory (scope: read)")
+            summary="Get a memory (scope: read)", responses=documented(403, 404))
 def get_memory(memory_id: int, q: Annotated[EntityQuery, Query()], request: Request,
                key: Read) -> MemoryOut:
     """One memory of the entity, current or superseded."""
@@ -161,7 +161,8 @@ def get_memory(memory_id: int, q: Annotated[EntityQuery, Query()], request: Requ
 
 
 @router.patch("/memories/{memory_id}", response_model=MemoryUpdated, tags=["memories"],
-              summary="Correct a memory: a new version (scope: write)")
+              summary="Correct a memory: a new version (scope: write)",
+              responses=documented(403, 404))
 def update_memory(memory_id: int, body: MemoryUpdate, q: Annotated[EntityQuery, Query()],
                   request: Request, key: Write) -> MemoryUpdated:
     """A new version replaces the memory; the old one stays as its history
@@ -176,7 +177,7 @@ def update_memory(memory_id: int, body: MemoryUpdate, q: Annotated[EntityQuery, 
 
 
 @router.delete("/memories/{memory_id}", response_model=DeletedOut, tags=["memories"],
-               summary="Delete a memory (scope: write)")
+               summary="Delete a memory (scope: write)", responses=documented(403, 404))
 def delete_memory(memory_id: int, q: Annotated[EntityQuery, Query()], request: Request,
                   key: Write) -> DeletedOut:
     """Delete one memory of the entity, with its provenance and triples."""
@@ -186,7 +187,8 @@ def delete_memory(memory_id: int, q: Annotated[EntityQuery, Query()], request: R
 
 
 @router.get("/memories/{memory_id}/history", response_model=MemoryList, tags=["memories"],
-            summary="A memory's earlier versions, newest first (scope: read)")
+            summary="A memory's earlier versions, newest first (scope: read)",
+            responses=documented(403, 404))
 def memory_history(memory_id: int, q: Annotated[EntityQuery, Query()], request: Request,
                    key: Read) -> MemoryList:
     """The versions the memory replaced, and those they replaced."""
@@ -196,7 +198,8 @@ def memory_history(memory_id: int, q: Annotated[EntityQuery, Query()], request: 
 
 
 @router.get("/memories/{memory_id}/provenance", response_model=ProvenanceOut,
-            tags=["memories"], summary="A memory's source messages (scope: read)")
+            tags=["memories"], summary="A memory's source messages (scope: read)",
+            responses=documented(403, 404))
 def memory_provenance(memory_id: int, q: Annotated[EntityQuery, Query()], request: Request,
                       key: Read) -> ProvenanceOut:
     """The messages the memory was drawn from, oldest first, and their conversations."""

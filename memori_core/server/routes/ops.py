@@ -8,8 +8,8 @@ from fastapi import APIRouter, Query, Request
 
 from memori_core.errors import StorageError
 from memori_core.integration import attributed
-from memori_core.server._deps import Admin, Read, cursor, entity_for, state, unbound
-from memori_core.server._errors import RETRY_AFTER_S, ApiError, error_response
+from memori_core.server._deps import Admin, Read, cursor, entity_for, state, unbound, v1_router
+from memori_core.server._errors import RETRY_AFTER_S, ApiError, documented, error_response
 from memori_core.server._keys import ApiKey
 from memori_core.server.models import (
     ApiKeyOut,
@@ -27,7 +27,7 @@ from memori_core.server.models import (
 __all__ = ["health", "router"]
 
 health = APIRouter()
-router = APIRouter(prefix="/v1")
+router = v1_router()
 
 
 @health.get("/healthz", response_model=StatusOut, tags=["health"],
@@ -40,7 +40,7 @@ def healthz() -> StatusOut:
 
 @health.get("/readyz", response_model=StatusOut, tags=["health"],
             summary="The database is reachable and its schema current (no key)",
-            responses={503: {"description": "not ready"}})
+            responses=documented(503))
 def readyz(request: Request) -> Any:
     """200 when the database answers and its schema is this memori's; else 503 with
     ``Retry-After``."""
@@ -57,7 +57,8 @@ def readyz(request: Request) -> Any:
 
 
 @router.get("/stats", response_model=dict[str, Any], tags=["operations"],
-            summary="Row counts and counters (scope: read, a key for every entity)")
+            summary="Row counts and counters (scope: read, a key for every entity)",
+            responses=documented(403))
 def stats(request: Request, key: Read) -> dict[str, Any]:
     """Row counts per table, augmentation counters and recall-cache size (``Memori.stats``):
     figures across entities, so not for a key limited to some."""
@@ -67,7 +68,7 @@ def stats(request: Request, key: Read) -> dict[str, Any]:
 
 
 @router.get("/queue", response_model=QueueOut, tags=["operations"],
-            summary="An entity's augmentation jobs (scope: read)")
+            summary="An entity's augmentation jobs (scope: read)", responses=documented(403))
 def queue(q: Annotated[QueueQuery, Query()], request: Request, key: Read) -> QueueOut:
     """Counts per status (queued, running, done, failed) and the jobs, newest first; failed
     ones with their error."""
@@ -80,7 +81,7 @@ def queue(q: Annotated[QueueQuery, Query()], request: Request, key: Read) -> Que
 
 
 @router.post("/queue/{job_id}/retry", response_model=RetryOut, tags=["operations"],
-             summary="Queue a failed job again (scope: admin)")
+             summary="Queue a failed job again (scope: admin)", responses=documented(403, 404))
 def retry(job_id: int, q: Annotated[EntityQuery, Query()], request: Request,
           key: Admin) -> RetryOut:
     """A failed augmentation job of the entity, queued again with its attempts reset."""
@@ -100,7 +101,8 @@ def key_out(key: ApiKey) -> ApiKeyOut:
                      revoked_at=key.revoked_at)
 
 
-@router.get("/keys", response_model=KeyList, tags=["keys"], summary="List keys (scope: admin)")
+@router.get("/keys", response_model=KeyList, tags=["keys"], summary="List keys (scope: admin)",
+            responses=documented(403))
 def list_keys(request: Request, key: Admin) -> KeyList:
     """Every valid key's grant (never a secret)."""
     return KeyList(items=[key_out(k) for k in state(request).keys.list()])
@@ -115,7 +117,7 @@ def my_key(key: Read) -> ApiKeyOut:
 
 
 @router.post("/keys", status_code=201, response_model=KeyCreated, tags=["keys"],
-             summary="Make a key (scope: admin)")
+             summary="Make a key (scope: admin)", responses=documented(403))
 def create_key(body: KeyIn, request: Request, key: Admin) -> KeyCreated:
     """A new key, shown once in ``key``; only its argon2 hash is stored."""
     secret, grant = state(request).keys.create(
@@ -125,7 +127,7 @@ def create_key(body: KeyIn, request: Request, key: Admin) -> KeyCreated:
 
 
 @router.delete("/keys/{key_id}", response_model=ApiKeyOut, tags=["keys"],
-               summary="Revoke a key (scope: admin)")
+               summary="Revoke a key (scope: admin)", responses=documented(403, 404))
 def revoke_key(key_id: str, request: Request, key: Admin) -> ApiKeyOut:
     """Revoke a key: this server refuses it at once, others within their key cache TTL."""
     ring = state(request).keys
