@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-remote test-reliability lint eval bench clean record docs
+.PHONY: help install demo test test-remote test-reliability lint eval bench clean record docs dist
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-18s %s\n", $$1, $$2}'
@@ -47,6 +47,13 @@ lint: $(STAMP) ## ruff and mypy
 # NO_MKDOCS_2_WARNING: Material 9.7+ prints a banner about MkDocs 2 on every build
 docs: $(STAMP) ## the documentation site into site/ (mkdocs build --strict: a broken link or reference fails)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
+# DIST names the folder (emptied first); tests/integrations/test_clean_install.py builds through here
+DIST ?= dist
+dist: $(STAMP) ## wheels and sdists of memori-core and each plugin into dist/ (python -m build), twine check --strict
+	rm -rf $(DIST)
+	for folder in . $(PLUGINS); do $(PY) -m build -q --outdir $(DIST) $$folder || exit 1; done
+	$(PY) -m twine check --strict $(DIST)/*
 
 eval: $(STAMP) ## memori eval locomo on the shared LoCoMo data
 	$(VENV)/bin/memori eval locomo --data $(LOCOMO)
