@@ -1,74 +1,115 @@
-"""Every ```python block of integrations/langchain/README.md runs and prints what the README
-says it prints. The Bedrock calls replay ``cassettes/langchain/test_langchain_readme/`` (fake
-credentials); the blocks use the embedded default database and the real local embedding
-model, as a user's copy would."""
+"""Every ```python block of integrations/langchain/README.md runs on its own and prints what the
+README says it prints: each alone in a fresh folder, and all of them in one folder in README
+order and in reverse (``readme_blocks``). The first runs offline with LangChain's fake chat
+model; the Bedrock calls replay ``cassettes/langchain/test_langchain_readme/<block>.yaml``
+(fake credentials)."""
 
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
-from integrations.readme_blocks import examples, readme
+import vcr
+from integrations.readme_blocks import (
+    ORDERS,
+    check_own_databases,
+    databases,
+    examples,
+    order,
+    readme,
+    run_block,
+    use_folder,
+)
 from vcr.cassette import Cassette
 
 README = readme("langchain")
 TEXT = README.read_text(encoding="utf-8")
-EXAMPLES = examples(README)
+BLOCKS = examples(README)
+#: a text of each Bedrock block -> the cassette its calls replay
+CASSETTES = {"RunnableWithMessageHistory(": "history.yaml", "MemoriMiddleware(mem)": "agent.yaml",
+             "ChatBedrock(model_id=": "bedrock.yaml"}
 
 pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.usefixtures("no_default_db", "aws_env"),
+    pytest.mark.slow,  # the real local embedding model, as a user's copy runs
+    pytest.mark.usefixtures("aws_env"),
     # LangChain's own deprecation of the chain the issue asks for (see the README)
     pytest.mark.filterwarnings("ignore:RunnableWithMessageHistory is deprecated"
                                ":langchain_core._api.LangChainDeprecationWarning"),
 ]
 
 
-def test_every_python_block_has_its_output_documented() -> None:
-    assert len(EXAMPLES) == TEXT.count("```python") == 5
-    assert all(example.prints is not None for example in EXAMPLES)
-    assert "MemoriStore(mem)" in EXAMPLES[4].code  # run by test_langgraph_store.py
+def cassette_of(index: int) -> str | None:
+    names = [name for text, name in CASSETTES.items() if text in BLOCKS[index].code]
+    assert len(names) <= 1
+    return names[0] if names else None
 
 
-def run(index: int, marker: str) -> None:
-    code, expected = EXAMPLES[index]
-    assert marker in code
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        exec(compile(code, f"{README}:python-block-{index}", "exec"), {"__name__": "readme"})
-    assert out.getvalue() == expected
+Replay = Callable[[int], contextlib.AbstractContextManager[Any]]
 
 
-@pytest.mark.vcr
-@pytest.mark.default_cassette("history.yaml")
-def test_history_chain_example(vcr: Cassette) -> None:
-    run(0, "RunnableWithMessageHistory")
-    assert vcr.all_played and vcr.play_count == 2
+@pytest.fixture
+def replay(vcr_config: dict[str, Any], vcr_cassette_dir: str) -> tuple[Replay, dict[int, Cassette]]:
+    """What a block runs inside: its Bedrock cassette, if it has one, every interaction of which
+    it must play; and the cassettes played, by block."""
+    recorder = vcr.VCR(**vcr_config)
+    played: dict[int, Cassette] = {}
+
+    @contextlib.contextmanager
+    def around(index: int) -> Iterator[None]:
+        name = cassette_of(index)
+        if name is None:
+            yield
+            return
+        with recorder.use_cassette(str(Path(vcr_cassette_dir) / name)) as cassette:
+            yield
+        assert cassette.all_played, f"block {index}: {name} not all played"
+        played[index] = cassette
+
+    return around, played
 
 
-@pytest.mark.vcr
-@pytest.mark.default_cassette("agent.yaml")
-def test_agent_middleware_example(vcr: Cassette) -> None:
-    run(1, "MemoriMiddleware(mem)")
-    assert vcr.all_played and vcr.play_count == 2
-    documented = re.search(r"The system prompt Bedrock received ends with the framed memory "
-                           r"block:\n\n```\n(.*?)\n```", TEXT, re.S)
-    assert documented is not None
-    for request in vcr.requests:  # both model calls of the agent got the memory
-        assert json.loads(request.body)["system"] == [{"text": documented.group(1)}]
+def test_every_block_has_its_output_its_database_and_the_first_runs_offline() -> None:
+    assert len(BLOCKS) == TEXT.count("```python") == 6
+    assert all(block.prints is not None for block in BLOCKS)
+    check_own_databases(BLOCKS)
+    first = BLOCKS[0].code
+    assert "GenericFakeChatModel(" in first and "with_memori(" in first and "Bedrock" not in first
+    assert [cassette_of(i) for i in range(6)] == [None, "history.yaml", "agent.yaml",
+                                                  "bedrock.yaml", None, None]
+    assert "MemoriStore(mem)" in BLOCKS[5].code  # also run by test_langgraph_store.py
 
 
-@pytest.mark.vcr
-@pytest.mark.default_cassette("bedrock.yaml")
-def test_chat_bedrock_example(vcr: Cassette) -> None:
-    run(2, "ChatBedrock(")
-    assert vcr.all_played and vcr.play_count == 1
-    system = json.loads(vcr.requests[0].body)["system"]
-    assert '- 2026-01-01 fact: "The user is allergic to peanuts"' in system.splitlines()
+@pytest.mark.parametrize("index", range(len(BLOCKS)))
+def test_block_runs_alone(index: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                          replay: tuple[Replay, dict[int, Cassette]]) -> None:
+    around, played = replay
+    folder = use_folder(tmp_path / "alone", monkeypatch)
+    run_block(README, BLOCKS, index, around)
+    assert sorted(p.name for p in folder.glob("*.db")) == databases(BLOCKS[index].code)
+    if cassette_of(index) == "agent.yaml":
+        documented = re.search(r"The system prompt Bedrock received ends with the framed memory "
+                               r"block:\n\n```\n(.*?)\n```", TEXT, re.S)
+        assert documented is not None
+        assert played[index].play_count == 2
+        for request in played[index].requests:  # both model calls of the agent got the memory
+            assert json.loads(request.body)["system"] == [{"text": documented.group(1)}]
+    if cassette_of(index) == "bedrock.yaml":
+        system = json.loads(played[index].requests[0].body)["system"]
+        assert '- 2026-01-01 fact: "The user is allergic to peanuts"' in system.splitlines()
 
 
-def test_retriever_example() -> None:
-    run(3, "MemoriRetriever(")
+@pytest.mark.parametrize("name", ORDERS)
+def test_all_blocks_in_one_folder(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                  replay: tuple[Replay, dict[int, Cassette]]) -> None:
+    around, played = replay
+    folder = use_folder(tmp_path / "one", monkeypatch)
+    for index in order(BLOCKS, name):
+        run_block(README, BLOCKS, index, around)
+    assert sorted(played) == [1, 2, 3]
+    assert sorted(p.name for p in folder.glob("*.db")) == sorted(
+        file for block in BLOCKS for file in databases(block.code))
