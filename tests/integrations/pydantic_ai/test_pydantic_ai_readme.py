@@ -1,45 +1,54 @@
-"""Every python block of integrations/pydantic_ai/README.md runs, in order, in one namespace, and
-prints what the README says it prints."""
+"""Every python block of integrations/pydantic_ai/README.md runs on its own and prints what the
+README says it prints: each alone in a fresh folder, and all of them in one folder in README
+order and in reverse (``readme_blocks``)."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from integrations.readme_blocks import examples, readme
+from integrations.readme_blocks import (
+    ORDERS,
+    check_own_databases,
+    databases,
+    examples,
+    order,
+    readme,
+    run_block,
+    use_folder,
+)
 
 README = readme("pydantic_ai")
+BLOCKS = examples(README)
+
+pytestmark = pytest.mark.slow  # the real local embedding model, as a user's copy runs
 
 
-def test_blocks_are_found() -> None:
-    blocks = examples(README)
-    assert len(blocks) == 6
-    assert sum(1 for _, printed in blocks if printed is not None) == 5
+def test_every_block_has_its_output_and_its_database() -> None:
+    assert len(BLOCKS) == README.read_text(encoding="utf-8").count("```python") == 5
+    assert all(block.prints is not None for block in BLOCKS)
+    check_own_databases(BLOCKS)
+    assert "FunctionModel(stand_in)" in BLOCKS[0].code  # the first: offline, the capability
     for name in ("MemoriCapability(mem)", "MemoriDeps(memori=mem", "recall_memories",
                  "MemoriConversationStore(mem"):
-        assert any(name in code for code, _ in blocks), name
+        assert any(name in block.code for block in BLOCKS), name
 
 
-@pytest.mark.slow  # the README uses the real local embedding model, as users will
-@pytest.mark.usefixtures("frozen_day")
-def test_readme_examples_run_and_print_what_they_say(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        run_sync_loop_closer: Callable[[], None]) -> None:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MEMORI_DATABASE_URL", raising=False)
-    namespace: dict[str, object] = {"__name__": "readme"}
-    try:
-        for i, (code, printed) in enumerate(examples(README)):
-            out = io.StringIO()
-            with contextlib.redirect_stdout(out):
-                exec(compile(code, f"{README}:block{i}", "exec"), namespace)
-            assert out.getvalue() == (printed or ""), f"block {i}"
-            run_sync_loop_closer()  # a block's run_sync loop, before the next block's asyncio.run
-    finally:
-        mem = namespace.get("mem")
-        if mem is not None:
-            mem.close()  # type: ignore[attr-defined]
-    assert (tmp_path / "memori.db").exists()
+@pytest.mark.parametrize("index", range(len(BLOCKS)))
+def test_block_runs_alone(index: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                          run_sync_loop_closer: Callable[[], None]) -> None:
+    folder = use_folder(tmp_path / "alone", monkeypatch)
+    run_block(README, BLOCKS, index)
+    assert sorted(p.name for p in folder.glob("*.db")) == databases(BLOCKS[index].code)
+
+
+@pytest.mark.parametrize("name", ORDERS)
+def test_all_blocks_in_one_folder(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                  run_sync_loop_closer: Callable[[], None]) -> None:
+    folder = use_folder(tmp_path / "one", monkeypatch)
+    for index in order(BLOCKS, name):
+        run_block(README, BLOCKS, index)
+        run_sync_loop_closer()  # a block's run_sync loop, before the next block's asyncio.run
+    assert sorted(p.name for p in folder.glob("*.db")) == sorted(
+        file for block in BLOCKS for file in databases(block.code))
