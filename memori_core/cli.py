@@ -1,8 +1,12 @@
 """The ``memori`` command line.
 
     memori demo [--db URL]
+    memori init | migrate [--db URL] [--json]
     memori stats [--db URL] [--json]
-    memori recall QUERY --entity ID [--process ID] [--limit N] [--scope process|entity] [--json]
+    memori recall | search QUERY --entity ID [--process ID] [--limit N] [--scope process|entity]
+        [--json]
+    memori memories list --entity ID [--kind K ...] [--process ID] [--limit N] [--json]
+    memori memories get | update | delete MEMORY_ID --entity ID [--text TEXT] [--json]
     memori eval locomo --data PATH [--db URL] [--conversations 1-5] [--set NAME=VALUE] [--json]
     memori worker --db URL [--workers N]
     memori export --entity ID [--process ID] [--db URL] [--out FILE]
@@ -11,14 +15,16 @@
     memori serve | keys ...   (memori_core.server.cli)
 
 ``--db`` defaults to ``MEMORI_DATABASE_URL`` or the embedded ``./memori.db``. Errors are printed
-as one line on stderr with exit status 2.
+as one line on stderr with exit status 2. Every command's ``--help`` ends with an example.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Iterable, Sequence
@@ -46,6 +52,40 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from memori_core._demo import run_demo
 
     return 0 if run_demo(args.db) else 1
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    """``memori init`` and ``memori migrate``: one implementation, told apart by the command."""
+    from memori_core.errors import ConfigurationError
+    from memori_core.storage.connect import DEFAULT_URL
+
+    init = args.command == "init"
+    url = args.db or os.environ.get("MEMORI_DATABASE_URL") or DEFAULT_URL
+    missing = new_sqlite_file(url)
+    if missing is not None and not init:
+        raise ConfigurationError(f"no database at {missing}: migrate upgrades an existing one; "
+                                 f"`memori init --db {url}` creates it", argument="db")
+    # a URL string: Memori builds nothing by itself, so the version before is the database's
+    mem = open_memori(url, augmentation_workers=0)
+    try:
+        before = mem.schema_status()["version"]
+        build_schema(mem, init, how_to_init="run `memori init` (not migrate)")
+        status = mem.schema_status()
+        where = mem.engine.url.render_as_string()
+    finally:
+        mem.close()
+    if args.json:
+        print(json.dumps({"database": where, "before": before, **status,
+                          "changed": before != status["version"]}))
+    elif before == status["version"]:
+        print(f"memori's schema in {where} is already at version {before}, the latest: "
+              "nothing to do")
+    elif before == 0:
+        print(f"created memori's schema (version {status['version']}) in {where}")
+    else:
+        print(f"upgraded memori's schema in {where} from version {before} to "
+              f"{status['version']}")
+    return 0
 
 
 def _cmd_stats(args: argparse.Namespace) -> int:
@@ -120,6 +160,147 @@ def _cmd_recall(args: argparse.Namespace) -> int:
         for ln in ctx.lines:
             print(f"{'essential' if ln.essential else f'{ln.score:.3f}':>9}  {ln.text}")
         print(f"({len(ctx.lines)} lines, about {ctx.tokens} of {ctx.budget} tokens)")
+    return 0
+
+
+def _memory_json(memory: Any) -> dict[str, Any]:
+    """A ``Memory`` as JSON values: datetimes in ISO 8601 (UTC), ids as a list."""
+    return {k: v.isoformat() if hasattr(v, "isoformat") else list(v) if isinstance(v, tuple)
+            else v for k, v in dataclasses.asdict(memory).items()}
+
+
+def _memory_line(memory: Any) -> str:
+    """One memory on one line: id, kind, last seen, text (newlines shown as \\n), state."""
+    state = ("" if memory.superseded_by is None else "  [deleted]"
+             if memory.superseded_by == memory.id else f"  [superseded by {memory.superseded_by}]")
+    process = f"  [process {memory.process_id}]" if memory.process_id is not None else ""
+    text = memory.content.replace("\n", "\\n")
+    return (f"{memory.id:>6}  {memory.kind:<10}  {memory.last_seen_at:%Y-%m-%d}  {text}"
+            f"{process}{state}")
+
+
+def _open_entity(args: argparse.Namespace) -> Any:
+    """A Memori on the existing database ``--db``, attributed to ``--entity`` (and
+    ``--process``), both known.
+
+    Raises:
+        ConfigurationError: no memori schema, or an unknown entity or process.
+        StorageError: the database is unreachable.
+    """
+    mem = open_existing(args.db)
+    try:
+        _require_known(mem, args.entity, getattr(args, "process", None))
+        mem.attribution(entity_id=args.entity, process_id=getattr(args, "process", None))
+    except BaseException:
+        mem.close()
+        raise
+    return mem
+
+
+def _unknown_memory(args: argparse.Namespace) -> MemoriError:
+    from memori_core.errors import ConfigurationError
+
+    return ConfigurationError(f"no memory {args.memory_id} of entity {args.entity!r} in this "
+                              "database (`memori memories list --entity ID` lists them)",
+                              argument="memory_id")
+
+
+def _cmd_memories_list(args: argparse.Namespace) -> int:
+    from memori_core.errors import ConfigurationError
+
+    if args.limit < 1:
+        raise ConfigurationError(f"--limit must be at least 1, got {args.limit}",
+                                 argument="limit")
+    mem = _open_entity(args)
+    try:
+        found = mem.memories(kinds=args.kind, include_superseded=args.include_superseded,
+                             scope="process" if args.process else "entity",
+                             limit=args.limit + 1)
+    finally:
+        mem.close()
+    shown, more = found[:args.limit], len(found) > args.limit
+    if args.json:
+        print(json.dumps([_memory_json(m) for m in shown], ensure_ascii=False))
+    else:
+        print(f"{len(shown)} {'memory' if len(shown) == 1 else 'memories'} of entity "
+              f"{args.entity!r}" + (f" process {args.process!r}" if args.process else "")
+              + (", newest first:" if shown else ""))
+        for m in shown:
+            print(_memory_line(m))
+    if more:
+        print(f"memori: more than {args.limit}; --limit N shows more", file=sys.stderr)
+    return 0
+
+
+def _cmd_memories_get(args: argparse.Namespace) -> int:
+    mem = _open_entity(args)
+    try:
+        memory = mem.memory(args.memory_id)
+        # None, not [], for a first version (Records._found reads an empty list as "unknown")
+        history = (mem.memory_history(args.memory_id) or []) if memory is not None else []
+    finally:
+        mem.close()
+    if memory is None:
+        raise _unknown_memory(args)
+    if args.json:
+        print(json.dumps({**_memory_json(memory), "history": [_memory_json(m) for m in history]},
+                         ensure_ascii=False))
+        return 0
+    state = ("current" if memory.superseded_by is None else "deleted as no longer true"
+             if memory.superseded_by == memory.id else f"superseded by {memory.superseded_by}")
+    sources = ", ".join(map(str, memory.source_message_ids)) or "none (given, not captured)"
+    print(f"memory {memory.id} of entity {args.entity!r}")
+    for label, value in (("content", memory.content), ("kind", memory.kind),
+                         ("process", memory.process_id or "-"), ("slot", memory.slot or "-"),
+                         ("state", state), ("mentions", memory.mention_count),
+                         ("importance", memory.importance),
+                         ("first seen", f"{memory.created_at:%Y-%m-%d %H:%M:%S} UTC"),
+                         ("last seen", f"{memory.last_seen_at:%Y-%m-%d %H:%M:%S} UTC"),
+                         ("messages", sources)):
+        print(f"  {label:<11} {value}")
+    print("history: the versions it replaced, newest first" if history
+          else "history: none (a first version)")
+    for m in history:
+        print(_memory_line(m))
+    return 0
+
+
+def _cmd_memories_update(args: argparse.Namespace) -> int:
+    mem = _open_entity(args)
+    try:
+        new_id = mem.update_memory(args.memory_id, args.text)
+        memory = mem.memory(new_id) if new_id is not None else None
+    finally:
+        mem.close()
+    if memory is None:
+        raise _unknown_memory(args)
+    changed = memory.id != args.memory_id
+    if args.json:
+        print(json.dumps({"memory": _memory_json(memory),
+                          "supersedes": args.memory_id if changed else None},
+                         ensure_ascii=False))
+    elif changed:
+        print(f"memory {args.memory_id} corrected: the new version is memory {memory.id}; "
+              f"{args.memory_id} is kept as its history (`memori memories get {memory.id} "
+              f"--entity {args.entity}` shows both)")
+    else:
+        print(f"memory {args.memory_id} already says that: nothing changed")
+    return 0
+
+
+def _cmd_memories_delete(args: argparse.Namespace) -> int:
+    mem = _open_entity(args)
+    try:
+        deleted = mem.forget_memories([args.memory_id])
+    finally:
+        mem.close()
+    if not deleted:
+        raise _unknown_memory(args)
+    if args.json:
+        print(json.dumps({"deleted": deleted, "id": args.memory_id}))
+    else:
+        print(f"deleted memory {args.memory_id} of entity {args.entity!r} (with its provenance "
+              "and triples)")
     return 0
 
 
@@ -377,10 +558,52 @@ def _print_counts(counts: dict[str, int], as_json: bool, title: str | None = Non
         print(f"{name:<32}{count:>10}")
 
 
+def _example(*lines: str, note: str | None = None) -> str:
+    """A ``--help`` epilog: ``example:`` (``note`` after it) and each command line indented."""
+    head = ("example" if len(lines) == 1 else "examples") + (f" ({note})" if note else "")
+    return head + ":" + "".join(f"\n  {line}" for line in lines)
+
+
+def _command(sub: Any, name: str, example: str, **kwargs: Any) -> argparse.ArgumentParser:
+    """A subcommand of ``sub`` whose ``--help`` ends with ``example`` (``_example``)."""
+    sp: argparse.ArgumentParser = sub.add_parser(
+        name, epilog=example, formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
+    return sp
+
+
+#: the examples of the commands ``memori_core.mcp.cli`` and ``memori_core.server.cli`` add,
+#: by command path; a command that brings its own epilog keeps it
+_OTHER_EXAMPLES = {
+    ("mcp",): _example("memori mcp --db sqlite:///memori.db",
+                       note="the MCP client runs it with MEMORI_ENTITY_ID=user_123"),
+    ("serve",): _example("memori serve --db postgresql://app@localhost/app --port 8765"),
+    ("keys",): _example("memori keys create --db sqlite:///memori.db --scope read "
+                        "--entity user_123", "memori keys list --db sqlite:///memori.db"),
+    ("keys", "create"): _example("memori keys create --db sqlite:///memori.db --scope write "
+                                 "--entity user_123 --name support-bot"),
+    ("keys", "list"): _example("memori keys list --db sqlite:///memori.db --all --json"),
+    ("keys", "revoke"): _example("memori keys revoke 0123456789ab --db sqlite:///memori.db"),
+}
+
+
+def _subcommands(p: argparse.ArgumentParser, path: tuple[str, ...] = ()
+                 ) -> Iterable[tuple[tuple[str, ...], argparse.ArgumentParser]]:
+    """Every subcommand under ``p``, depth first, with its path of names."""
+    for action in p._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sp in action.choices.items():
+                yield (*path, name), sp
+                yield from _subcommands(sp, (*path, name))
+
+
 def _parser() -> argparse.ArgumentParser:
     from memori_core import __version__
+    from memori_core.augmentation.base import MEMORY_KINDS
 
-    p = argparse.ArgumentParser(prog="memori", description="memori: memory for LLM apps")
+    p = argparse.ArgumentParser(prog="memori", description="memori: memory for LLM apps",
+                                epilog=_example("memori init --db sqlite:///memori.db",
+                                                "memori memories list --entity user_123"),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"memori {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -392,35 +615,108 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--init", action="store_true",
                         help="add memori's tables to a database that holds other tables")
 
-    d = sub.add_parser("demo", help="two users, two personas, offline")
+    def json_arg(sp: argparse.ArgumentParser, what: str = "print one JSON object") -> None:
+        sp.add_argument("--json", action="store_true", help=what)
+
+    def entity_arg(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--entity", required=True, help="entity (user) id the memories belong to")
+
+    d = _command(sub, "demo", _example("memori demo --db sqlite:///demo.db"),
+                 help="two users, two personas, offline")
     db_arg(d)
     d.set_defaults(fn=_cmd_demo)
 
-    s = sub.add_parser("stats", help="row counts per table")
+    for name, example, text in (
+            ("init", _example("memori init --db sqlite:///memori.db",
+                              "memori init --db postgresql://app@localhost/app"),
+             "Create memori's schema, or upgrade it, and print its version. Idempotent: a "
+             "second run says there is nothing to do. A database that already holds other "
+             "tables (your app's) gets memori's tables beside them; a missing SQLite file is "
+             "created."),
+            ("migrate", _example("memori migrate --db postgresql://app@localhost/app"),
+             "Upgrade memori's schema to this memori-core's version and print it. Idempotent. "
+             "An empty database gets the whole schema; a database holding only other tables "
+             "is refused (memori init adds memori's tables to it), and a missing SQLite file "
+             "is never created (memori init creates it).")):
+        sc = _command(sub, name, example, description=text, help=text.split(". ")[0].lower())
+        db_arg(sc)
+        json_arg(sc, "print {database, before, version, latest, changed} as JSON")
+        sc.set_defaults(fn=_cmd_schema)
+
+    s = _command(sub, "stats", _example("memori stats --db sqlite:///memori.db --json"),
+                 help="row counts per table")
     db_arg(s)
-    s.add_argument("--json", action="store_true", help="print one JSON object")
+    json_arg(s)
     s.set_defaults(fn=_cmd_stats)
 
-    r = sub.add_parser("recall", help="the memories a model would be shown for a query (the "
-                       "context pipeline: recall, one line per turn, cut, budget)")
-    r.add_argument("query", help="the text to match, e.g. a user's question")
-    r.add_argument("--entity", required=True, help="entity (user) id the memories belong to")
-    r.add_argument("--process", default=None,
-                   help="process (agent / persona) id; with --scope process only its memories")
-    r.add_argument("--limit", type=int, default=5, help="at most this many hits (default 5)")
-    r.add_argument("--scope", choices=("process", "entity"), default="process",
-                   help="process (default): the process's memories; entity: all of the entity's")
-    r.add_argument("--conscious", action="store_true",
-                   help="lead with the entity's essential memories (conscious_ingest)")
-    r.add_argument("--block", action="store_true",
-                   help="print the framed block exactly as a model receives it")
-    r.add_argument("--json", action="store_true", help="print a JSON list of the lines shown")
-    db_arg(r)
-    r.set_defaults(fn=_cmd_recall)
+    for name, what in (("recall", "the memories a model would be shown for a query (the "
+                        "context pipeline: recall, one line per turn, cut, budget)"),
+                       ("search", "the same as memori recall")):
+        r = _command(sub, name, _example(f'memori {name} "what should I cook?" --entity '
+                                         "user_123 --db sqlite:///memori.db"), help=what)
+        r.add_argument("query", help="the text to match, e.g. a user's question")
+        entity_arg(r)
+        r.add_argument("--process", default=None,
+                       help="process (agent / persona) id; with --scope process only its "
+                       "memories")
+        r.add_argument("--limit", type=int, default=5, help="at most this many hits (default 5)")
+        r.add_argument("--scope", choices=("process", "entity"), default="process",
+                       help="process (default): the process's memories; entity: all of the "
+                       "entity's")
+        r.add_argument("--conscious", action="store_true",
+                       help="lead with the entity's essential memories (conscious_ingest)")
+        r.add_argument("--block", action="store_true",
+                       help="print the framed block exactly as a model receives it")
+        json_arg(r, "print a JSON list of the lines shown")
+        db_arg(r)
+        r.set_defaults(fn=_cmd_recall)
 
-    e = sub.add_parser("eval", help="evaluations on public data")
+    mm = _command(sub, "memories", _example(
+        "memori memories list --entity user_123",
+        "memori memories update 42 --entity user_123 --text \"The user lives in Porto\""),
+        help="list, show, correct or delete an entity's stored memories")
+    msub = mm.add_subparsers(dest="memories_command", required=True)
+
+    ml = _command(msub, "list", _example(
+        "memori memories list --entity user_123 --kind preference --limit 20"),
+        help="an entity's current memories, newest first (no ranking: see memori search)")
+    entity_arg(ml)
+    ml.add_argument("--kind", action="append", choices=MEMORY_KINDS, default=None,
+                    help="only this kind (repeatable; default all)")
+    ml.add_argument("--process", default=None,
+                    help="only this process's (persona's) memories and those without one")
+    ml.add_argument("--limit", type=int, default=100,
+                    help="at most this many (default 100; more: a note on stderr)")
+    ml.add_argument("--include-superseded", action="store_true",
+                    help="also the versions a newer one replaced")
+    json_arg(ml, "print a JSON list of memories")
+    db_arg(ml)
+    ml.set_defaults(fn=_cmd_memories_list)
+
+    for name, example, what, fn in (
+            ("get", _example("memori memories get 42 --entity user_123 --json"),
+             "one memory by id, with the versions it replaced", _cmd_memories_get),
+            ("update", _example('memori memories update 42 --entity user_123 --text "The user '
+                                'lives in Porto"'),
+             "correct a memory: a new version replaces it, the old one is kept as its history",
+             _cmd_memories_update),
+            ("delete", _example("memori memories delete 42 --entity user_123"),
+             "delete one memory, with its provenance and triples", _cmd_memories_delete)):
+        mc = _command(msub, name, example, help=what)
+        mc.add_argument("memory_id", type=int, metavar="MEMORY_ID",
+                        help="the memory's id (memori memories list shows it)")
+        entity_arg(mc)
+        if name == "update":
+            mc.add_argument("--text", required=True, help="the corrected text")
+        json_arg(mc)
+        db_arg(mc)
+        mc.set_defaults(fn=fn)
+
+    locomo_example = _example("memori eval locomo --data locomo10.json --conversations 1")
+    e = _command(sub, "eval", locomo_example, help="evaluations on public data")
     esub = e.add_subparsers(dest="dataset", required=True)
-    lo = esub.add_parser("locomo", help="LoCoMo: capture every turn, recall every question")
+    lo = _command(esub, "locomo", locomo_example,
+                  help="LoCoMo: capture every turn, recall every question")
     lo.add_argument("--data", required=True, help="path of locomo10.json")
     lo.add_argument("--db", default=None,
                     help="database URL (default: a temporary SQLite file); one already holding "
@@ -430,19 +726,20 @@ def _parser() -> argparse.ArgumentParser:
     lo.add_argument("--set", type=_setting_arg, action="append", default=[],
                     metavar="NAME=VALUE",
                     help="a Config setting for the run, e.g. recall_rrf_k=20 (repeatable)")
-    lo.add_argument("--json", action="store_true", help="print one JSON object")
+    json_arg(lo)
     lo.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
     lo.set_defaults(fn=_cmd_eval_locomo)
 
-    sa = sub.add_parser("set-aside", help="list the turns memori could not write, or write "
-                        "them (--retry)")
+    sa = _command(sub, "set-aside", _example("memori set-aside --db sqlite:///memori.db --retry"),
+                  help="list the turns memori could not write, or write them (--retry)")
     db_arg(sa)
     sa.add_argument("--retry", action="store_true",
                     help="write them now; exit 1 while any is still refused")
-    sa.add_argument("--json", action="store_true", help="print the turns as one JSON array")
+    json_arg(sa, "print the turns as one JSON array")
     sa.set_defaults(fn=_cmd_set_aside)
 
-    i = sub.add_parser("ingest", help="capture turns from a JSON-lines file")
+    i = _command(sub, "ingest", _example("memori ingest turns.jsonl --db sqlite:///memori.db"),
+                 help="capture turns from a JSON-lines file")
     i.add_argument("file", help='one turn per line: {"entity_id": ..., "process_id": ..., '
                    '"session_id": ..., "messages": [{"role": ..., "content": ..., '
                    '"created_at": ...}]} (or one message per line)')
@@ -454,32 +751,37 @@ def _parser() -> argparse.ArgumentParser:
     init_arg(i)
     i.set_defaults(fn=_cmd_ingest)
 
-    re_ = sub.add_parser("reembed", help="re-embed every memory with the configured model")
+    re_ = _command(sub, "reembed", _example("memori reembed --db sqlite:///memori.db --model "
+                                            "all-MiniLM-L6-v2"),
+                   help="re-embed every memory with the configured model")
     db_arg(re_)
     re_.add_argument("--model", default=None,
                      help="embedding model (default MEMORI_EMBEDDINGS_MODEL or all-MiniLM-L6-v2)")
     re_.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     re_.set_defaults(fn=_cmd_reembed)
 
-    x = sub.add_parser("export", help="write everything stored for an entity as JSON")
+    x = _command(sub, "export", _example("memori export --entity user_123 --out user_123.json"),
+                 help="write everything stored for an entity as JSON")
     x.add_argument("--entity", required=True, help="entity (user) id to export")
     x.add_argument("--process", default=None, help="only this process's (persona's) rows")
     x.add_argument("--out", default=None, help="file to write (default: stdout)")
     db_arg(x)
     x.set_defaults(fn=_cmd_export)
 
-    im = sub.add_parser("import", help="restore a `memori export` file into a database")
+    im = _command(sub, "import", _example("memori import user_123.json --db sqlite:///copy.db"),
+                  help="restore a `memori export` file into a database")
     im.add_argument("file", help="the JSON file written by memori export")
     im.add_argument("--entity", default=None, help="import under this entity id instead")
     im.add_argument("--model", default=None,
                     help="embedding model of this database (default MEMORI_EMBEDDINGS_MODEL or "
                     "all-MiniLM-L6-v2); memories of another model are embedded again")
-    im.add_argument("--json", action="store_true", help="print the row counts as JSON")
+    json_arg(im, "print the row counts as JSON")
     db_arg(im)
     init_arg(im)
     im.set_defaults(fn=_cmd_import)
 
-    fo = sub.add_parser("forget", help="delete every row of an entity (or of one process)")
+    fo = _command(sub, "forget", _example("memori forget --entity user_123 --yes"),
+                  help="delete every row of an entity (or of one process)")
     fo.add_argument("--entity", required=True, help="entity (user) id to erase")
     fo.add_argument("--vacuum", action="store_true",
                     help="PostgreSQL / MariaDB: also remove the deleted rows' old versions "
@@ -487,11 +789,13 @@ def _parser() -> argparse.ArgumentParser:
     fo.add_argument("--process", default=None,
                     help="only this process's (persona's) rows of the entity")
     fo.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    fo.add_argument("--json", action="store_true", help="print the row counts as JSON")
+    json_arg(fo, "print the row counts as JSON")
     db_arg(fo)
     fo.set_defaults(fn=_cmd_forget)
 
-    w = sub.add_parser("worker", help="run augmentation workers as their own process")
+    w = _command(sub, "worker", _example("memori worker --db postgresql://app@localhost/app "
+                                         "--workers 4"),
+                 help="run augmentation workers as their own process")
     db_arg(w)
     w.add_argument("--workers", type=int, default=1, help="worker threads (default 1)")
     w.set_defaults(fn=_cmd_worker)
@@ -501,7 +805,19 @@ def _parser() -> argparse.ArgumentParser:
 
     from memori_core.server.cli import add_commands as add_server_commands
     add_server_commands(sub)
+    for path, sp in _subcommands(p):
+        if sp.epilog is None and path in _OTHER_EXAMPLES:
+            sp.epilog = _OTHER_EXAMPLES[path]
+            sp.formatter_class = argparse.RawDescriptionHelpFormatter
     return p
+
+
+def _one_line(exc: BaseException) -> str:
+    """An error's message on one line: a driver's multi-line text joined, SQLAlchemy's
+    statement, parameters and background link left out."""
+    lines = [ln.strip() for ln in str(exc).splitlines()]
+    return " ".join(ln for ln in lines if ln and not ln.startswith(
+        ("[SQL:", "[parameters:", "(Background on this error")))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -511,7 +827,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.fn(args))
     except MemoriError as exc:
-        print(f"memori: error: {exc}", file=sys.stderr)
+        print(f"memori: error: {_one_line(exc)}", file=sys.stderr)
         return 2
 
 

@@ -1,4 +1,4 @@
-"""The ``memori`` command: demo, stats, recall, eval locomo, errors."""
+"""The ``memori`` command: demo, stats, recall, eval locomo, errors, every --help's example."""
 
 from __future__ import annotations
 
@@ -214,3 +214,29 @@ def test_ingest_captures_a_file_and_refuses_what_would_touch_a_foreign_database(
                  "--no-wait"]) == 0
     with sqlite3.connect(other) as conn:
         assert conn.execute("SELECT count(*) FROM memori_conversation_message").fetchone()[0] == 6
+
+
+def test_every_command_help_ends_with_an_example() -> None:
+    from memori_core.cli import _parser, _subcommands
+
+    parser = _parser()
+    commands = {" ".join(path): sp for path, sp in _subcommands(parser)}
+    # the walk reaches nested commands and those other modules add
+    assert {"init", "migrate", "search", "memories list", "memories update", "eval locomo",
+            "mcp", "serve", "keys revoke"} <= set(commands)
+    for name, sp in [("", parser), *commands.items()]:
+        text = sp.format_help()
+        found = re.search(r"^examples?( \([^)]*\))?:\n((  memori \S.*\n?)+)", text, re.M)
+        assert found, f"memori {name} --help has no example:\n{text}"
+        assert all(ln.startswith(f"  memori {name}") for ln in found.group(2).splitlines()
+                   ), (name, found.group(2))  # an example of this command, not another's
+
+
+def test_search_is_recall_under_another_name() -> None:
+    from memori_core.cli import _parser
+
+    parser = _parser()
+    argv = ["what do I cook?", "--entity", "ann", "--scope", "entity", "--json"]
+    recall, search = (vars(parser.parse_args([name, *argv])) for name in ("recall", "search"))
+    assert recall.pop("command") == "recall" and search.pop("command") == "search"
+    assert search == recall  # the same options, defaults and implementation (fn)
