@@ -122,3 +122,31 @@ def run_block(path: Path, blocks: list[Example], index: int,
         printed, namespace = execute(blocks[index].code, f"{path}:python-block-{index}")
     assert printed == (blocks[index].prints or ""), f"block {index}"
     return namespace
+
+
+def _check_files(folder: Path, blocks: list[Example]) -> None:
+    made = {p.name for p in folder.glob("*.db")}
+    assert "memori.db" not in made
+    for block in blocks:
+        assert set(databases(block.code)) <= made, made
+
+
+def check_alone(path: Path, blocks: list[Example], index: int, folder: Path,
+                around: Callable[[int], contextlib.AbstractContextManager[Any]] = nothing
+                ) -> dict[str, Any]:
+    """Block ``index`` alone in ``folder`` (the current folder, empty): it prints what the README
+    shows and writes its own database; its namespace."""
+    namespace = run_block(path, blocks, index, around)
+    _check_files(folder, [blocks[index]])
+    return namespace
+
+
+def check_one_folder(path: Path, blocks: list[Example], name: str, folder: Path,
+                     around: Callable[[int], contextlib.AbstractContextManager[Any]] = nothing,
+                     after: Callable[[], None] = lambda: None) -> None:
+    """Every block, one after another in the order ``name``, in ``folder`` (the current folder):
+    each prints what the README shows; ``after()`` runs after each block."""
+    for index in order(blocks, name):
+        run_block(path, blocks, index, around)
+        after()
+    _check_files(folder, blocks)

@@ -1,10 +1,10 @@
-"""integrations/agno/README.md: every ```python block runs (in order, one namespace, offline,
-with Agno's OpenAIChat swapped for the offline model) and does what the README says."""
+"""integrations/agno/README.md: every ```python block runs on its own, offline (Agno's
+``OpenAIChat`` swapped for the offline model), and prints what the README says: each alone in a
+fresh folder, and all of them in one folder in README order and in reverse
+(``readme_blocks``); and what the model was sent is what the README shows."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import re
 from pathlib import Path
 from typing import Any
@@ -12,11 +12,22 @@ from typing import Any
 import agno.models.openai
 import pytest
 from agno.agent import Agent
-from integrations.readme_blocks import examples, readme
+from integrations.readme_blocks import (
+    ORDERS,
+    check_alone,
+    check_one_folder,
+    check_own_databases,
+    examples,
+    readme,
+    use_folder,
+)
 
 from memori_core.integration import BLOCK_END, BLOCK_START
 
 README = readme("agno")
+BLOCKS = examples(README)
+
+pytestmark = pytest.mark.slow  # the real local embedding model, as a user's copy runs
 
 
 def _text() -> str:
@@ -33,50 +44,55 @@ def _undated(text: str) -> str:
     return re.sub(r"\d{4}-\d{2}-\d{2}", "<day>", text)
 
 
-@pytest.mark.slow  # Memori() loads the real local embedding model, as the README promises
-def test_readme_examples_run_offline_and_do_what_they_say(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, offline_model: Any) -> None:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MEMORI_DATABASE_URL", raising=False)
+@pytest.fixture
+def offline(monkeypatch: pytest.MonkeyPatch, offline_model: Any) -> Any:
+    """``OpenAIChat`` is the offline model in the blocks."""
     monkeypatch.setattr(agno.models.openai, "OpenAIChat", offline_model)
-    blocks = examples(README)
-    assert len(blocks) == 3
-    namespace: dict[str, Any] = {"__name__": "readme"}
-    outputs = []
-    try:
-        for block in blocks:
-            out = io.StringIO()
-            with contextlib.redirect_stdout(out):
-                exec(compile(block.code, str(README), "exec"), namespace)
-            outputs.append(out.getvalue())
+    return offline_model
 
-        # memory manager: the second run's system prompt holds what the first one captured,
-        # exactly as the README shows it (but for the day)
+
+def test_every_block_has_its_output_and_its_databases() -> None:
+    assert len(BLOCKS) == _text().count("```python") == 3
+    assert all(block.prints is not None for block in BLOCKS)
+    check_own_databases(BLOCKS)
+    assert "MemoriMemoryManager(mem)" in BLOCKS[0].code and "agent.run(" in BLOCKS[0].code
+    assert "memory.search_user_memories(" in BLOCKS[1].code
+    assert "MemoriLearningStore(mem)" in BLOCKS[2].code
+    sessions = [re.findall(r'SqliteDb\(db_file="([^"]+)"\)', block.code) for block in BLOCKS]
+    assert sessions == [["agno-manager-sessions.db"], [], ["agno-learning-sessions.db"]]
+
+
+@pytest.mark.parametrize("index", range(len(BLOCKS)))
+def test_block_runs_alone(index: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                          offline: Any) -> None:
+    folder = use_folder(tmp_path / "alone", monkeypatch)
+    namespace = check_alone(README, BLOCKS, index, folder)
+    if index == 0:
+        # the second run's system prompt holds what the first one captured, exactly as the
+        # README shows it (but for the day)
         support = namespace["agent"].model
-        assert isinstance(support, offline_model) and support.id == "gpt-4o-mini"
+        assert isinstance(support, offline) and support.id == "gpt-4o-mini"
         shown = re.findall(r"```\n(<memories_from_previous_interactions>.*?)```", _text(),
                            re.S)[0]
         assert _undated(shown) in _undated(support.requests[-1].system + "\n")
         assert "allergic to peanuts" not in support.requests[0].system
-        with namespace["mem"].attribution(entity_id="user_123", process_id="support-agent"):
-            friday = namespace["mem"].session_messages("friday")
-        assert [m["role"] for m in friday] == ["user", "assistant"]  # the whole turn
-
-        # the manager's own API: the documented output
-        assert outputs[1] == blocks[1].prints
-
-        # learning store: the goal is recalled against the new message; the support agent's
-        # memories are another process's
+    if index == 2:
+        # the learning store: the goal is recalled against the new message, as quoted data,
+        # and the model is offered memori's tool
         coach = namespace["coach"].model
         lines = _memori_lines(coach.requests[-1].system)
         assert any("sub-25-minute 5K" in line for line in lines)
-        assert all(line.count('"') >= 2 for line in lines)  # quoted data
-        assert not any("peanuts" in line for line in lines)
+        assert all(line.count('"') >= 2 for line in lines)
         assert "recall_memories" in coach.requests[-1].tools
-        assert (tmp_path / "memori.db").exists() and (tmp_path / "agno.db").exists()
-    finally:
-        if "mem" in namespace:
-            namespace["mem"].close()
+
+
+@pytest.mark.parametrize("name", ORDERS)
+def test_all_blocks_in_one_folder(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                  offline: Any) -> None:
+    folder = use_folder(tmp_path / "one", monkeypatch)
+    check_one_folder(README, BLOCKS, name, folder)
+    assert {p.name for p in folder.glob("agno-*-sessions.db")} == {
+        "agno-manager-sessions.db", "agno-learning-sessions.db"}
 
 
 def test_readme_claims_about_agno_3_hold() -> None:

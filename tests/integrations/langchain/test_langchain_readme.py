@@ -17,12 +17,11 @@ import pytest
 import vcr
 from integrations.readme_blocks import (
     ORDERS,
+    check_alone,
+    check_one_folder,
     check_own_databases,
-    databases,
     examples,
-    order,
     readme,
-    run_block,
     use_folder,
 )
 from vcr.cassette import Cassette
@@ -89,8 +88,7 @@ def test_block_runs_alone(index: int, tmp_path: Path, monkeypatch: pytest.Monkey
                           replay: tuple[Replay, dict[int, Cassette]]) -> None:
     around, played = replay
     folder = use_folder(tmp_path / "alone", monkeypatch)
-    run_block(README, BLOCKS, index, around)
-    assert sorted(p.name for p in folder.glob("*.db")) == databases(BLOCKS[index].code)
+    check_alone(README, BLOCKS, index, folder, around)
     if cassette_of(index) == "agent.yaml":
         documented = re.search(r"The system prompt Bedrock received ends with the framed memory "
                                r"block:\n\n```\n(.*?)\n```", TEXT, re.S)
@@ -108,8 +106,5 @@ def test_all_blocks_in_one_folder(name: str, tmp_path: Path, monkeypatch: pytest
                                   replay: tuple[Replay, dict[int, Cassette]]) -> None:
     around, played = replay
     folder = use_folder(tmp_path / "one", monkeypatch)
-    for index in order(BLOCKS, name):
-        run_block(README, BLOCKS, index, around)
+    check_one_folder(README, BLOCKS, name, folder, around)
     assert sorted(played) == [1, 2, 3]
-    assert sorted(p.name for p in folder.glob("*.db")) == sorted(
-        file for block in BLOCKS for file in databases(block.code))

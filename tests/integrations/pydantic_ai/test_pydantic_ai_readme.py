@@ -10,12 +10,11 @@ from pathlib import Path
 import pytest
 from integrations.readme_blocks import (
     ORDERS,
+    check_alone,
+    check_one_folder,
     check_own_databases,
-    databases,
     examples,
-    order,
     readme,
-    run_block,
     use_folder,
 )
 
@@ -39,16 +38,12 @@ def test_every_block_has_its_output_and_its_database() -> None:
 def test_block_runs_alone(index: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                           run_sync_loop_closer: Callable[[], None]) -> None:
     folder = use_folder(tmp_path / "alone", monkeypatch)
-    run_block(README, BLOCKS, index)
-    assert sorted(p.name for p in folder.glob("*.db")) == databases(BLOCKS[index].code)
+    check_alone(README, BLOCKS, index, folder)
 
 
 @pytest.mark.parametrize("name", ORDERS)
 def test_all_blocks_in_one_folder(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                   run_sync_loop_closer: Callable[[], None]) -> None:
     folder = use_folder(tmp_path / "one", monkeypatch)
-    for index in order(BLOCKS, name):
-        run_block(README, BLOCKS, index)
-        run_sync_loop_closer()  # a block's run_sync loop, before the next block's asyncio.run
-    assert sorted(p.name for p in folder.glob("*.db")) == sorted(
-        file for block in BLOCKS for file in databases(block.code))
+    # each block's run_sync loop closed before the next block's asyncio.run
+    check_one_folder(README, BLOCKS, name, folder, after=run_sync_loop_closer)
