@@ -1,74 +1,87 @@
-"""Every python block of integrations/llamaindex/README.md runs, in order, and prints what the
-README says it prints."""
+"""Every python block of integrations/llamaindex/README.md runs on its own, offline, and prints
+what the README says it prints: each alone in a fresh folder, and all of them in one folder in
+README order and in reverse (``readme_blocks``)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
-import io
+import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
+import llama_index.core.llms
 import pytest
-from integrations.readme_blocks import examples, readme
-
-import memori_core
-from memori_core import Memori
-from memori_core.testing import HashEmbedder
+from integrations.readme_blocks import (
+    ORDERS,
+    check_alone,
+    check_one_folder,
+    check_own_databases,
+    examples,
+    readme,
+    use_folder,
+)
+from llama_index.core.llms.mock import MockFunctionCallingLLMWithChatMemoryOfLastCall
 
 README = readme("llamaindex")
+TEXT = README.read_text(encoding="utf-8")
+BLOCKS = examples(README)
+
+pytestmark = [
+    pytest.mark.slow,  # the real local embedding model, as a user's copy runs
+    # Memory.from_defaults() makes its own aiosqlite engine, which LlamaIndex never disposes:
+    # its connection is collected unclosed (a LlamaIndex leak, not the plugin's)
+    pytest.mark.filterwarnings(
+        r"ignore:<aiosqlite\.core\.Connection object .* was deleted before being closed:"
+        "ResourceWarning"),
+]
 
 
-class OfflineMemori(Memori):
-    """``Memori`` with the offline test embedder instead of the local model (seconds to load)."""
-
-    def __init__(self, conn: object = None, **kwargs: Any) -> None:
-        kwargs.setdefault("embedder", HashEmbedder())
-        super().__init__(conn, **kwargs)
-
-
-def blocks() -> list[tuple[str, str]]:
-    """(code, printed output) of each python block: every block shows its output."""
-    found = examples(README)
-    assert all(example.prints is not None for example in found)
-    return [(example.code, str(example.prints)) for example in found]
-
-
-def test_readme_shows_both_entry_points() -> None:
-    found = blocks()
-    assert len(found) == README.read_text(encoding="utf-8").count("```python\n") == 2
-    assert "MemoriMemory.from_defaults(" in found[0][0] and "agent.run(" in found[0][0]
-    assert "MemoriMemoryBlock(" in found[1][0] and "Memory.from_defaults(" in found[1][0]
-
-
-# Memory.from_defaults() makes its own aiosqlite engine, which LlamaIndex never disposes: its
-# connection is collected unclosed when the test ends (a LlamaIndex leak, not the plugin's)
-@pytest.mark.filterwarnings(
-    r"ignore:<aiosqlite\.core\.Connection object .* was deleted before being closed:"
-    "ResourceWarning")
-def test_readme_examples_run_and_print_what_they_say(tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("MEMORI_DATABASE_URL", raising=False)
-    monkeypatch.setattr(memori_core, "Memori", OfflineMemori)
-    loop = asyncio.new_event_loop()  # where Memory's sync methods run (LlamaIndex's asyncio_run)
+@pytest.fixture(autouse=True)
+def _thread_loop() -> Iterator[None]:
+    """The thread's event loop, where Memory's sync methods run (LlamaIndex's asyncio_run)."""
+    loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
-        for code, documented in blocks():
-            out = io.StringIO()
-            with contextlib.redirect_stdout(out):
-                exec(compile(code, str(README), "exec"), {"__name__": "readme"})
-            printed = out.getvalue()
-            # memori may extract more memories than the README shows: each documented line is
-            # printed, in order, and every other printed line is a memory line
-            lines = printed.splitlines()
-            positions = [lines.index(line) for line in documented.splitlines()]
-            assert positions == sorted(positions)
-            extra = set(lines) - set(documented.splitlines())
-            assert all(line.startswith("- ") for line in extra), extra
+        yield
     finally:
         asyncio.set_event_loop(None)
         loop.close()
         gc.collect()
-    assert (tmp_path / "memori.db").exists()
+
+
+def test_readme_shows_both_entry_points_each_with_its_output_and_database() -> None:
+    assert len(BLOCKS) == TEXT.count("```python\n") == 2
+    assert all(block.prints is not None for block in BLOCKS)
+    check_own_databases(BLOCKS)
+    assert "MemoriMemory.from_defaults(" in BLOCKS[0].code and "agent.run(" in BLOCKS[0].code
+    assert "MockFunctionCallingLLM()" in BLOCKS[0].code  # the first runs offline
+    assert "MemoriMemoryBlock(" in BLOCKS[1].code and "Memory.from_defaults(" in BLOCKS[1].code
+
+
+@pytest.mark.parametrize("index", range(len(BLOCKS)))
+def test_block_runs_alone(index: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the blocks' MockFunctionCallingLLM, keeping the messages of its last call
+    monkeypatch.setattr(llama_index.core.llms, "MockFunctionCallingLLM",
+                        MockFunctionCallingLLMWithChatMemoryOfLastCall)
+    folder = use_folder(tmp_path / "alone", monkeypatch)
+    namespace = check_alone(README, BLOCKS, index, folder)
+    sent = namespace["agent"].llm.last_chat_messages
+    assert sent[-1].role.value == "user"
+    memory = [m.content for m in sent if m.role.value == "system" and "<memory>" in m.content]
+    assert len(memory) == 1
+    if index == 0:  # the model got the system message the README shows (but for the day)
+        assert sent[0].content == "You are a helpful cook."
+        shown = re.search(r"\n```\n(<memory>\n<memori>\n.*?)```", TEXT, re.S)
+        assert shown is not None
+        day = re.compile(r"\d{4}-\d{2}-\d{2}")
+        assert day.sub("<day>", memory[0]) == day.sub("<day>", shown[1].rstrip("\n"))
+    else:
+        assert "The user cooks for four." in memory[0]
+        assert '"The user is allergic to peanuts"' in memory[0]
+
+
+@pytest.mark.parametrize("name", ORDERS)
+def test_all_blocks_in_one_folder(name: str, tmp_path: Path,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    check_one_folder(README, BLOCKS, name, use_folder(tmp_path / "one", monkeypatch))
