@@ -38,13 +38,12 @@ PACKAGES = {tomllib.loads((folder / "pyproject.toml").read_text(encoding="utf-8"
 # plugin -> (the python blocks run as one script, a text they must hold): the README's first
 # example that runs offline, with the blocks it continues
 EXAMPLES = {
-    # blocks 0-2 call Bedrock (the aws and agents extras, AWS credentials); the retriever is the
-    # first block the README's first line alone runs
-    "langchain": ([3], "MemoriRetriever("),
+    # the first block: with_memori around LangChain's fake chat model (no extra, no AWS)
+    "langchain": ([0], "GenericFakeChatModel("),
     "pydantic_ai": ([0], "FunctionModel(stand_in)"),
-    # the manager's own API continues the agent example; Agno ships no offline model, so the
-    # agent's OpenAIChat is the workspace tests' offline model (STAND_IN)
-    "agno": ([0, 1], "memory.search_user_memories("),
+    # Agno ships no offline model, so the agent's OpenAIChat is the workspace tests' offline
+    # model (STAND_IN)
+    "agno": ([0], "pre_hooks=[memory.pre_hook]"),
     "llamaindex": ([0], "MockFunctionCallingLLM()"),
 }
 STAND_IN = {"agno": f"""
