@@ -200,7 +200,9 @@ class Records:
         if not in_row_range(mid):
             self._require_entity(what)
             return None
-        return self._entity_call(what, lambda pk: fn(pk, mid), None)
+        # None is "not the entity's memory"; an empty result ([] history) is an answer
+        return self._entity_call(what, lambda pk: fn(pk, mid), None,
+                                 full=lambda result: result is not None)
 
     # ---- one memory ---------------------------------------------------------------------------
     def memory(self, memory_id: int) -> Memory | None:

@@ -98,11 +98,14 @@ def offline_openai() -> Any:
         ConfigurationError: when the ``openai`` package is missing (extra ``openai``).
     """
     try:
-        import httpx
         import openai
     except ImportError as exc:
         raise ConfigurationError('offline_openai() needs the openai package: pip install '
                                  '"memori-core[openai]"', argument="openai") from exc
+    try:  # the HTTP library the openai client is built on (httpx2 from openai 2.x, else httpx)
+        import httpx2 as httpx
+    except ImportError:
+        import httpx  # type: ignore[no-redef]
     counter = itertools.count(1)
 
     def answer(request: httpx.Request) -> httpx.Response:

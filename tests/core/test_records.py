@@ -32,6 +32,7 @@ def test_memory_versions_history_and_provenance(mem: Memori) -> None:
     assert conv["id"] == prov["messages"][0]["conversation_id"] and conv["messages"] == 2
     assert conv["process_id"] == "coach"
 
+    assert mem.memory_history(fact.id) == []  # a first version: found, with no history
     new = mem.update_memory(fact.id, "The user lives in Porto")
     assert new is not None and new != fact.id
     current = mem.memory(new)
