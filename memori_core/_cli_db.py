@@ -1,14 +1,16 @@
 """How the ``memori`` commands open a database: ``open_memori`` (any database, built on first
 use), ``open_existing`` (one that must already hold memori's schema: read-only commands create
 nothing), ``build_schema`` (writing commands: a database holding other tables is refused
-unless ``--init``) and ``new_sqlite_file`` (what a failed command removes again). Shared by
-``memori_core.cli``, ``memori_core.mcp.cli`` and ``memori_core.server.cli``."""
+unless ``--init``), ``open_serving`` (``memori serve`` and ``memori mcp --db``: built, its
+workers running, closed again when that fails) and ``new_sqlite_file`` (what a failed command
+removes again). Shared by ``memori_core.cli``, ``memori_core.mcp.cli`` and
+``memori_core.server.cli``."""
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["build_schema", "new_sqlite_file", "open_existing", "open_memori"]
+__all__ = ["build_schema", "new_sqlite_file", "open_existing", "open_memori", "open_serving"]
 
 
 def open_memori(db: str | None, **settings: Any) -> Any:
@@ -54,10 +56,14 @@ def open_existing(db: str | None) -> Any:
     return mem
 
 
-def build_schema(mem: Any, init: bool, how_to_init: str = "pass --init") -> None:
+def build_schema(mem: Any, init: bool, how_to_init: str = "pass --init", *,
+                 blank: bool = True) -> None:
     """Build or upgrade memori's schema for a writing command (ingest, import, migrate). A
     database that holds other tables and no memori table is someone else's: refused unless
     ``--init`` says to add memori's tables to it (``how_to_init``: what the refusal advises).
+    An empty one gets the schema when ``blank`` (a new memori database), else it is refused
+    unless ``--init`` too (``memori serve``: a mistyped URL must not become a new, empty
+    memory service).
 
     Raises:
         ConfigurationError: the database is not memori's and ``init`` is False.
@@ -76,7 +82,44 @@ def build_schema(mem: Any, init: bool, how_to_init: str = "pass --init") -> None
                 f"{mem.engine.url.render_as_string()} is not a memori database (it holds "
                 f"{len(tables)} other table(s): {shown}); {how_to_init} to add memori's "
                 "tables to it, or point --db at a memori database", argument="db")
+        if not tables and not blank:
+            raise ConfigurationError(
+                f"{mem.engine.url.render_as_string()} holds no memori schema (an empty "
+                f"database); {how_to_init} to build it, or point --db at a memori database",
+                argument="db")
     mem.config.storage.build()
+
+
+def open_serving(db: str | None, init: bool, *, blank: bool = True, **settings: Any) -> Any:
+    """A Memori for a command that serves it (``memori serve``, ``memori mcp --db``): its
+    schema built or upgraded (``build_schema``; with ``blank`` False a SQLite file that does
+    not exist is refused before anything is created) and its augmentation workers running.
+    Closed again when any of that fails.
+
+    Args:
+        db: the database URL (None: ``MEMORI_DATABASE_URL`` or ./memori.db).
+        init: ``--init``: build memori's schema in a database that is not memori's.
+        blank: whether a database without memori's schema gets it without ``--init``.
+        settings: ``Memori`` keyword arguments (``embedder=``).
+
+    Raises:
+        ConfigurationError: the database is not memori's (see ``build_schema``).
+        StorageError: the database is unreachable or its schema is newer or changed.
+    """
+    from memori_core.errors import ConfigurationError
+
+    missing = new_sqlite_file(db)
+    if missing is not None and not (blank or init):
+        raise ConfigurationError(f"no memori database at {missing}; pass --init to create "
+                                 "one, or point --db at a memori database", argument="db")
+    mem = open_memori(db, **settings)
+    try:
+        build_schema(mem, init, blank=blank)
+        mem._ensure_ready()  # starts the augmentation workers
+    except BaseException:
+        mem.close()
+        raise
+    return mem
 
 
 def new_sqlite_file(db: str | None) -> str | None:

@@ -69,7 +69,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 def _cmd_mcp(args: argparse.Namespace) -> int:
     from memori_core import mcp as memori_mcp
-    from memori_core._cli_db import build_schema, open_memori
+    from memori_core._cli_db import open_serving
     from memori_core.errors import ConfigurationError
 
     if (args.db is None) == (args.url is None):
@@ -83,14 +83,8 @@ def _cmd_mcp(args: argparse.Namespace) -> int:
     # refused before anything is opened: the entity is the client's configuration
     entity, process = memori_mcp.identity_from_env(os.environ)
     memori_mcp.require_sdk()
-    mem = open_memori(args.db)
-    try:
-        build_schema(mem, args.init)
-        mem._ensure_ready()  # the augmentation workers run in this process
-    except BaseException:
-        mem.close()
-        raise
-    return _serve(args, mem, entity, process)
+    # the augmentation workers run in this process
+    return _serve(args, open_serving(args.db, args.init), entity, process)
 
 
 def _remote(args: argparse.Namespace) -> tuple[Any, str, str | None]:

@@ -1,7 +1,7 @@
 """The ``memori serve`` and ``memori keys`` commands::
 
     memori serve --db URL [--host 127.0.0.1] [--port 8765] [--cors-origin ORIGIN ...]
-                 [--max-body-bytes N] [--rate-limit R] [--rate-burst N]
+                 [--max-body-bytes N] [--rate-limit R] [--rate-burst N] [--init]
     memori keys create --db URL --scope read|write|admin [--entity ID ... | --entity-prefix P]
                        [--name N]
     memori keys list --db URL [--all] [--json]
@@ -39,7 +39,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     require_extra()
     import uvicorn
 
-    from memori_core._memori import Memori
+    from memori_core._cli_db import open_serving
     from memori_core.server import ServerSettings, create_app
 
     embedder = None
@@ -50,10 +50,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     settings = ServerSettings(max_body_bytes=args.max_body_bytes, rate_limit=args.rate_limit,
                               rate_burst=args.rate_burst, key_cache_ttl=args.key_cache_ttl,
                               cors_origins=tuple(args.cors_origin))
-    mem = Memori(conn=_url(args.db), embedder=embedder)
+    # a database without memori's schema is refused unless --init: nothing is created
+    mem = open_serving(_url(args.db), args.init, blank=False, embedder=embedder)
     try:
-        mem.config.storage.build()
-        mem._ensure_ready()  # starts the augmentation workers
         app = create_app(mem, settings)
         print(f"memori serve: http://{args.host}:{args.port} on "
               f"{mem.engine.url.render_as_string()}", flush=True)
@@ -169,6 +168,10 @@ def add_commands(sub: Any) -> None:
     s.add_argument("--log-level", default="warning",
                    choices=("critical", "error", "warning", "info", "debug"))
     s.add_argument("--access-log", action="store_true", help="log every request")
+    s.add_argument("--init", action="store_true",
+                   help="build memori's schema in a database that has none (an empty one, a "
+                   "new SQLite file, one holding other tables); without it such a database "
+                   "is refused and nothing is created")
     s.set_defaults(fn=_cmd_serve)
 
     k = sub.add_parser("keys", help="API keys of memori serve: create, list, revoke")
