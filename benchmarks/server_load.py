@@ -40,6 +40,7 @@ from pathlib import Path
 import httpx
 
 from memori_core import Memori
+from memori_core.server._ready import stop, wait_serving
 
 LOCOMO = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "locomo" / "locomo10.json"
 ENTITY = "bench-user"
@@ -130,32 +131,18 @@ def write_key(url: str) -> str:
 def serve(url: str) -> Iterator[str]:
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    proc = subprocess.Popen([sys.executable, "-m", "memori_core.cli", "serve", "--db", url,
-                             "--port", str(port), "--rate-limit", "100000",
-                             "--rate-burst", "100000"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"memori serve exited: {proc.stderr.read().decode()[-2000:]}"
-                                   if proc.stderr else "memori serve exited")
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("memori serve did not become ready in 120 s")
-            time.sleep(0.2)
-        yield base
-    finally:
-        proc.terminate()
+    with tempfile.NamedTemporaryFile("w", prefix="memori-serve-", suffix=".log") as log:
+        # its output to a file, never a pipe nobody reads (it would fill up)
+        proc = subprocess.Popen([sys.executable, "-m", "memori_core.cli", "serve", "--db", url,
+                                 "--port", str(port), "--rate-limit", "100000",
+                                 "--rate-burst", "100000"],
+                                env=env, stdout=subprocess.DEVNULL, stderr=log)
         try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+            wait_serving(proc, f"{base}/readyz", timeout=120, log=Path(log.name))
+            yield base
+        finally:
+            stop(proc, grace=30)
 
 
 Request = Callable[[httpx.AsyncClient, int], Awaitable[httpx.Response]]

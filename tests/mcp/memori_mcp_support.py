@@ -7,7 +7,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -16,6 +15,8 @@ from typing import Any
 from mcp import ClientSession, StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult
+
+from memori_core.server._ready import stop, wait_serving
 
 BIN = Path(sys.executable).parent  # the virtualenv's bin: python and the `memori` script
 MEMORI = str(BIN / "memori")
@@ -54,37 +55,23 @@ def free_port() -> int:
 
 
 @contextmanager
-def http_server(db_url: str, env: dict[str, str], errlog: Path,
+def http_server(source: list[str], env: dict[str, str], errlog: Path,
                 *extra: str) -> Iterator[str]:
-    """``memori mcp --transport http`` as a subprocess on a free 127.0.0.1 port (default
-    host), until the block exits (then SIGTERM). Yields the endpoint URL."""
+    """``memori mcp SOURCE --transport http`` as a subprocess on a free 127.0.0.1 port
+    (default host), ``source`` being ``["--db", URL]`` or ``["--url", SERVER]``, until the block
+    exits (then SIGTERM). Yields the endpoint URL once it answers HTTP."""
     port = free_port()
+    url = f"http://127.0.0.1:{port}/mcp"
     with errlog.open("a", encoding="utf-8") as err:
-        proc = subprocess.Popen([MEMORI, "mcp", "--db", db_url, "--transport", "http",
+        proc = subprocess.Popen([MEMORI, "mcp", *source, "--transport", "http",
                                  "--port", str(port), *extra],
                                 env=env, stdin=subprocess.DEVNULL, stdout=err, stderr=err)
         try:
-            deadline = time.monotonic() + START_TIMEOUT_S
-            while True:
-                if proc.poll() is not None:
-                    raise AssertionError(f"memori mcp exited with {proc.returncode}: "
-                                         f"{errlog.read_text(encoding='utf-8')}")
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise AssertionError("memori mcp --transport http did not listen "
-                                             f"within {START_TIMEOUT_S} s") from None
-                    time.sleep(0.1)
-            yield f"http://127.0.0.1:{port}/mcp"
+            # any answer will do: a GET without a session is refused, but by a running server
+            wait_serving(proc, url, timeout=START_TIMEOUT_S, log=errlog, ready=lambda _: True)
+            yield url
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc)
 
 
 @asynccontextmanager

@@ -1,6 +1,6 @@
 """``memori mcp --url``: the MCP tools over a real ``memori serve`` (the SDK's remote mode),
-driven by the MCP SDK's own client over stdio; the entity from ``MEMORI_ENTITY_ID`` or from
-the key's binding (``GET /v1/keys/me``)."""
+driven by the MCP SDK's own client over stdio and streamable HTTP; the entity from
+``MEMORI_ENTITY_ID`` or from the key's binding (``GET /v1/keys/me``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,16 @@ import uuid
 from pathlib import Path
 
 import anyio
-from memori_mcp_support import MEMORI, call_error, call_ok, server_env, stdio_session, text_of
+from memori_mcp_support import (
+    MEMORI,
+    call_error,
+    call_ok,
+    http_server,
+    http_session,
+    server_env,
+    stdio_session,
+    text_of,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "remote"))
 from memori_remote_support import Server, make_key, remote, sqlite_server
@@ -117,3 +126,42 @@ def test_a_read_key_lists_but_cannot_remember(sqlite_server: Server, tmp_path: P
             assert "scope" in await call_error(s, "remember", text="x", kind="fact")
 
     anyio.run(run)
+
+
+def test_over_streamable_http_the_tools_act_through_the_server(sqlite_server: Server,
+                                                               tmp_path: Path) -> None:
+    """``memori mcp --url --transport http``: the SDK's streamable HTTP client, a key bound to
+    one entity; what it stores is that entity's on the server, and a read key's server
+    refuses its writes as a tool error."""
+    di = f"di-{uuid.uuid4().hex[:8]}"
+    key = make_key(sqlite_server.db_url, "--scope", "write", "--entity", di)
+    log = tmp_path / "server.log"
+
+    async def run() -> None:
+        with http_server(["--url", sqlite_server.url], _env(key), log,
+                         "--allow-forget") as url:
+            async with http_session(url) as s:
+                assert {t.name for t in (await s.list_tools()).tools} == {
+                    "remember", "search_memories", "list_memories", "delete_memory",
+                    "forget_entity"}
+                stored = await call_ok(s, "remember", text="I'm allergic to peanuts")
+                assert stored["augmented"] is True
+                direct = await call_ok(s, "remember", text="The user prefers aisle seats",
+                                       kind="preference")
+                found = await s.call_tool("search_memories", {"query": "which seat for the "
+                                                              "user?"})
+                assert not found.is_error and "aisle seats" in text_of(found)
+                listed = await call_ok(s, "list_memories", limit=100)
+                assert direct["memory_id"] in {m["id"] for m in listed["memories"]}
+                assert (await call_ok(s, "delete_memory", memory_id=direct["memory_id"])
+                        ) == {"deleted": direct["memory_id"]}
+                # a write key may not forget: the server's 403, as a tool error
+                assert "scope" in await call_error(s, "forget_entity", confirm=True)
+
+    anyio.run(run)
+    assert f"entity {di!r} on memori server {sqlite_server.url}, serving http://" in \
+        log.read_text(encoding="utf-8")
+    with remote(sqlite_server) as mem, mem.attribution(entity_id=di):  # stored as di's
+        contents = {m.content for m in mem.memories()}
+        assert any("peanuts" in c for c in contents)
+        assert "The user prefers aisle seats" not in contents

@@ -133,7 +133,8 @@ def test_two_entities_on_one_database_over_stdio_and_http(tmp_path: Path) -> Non
     db = _db(tmp_path)
 
     async def run() -> None:
-        with http_server(db, server_env("bob"), tmp_path / "bob.log", "--allow-forget") as url:
+        with http_server(["--db", db], server_env("bob"), tmp_path / "bob.log",
+                         "--allow-forget") as url:
             async with stdio_session(MEMORI, ["mcp", "--db", db], server_env("alice"),
                                      tmp_path / "alice.log") as alice, \
                     http_session(url) as bob:

@@ -4,7 +4,6 @@ and a property test: a key never reads or writes outside its scope."""
 from __future__ import annotations
 
 import socket
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +14,8 @@ from hypothesis import strategies as st
 from memori_databases import create_database
 from memori_server_support import NO_LIMIT, Server, TcpProxy, assert_error, start_server
 from sqlalchemy.engine import make_url
+
+from memori_core.server._ready import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -92,13 +93,9 @@ def test_a_database_outage_answers_503_with_retry_after_never_500(
             assert_error(r, 503, "unavailable")
             assert int(r.headers["Retry-After"]) >= 1
         proxy.restore()
-        ok = None
-        for _ in range(50):
-            ok = c.post("/v1/turns", json=turn)
-            if ok.status_code == 201:
-                break
-            time.sleep(0.1)
-        assert ok is not None and ok.status_code == 201, ok.text if ok else None
+        # the pool reconnects: a capture is stored again within seconds
+        wait_until(lambda: c.post("/v1/turns", json=turn).status_code == 201, 10,
+                   "a capture stored after the database came back", interval=0.1)
         assert c.get("/readyz").status_code == 200
     finally:
         srv.stop()
