@@ -39,7 +39,7 @@ from memori_core.storage.store import EntityGone, Store, normalize_text, utcnow
 from memori_core.types import RecallHit
 
 __all__ = ["Recaller", "Scope", "check_scope", "diversify", "fuse", "named_dates",
-           "one_per_turn", "scope_processes"]
+           "one_per_turn", "query_text", "scope_processes"]
 
 Scope = Literal["process", "entity"]
 #: query vectors a Recaller keeps (384 float32 each with the default model: about 0.4 MB)
@@ -200,6 +200,12 @@ def _shown(members: Sequence[RecallHit]) -> RecallHit:
     return next((h for h in members if h.kind == "episodic"), members[0])
 
 
+def query_text(query: str, config: Config) -> str:
+    """What recall reads of ``query``: its first ``config.embeddings_max_chars`` characters,
+    the most the embedder is given (the model reads about 1,000 characters)."""
+    return query[:config.embeddings_max_chars]
+
+
 class Recaller:
     """Answers ``Memori.recall``; one per ``Memori`` instance."""
 
@@ -229,6 +235,10 @@ class Recaller:
         check_scope(scope)
         if not query.strip():
             return []
+        # recall reads the query's head, as much of it as the embedder is given: the vector,
+        # BM25 and the speaker and date bonuses all see the same bounded text (a 10 MB prompt
+        # costs no more than its first ``embeddings_max_chars`` characters)
+        query = query_text(query, self._config)
         entity_pk = self._store.find_pk("entity", entity_id)
         if entity_pk is None:
             return []
@@ -372,8 +382,7 @@ class Recaller:
         with self._vectors_lock:
             self._vectors.clear()
 
-    def _embed_query(self, query: str) -> np.ndarray:
-        text = query[:self._config.embeddings_max_chars]
+    def _embed_query(self, text: str) -> np.ndarray:
         with self._vectors_lock:
             vector = self._vectors.get(text)
             if vector is not None:
