@@ -23,8 +23,8 @@ from memori_remote_mode import end, wait_ready
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "llm"))
 from memori_llm_support import TcpProxy
 
-__all__ = ["NO_LIMIT", "Server", "TcpProxy", "assert_error", "make_key", "memori_cli", "server",
-           "start_server", "wait_idle"]
+__all__ = ["NO_LIMIT", "Server", "TcpProxy", "assert_error", "make_key", "memori_cli",
+           "serve_backend", "server", "start_server", "wait_idle"]
 
 #: every server here runs without a rate limit unless a test says otherwise
 NO_LIMIT = ("--rate-limit", "0", "--key-cache-ttl", "1")
@@ -89,10 +89,10 @@ def start_server(db_url: str, *extra: str, admin: str | None = None) -> Server:
     return Server(url, db_url, proc, admin)
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-           ) -> Iterator[Server]:
-    """A server per backend for the module, without a rate limit, key cache TTL 1 s."""
+def serve_backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+                  ) -> Iterator[Server]:
+    """For a fixture: a server on a new database of the backend ``request.param``, without a
+    rate limit, key cache TTL 1 s; stopped and its database dropped after."""
     url, drop = create_database(request.param, tmp_path_factory)
     srv = start_server(url, *NO_LIMIT)
     try:
@@ -100,6 +100,13 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     finally:
         srv.stop()
         drop()  # type: ignore[operator]
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+           ) -> Iterator[Server]:
+    """A server per backend for the module (SQLite, PostgreSQL)."""
+    yield from serve_backend(request, tmp_path_factory)
 
 
 def wait_idle(client: httpx.Client, entity: str, timeout: float = 30) -> None:

@@ -1,20 +1,37 @@
-"""Every route of ``memori serve`` over real HTTP (httpx), on SQLite and PostgreSQL: the happy
-paths, keys (401, 403, revocation), validation errors naming the field, the schema."""
+"""Every route of ``memori serve`` over real HTTP (httpx), on SQLite, PostgreSQL and MariaDB:
+the happy paths, keys (401, 403, revocation), validation errors naming the field, the schema.
+The keys test, which runs the ``memori keys`` CLI six times, runs on SQLite and PostgreSQL
+(MariaDB's keys are its storage contract's and the API's other tests')."""
 
 from __future__ import annotations
 
 import re
 import socket
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
-from memori_server_support import Server, assert_error, make_key, memori_cli, server, wait_idle
+import pytest
+from memori_server_support import (
+    Server,
+    assert_error,
+    make_key,
+    memori_cli,
+    serve_backend,
+    wait_idle,
+)
 from sqlalchemy import create_engine, update
 
 from memori_core.server._ready import wait_until
 from memori_core.storage import schema as s
 
-__all__ = ["server"]  # the fixture, imported for pytest
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql", "mariadb"])
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+           ) -> Iterator[Server]:
+    """A server per backend for the module: SQLite, PostgreSQL and MariaDB."""
+    yield from serve_backend(request, tmp_path_factory)
+
 
 _JSON = {"Content-Type": "application/json"}
 
@@ -295,6 +312,7 @@ def test_export_forget_import(server: Server) -> None:
     assert hits and "cello" in hits[0]["content"]
 
 
+@pytest.mark.parametrize("server", ["sqlite", "postgresql"], indirect=True)
 def test_keys_scopes_bindings_and_revocation(server: Server) -> None:
     anon = server.client()
     err = assert_error(anon.get("/v1/memories", params={"entity_id": "ann"}), 401,
