@@ -2,8 +2,9 @@
 fresh directory, and one after another in one directory (in README order and reversed, on two
 dates), so no example depends on another, disturbs another, or on the day it runs.
 
-A ```python block followed by "prints" and a ``` block is run here, offline. A block that
-needs something else carries a tag (``<!-- provider: openai -->``, ``<!-- remote -->``,
+A ```python block followed by "prints" and a ``` block is run here, offline (Agno ships no
+test model: its example gets the plugin tests' offline model in ``OpenAIChat``'s place). A block
+that needs something else carries a tag (``<!-- provider: openai -->``, ``<!-- remote -->``,
 ``<!-- database -->``) naming where it runs; an untagged block without documented output fails.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+import sys
 from datetime import datetime
 from pathlib import Path
 from typing import NamedTuple
@@ -20,9 +22,21 @@ import pytest
 from memori_databases import create_database
 from sqlalchemy import create_engine, inspect
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
 _BLOCK = re.compile(r"(?:<!-- (?P<tag>[^>]*) -->\n)?```python\n(?P<code>.*?)```"
                     r"(?:\n\nprints\n\n```\n(?P<prints>.*?)```)?", re.S)
+# warnings raised inside LlamaIndex itself when its example runs (as its plugin tests allow)
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::pydantic.warnings.PydanticDeprecatedSince20:inspect"),
+    pytest.mark.filterwarnings("ignore::pydantic.warnings.PydanticDeprecatedSince211:inspect"),
+    # LlamaIndex makes the main thread's event loop (asyncio.get_event_loop) and never closes
+    # it; the next asyncio.run() drops it and the collector reports it
+    pytest.mark.filterwarnings("ignore:unclosed event loop:ResourceWarning"),
+    pytest.mark.filterwarnings("ignore:unclosed <socket.socket:ResourceWarning"),
+    pytest.mark.filterwarnings(r"ignore:<aiosqlite\.core\.Connection object .* was deleted "
+                               "before being closed:ResourceWarning"),
+]
 #: tagged blocks and the test that runs each
 ELSEWHERE = {
     "provider": "tests/llm/test_readme_llm.py (against a cassette)",
@@ -36,13 +50,17 @@ class Example(NamedTuple):
     code: str
     prints: str
 
+    @property
+    def name(self) -> str:
+        return f"{self.heading} ({self.code.split('Memori(', 1)[-1].split(')', 1)[0]})"
+
 
 def _python_blocks() -> list[re.Match[str]]:
     return list(_BLOCK.finditer(README.read_text(encoding="utf-8")))
 
 
 def _heading(at: int) -> str:
-    before = README.read_text(encoding="utf-8")[:at]
+    before = re.sub(r"^```.*?^```", "", README.read_text(encoding="utf-8")[:at], flags=re.S | re.M)
     return re.findall(r"^#+ (.*)$", before, re.M)[-1]
 
 
@@ -65,6 +83,13 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MEMORI_DATABASE_URL", raising=False)
     monkeypatch.delenv("MEMORI_URL", raising=False)
+    monkeypatch.setenv("AGNO_TELEMETRY", "false")
+    monkeypatch.syspath_prepend(str(ROOT / "tests" / "integrations" / "agno"))
+    import agno.models.openai
+    from agno_offline_model import OfflineModel
+
+    monkeypatch.setattr(agno.models.openai, "OpenAIChat", OfflineModel)
+    sys.modules.pop("agno_offline_model", None)  # imported again where the Agno tests need it
     return tmp_path
 
 
@@ -86,7 +111,7 @@ def test_every_python_block_is_run_somewhere() -> None:
 
 
 @pytest.mark.real_clock
-@pytest.mark.parametrize("example", examples(), ids=lambda e: e.heading)
+@pytest.mark.parametrize("example", examples(), ids=lambda e: e.name)
 def test_example_alone_prints_its_documented_output(workdir: Path, example: Example) -> None:
     """On the real clock: the day the tests run."""
     assert _run(example) == example.prints
@@ -100,7 +125,7 @@ def test_examples_one_after_another_in_one_directory(
     memori_clock.travel(day)
     runs = examples() if order == "readme" else examples()[::-1]
     for example in runs:
-        assert _run(example) == example.prints, example.heading
+        assert _run(example) == example.prints, example.name
     files = sorted(p.name for p in workdir.glob("*.db"))
     assert len(files) == len(set(files)) and "memori.db" not in files, files
 
