@@ -1,6 +1,5 @@
-"""memori-llamaindex: memori as the memory of LlamaIndex agents, on memori's integration kit.
-``MemoriMemory`` is LlamaIndex's ``Memory`` kept by memori; ``MemoriMemoryBlock`` is memori's
-long-term memory as a block of any ``Memory``."""
+"""memori-llamaindex: memori as LlamaIndex's memory, on memori's integration kit: ``MemoriMemory``
+(LlamaIndex's ``Memory`` kept by memori) and ``MemoriMemoryBlock`` (a block of any ``Memory``)."""
 
 from memori_llamaindex._block import MemoriMemoryBlock
 from memori_llamaindex._memory import DEFAULT_TOKEN_LIMIT, MemoriChatStore, MemoriMemory

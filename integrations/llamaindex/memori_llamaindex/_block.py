@@ -39,24 +39,22 @@ class MemoriMemoryBlock(BaseMemoryBlock[str]):
     """memori's long-term memory of a user as a block of LlamaIndex's ``Memory``, next to
     its other blocks: ``Memory.from_defaults(memory_blocks=[MemoriMemoryBlock(...), ...])``.
 
-    - **Capture**: ``Memory`` hands its blocks its whole queue on every ``get`` (and what
-      it flushes on ``put``); each message is captured once, when first seen, in turns
-      (``Conversation``), whatever the flush; the latest user message on the next ``get``
-      (``Memory.get(input=...)`` appends its text as one). A history sent again adds only
-      what is new.
+    - **Capture**: ``Memory`` hands its blocks its whole queue on every ``get`` (and what it
+      flushes on ``put``); each message is captured once, when first seen, in turns
+      (``Conversation``); the latest user message on the next ``get`` (``Memory.get(input=)``
+      appends it). A history sent again adds only what is new.
     - **Recall**: once per user message, the kit's framed ``<memori_context>`` block
       (bounded, without what the history shows), under the block's ``name``.
 
     A memori failure is logged and counted, never raised. memori runs in a worker thread.
 
     Args:
-        memori: the ``Memori`` instance (built: ``mem.config.storage.build()``).
-        entity_id: the user. Default: ``memori``'s attribution when the block is created.
-        process_id: the agent or persona (recall is scoped to it, see ``scope``). Default:
-            ``memori``'s attribution when the block is created.
+        memori: the ``Memori`` instance.
+        entity_id: the user (default: ``memori``'s attribution when the block is created).
+        process_id: the agent or persona, recall's scope (default: as ``entity_id``).
         session_id: memori session of the captured turns (default: ``Memory``'s).
-        recall_limit: as ``limit`` of ``Memori.recall`` (default: 5).
-        scope: as for ``Memori.recall`` (default: ``"process"``).
+        recall_limit: ``limit`` of ``Memori.recall`` (default 5).
+        scope: as for ``Memori.recall`` (default ``"process"``).
         capture: False to only recall (``MemoriMemory`` captures through its store).
         **block_fields: as for ``BaseMemoryBlock`` (``name`` default ``"memori"``).
 

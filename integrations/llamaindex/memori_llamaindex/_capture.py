@@ -18,11 +18,10 @@ __all__ = ["Conversation"]
 
 
 class Conversation:
-    """The messages of one memori session of one user, each captured once: a user message
-    opens a turn, the next join it, an assistant message without tool calls completes it and
-    it is stored (one ``capture``); a turn with no such answer (model error, abandoned
-    stream) is stored marked ``stopped`` at the next user message or when collected.
-    ``seen`` counts the fingerprints captured, so a history sent again adds only the new."""
+    """One memori session of one user, each message captured once: a user message opens a turn,
+    the next join it, an assistant message without tool calls completes and stores it (one
+    ``capture``); a turn with no such answer (model error, abandoned stream) is stored marked
+    ``stopped`` at the next user message or when collected. ``seen`` counts what was captured."""
 
     def __init__(self, memori: Memori, entity_id: str, process_id: str | None,
                  session_id: str) -> None:

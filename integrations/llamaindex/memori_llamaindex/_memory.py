@@ -26,8 +26,7 @@ __all__ = ["DEFAULT_TOKEN_LIMIT", "MemoriChatStore", "MemoriMemory"]
 DEFAULT_TOKEN_LIMIT = 30_000  #: default ``token_limit``, in tokens, as LlamaIndex's ``Memory``
 
 
-def _fit(messages: list[ChatMessage], tokenizer: Callable[[str], list[Any]],
-         budget: int) -> int:
+def _fit(messages: list[ChatMessage], tokenizer: Callable[[str], list[Any]], budget: int) -> int:
     """How many of the oldest messages to leave out so that the text of the rest fits
     ``budget`` tokens (0: all fit), not starting with a reply cut from its turn."""
     total, start = 0, len(messages)
@@ -87,14 +86,12 @@ class MemoriChatStore(AsyncDBChatStore):
     async def add_message(self, key: str, message: ChatMessage, status: Any = None) -> None:
         await self.add_messages(key, [message])
 
-    async def add_messages(self, key: str, messages: list[ChatMessage], status: Any = None
-                           ) -> None:
+    async def add_messages(self, key: str, messages: list[ChatMessage], status: Any = None) -> None:
         s = await self._session(key)
         await asyncio.to_thread(s.add, messages)
         s.messages.extend(m.model_copy() for m in messages)
 
-    async def set_messages(self, key: str, messages: list[ChatMessage], status: Any = None
-                           ) -> None:
+    async def set_messages(self, key: str, messages: list[ChatMessage], status: Any = None) -> None:
         s = await self._session(key)
         await asyncio.to_thread(s.add, s.unseen(messages))
         s.messages, s.archived = [m.model_copy() for m in messages], 0
@@ -159,12 +156,11 @@ class MemoriMemory(Memory):
         """Create a ``MemoriMemory``.
 
         Args:
-            memori: the ``Memori`` instance (built: ``mem.config.storage.build()``).
-            entity_id: the user. Default: ``memori``'s current attribution.
-            process_id: the agent or persona (recall is scoped to it, see ``scope``).
-                Default: ``memori``'s current attribution.
-            session_id: the conversation, whose stored messages are the history. Default:
-                ``memori``'s current session.
+            memori: the ``Memori`` instance.
+            entity_id: the user (default: ``memori``'s current attribution).
+            process_id: the agent or persona, recall's scope (default: as ``entity_id``).
+            session_id: the conversation whose stored messages are the history (default:
+                ``memori``'s current session).
             chat_history: the history (``set``); what is not captured yet is.
             llm: the model whose context window sets the default ``token_limit``.
             token_limit: tokens of history and blocks (default: 75% of ``llm``'s context

@@ -55,14 +55,14 @@ def test_imports_only_memori_cores_public_api_and_no_other_plugin() -> None:
 def test_declared_dependencies_are_memori_core_and_agno_only() -> None:
     project = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))["project"]
     assert project["name"] == "memori-agno"
-    assert project["version"] == memori_core.__version__
-    assert project["dependencies"] == ["memori-core==0.1.0", "agno>=3,<4"]
+    assert project["dynamic"] == ["version"]  # the package's __version__ (one version)
+    assert project["dependencies"] == ["memori-core>=0.1.0,<0.2", "agno>=3,<4"]
     # the only extra is what the tests need: agno's own openai extra (for the README test)
     assert project["optional-dependencies"] == {"test": ["agno[openai]>=3,<4"]}
     # what is installed is what is declared
     installed = importlib.metadata.requires("memori-agno") or []
     runtime = sorted(r for r in installed if "extra ==" not in r)
     assert any(r.startswith("agno[openai]") and 'extra == "test"' in r for r in installed)
-    assert [r.replace(" ", "") for r in runtime] == ["agno<4,>=3", "memori-core==0.1.0"]
+    assert [r.replace(" ", "") for r in runtime] == ["agno<4,>=3", "memori-core<0.2,>=0.1.0"]
     agno_version = importlib.metadata.version("agno")
     assert agno_version.split(".")[0] == "3"

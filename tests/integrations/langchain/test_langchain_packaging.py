@@ -46,8 +46,10 @@ def _distribution(requirement: str) -> str:
 
 def test_declared_dependencies_are_the_core_and_bounded_framework_ranges() -> None:
     assert META["name"] == "memori-langchain"
-    assert META["version"] == memori_core.__version__ == memori_langchain.__version__
-    assert META["dependencies"] == ["memori-core==0.1.0", "langchain-core>=1.7,<2"]
+    assert META["dynamic"] == ["version"]  # the package's __version__ (one version)
+    assert importlib.metadata.version("memori-langchain") == memori_core.__version__ == \
+        memori_langchain.__version__
+    assert META["dependencies"] == ["memori-core>=0.1.0,<0.2", "langchain-core>=1.7,<2"]
     extras = META["optional-dependencies"]
     assert extras["agents"] == ["langchain>=1.0,<2"]
     assert extras["aws"] == ["langchain-aws>=1.0,<2"]

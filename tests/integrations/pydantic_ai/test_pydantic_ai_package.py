@@ -68,11 +68,11 @@ def test_imports_only_memori_cores_public_api_and_the_framework() -> None:
 def test_declared_dependencies() -> None:
     project = tomllib.loads((PLUGIN / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     assert project["name"] == "memori-pydantic-ai"
-    assert project["dependencies"] == ["memori-core==0.1.0", "pydantic-ai-slim>=2.78,<3"]
+    assert project["dependencies"] == ["memori-core>=0.1.0,<0.2", "pydantic-ai-slim>=2.78,<3"]
     assert set(project["optional-dependencies"]) == {"test"}
     assert "pydantic-ai-slim[openai]>=2.78,<3" in project["optional-dependencies"]["test"]
     installed = [r for r in metadata.requires("memori-pydantic-ai") or [] if "extra ==" not in r]
-    assert sorted(installed) == ["memori-core==0.1.0", "pydantic-ai-slim<3,>=2.78"]
+    assert sorted(installed) == ["memori-core<0.2,>=0.1.0", "pydantic-ai-slim<3,>=2.78"]
 
 
 def test_importing_loads_no_other_plugin_or_framework() -> None:
