@@ -132,7 +132,7 @@ def test_locomo_scoring_on_one_conversation(tmp_path: Path) -> None:
     assert d["ingest_turns_per_s"] > 0 and d["recall_p95_ms"] >= d["recall_p50_ms"] > 0
 
 
-@pytest.mark.slow
+@pytest.mark.reliability  # the long form (~1-2 min): its fast form is the scoring test above
 def test_eval_locomo_command_json_with_the_local_model(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "memori_core.cli", "eval", "locomo", "--data", str(LOCOMO),
