@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(PLUGINS))
 	# the CPU build of torch first, so nothing pulls CUDA packages
 	$(PIP) install -q torch==2.13.0
 	# each plugin with its `test` extra: what its own tests need (framework extras, fakes)
-	$(PIP) install -q -e ".[local,postgres,mysql,django,openai,anthropic,google,mcp,server,dev,docs]" \
+	$(PIP) install -q -e ".[local,torch,bundled-model,postgres,mysql,django,openai,anthropic,google,mcp,server,dev,docs]" \
 		$(foreach p,$(PLUGINS),-e "./$(p)[test]")
 	touch $(STAMP)
 

