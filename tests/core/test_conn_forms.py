@@ -15,6 +15,7 @@ from typing import Any
 import psycopg
 import pymysql
 import pytest
+from memori_ids import stable_id
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -190,7 +191,7 @@ def test_factory_returning_something_else_is_rejected() -> None:
 # ---- rejected forms --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("conn", [42, object(), 3.5, b"sqlite:///x.db", ["sqlite:///x.db"],
-                                  Path("memori.db")], ids=repr)
+                                  Path("memori.db")], ids=stable_id)
 def test_unsupported_object_lists_accepted_forms(conn: object) -> None:
     with pytest.raises(ConfigurationError) as exc:
         Memori(conn=conn, embedder=HashEmbedder())

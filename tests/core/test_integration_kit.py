@@ -262,6 +262,7 @@ def test_a_missing_local_embedder_is_an_error_at_construction_naming_the_extra(
     code = (
         "import sys\n"
         "sys.modules['sentence_transformers'] = None\n"
+        "sys.modules['onnxruntime'] = None\n"  # neither runtime of the local model
         "from memori_core import Memori, ConfigurationError\n"
         "try:\n"
         f"    Memori(conn='sqlite:///{db}')\n"
