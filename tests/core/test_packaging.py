@@ -152,3 +152,13 @@ def test_make_dist_builds_every_distribution() -> None:
     assert "-m build" in recipe and ". $(PLUGINS)" in recipe
     assert "twine check --strict" in recipe
     assert re.search(r"^\.PHONY:.*\bdist\b", makefile, re.M)
+
+
+def test_the_license_text_ships_with_the_core() -> None:
+    """The SPDX expression names the license; the text itself is the file every wheel of the
+    core carries (``license-files``, PEP 639)."""
+    core = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert core["license"] == "Apache-2.0" and core["license-files"] == ["LICENSE"]
+    text = (ROOT / "LICENSE").read_text(encoding="utf-8")
+    assert "Apache License" in text and "Version 2.0, January 2004" in text
+    assert "END OF TERMS AND CONDITIONS" in text
