@@ -343,24 +343,24 @@ def test_one_config_shared_by_two_instances(db_url: str, sqlite_url: str) -> Non
         assert second.config.recall_relevance_threshold == 0.5
         assert cfg.recall_relevance_threshold == 0.1  # the caller's Config is left as it was
         assert (first.config.recall_facts_limit, second.config.recall_facts_limit) == (2, 2)
-        with pytest.raises(StorageError, match=r"storage\.build"):
-            second.stats()
-        second.config.storage.build()
-        assert second.stats()["tables"]["memori_conversation_message"] == 0
+        assert second.stats()["tables"]["memori_conversation_message"] == 0  # built on use
         assert first.stats()["tables"]["memori_conversation_message"] == 1
     finally:
         first.close()
         second.close()
 
 
-def test_unbuilt_database_is_reported(db_url: str) -> None:
+def test_an_unbuilt_database_is_built_by_the_first_call_that_needs_it(db_url: str) -> None:
     m = Memori(conn=db_url, embedder=HashEmbedder())
     try:
+        with m.engine.connect() as conn:  # constructing creates nothing
+            assert migrations.current_version(conn) == 0
         m.attribution(entity_id="early")
-        with pytest.raises(StorageError, match=r"storage\.build"):
-            m.capture([{"role": "user", "content": "too early"}])
-        m.config.storage.build()
-        assert len(m.capture([{"role": "user", "content": "now it works"}])) == 1
+        assert len(m.capture([{"role": "user", "content": "the first capture"}])) == 1
+        with m.engine.connect() as conn:
+            assert migrations.current_version(conn) == len(migrations.MIGRATIONS)
+        m.config.storage.build()  # idempotent
+        assert m.stats()["tables"]["memori_conversation_message"] == 1
     finally:
         m.close()
 
