@@ -30,8 +30,10 @@ install: $(STAMP) ## create .venv and install the workspace (editable)
 demo: $(STAMP) ## two users, two personas, offline, on the embedded default ./memori.db
 	$(VENV)/bin/memori demo
 
+# test files run in parallel, one file per worker (pytest-xdist); WORKERS=0 runs them in one process
+WORKERS ?= 2
 test: $(STAMP) ## the test suite against real SQLite, PostgreSQL and MariaDB
-	$(PY) -m pytest -q -m "not reliability" -p no:cacheprovider
+	$(PY) -m pytest -q -m "not reliability" -p no:cacheprovider -n $(WORKERS) --dist loadfile
 
 test-remote: $(STAMP) ## the plugin and wrapper suites once more against a real memori serve (remote mode)
 	$(PY) -m pytest -q -m "not reliability" -p no:cacheprovider --memori-remote \

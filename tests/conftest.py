@@ -24,12 +24,14 @@ lists as local-only are deselected, counted per reason at the end of the run.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import socket
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -201,6 +203,23 @@ def _set_clocks(real: bool, setattr_: Callable[[object, str, object], None]) -> 
 # before any test's own fixtures) is on the test clock too; a module imported later binds the
 # stand-in through ``store.utcnow``
 _set_clocks(False, setattr)
+
+
+@pytest.fixture(autouse=True)
+def no_event_loop_left() -> Iterator[None]:
+    """Close the main thread's event loop a test left set (LlamaIndex's ``asyncio_run`` makes
+    one with ``asyncio.get_event_loop()`` and never closes it): otherwise its self-pipe sockets
+    are collected, as ``unclosed`` ResourceWarnings, inside whichever test runs later."""
+    yield
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            loop = asyncio.get_event_loop_policy().get_event_loop()
+        except RuntimeError:  # none set (asyncio.run() leaves none)
+            return
+    if not loop.is_running() and not loop.is_closed():
+        loop.close()
+    asyncio.set_event_loop(None)
 
 
 @pytest.fixture(autouse=True)
