@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import gc
 import os
 import socket
 import sys
@@ -203,6 +204,15 @@ def _set_clocks(real: bool, setattr_: Callable[[object, str, object], None]) -> 
 # before any test's own fixtures) is on the test clock too; a module imported later binds the
 # stand-in through ``store.utcnow``
 _set_clocks(False, setattr)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def collected_per_file() -> Iterator[None]:
+    """Collect garbage after each test file, so what a file leaks (an unclosed socket, event
+    loop or connection) is reported in that file's last test, not in whichever test the
+    collector happens to run in later (with pytest-xdist, another file's)."""
+    yield
+    gc.collect()
 
 
 @pytest.fixture(autouse=True)
