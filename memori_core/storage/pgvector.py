@@ -39,8 +39,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from memori_core.errors import ConfigurationError, StorageError
 
-__all__ = ["INDEX", "MIN_AGREEMENT", "TABLE", "Filters", "agreement", "available", "ensure",
-           "exact", "explain", "installed", "nearest", "probe_queries"]
+__all__ = ["EF_SEARCH", "INDEX", "MIN_AGREEMENT", "TABLE", "Filters", "agreement", "available", "ensure",
+           "exact", "explain", "installed", "nearest", "probe_queries", "similarities"]
 
 #: the side table of vectors, keyed by ``memori_entity_fact.id``
 TABLE = "memori_fact_vector"
@@ -54,6 +54,8 @@ HNSW_EF_CONSTRUCTION = 64
 #: candidates asked of the index per hit wanted, and at least this many, re-scored exactly
 CANDIDATE_FACTOR = 4
 MIN_CANDIDATES = 40
+#: the HNSW search list size ``nearest`` uses at least (pgvector's default: 40)
+EF_SEARCH = 100
 #: pgvector's upper bound of ``hnsw.ef_search``
 _MAX_EF_SEARCH = 1000
 #: rows per statement while filling the table in ``ensure``
@@ -127,16 +129,17 @@ _CANDIDATES_SQL = f"""SELECT c.fact_id, (SELECT f.embedding FROM memori_entity_f
        ORDER BY v.embedding <#> $2 LIMIT $3) c
      ORDER BY c.d"""
 _PARAM_TYPES = "bigint, vector, integer, bigint[], boolean, text[], boolean"
+#: the query function's arguments: _PARAM_TYPES and the HNSW search list size
+_FN_ARGS = ("p_entity bigint, p_query vector, p_n integer, p_processes bigint[], "
+            "p_no_process boolean, p_kinds text[], p_superseded boolean, p_ef integer")
 _NEAREST_SQL = f"""
-CREATE OR REPLACE FUNCTION {_NEAREST_FN}(p_entity bigint, p_query vector, p_n integer,
-                                p_processes bigint[], p_no_process boolean, p_kinds text[],
-                                p_superseded boolean)
+CREATE OR REPLACE FUNCTION {_NEAREST_FN}({_FN_ARGS})
 RETURNS TABLE (id bigint, embedding bytea) LANGUAGE plpgsql STABLE
 SET hnsw.ef_search = 100
 SET hnsw.iterative_scan = 'relaxed_order'
 AS $fn$
 BEGIN
-  PERFORM set_config('hnsw.ef_search', least(greatest(2 * p_n, 100), {_MAX_EF_SEARCH})::text,
+  PERFORM set_config('hnsw.ef_search', least(greatest(p_ef, p_n), {_MAX_EF_SEARCH})::text,
                      true);
   RETURN QUERY EXECUTE {"$q$" + _CANDIDATES_SQL + "$q$"}
     USING p_entity, p_query, p_n, p_processes, p_no_process, p_kinds, p_superseded;
@@ -346,8 +349,8 @@ def _literal(vec: np.ndarray) -> str:
 
 
 def nearest(conn: Connection, entity_pk: int, query_vec: np.ndarray, k: int,
-            filters: Filters | None = None, candidates: int | None = None
-            ) -> list[tuple[int, float]]:
+            filters: Filters | None = None, candidates: int | None = None,
+            ef_search: int | None = None) -> list[tuple[int, float]]:
     """The entity's memories nearest to the query: candidates from the HNSW index, re-scored
     exactly in process from their stored float32 bytes.
 
@@ -360,9 +363,14 @@ def nearest(conn: Connection, entity_pk: int, query_vec: np.ndarray, k: int,
             every process and kind.
         candidates: asked of the index before the re-score (default
             max(``CANDIDATE_FACTOR`` * k, ``MIN_CANDIDATES``)).
+        ef_search: the HNSW search list size (``hnsw.ef_search``, for this call only; default
+            max(``EF_SEARCH``, 2 * candidates), at most 1000): larger finds more of the true
+            neighbours and costs more.
 
     Returns:
         at most ``k`` (memory id, cosine similarity), best first (ties: lower id first).
+        When the index yields fewer than the candidates asked for (an entity with fewer
+        allowed memories, or one the index scan gave up on), the answer is ``exact``'s.
 
     Raises:
         StorageError: the query failed (e.g. ``ensure`` has not run).
@@ -374,10 +382,20 @@ def nearest(conn: Connection, entity_pk: int, query_vec: np.ndarray, k: int,
     try:
         rows = conn.execute(text(
             f"SELECT id, embedding FROM {_NEAREST_FN}(:e, CAST(:q AS vector), :n,"
-            " CAST(:procs AS bigint[]), :noproc, CAST(:kinds AS text[]), :sup)"),
-            _params(entity_pk, q, max(n, k), filters)).all()
+            " CAST(:procs AS bigint[]), :noproc, CAST(:kinds AS text[]), :sup, :ef)"),
+            {**_params(entity_pk, q, max(n, k), filters),
+             "ef": ef_search if ef_search is not None else max(EF_SEARCH, 2 * n)}).all()
     except SQLAlchemyError as exc:
         raise StorageError(f"pgvector nearest-neighbour query failed: {exc}") from exc
+    if len(rows) < max(n, k):
+        # fewer candidates than asked: the entity has no more such memories, or the index
+        # scan stopped (``hnsw.max_scan_tuples``: a small entity among many rows, or a narrow
+        # filter) before finding them. Either way the entity's allowed rows are few or the
+        # index cannot tell: exact search over them answers
+        try:
+            return exact(conn, entity_pk, q, k, filters)
+        except SQLAlchemyError as exc:
+            raise StorageError(f"pgvector exact fallback failed: {exc}") from exc
     ids = np.asarray([int(r.id) for r in rows], dtype=np.int64)
     raws = [b"" if r.embedding is None else bytes(r.embedding) for r in rows]
     keep = [i for i, raw in enumerate(raws) if len(raw) == 4 * q.shape[0]]
@@ -475,6 +493,33 @@ def exact(conn: Connection, entity_pk: int, query_vec: np.ndarray, k: int,
     return _top(ids, vectors @ q, k) if len(ids) else []
 
 
+def similarities(conn: Connection, entity_pk: int, query_vec: np.ndarray, ids: Sequence[int]
+                 ) -> dict[int, float]:
+    """Exact cosine similarity of the query to some of the entity's memories (from their
+    stored float32 bytes, by primary key): what recall needs of lexical candidates that
+    ``nearest`` did not return. Ids of other entities' memories, or of another dimension, are
+    left out.
+
+    Raises:
+        StorageError: the read failed.
+    """
+    if not ids:
+        return {}
+    q = np.ascontiguousarray(query_vec, dtype=np.float32).reshape(-1)
+    try:
+        rows = conn.execute(text(
+            "SELECT id, embedding FROM memori_entity_fact WHERE entity_id = :e"
+            " AND id = ANY(CAST(:ids AS bigint[])) AND embedding_dim = :dim"),
+            {"e": int(entity_pk), "ids": [int(i) for i in ids], "dim": q.shape[0]}).all()
+    except SQLAlchemyError as exc:
+        raise StorageError(f"reading embeddings failed: {exc}") from exc
+    if not rows:
+        return {}
+    vectors = np.frombuffer(b"".join(bytes(r.embedding) for r in rows), dtype="<f4")
+    sims = vectors.reshape(len(rows), -1) @ q
+    return {int(r.id): float(x) for r, x in zip(rows, sims.tolist(), strict=True)}
+
+
 def probe_queries(vectors: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     """Queries like real ones for an agreement measurement: mixtures of two stored vectors
     plus noise, unit length (as ``memori_core.recall.index`` probes its approximate index).
@@ -496,7 +541,8 @@ def probe_queries(vectors: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
 
 
 def agreement(engine: Engine, entity_pk: int, sample_queries: np.ndarray | int, k: int = 10,
-              filters: Filters | None = None) -> float:
+              filters: Filters | None = None, candidates: int | None = None,
+              ef_search: int | None = None) -> float:
     """Top-``k`` agreement of push-down (HNSW candidates, exact re-score) with exact search
     over the entity's vectors: the mean, over the queries, of the share of exact search's
     top-k that ``nearest`` returned. Use push-down for the entity only when this is at least
@@ -509,6 +555,7 @@ def agreement(engine: Engine, entity_pk: int, sample_queries: np.ndarray | int, 
             queries to draw from the entity's own vectors (``probe_queries``).
         k: hits compared per query.
         filters: as for ``nearest`` (default: current memories).
+        candidates, ef_search: ``nearest``'s settings measured (default: its defaults).
 
     Returns:
         agreement in [0, 1]; 1.0 for an entity with no memories.
@@ -537,7 +584,8 @@ def agreement(engine: Engine, entity_pk: int, sample_queries: np.ndarray | int, 
             shares = []
             for q in queries:
                 truth = {i for i, _ in _top(ids, vectors @ q, want)}
-                got = {i for i, _ in nearest(conn, entity_pk, q, want, filters)}
+                got = {i for i, _ in nearest(conn, entity_pk, q, want, filters, candidates,
+                                             ef_search)}
                 shares.append(len(truth & got) / want)
             conn.rollback()
     except SQLAlchemyError as exc:

@@ -201,14 +201,25 @@ def test_nearest_returns_the_entitys_current_memories_only(pgv_store: Store) -> 
         hits = pgvector.nearest(c, carol, shared[5], 50, Only(kinds=["preference"]))
         assert {i for i, _ in hits} == set(persona)
         assert pgvector.nearest(c, 10**9, shared[0], 5) == []  # an unknown entity: nothing
+        # exact similarities of given memories (recall's lexical candidates), own rows only
+        sims = pgvector.similarities(c, carol, shared[3], [mine[3], mine[4], theirs[3]])
+        assert sims.keys() == {mine[3], mine[4]}
+        assert sims[mine[3]] == pytest.approx(1.0, abs=1e-5)
+        assert sims[mine[4]] == pytest.approx(float(shared[4] @ shared[3]), abs=1e-6)
 
 
-def test_rescored_top10_is_exact_and_agreement_is_at_least_099(pgv_store: Store) -> None:
+def no_fallback(*_args: object) -> list[tuple[int, float]]:
+    raise AssertionError("nearest fell back to exact search")
+
+
+def test_rescored_top10_is_exact_and_agreement_is_at_least_099(
+        pgv_store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     engine = pgv_store.engine
     rng = np.random.default_rng(7)
     corpus = unit(rng, 2000)
     add(pgv_store, "erin", corpus)
-    add(pgv_store, "frank", unit(rng, 300))  # another entity's rows in the same index
+    frank = add(pgv_store, "frank", unit(rng, 300))  # another entity's rows in the index
+    small = add(pgv_store, "gina", unit(rng, 5))  # few rows among many: answered exactly
     started = time.perf_counter()
     pgvector.ensure(engine, DIM)
     assert time.perf_counter() - started < 20
@@ -217,11 +228,19 @@ def test_rescored_top10_is_exact_and_agreement_is_at_least_099(pgv_store: Store)
     with engine.connect() as c:
         # the candidates come from the HNSW index, not from a scan of the entity's rows
         assert pgvector.INDEX in pgvector.explain(c, erin, queries[0], 40)
-        for q in queries:
-            got = pgvector.nearest(c, erin, q, 10)
-            want = pgvector.exact(c, erin, q, 10)
+        wants = [pgvector.exact(c, erin, q, 10) for q in queries]
+        with monkeypatch.context() as patch:  # the index answers: no exact fallback taken
+            patch.setattr(pgvector, "exact", no_fallback)
+            gots = [pgvector.nearest(c, erin, q, 10) for q in queries]
+        for got, want in zip(gots, wants, strict=True):
             assert [i for i, _ in got] == [i for i, _ in want]
             assert np.allclose([s for _, s in got], [s for _, s in want], atol=1e-6)
     assert pgvector.agreement(engine, erin, queries, k=10) >= pgvector.MIN_AGREEMENT
     assert pgvector.agreement(engine, erin, 100, k=10) >= pgvector.MIN_AGREEMENT
+    gina = entity_pk(pgv_store, "gina")
+    with engine.connect() as c:
+        assert {i for i, _ in pgvector.nearest(c, gina, corpus[0], 10)} == set(small)
+        frank_pk = entity_pk(pgv_store, "frank")
+        assert {i for i, _ in pgvector.nearest(c, frank_pk, corpus[0], 10)} <= set(frank)
+    assert pgvector.agreement(engine, gina, 20, k=10) == 1.0
     assert pgvector.agreement(engine, 10**9, 10) == 1.0  # no memories: nothing to disagree on
