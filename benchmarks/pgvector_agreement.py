@@ -13,12 +13,17 @@ of two stored vectors plus noise, as ``recall/index.py`` probes its approximate 
     warm path searches): p50 / p95 of the search, and the cold cost of building it (read every
     embedding of the entity from PostgreSQL, decode, index) that push-down avoids.
 
+With ``--locomo`` it does the same for LoCoMo's 5,882 turns embedded with the local model
+(all-MiniLM-L6-v2), queried with LoCoMo's questions: real embeddings, real queries.
+
     python benchmarks/pgvector_agreement.py [--sizes 10000,100000] [--dim 384] [--queries 200]
+                                            [--locomo]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -36,6 +41,7 @@ from memori_core.storage import schema as s
 from memori_core.storage.store import Store, utcnow
 
 MODEL = "bench-random"
+LOCOMO = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "locomo" / "locomo10.json"
 #: (candidates, ef_search) of push-down measured; None: ``pgvector.nearest``'s default
 SETTINGS = [(None, None), (100, 200), (200, 400), (400, 1000)]
 
@@ -53,10 +59,25 @@ def pct(values: list[float], q: float) -> float:
     return sorted(values)[min(len(values) - 1, int(q * len(values)))]
 
 
-def run(server_url: str, n: int, dim: int, queries: int, k: int) -> str:
+def locomo(limit: int, queries: int) -> tuple[np.ndarray, np.ndarray]:
+    """LoCoMo's turns ("speaker: text", at most ``limit``) and its first ``queries``
+    questions, embedded with the local model (all-MiniLM-L6-v2, 384-d)."""
+    from memori_core.embeddings.local import LocalEmbedder
+
+    data = json.loads(LOCOMO.read_text())
+    texts = [f"{t['speaker']}: {t['text']}" for conv in data
+             for key, turns in conv["conversation"].items()
+             if key.startswith("session_") and isinstance(turns, list) for t in turns][:limit]
+    questions = [str(qa["question"]) for conv in data for qa in conv["qa"]][:queries]
+    embedder = LocalEmbedder()
+    return embedder.embed(texts), embedder.embed(questions)
+
+
+def run(server_url: str, vectors: np.ndarray, probes: np.ndarray | None, k: int,
+        label: str) -> str:
     store = Store(create_engine(server_url), owned=True)
     store.build()
-    vectors = corpus(n, dim, seed=n)
+    n, dim = vectors.shape
     # one memory through the store (makes the entity), the rest in bulk
     store.add_memories("bench", None, [("memory 0", "fact", None, vectors[0], 0.0)], MODEL)
     entity = store.find_pk("entity", "bench")
@@ -73,7 +94,8 @@ def run(server_url: str, n: int, dim: int, queries: int, k: int) -> str:
                 for i in range(start_at, min(n, start_at + 5000))])
     load_s = time.perf_counter() - t0
     ensure_s = pgvector.ensure(store.engine, dim)
-    probes = pgvector.probe_queries(vectors, queries, seed=1)
+    if probes is None:
+        probes = pgvector.probe_queries(vectors, 200, seed=1)
 
     # push-down: HNSW candidates + exact re-score, on the store's read connection (autocommit),
     # at the default settings and with larger candidate / search lists
@@ -111,7 +133,7 @@ def run(server_url: str, n: int, dim: int, queries: int, k: int) -> str:
         flat_ms.append((time.perf_counter() - t) * 1000)
     store.close()
     uses = "HNSW index" if pgvector.INDEX in plan else "entity scan (no HNSW)"
-    lines = [f"N={n:>7} dim={dim}: bulk insert {load_s:.1f} s, ensure (fill + HNSW build) "
+    lines = [f"{label} N={n:>7} dim={dim}: bulk insert {load_s:.1f} s, ensure (fill + HNSW build) "
              f"{ensure_s:.1f} s; candidates from the {uses}"]
     for candidates, ef, agree, times in push:
         c = candidates or max(k * pgvector.CANDIDATE_FACTOR, pgvector.MIN_CANDIDATES)
@@ -133,11 +155,21 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=384)
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--locomo", action="store_true",
+                    help="also LoCoMo's turns embedded with the local model, queried with its "
+                         "questions (needs the dataset and memori-core[local])")
     args = ap.parse_args()
     server = start()
     try:
         for n in (int(x) for x in args.sizes.split(",")):
-            print(run(server.create_database(), n, args.dim, args.queries, args.k), flush=True)
+            vectors = corpus(n, args.dim, seed=n)
+            probes = pgvector.probe_queries(vectors, args.queries, seed=1)
+            print(run(server.create_database(), vectors, probes, args.k, "random-ish"),
+                  flush=True)
+        if args.locomo:
+            turns, questions = locomo(10_000, args.queries)
+            print(run(server.create_database(), turns, questions, args.k, "LoCoMo turns"),
+                  flush=True)
     finally:
         server.stop()
 

@@ -121,7 +121,8 @@ def start() -> PgvectorServer:
                      "--encoding=utf8", "--no-sync"])
         options = (f"-c listen_addresses='' -c unix_socket_directories={root} -c fsync=off "
                    "-c synchronous_commit=off -c full_page_writes=off "
-                   "-c maintenance_work_mem=256MB -c max_parallel_maintenance_workers=2")
+                   "-c shared_buffers=512MB -c maintenance_work_mem=256MB "
+                   "-c max_parallel_maintenance_workers=2")
         try:
             server._run(["pg_ctl", "-D", str(root / "data"), "-l", str(root / "log"), "-w",
                          "-t", str(_WAIT_S), "-o", options, "start"])

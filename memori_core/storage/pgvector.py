@@ -39,7 +39,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from memori_core.errors import ConfigurationError, StorageError
 
-__all__ = ["EF_SEARCH", "INDEX", "MIN_AGREEMENT", "TABLE", "Filters", "agreement", "available", "ensure",
+__all__ = ["EF_SEARCH", "INDEX", "MIN_AGREEMENT", "MIN_VERSION", "TABLE", "Filters", "agreement", "available", "ensure",
            "exact", "explain", "installed", "nearest", "probe_queries", "similarities"]
 
 #: the side table of vectors, keyed by ``memori_entity_fact.id``
@@ -48,6 +48,9 @@ TABLE = "memori_fact_vector"
 INDEX = "ix_memori_fact_vector_hnsw"
 #: push-down takes over only at or above this measured top-k agreement with exact search
 MIN_AGREEMENT = 0.99
+#: the oldest pgvector with iterative index scans (``hnsw.iterative_scan``), which keep an
+#: entity-filtered scan going past ``ef_search``
+MIN_VERSION = (0, 8)
 #: HNSW build parameters (pgvector's defaults)
 HNSW_M = 16
 HNSW_EF_CONSTRUCTION = 64
@@ -168,8 +171,9 @@ class Filters(Protocol):
 
 def available(engine: Engine) -> bool:
     """Whether push-down can be used on this database: PostgreSQL with the ``vector``
-    extension installed, or offered and creatable by this role (a superuser, or the extension
-    is trusted). False on SQLite, MySQL and MariaDB without a query.
+    extension (``MIN_VERSION`` or later) installed, or offered and creatable by this role (a
+    superuser, or the extension is trusted). False on SQLite, MySQL and MariaDB without a
+    query.
 
     Raises:
         StorageError: the database could not be reached.
@@ -179,15 +183,23 @@ def available(engine: Engine) -> bool:
     try:
         with engine.connect() as conn:
             row = conn.execute(text(
-                "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'vector'),"
-                " EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'vector'),"
+                "SELECT (SELECT extversion FROM pg_extension WHERE extname = 'vector'),"
+                " (SELECT default_version FROM pg_available_extensions WHERE name = 'vector'),"
                 " coalesce((SELECT rolsuper FROM pg_roles WHERE rolname = current_user), false),"
                 " coalesce((SELECT bool_or(trusted) FROM pg_available_extension_versions"
                 "           WHERE name = 'vector'), false)")).one()
     except SQLAlchemyError as exc:
         raise StorageError(f"cannot reach the database: {exc}") from exc
-    present, offered, superuser, trusted = (bool(v) for v in row)
-    return present or (offered and (superuser or trusted))
+    present, offered, superuser, trusted = row
+    if present is not None:
+        return _recent(present)
+    return offered is not None and _recent(offered) and bool(superuser or trusted)
+
+
+def _recent(version: str) -> bool:
+    """pgvector ``version`` has iterative index scans (0.8.0 and later)."""
+    parts = [int(p) if p.isdigit() else 0 for p in str(version).split(".")[:2]]
+    return tuple(parts + [0] * (2 - len(parts))) >= MIN_VERSION
 
 
 def installed(conn: Connection, dim: int) -> bool:
@@ -227,7 +239,7 @@ def ensure(engine: Engine, dim: int, *, m: int = HNSW_M,
     Raises:
         ConfigurationError: not PostgreSQL, or ``dim`` is not positive.
         StorageError: the extension cannot be created (not installed on the server, or this
-            role may not create it), a statement failed, or another process's ``ensure`` held
+            role may not create it) or is older than ``MIN_VERSION``, a statement failed, or another process's ``ensure`` held
             the lock beyond ``timeout``.
     """
     if engine.dialect.name != "postgresql":
@@ -272,6 +284,12 @@ def _ensure_locked(conn: Connection, dim: int, m: int, ef_construction: int) -> 
     # 1. extension, table, functions, trigger: short, one transaction (the trigger's lock on
     #    memori_entity_fact waits for writers in flight; later writers fill the table)
     conn.execute(text("CREATE EXTENSION IF NOT EXISTS vector"))
+    version = conn.execute(text("SELECT extversion FROM pg_extension WHERE extname = 'vector'"
+                                )).scalar_one()
+    if not _recent(version):
+        raise StorageError(f"pgvector {version} is installed; push-down needs "
+                           f"{'.'.join(map(str, MIN_VERSION))} or later (iterative index "
+                           "scans): ALTER EXTENSION vector UPDATE")
     have = conn.execute(text(
         "SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a"
         " WHERE a.attrelid = to_regclass(:table) AND a.attname = 'embedding'"),

@@ -92,6 +92,7 @@ def stored(engine: Engine) -> dict[int, np.ndarray]:
 def test_available_only_where_the_extension_is(pgv_store: Store, pg_url: str,
                                                sqlite_url: str) -> None:
     assert pgvector.available(pgv_store.engine)
+    assert pgvector._recent("0.8.2") and pgvector._recent("1.0") and not pgvector._recent("0.7.4")
     machine = create_engine(pg_url)  # the machine's PostgreSQL: no pgvector
     try:
         assert not pgvector.available(machine)
