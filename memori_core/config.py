@@ -130,6 +130,15 @@ class Config:
             its top-10 with exact search, measured on the entity's own vectors, is >= 0.99
             (recall/index.py); 0 keeps every search exact. 50,000: below it exact search
             takes a few ms.
+        recall_pushdown: recall of an entity whose index is not in this process (cold) takes
+            its candidates from the database instead of building the index first: lexical
+            ones from the full-text index of migration 6 (SQLite FTS5, PostgreSQL tsvector +
+            GIN, MariaDB FULLTEXT; ranked by the database's relevance, without the reply
+            field), dense ones exact over every memory's vector (one read); both fused and
+            ranked as usual over those candidates, while the entity's index is built in the
+            background for its next recalls. Off by default: the database's lexical ranking is
+            not BM25's, so answers can differ (benchmarks/cold_recall.py). A database without
+            full-text search keeps the in-process index and logs why.
         auto_ingest: recall for the query of every call (the seed's ``auto_ingest``, on by
             default): the context pipeline shows the memories most relevant to it.
         conscious_ingest: lead every context block with the entity's essential memories
@@ -212,6 +221,7 @@ class Config:
     recall_candidates: int = 100
     recall_cache_bytes: int = 256 * 1024 * 1024
     recall_approximate_above: int = 50_000
+    recall_pushdown: bool = False
     auto_ingest: bool = True
     conscious_ingest: bool = False
     context_tokens: int = 600

@@ -28,7 +28,7 @@ import numpy as np
 
 from memori_core.augmentation.base import INDEXED_CHARS, MEMORY_KINDS
 from memori_core.recall.lexical import BM25Index
-from memori_core.storage.store import MemoryRow, Store
+from memori_core.storage.store import MemoryBlock, MemoryRow, Store
 
 __all__ = ["EntityIndex", "Filter", "IndexCache", "Neighbours"]
 
@@ -129,32 +129,39 @@ class EntityIndex:
 
     def add(self, rows: Sequence[MemoryRow],
             neighbours: Mapping[int, Neighbours] | None = None) -> None:
-        """Append rows; ``neighbours`` (``Store.neighbour_messages`` of their episodic
-        memories) fills the reply field: a turn's BM25 text gains the message answering it,
-        when another speaker said it, as soon as both are indexed (no re-embedding)."""
-        if not rows:
+        """Append rows (``add_block`` of their ``MemoryBlock``)."""
+        if rows:
+            self.add_block(MemoryBlock.of_rows(rows), neighbours)
+
+    def add_block(self, block: MemoryBlock,
+                  neighbours: Mapping[int, Neighbours] | None = None) -> None:
+        """Append a block of rows (ids above ``max_id``); ``neighbours``
+        (``Store.neighbour_messages`` of their episodic memories) fills the reply field: a
+        turn's BM25 text gains the message answering it, when another speaker said it, as soon
+        as both are indexed (no re-embedding)."""
+        n = len(block)
+        if not n:
             return
-        vectors = np.frombuffer(b"".join(r.embedding for r in rows), dtype="<f4")
         with self.lock:
-            self.index.add_with_ids(vectors.reshape(len(rows), -1).astype(np.float32),
-                                    np.asarray([r.id for r in rows], dtype=np.int64))
-            self.lexical.add([r.text for r in rows])
-            self._ids.append([r.id for r in rows])
-            self._proc.append([-1 if r.process_id is None else r.process_id for r in rows])
-            self._kind.append([_KIND_CODE.get(r.kind, -1) for r in rows])
-            self._superseded.append([r.superseded for r in rows])
-            self.reply.add([""] * len(rows))
+            self.index.add_with_ids(np.ascontiguousarray(block.vectors, dtype=np.float32),
+                                    block.ids)
+            self.lexical.add(block.texts)
+            self._ids.append(block.ids)
+            self._proc.append(block.process_ids)
+            self._kind.append([_KIND_CODE.get(k, -1) for k in block.kinds])
+            self._superseded.append(block.superseded)
+            self.reply.add([""] * n)
             if neighbours:
-                self._link_replies(rows, neighbours)
-            self.count += len(rows)
-            self.max_id = max(self.max_id, max(r.id for r in rows))
+                self._link_replies(block.ids.tolist(), neighbours)
+            self.count += n
+            self.max_id = max(self.max_id, int(block.ids.max()))
             if self.agreement is None and 0 < self._approximate_at <= self.count:
                 self._try_approximate()
 
-    def _link_replies(self, rows: Sequence[MemoryRow],
+    def _link_replies(self, ids: Sequence[int],
                       neighbours: Mapping[int, Neighbours]) -> None:
-        for pos, r in enumerate(rows, start=self.count):
-            found = neighbours.get(r.id)
+        for pos, i in enumerate(ids, start=self.count):
+            found = neighbours.get(i)
             if found is None:
                 continue
             message, speaker, text, previous, following = found
@@ -352,12 +359,21 @@ class IndexCache:
         return idx
 
     def _fill(self, idx: EntityIndex, entity_pk: int) -> EntityIndex:
-        """Add the entity's rows with id above ``idx.max_id``, in batches."""
-        for rows in self._store.memory_embeddings(entity_pk, idx.max_id, self._batch):
-            episodic = [r.id for r in rows if r.kind == "episodic"]
-            idx.add(rows, self._store.neighbour_messages(entity_pk, episodic)
-                    if self._replies and episodic else None)
+        """Add the entity's rows with id above ``idx.max_id``: read in one query (the
+        vectors decoded at once), indexed in batches of ``batch`` rows."""
+        block = self._store.memory_block(entity_pk, idx.max_id)  # one read, all rows
+        for start in range(0, len(block), self._batch):
+            rows = block.slice(start, start + self._batch)
+            episodic = [int(i) for i, k in zip(rows.ids, rows.kinds, strict=True)
+                        if k == "episodic"]
+            idx.add_block(rows, self._store.neighbour_messages(entity_pk, episodic)
+                          if self._replies and episodic else None)
         return idx
+
+    def cached(self, entity_pk: int) -> bool:
+        """Whether the entity's index is in the cache (maybe behind the database)."""
+        with self._lock:
+            return entity_pk in self._entries
 
     @property
     def nbytes(self) -> int:

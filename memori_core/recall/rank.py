@@ -22,8 +22,10 @@ conversations (``diversify``).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import datetime
@@ -35,13 +37,18 @@ from memori_core.config import Config
 from memori_core.embeddings.base import Embedder
 from memori_core.errors import ConfigurationError, RecallError, StorageError
 from memori_core.recall.index import Filter, IndexCache
+from memori_core.recall.lexical import tokenize
 from memori_core.storage.store import EntityGone, Store, normalize_text, utcnow
 from memori_core.types import RecallHit
 
 __all__ = ["Recaller", "Scope", "check_scope", "diversify", "fuse", "named_dates",
            "one_per_turn", "query_text", "scope_processes"]
 
+_log = logging.getLogger(__name__)
+
 Scope = Literal["process", "entity"]
+#: (dense, lexical, similarity): the candidates of both rankers (``EntityIndex.search``)
+Candidates = tuple[list[tuple[int, float]], list[tuple[int, float]], dict[int, float]]
 #: query vectors a Recaller keeps (384 float32 each with the default model: about 0.4 MB)
 QUERY_VECTORS = 256
 _NAME_WORD = re.compile(r"[\w'-]+")
@@ -218,6 +225,9 @@ class Recaller:
                                 config.recall_reply_weight > 0)
         self._model_checked = False
         self._lock = threading.Lock()
+        #: entity row id -> the thread building its index after a cold recall (pushdown)
+        self._filling: dict[int, threading.Thread] = {}
+        self._fallback_logged = False
         #: the latest queries' vectors (``QUERY_VECTORS`` of them): a model call and the
         #: context pipeline recall for the same message (``recall`` then ``context``)
         self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
@@ -265,10 +275,14 @@ class Recaller:
     def _search(self, vector: np.ndarray, query: str, limit: int, entity_pk: int,
                 flt: Filter) -> list[RecallHit]:
         cfg = self._config
+        k = max(limit, cfg.recall_candidates)
         try:
-            index = self.cache.get(entity_pk, vector.shape[0])
-            dense, lexical, similarity = index.search(
-                vector, query, max(limit, cfg.recall_candidates), flt, cfg.recall_reply_weight)
+            found = self._from_database(vector, query, k, entity_pk, flt) \
+                if cfg.recall_pushdown else None
+            if found is None:
+                index = self.cache.get(entity_pk, vector.shape[0])
+                found = index.search(vector, query, k, flt, cfg.recall_reply_weight)
+            dense, lexical, similarity = found
         except (ConfigurationError, StorageError):
             raise
         except Exception as exc:
@@ -306,6 +320,93 @@ class Recaller:
         if cfg.recall_conversation_diversity > 0 and len(shown) > limit:
             shown = diversify(shown, conversation, cfg.recall_conversation_diversity, limit)
         return shown[:limit]
+
+    def _from_database(self, vector: np.ndarray, query: str, k: int, entity_pk: int,
+                       flt: Filter) -> Candidates | None:
+        """Candidates of a cold recall (``Config.recall_pushdown``), from the database: dense,
+        exact over every vector the filter allows (one read, one matrix product); lexical,
+        the full-text index's best ``k`` (its relevance order, not BM25's); the similarity of
+        each. Starts building the entity's index in the background for its next recalls.
+
+        Returns:
+            None when the in-process index answers instead: it is cached (warm path), or the
+            database has no full-text search (logged once, with the reason).
+        """
+        if self.cache.cached(entity_pk):
+            return None
+        reason = self._store.fulltext_missing()
+        if reason is not None:
+            if not self._fallback_logged:
+                self._fallback_logged = True
+                _log.warning("recall_pushdown: %s; recall uses the in-process index", reason)
+            return None
+        ids, vectors = self._store.memory_vectors(entity_pk, flt.processes, flt.kinds,
+                                                  flt.include_superseded)
+        if len(ids) and vectors.shape[1] != vector.shape[0]:
+            return None  # the in-process path reports the mismatch
+        self._fill_later(entity_pk, int(vector.shape[0]))
+        if not len(ids):
+            return [], [], {}
+        sims = vectors @ np.asarray(vector, dtype=np.float32)
+        n = min(k, len(ids))
+        top = np.argpartition(-sims, n - 1)[:n] if n < len(ids) else np.arange(len(ids))
+        top = top[np.lexsort((-ids[top], -sims[top]))]  # best first; ties: higher id, as FAISS
+        dense = [(int(ids[p]), float(sims[p])) for p in top]
+        similarity = dict(dense)
+        lexical: list[tuple[int, float]] = []
+        if self._config.recall_lexical_weight > 0:
+            position = {int(i): p for p, i in enumerate(ids.tolist())}
+            for i, score in self._store.lexical_candidates(
+                    entity_pk, tokenize(query, stem=False), flt.processes, flt.kinds,
+                    flt.include_superseded, k):
+                p = position.get(i)
+                if p is None:  # written after the vectors were read: the next recall has it
+                    continue
+                lexical.append((i, score))
+                similarity.setdefault(i, float(sims[p]))
+        return dense, lexical, similarity
+
+    def _fill_later(self, entity_pk: int, dim: int) -> None:
+        """Build the entity's in-process index on a thread of its own, unless one is."""
+        with self._lock:
+            if entity_pk in self._filling:
+                return
+            thread = threading.Thread(target=self._fill, args=(entity_pk, dim),
+                                      name=f"memori-recall-fill-{entity_pk}")
+            self._filling[entity_pk] = thread
+        thread.start()
+
+    def _fill(self, entity_pk: int, dim: int) -> None:
+        try:
+            self.cache.get(entity_pk, dim)
+        except (StorageError, RuntimeError, ValueError) as exc:  # FAISS raises RuntimeError;
+            # nothing is lost: the next recall reads the database again
+            _log.warning("building the recall index of entity row %d failed: %s: %s",
+                         entity_pk, type(exc).__name__, exc)
+        finally:
+            with self._lock:
+                self._filling.pop(entity_pk, None)
+
+    def wait_filled(self, timeout: float | None = None) -> bool:
+        """Wait for the index builds started by cold recalls (``recall_pushdown``).
+
+        Args:
+            timeout: seconds in all; None waits as long as they take.
+
+        Returns:
+            True when none is left running.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self._lock:
+                threads = list(self._filling.values())
+            if not threads:
+                return True
+            for t in threads:
+                t.join(None if deadline is None else max(deadline - time.monotonic(), 0.0))
+            if deadline is not None and time.monotonic() >= deadline:
+                with self._lock:
+                    return not self._filling
 
     def _context_bonus(self, hits: list[RecallHit], query: str, entity_pk: int
                        ) -> tuple[list[RecallHit], dict[int, int]]:

@@ -17,13 +17,14 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import Connection, Engine, inspect, select, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.schema import CreateColumn
 
 from memori_core.errors import StorageError
 from memori_core.storage import schema
 
-__all__ = ["MIGRATIONS", "apply", "current_version"]
+__all__ = ["FTS_CONFIG", "FTS_INDEX", "FTS_TABLE", "FTS_VECTOR", "MIGRATIONS", "apply",
+           "current_version", "sqlite_fulltext"]
 
 _LOCK_KEY = 0x6D656D6F7269  # "memori"
 
@@ -103,9 +104,91 @@ def _m0005_api_keys(conn: Connection) -> None:
     schema.api_key.create(conn, checkfirst=True)
 
 
+#: SQLite: the FTS5 index of recall's candidate path and its triggers (contentless: it holds
+#: the tokens, not a second copy of the text; a row is removed by giving FTS5 the text it was
+#: indexed with). Created by ``sqlite_fulltext`` when ``recall_pushdown`` first needs it, not
+#: by a migration: its triggers name ``search_text``, and SQLite refuses to drop a column a
+#: trigger names.
+FTS_TABLE = "memori_fact_fts"
+_FTS_TEXT = "coalesce({row}.search_text, {row}.content)"
+_SQLITE_FTS = [
+    f"CREATE VIRTUAL TABLE {FTS_TABLE} USING fts5(text, content='', "
+    "tokenize='porter unicode61')",
+    f"CREATE TRIGGER {FTS_TABLE}_insert AFTER INSERT ON memori_entity_fact BEGIN "
+    f"INSERT INTO {FTS_TABLE} (rowid, text) VALUES (new.id, {_FTS_TEXT.format(row='new')}); "
+    "END",
+    f"CREATE TRIGGER {FTS_TABLE}_delete AFTER DELETE ON memori_entity_fact BEGIN "
+    f"INSERT INTO {FTS_TABLE} ({FTS_TABLE}, rowid, text) VALUES "
+    f"('delete', old.id, {_FTS_TEXT.format(row='old')}); END",
+    f"CREATE TRIGGER {FTS_TABLE}_update AFTER UPDATE OF content, search_text ON "
+    f"memori_entity_fact BEGIN "
+    f"INSERT INTO {FTS_TABLE} ({FTS_TABLE}, rowid, text) VALUES "
+    f"('delete', old.id, {_FTS_TEXT.format(row='old')}); "
+    f"INSERT INTO {FTS_TABLE} (rowid, text) VALUES (new.id, {_FTS_TEXT.format(row='new')}); "
+    "END",
+    f"INSERT INTO {FTS_TABLE} (rowid, text) SELECT id, {_FTS_TEXT.format(row='f')} "
+    "FROM memori_entity_fact AS f",
+]
+#: PostgreSQL: the text search configuration and the GIN index over the indexed text's
+#: tsvector; MariaDB/MySQL: the FULLTEXT index's name
+FTS_CONFIG = "english"
+FTS_INDEX = "ix_memori_fact_fts"
+#: the indexed text's tsvector, as the PostgreSQL index and its queries spell it
+FTS_VECTOR = (f"to_tsvector('{FTS_CONFIG}'::regconfig, "
+              "coalesce(memori_entity_fact.search_text, memori_entity_fact.content))")
+_FULLTEXT_COLUMNS = ["content", "search_text"]
+
+
+def sqlite_fulltext(conn: Connection) -> str | None:
+    """Make the SQLite FTS5 index of recall's candidate path (table, triggers, every memory
+    indexed), unless it is there with its triggers. Idempotent; run inside a write
+    transaction.
+
+    Returns:
+        None when it is there, else why it cannot be (this SQLite has no FTS5).
+    """
+    have = {str(r[0]) for r in conn.exec_driver_sql(
+        "SELECT name FROM sqlite_master WHERE name LIKE 'memori_fact_fts%'")}
+    if {FTS_TABLE, f"{FTS_TABLE}_insert", f"{FTS_TABLE}_delete", f"{FTS_TABLE}_update"} <= have:
+        return None
+    for trigger in ("insert", "delete", "update"):
+        conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {FTS_TABLE}_{trigger}")
+    conn.exec_driver_sql(f"DROP TABLE IF EXISTS {FTS_TABLE}")
+    try:
+        conn.exec_driver_sql(_SQLITE_FTS[0])
+    except OperationalError as exc:  # no such module: fts5 (the transaction goes on)
+        return f"this SQLite has no FTS5 ({exc.orig})"
+    for sql in _SQLITE_FTS[1:]:
+        conn.exec_driver_sql(sql)
+    return None
+
+
+def _m0006_fulltext(conn: Connection) -> None:
+    """Full-text search over each memory's indexed text (``search_text``, else ``content``),
+    kept current by the transaction that writes the memory: recall's candidate path
+    (``Config.recall_pushdown``) takes its lexical candidates from it. PostgreSQL: a GIN index
+    on the text's ``tsvector`` (English configuration); MariaDB/MySQL: a ``FULLTEXT`` index on
+    (content, search_text). SQLite: nothing here (``sqlite_fulltext``). Both indexes go with
+    their column if it is dropped, and come back when this runs again."""
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {FTS_INDEX} ON memori_entity_fact "
+                             f"USING gin (({FTS_VECTOR}))")
+    elif dialect in ("mysql", "mariadb"):
+        have = {i["name"]: i["column_names"]
+                for i in inspect(conn).get_indexes("memori_entity_fact")}
+        if have.get(FTS_INDEX) == _FULLTEXT_COLUMNS:
+            return
+        if FTS_INDEX in have:  # lost a column: made again on both
+            conn.exec_driver_sql(f"DROP INDEX {FTS_INDEX} ON memori_entity_fact")
+        conn.exec_driver_sql(f"ALTER TABLE memori_entity_fact ADD FULLTEXT INDEX {FTS_INDEX} "
+                             f"({', '.join(_FULLTEXT_COLUMNS)})")
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [_m0001_initial, _m0002_extras,
                                                   _m0003_sqlite_autoincrement,
-                                                  _m0004_importance, _m0005_api_keys]
+                                                  _m0004_importance, _m0005_api_keys,
+                                                  _m0006_fulltext]
 
 
 def current_version(conn: Connection) -> int:

@@ -31,13 +31,20 @@ from sqlalchemy import (
     false,
     func,
     insert,
+    literal_column,
     or_,
     select,
     text,
     update,
 )
 from sqlalchemy import (
+    column as sa_column,
+)
+from sqlalchemy import (
     inspect as sa_inspect,
+)
+from sqlalchemy import (
+    table as sa_table,
 )
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.dialects.postgresql import aggregate_order_by
@@ -48,8 +55,8 @@ from memori_core.storage import migrations
 from memori_core.storage import schema as s
 from memori_core.types import CapturedMessage
 
-__all__ = ["EntityGone", "JobRow", "JobsGone", "MemoryRow", "NewMemory", "NewTriple", "Store",
-           "clip_importance", "utcnow"]
+__all__ = ["EntityGone", "JobRow", "JobsGone", "MemoryBlock", "MemoryRow", "NewMemory",
+           "NewTriple", "Store", "clip_importance", "utcnow"]
 _log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -183,6 +190,56 @@ class MemoryRow:
     embedding: bytes
 
 
+@dataclass(frozen=True)
+class MemoryBlock:
+    """Memories of one entity as columns (``Store.memory_block``): what a recall index holds,
+    decoded from one read.
+
+    Attributes:
+        ids: row ids, int64 array, shape (n,), ascending.
+        process_ids: process row ids, int64 array, shape (n,); -1 for no process.
+        kinds: memory kinds, n strings.
+        superseded: bool array, shape (n,): replaced by a newer memory on its slot.
+        texts: what BM25 indexes (``search_text``, else ``content``), n strings.
+        vectors: float32 array, shape (n, dim), row-aligned with ``ids``.
+    """
+
+    ids: np.ndarray
+    process_ids: np.ndarray
+    kinds: list[str]
+    superseded: np.ndarray
+    texts: list[str]
+    vectors: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def slice(self, start: int, stop: int) -> MemoryBlock:
+        """Rows ``start .. stop - 1`` (views, no copy of the vectors)."""
+        return MemoryBlock(self.ids[start:stop], self.process_ids[start:stop],
+                           self.kinds[start:stop], self.superseded[start:stop],
+                           self.texts[start:stop], self.vectors[start:stop])
+
+    @staticmethod
+    def of_rows(rows: Sequence[MemoryRow]) -> MemoryBlock:
+        """The block of ``MemoryRow`` values (one ``np.frombuffer`` over the joined vectors)."""
+        vectors = np.frombuffer(b"".join(r.embedding for r in rows), dtype="<f4")
+        return MemoryBlock(
+            np.asarray([r.id for r in rows], dtype=np.int64),
+            np.asarray([-1 if r.process_id is None else r.process_id for r in rows],
+                       dtype=np.int64),
+            [r.kind for r in rows], np.asarray([r.superseded for r in rows], dtype=np.bool_),
+            [r.text for r in rows],
+            vectors.reshape(len(rows), -1) if rows else vectors.reshape(0, 0))
+
+
+def _decode_vectors(blobs: Sequence[bytes], n: int) -> np.ndarray:
+    """float32 array, shape (n, dim), of n little-endian float32 blobs of one length: one
+    ``np.frombuffer`` over the joined bytes (no per-row array)."""
+    flat = np.frombuffer(b"".join(blobs), dtype="<f4")
+    return flat.reshape(n, -1) if n else flat.reshape(0, 0)
+
+
 # Statements of the capture path, built once: values go as parameters, so SQLAlchemy compiles
 # each once and the per-turn cost is the database's (capture p50 measured 1.31 -> 0.43 ms on
 # SQLite, 2.42 -> 1.67 ms on PostgreSQL, one user + one assistant message).
@@ -239,6 +296,14 @@ _BUMP_MEMORY = update(s.entity_fact).where(s.entity_fact.c.id == bindparam("fid"
                      bindparam("imp", type_=Double())), else_=s.entity_fact.c.importance))
 # recall's reads, built once (SQLAlchemy then compiles each once, not per recall)
 _MEMORY_VERSION = select(s.entity.c.memory_version).where(s.entity.c.id == bindparam("entity"))
+# what a recall index holds of an entity's memories above an id, in one read
+_MEMORY_BLOCK = (select(s.entity_fact.c.id, s.entity_fact.c.process_id, s.entity_fact.c.kind,
+                        s.entity_fact.c.superseded_by,
+                        func.coalesce(s.entity_fact.c.search_text, s.entity_fact.c.content),
+                        s.entity_fact.c.embedding)
+                 .where(s.entity_fact.c.entity_id == bindparam("entity"),
+                        s.entity_fact.c.id > bindparam("after"))
+                 .order_by(s.entity_fact.c.id))
 # what ``memory_details`` returns of a memory, for any WHERE
 _DETAILS = (
     select(s.entity_fact.c.id, s.entity_fact.c.content, s.entity_fact.c.kind,
@@ -299,6 +364,8 @@ class Store:
         self._reader = (engine.execution_options(isolation_level="AUTOCOMMIT")
                         if self.dialect == "postgresql" else engine)
         self._built = False
+        #: (``fulltext_missing``'s answer,) once checked
+        self._fulltext: tuple[str | None] | None = None
 
     # ---- lifecycle ------------------------------------------------------------------------
     def build(self) -> None:
@@ -310,6 +377,7 @@ class Store:
         """
         migrations.apply(self.engine)
         self._built = False
+        self._fulltext = None
         if not self.is_built():
             raise StorageError("the memori schema is incomplete after building it")
 
@@ -533,8 +601,9 @@ class Store:
 
     def purge(self, vacuum: bool) -> None:
         """After an erasure, remove what the database still keeps of deleted rows where it
-        can: SQLite (``secure_delete`` zeroes deleted content already) checkpoints its WAL
-        into the file and truncates it; with ``vacuum``, PostgreSQL runs ``VACUUM FULL`` and
+        can: SQLite (``secure_delete`` zeroes deleted content already) merges its FTS5 index
+        when recall made one (the tokens of deleted rows go), checkpoints its WAL into the file
+        and truncates it; with ``vacuum``, PostgreSQL runs ``VACUUM FULL`` and
         MariaDB ``OPTIMIZE TABLE`` on memori's tables: both rewrite them without the deleted
         rows (a plain ``VACUUM`` only marks their space free, their bytes stay until reused),
         holding each table's lock while it is rewritten.
@@ -545,6 +614,13 @@ class Store:
         tables = [t.name for t in s.metadata.sorted_tables]
         try:
             if self.dialect == "sqlite":
+                def optimize(conn: Connection, _state: _TxState) -> None:
+                    # merge the FTS5 index's segments (if made): deleted rows' tokens go
+                    if sa_inspect(conn).has_table(migrations.FTS_TABLE):
+                        conn.exec_driver_sql(f"INSERT INTO {migrations.FTS_TABLE} "
+                                             f"({migrations.FTS_TABLE}) VALUES ('optimize')")
+
+                self.write(optimize)
                 with self.engine.connect() as conn:
                     conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
             elif vacuum and self.dialect == "postgresql":
@@ -1126,6 +1202,122 @@ class Store:
                              r.superseded_by is not None, r.text, r.embedding) for r in rows]
             last = int(rows[-1].id)
 
+    def memory_block(self, entity_pk: int, after_id: int) -> MemoryBlock:
+        """The entity's memories with id > after_id, in id order, in one read: ids, process,
+        kind, superseded flag, indexed text and every embedding, decoded as columns (one
+        ``np.frombuffer`` for all the vectors), not row by row."""
+        with self.read() as conn:
+            rows = conn.execute(_MEMORY_BLOCK, {"entity": entity_pk, "after": after_id}).all()
+        if not rows:
+            return MemoryBlock(np.empty(0, np.int64), np.empty(0, np.int64), [],
+                               np.empty(0, np.bool_), [], np.empty((0, 0), np.float32))
+        ids, procs, kinds, superseded, texts, blobs = zip(*rows, strict=True)
+        return MemoryBlock(
+            np.fromiter(ids, dtype=np.int64, count=len(rows)),
+            np.fromiter((-1 if p is None else p for p in procs), dtype=np.int64,
+                        count=len(rows)),
+            list(kinds), np.fromiter((x is not None for x in superseded), dtype=np.bool_,
+                                     count=len(rows)),
+            list(texts), _decode_vectors(blobs, len(rows)))
+
+    def memory_vectors(self, entity_pk: int, processes: Sequence[int | None] | None,
+                       kinds: Sequence[str] | None, include_superseded: bool
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        """Every embedding of the entity's memories a recall may return, in one read: (ids,
+        int64 array, shape (n,); vectors, float32 array, shape (n, dim)). The filter is
+        applied by the database (``processes``: row ids, None in it meaning "captured without
+        a process"; None for all; ``kinds``: None for all)."""
+        f = s.entity_fact.c
+        q = select(f.id, f.embedding).where(f.entity_id == entity_pk,
+                                            *_filters(processes, kinds, include_superseded))
+        with self.read() as conn:
+            rows = conn.execute(q).all()
+        if not rows:
+            return np.empty(0, np.int64), np.empty((0, 0), np.float32)
+        ids, blobs = zip(*rows, strict=True)
+        return np.fromiter(ids, dtype=np.int64, count=len(rows)), _decode_vectors(blobs,
+                                                                                   len(rows))
+
+    def fulltext_missing(self) -> str | None:
+        """Why this database cannot give recall its lexical candidates (None: it can).
+        PostgreSQL and MariaDB: the full-text index of migration 6 is missing (dropped).
+        SQLite: its FTS5 index is made here on first use (``migrations.sqlite_fulltext``: one
+        write transaction indexing every memory), unless this SQLite has no FTS5. Checked once
+        per instance (again after ``build``).
+        """
+        if self._fulltext is not None:
+            return self._fulltext[0]
+        reason: str | None = None
+        try:
+            if self.dialect == "sqlite":
+                reason = self.write(lambda conn, _state: migrations.sqlite_fulltext(conn))
+            else:
+                with self.read() as conn:
+                    found: object
+                    if self.dialect == "postgresql":
+                        found = conn.execute(text(
+                            "SELECT 1 FROM pg_indexes WHERE tablename = :t AND indexname = :i "
+                            "AND schemaname = current_schema()"),
+                            {"t": s.entity_fact.name, "i": migrations.FTS_INDEX}).first()
+                    else:
+                        found = next((i for i in sa_inspect(conn).get_indexes(s.entity_fact.name)
+                                      if i["name"] == migrations.FTS_INDEX
+                                      and len(i["column_names"]) == 2), None)
+                    if found is None:
+                        reason = (f"{self.dialect} has no full-text index "
+                                  f"{migrations.FTS_INDEX} (migration 6; dropped?)")
+        except StorageError as exc:
+            reason = f"the full-text index could not be checked: {exc}"
+        self._fulltext = (reason,)
+        return reason
+
+    def lexical_candidates(self, entity_pk: int, terms: Sequence[str],
+                           processes: Sequence[int | None] | None,
+                           kinds: Sequence[str] | None, include_superseded: bool, k: int
+                           ) -> list[tuple[int, float]]:
+        """The entity's memories matching any of ``terms`` by the database's full-text index
+        (migration 6), best first by the database's own relevance (SQLite FTS5 ``bm25``,
+        PostgreSQL ``ts_rank``, MariaDB ``MATCH ... AGAINST``): at most ``k`` (id, score > 0).
+        Same filter as ``memory_vectors``.
+
+        Args:
+            terms: query words (``\\w+`` tokens, stopwords removed), ORed.
+
+        Raises:
+            StorageError: the database failed (or has no full-text index:
+                ``fulltext_missing``).
+        """
+        words = [t for t in dict.fromkeys(terms) if t]
+        if not words or k <= 0:
+            return []
+        f = s.entity_fact.c
+        where = [f.entity_id == entity_pk, *_filters(processes, kinds, include_superseded)]
+        if self.dialect == "sqlite":
+            fts = sa_table(migrations.FTS_TABLE, sa_column("rowid"))
+            rank = func.bm25(literal_column(migrations.FTS_TABLE))
+            q = (select(f.id, (-rank).label("score"))
+                 .select_from(fts.join(s.entity_fact, f.id == fts.c.rowid))
+                 .where(literal_column(migrations.FTS_TABLE).op("MATCH")(bindparam("q")), *where)
+                 .order_by(rank, f.id).limit(k))
+            query = " OR ".join(f'"{w}"' for w in words)
+        elif self.dialect == "postgresql":
+            tsq = func.websearch_to_tsquery(
+                literal_column(f"'{migrations.FTS_CONFIG}'::regconfig"), bindparam("q"))
+            tsv: Any = literal_column(migrations.FTS_VECTOR)  # the GIN index's expression
+            score: Any = func.ts_rank(tsv, tsq)
+            q = (select(f.id, score.label("score")).where(tsv.op("@@")(tsq), *where)
+                 .order_by(score.desc(), f.id).limit(k))
+            query = " or ".join(words)
+        else:
+            score = mysql.match(f.content, f.search_text,
+                                against=bindparam("q")).in_natural_language_mode()
+            q = (select(f.id, score.label("score")).where(score > 0, *where)
+                 .order_by(score.desc(), f.id).limit(k))
+            query = " ".join(words)
+        with self.read() as conn:
+            rows = conn.execute(q, {"q": query}).all()
+        return [(int(i), float(sc)) for i, sc in rows if sc is not None and float(sc) > 0]
+
     def neighbour_messages(self, entity_pk: int, memory_ids: Sequence[int]
                            ) -> dict[int, tuple[int, str, str, int | None,
                                             tuple[str, str] | None]]:
@@ -1396,6 +1588,20 @@ class Store:
         with self.read() as conn:
             return {t.name: int(conn.execute(select(func.count()).select_from(t)).scalar() or 0)
                     for t in s.TABLES}
+
+
+def _filters(processes: Sequence[int | None] | None, kinds: Sequence[str] | None,
+             include_superseded: bool) -> list[Any]:
+    """WHERE clauses on ``memori_entity_fact`` of a recall ``Filter``."""
+    f = s.entity_fact.c
+    out: list[Any] = []
+    if processes is not None:
+        out.append(_in_processes(processes))
+    if kinds is not None:
+        out.append(f.kind.in_(list(kinds)))
+    if not include_superseded:
+        out.append(f.superseded_by.is_(None))
+    return out
 
 
 def _in_processes(processes: Sequence[int | None]) -> Any:

@@ -1,0 +1,251 @@
+"""Recall's candidate path (issue 22, ``Config.recall_pushdown``) on SQLite, PostgreSQL and
+MariaDB: a cold recall takes its lexical candidates from the database's full-text index
+(migration 6) and its dense ones from one read of every vector; it returns the in-process
+path's hits on a fixed corpus, follows writes, supersession and forget in the same transaction
+(a forgotten or superseded memory is never a candidate), and a database without full-text
+search falls back to the in-process index with a logged reason."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from sqlalchemy import create_engine, text
+
+from memori_core import Memori
+from memori_core.storage import migrations
+from memori_core.testing import HashEmbedder
+from memori_core.types import RecallHit
+
+# no word shared between two memories, except where a query is meant to match two
+CORPUS = [
+    ("Allergic to peanuts and shellfish", None),
+    ("Lives in Lisbon near the river", "city"),
+    ("Runs marathons every spring", None),
+    ("Sister Ana teaches violin", None),
+    ("Prefers green tea over coffee", None),
+    ("Works night shifts as a nurse", None),
+    ("Owns two cats named Pixel and Byte", None),
+    ("Learning Japanese for a trip to Kyoto", None),
+    ("Drives an old blue Volvo", None),
+    ("Birthday falls on March third", None),
+    ("Plays chess online with a cousin", None),
+    ("Hates cilantro and olives", None),
+]
+QUERIES = ["what is she allergic to, peanuts?", "where does she live, Lisbon?",
+           "does she run marathons", "who teaches violin", "tea or coffee",
+           "night shifts nurse", "cats Pixel", "Japanese trip Kyoto", "which car, a Volvo",
+           "birthday in March", "chess with cousin", "cilantro olives", "nothing matches this"]
+
+
+@pytest.fixture
+def pair(db_url: str) -> Iterator[tuple[Memori, Memori]]:
+    """(in-process, candidate path): two instances on one database, the corpus stored."""
+    plain = Memori(conn=db_url, embedder=HashEmbedder(), augmentation_workers=0)
+    pushed = Memori(conn=db_url, embedder=HashEmbedder(), augmentation_workers=0,
+                    recall_pushdown=True)
+    try:
+        plain.config.storage.build()
+        for mem in (plain, pushed):
+            mem.attribution(entity_id="ann", process_id="coach")
+        for content, slot in CORPUS:
+            plain.remember(content, slot=slot)
+        yield plain, pushed
+    finally:
+        pushed._recaller.wait_filled(30)
+        pushed.close()
+        plain.close()
+
+
+def spy(mem: Memori) -> list[int]:
+    """Counts the candidate path's full-text reads of ``mem``."""
+    calls: list[int] = []
+    store: Any = mem._store
+    real = store.lexical_candidates
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    store.lexical_candidates = counted
+    return calls
+
+
+def cold(mem: Memori, query: str, **kwargs: Any) -> list[RecallHit]:
+    """A recall of an entity whose index is not in the process (built after the last one)."""
+    assert mem._recaller.wait_filled(30)
+    pk = mem._store.find_pk("entity", "ann")
+    if pk is not None:
+        mem._recaller.cache.discard(pk)
+    return mem.recall(query, **kwargs)
+
+
+def shown(hits: list[RecallHit]) -> list[tuple[int, str]]:
+    return [(h.id, h.content) for h in hits]
+
+
+def test_the_candidate_path_returns_the_in_process_hits(pair: tuple[Memori, Memori]) -> None:
+    plain, pushed = pair
+    calls = spy(pushed)
+    assert pushed._store.fulltext_missing() is None
+    for q in QUERIES:
+        want = plain.recall(q, limit=5)
+        got = cold(pushed, q, limit=5)
+        assert shown(got) == shown(want), q
+        for g, w in zip(got, want, strict=True):
+            assert g.similarity == pytest.approx(w.similarity, abs=1e-5)
+    assert len(calls) == len(QUERIES)  # every one of them took the candidate path
+    # the in-process index was built meanwhile: the next recall is the warm path
+    assert pushed._recaller.wait_filled(30)
+    pk = pushed._store.find_pk("entity", "ann")
+    assert pk is not None and pushed._recaller.cache.cached(pk)
+    assert shown(pushed.recall(QUERIES[0], limit=5)) == shown(plain.recall(QUERIES[0], limit=5))
+    assert len(calls) == len(QUERIES)
+
+
+def test_scope_and_kinds_filter_the_candidates(pair: tuple[Memori, Memori]) -> None:
+    plain, pushed = pair
+    for mem in (plain, pushed):
+        mem.attribution(entity_id="ann", process_id="tutor")
+    plain.remember("Prefers jasmine tea in the evening", kind="preference")
+    for kwargs in ({}, {"scope": "entity"}, {"kinds": ["preference"]},
+                   {"scope": "entity", "kinds": ["fact"]}):
+        assert shown(cold(pushed, "tea", limit=5, **kwargs)) == \
+            shown(plain.recall("tea", limit=5, **kwargs)), kwargs
+    assert [h.content for h in cold(pushed, "tea", limit=5)] == [
+        "Prefers jasmine tea in the evening"]  # the tutor's only
+
+
+def test_writes_supersession_and_forget_reach_the_candidates(
+        pair: tuple[Memori, Memori]) -> None:
+    plain, pushed = pair
+    store = pushed._store
+    pk = store.find_pk("entity", "ann")
+    assert pk is not None and store.fulltext_missing() is None
+
+    def lexical(word: str, include_superseded: bool = False) -> set[int]:
+        return {i for i, _ in store.lexical_candidates(pk, [word], None, None,
+                                                       include_superseded, 50)}
+
+    def vectors(include_superseded: bool = False) -> set[int]:
+        return set(store.memory_vectors(pk, None, None, include_superseded)[0].tolist())
+
+    # a write is a candidate as soon as its transaction commits
+    skates = plain.remember("Skates on frozen lakes")
+    assert lexical("frozen") == {skates} and skates in vectors()
+    assert [h.id for h in cold(pushed, "frozen lakes", limit=3)][:1] == [skates]
+    # supersession: the old value is no candidate; asked for, history is
+    lisbon = next(h.id for h in plain.recall("Lisbon", limit=1))
+    porto = plain.remember("Lives in Porto by the sea", slot="city")
+    assert lisbon not in lexical("lisbon") and lisbon not in vectors()
+    assert lexical("lisbon", include_superseded=True) == {lisbon}
+    assert lisbon not in [h.id for h in cold(pushed, "Lisbon river", limit=5)]
+    assert lisbon in [h.id for h in cold(pushed, "Lisbon river", limit=5,
+                                         include_superseded=True)]
+    assert porto in [h.id for h in cold(pushed, "Porto sea", limit=5)]
+    # an edit reindexes the text
+    plain.remember("Lives in Lisbon near the river", slot="city")  # current again
+    assert lexical("lisbon") == {lisbon} and porto not in vectors()
+    # forget: never a candidate again
+    assert plain.forget_memories([skates]) == 1
+    assert lexical("frozen") == set() and skates not in vectors()
+    assert cold(pushed, "frozen lakes skates", limit=5) == [] or \
+        skates not in [h.id for h in cold(pushed, "frozen lakes skates", limit=5)]
+    pushed._recaller.wait_filled(30)
+    plain.forget("ann")
+    assert store.lexical_candidates(pk, ["peanuts"], None, None, True, 50) == []
+    assert cold(pushed, "peanuts shellfish", limit=5) == []
+
+
+def _drop_fulltext(url: str) -> None:
+    """The server database as one without its full-text index."""
+    engine = create_engine(url)
+    try:
+        with engine.begin() as c:
+            c.execute(text(f"DROP INDEX {migrations.FTS_INDEX}" + (
+                " ON memori_entity_fact" if engine.dialect.name == "mysql" else "")))
+    finally:
+        engine.dispose()
+
+
+def test_without_full_text_search_recall_keeps_the_in_process_index_and_says_why(
+        db_url: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Memori(conn=db_url, embedder=HashEmbedder(), augmentation_workers=0) as plain:
+        plain.config.storage.build()
+        plain.attribution(entity_id="ann", process_id="coach")
+        for content, slot in CORPUS:
+            plain.remember(content, slot=slot)
+        want = {q: shown(plain.recall(q, limit=5)) for q in QUERIES}
+    if db_url.startswith("sqlite"):  # a SQLite built without FTS5
+        monkeypatch.setattr(migrations, "sqlite_fulltext",
+                            lambda conn: "this SQLite has no FTS5 (no such module: fts5)")
+        expected = "this SQLite has no FTS5"
+    else:
+        _drop_fulltext(db_url)
+        expected = f"has no full-text index {migrations.FTS_INDEX}"
+    caplog.set_level(logging.WARNING, logger="memori_core")
+    with Memori(conn=db_url, embedder=HashEmbedder(), augmentation_workers=0,
+                recall_pushdown=True) as pushed:
+        pushed.attribution(entity_id="ann", process_id="coach")
+        calls = spy(pushed)
+        for q in QUERIES:
+            assert shown(cold(pushed, q, limit=5)) == want[q]
+        assert calls == []
+        assert pushed._recaller.wait_filled(30)
+    reasons = [r.getMessage() for r in caplog.records if "recall_pushdown" in r.getMessage()]
+    assert len(reasons) == 1  # once per instance
+    assert "uses the in-process index" in reasons[0] and expected in reasons[0]
+
+
+def test_migration_6_indexes_the_memories_stored_before_it(
+        db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    with monkeypatch.context() as patch:  # memori as it was before migration 6
+        patch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:5])
+        with Memori(conn=db_url, embedder=HashEmbedder(), augmentation_workers=0) as mem:
+            mem.config.storage.build()
+            mem.attribution(entity_id="ann", process_id="coach")
+            ids = {content: mem.remember(content) for content, _ in CORPUS}
+            if not db_url.startswith("sqlite"):
+                assert mem._store.fulltext_missing() is not None
+    with Memori(conn=db_url, embedder=HashEmbedder(), augmentation_workers=0,
+                recall_pushdown=True) as mem:
+        with mem.engine.connect() as c:
+            assert migrations.current_version(c) == 5
+        mem.config.storage.build()
+        with mem.engine.connect() as c:
+            assert migrations.current_version(c) == len(migrations.MIGRATIONS) == 6
+        assert mem._store.fulltext_missing() is None  # SQLite: its FTS5 index made now
+        pk = mem._store.find_pk("entity", "ann")
+        assert pk is not None
+        got = mem._store.lexical_candidates(pk, ["marathons", "violin"], None, None, False, 10)
+        assert {i for i, _ in got} == {ids["Runs marathons every spring"],
+                                       ids["Sister Ana teaches violin"]}
+        assert all(score > 0 for _, score in got)
+        mem.attribution(entity_id="ann", process_id="coach")
+        assert cold(mem, "violin teacher", limit=1)[0].id == ids["Sister Ana teaches violin"]
+        mem._recaller.wait_filled(30)
+        # building again changes nothing (idempotent)
+        mem.config.storage.build()
+        assert len(mem._store.lexical_candidates(pk, ["violin"], None, None, False, 10)) == 1
+
+
+def test_memory_block_decodes_every_row_in_one_read(pair: tuple[Memori, Memori]) -> None:
+    plain, _ = pair
+    store = plain._store
+    pk = store.find_pk("entity", "ann")
+    assert pk is not None
+    block = store.memory_block(pk, 0)
+    rows = [r for batch in store.memory_embeddings(pk, 0, 5) for r in batch]
+    assert block.ids.tolist() == [r.id for r in rows]
+    assert block.texts == [r.text for r in rows] and block.kinds == [r.kind for r in rows]
+    assert block.superseded.tolist() == [r.superseded for r in rows]
+    assert block.process_ids.tolist() == [-1 if r.process_id is None else r.process_id
+                                          for r in rows]
+    assert np.array_equal(block.vectors, np.vstack([np.frombuffer(r.embedding, "<f4")
+                                                    for r in rows]))
+    assert len(store.memory_block(pk, int(block.ids[-1]))) == 0
+    assert len(store.memory_block(pk, int(block.ids[3]))) == len(rows) - 4
