@@ -39,8 +39,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from memori_core.errors import ConfigurationError, StorageError
 
-__all__ = ["EF_SEARCH", "INDEX", "MIN_AGREEMENT", "MIN_VERSION", "TABLE", "Filters", "agreement", "available", "ensure",
-           "exact", "explain", "installed", "nearest", "probe_queries", "similarities"]
+__all__ = ["EF_SEARCH", "INDEX", "MIN_AGREEMENT", "MIN_VERSION", "TABLE", "Filters", "agreement",
+           "available", "ensure", "exact", "explain", "installed", "nearest", "probe_queries",
+           "similarities"]
 
 #: the side table of vectors, keyed by ``memori_entity_fact.id``
 TABLE = "memori_fact_vector"
@@ -86,8 +87,8 @@ FROM (SELECT i, (w >> 31) & 1 AS s, (w >> 23) & 255 AS e, w & 8388607 AS m
 $$"""
 
 # the trigger: a memory of another dimension (embedded by an earlier model, not re-embedded
-# yet) or with a non-finite value (which pgvector rejects) has no vector row; an error here
-# never fails the memory's own write
+# yet) or with a non-finite value has no vector row: a value pgvector rejects never fails the
+# memory's own write
 _SYNC_SQL = """
 CREATE OR REPLACE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -117,12 +118,9 @@ BEGIN
   RETURN NULL;
 END $$"""
 
-# candidates of one entity, nearest first, with the stored bytes for the exact re-score. The
-# SET clauses scope the HNSW settings to the call; iterative scans (pgvector >= 0.8) go on past
-# ef_search while the filters reject rows. EXECUTE: planned with the call's values, so a small
-# entity is read through its btree index and sorted (exact) rather than through the HNSW one.
-# the stored bytes by primary key, one lookup per candidate (a join let the planner read all
-# of the entity's rows into a hash table); NULL for a row not of the entity (dropped)
+# candidates of one entity, nearest first, with the stored bytes for the exact re-score, read by
+# primary key, one lookup per candidate (a join let the planner read all of the entity's rows
+# into a hash table); NULL for a row not of the entity (dropped)
 _CANDIDATES_SQL = f"""SELECT c.fact_id, (SELECT f.embedding FROM memori_entity_fact f
                                   WHERE f.id = c.fact_id AND f.entity_id = $1) FROM (
        SELECT v.fact_id, v.embedding <#> $2 AS d FROM {TABLE} v
@@ -135,6 +133,10 @@ _PARAM_TYPES = "bigint, vector, integer, bigint[], boolean, text[], boolean"
 #: the query function's arguments: _PARAM_TYPES and the HNSW search list size
 _FN_ARGS = ("p_entity bigint, p_query vector, p_n integer, p_processes bigint[], "
             "p_no_process boolean, p_kinds text[], p_superseded boolean, p_ef integer")
+# the query function: its SET clauses scope the HNSW settings to the call; iterative scans
+# (pgvector >= 0.8) go on past ef_search while the filters reject rows. EXECUTE: planned with
+# the call's values, so the planner may read a small entity through its btree index and sort it
+# (exact) rather than scan the HNSW index
 _NEAREST_SQL = f"""
 CREATE OR REPLACE FUNCTION {_NEAREST_FN}({_FN_ARGS})
 RETURNS TABLE (id bigint, embedding bytea) LANGUAGE plpgsql STABLE
