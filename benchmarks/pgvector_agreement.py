@@ -43,7 +43,7 @@ from memori_core.storage.store import Store, utcnow
 MODEL = "bench-random"
 LOCOMO = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "locomo" / "locomo10.json"
 #: (candidates, ef_search) of push-down measured; None: ``pgvector.nearest``'s default
-SETTINGS = [(None, None), (100, 200), (200, 400), (400, 1000)]
+SETTINGS = [(40, 100), (None, None), (200, 400), (400, 1000)]
 
 
 def corpus(n: int, dim: int, seed: int) -> np.ndarray:

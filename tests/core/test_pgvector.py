@@ -201,6 +201,20 @@ def test_nearest_returns_the_entitys_current_memories_only(pgv_store: Store) -> 
         assert {i for i, _ in hits} <= set(mine + old) and hits[0][0] == mine[5]
         hits = pgvector.nearest(c, carol, shared[5], 50, Only(kinds=["preference"]))
         assert {i for i, _ in hits} == set(persona)
+        # the same filters inside the index scan (fewer candidates asked than the filter
+        # allows, so no exact fallback)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(pgvector, "exact", no_fallback)
+            for flt, allowed in [(Only(processes=[coach]), persona),
+                                 (Only(kinds=["preference"]), persona),
+                                 (Only(processes=[None]), mine + old[1:]),
+                                 (Only(processes=[None], include_superseded=True), mine + old),
+                                 (None, mine + persona + old[1:])]:
+                hits = pgvector.nearest(c, carol, shared[5], 5, flt, candidates=10)
+                assert len(hits) == 5 and {i for i, _ in hits} <= set(allowed), flt
+            hits = pgvector.nearest(c, carol, shared[0], 3, Only(include_superseded=True),
+                                    candidates=10)
+            assert {mine[0], old[0]} <= {i for i, _ in hits}
         assert pgvector.nearest(c, 10**9, shared[0], 5) == []  # an unknown entity: nothing
         # exact similarities of given memories (recall's lexical candidates), own rows only
         sims = pgvector.similarities(c, carol, shared[3], [mine[3], mine[4], theirs[3]])
