@@ -390,7 +390,7 @@ def nearest(conn: Connection, entity_pk: int, query_vec: np.ndarray, k: int,
             neighbours and costs more.
 
     Returns:
-        at most ``k`` (memory id, cosine similarity), best first (ties: lower id first).
+        at most ``k`` (memory id, cosine similarity), best first (ties: higher id first).
         When the index yields fewer than the candidates asked for (an entity with fewer
         allowed memories, or one the index scan gave up on), the answer is ``exact``'s.
 
@@ -476,8 +476,9 @@ def explain(conn: Connection, entity_pk: int, query_vec: np.ndarray, n: int,
 
 
 def _top(ids: np.ndarray, scores: np.ndarray, k: int) -> list[tuple[int, float]]:
-    """The ``k`` best (id, score), best first, ties by lower id."""
-    order = np.lexsort((ids, -scores))[:k]
+    """The ``k`` best (id, score), best first; ties: higher id first, as recall orders them
+    (FAISS's flat index, ``Recaller._from_database``)."""
+    order = np.lexsort((-ids, -scores))[:k]
     return [(int(ids[i]), float(scores[i])) for i in order]
 
 
