@@ -41,7 +41,9 @@ import numpy as np
 from sqlalchemy import Connection, create_engine, text
 
 from memori_core import Memori
+from memori_core.config import Config
 from memori_core.embeddings.base import Embedder
+from memori_core.embeddings.local import LocalEmbedder
 from memori_core.storage.store import NewMemory
 
 LOCOMO = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "locomo" / "locomo10.json"
@@ -182,13 +184,14 @@ def main() -> None:
     ap.add_argument("--warm", type=int, default=100)
     args = ap.parse_args()
     turns, questions = locomo()
-    with Memori(conn="sqlite://", augmentation_workers=0) as probe:
-        embedder = probe.embedder
-        embedder.embed(["warm up the model"])  # loading the model is not recall
-        with tempfile.TemporaryDirectory(prefix="memori-bench-") as d:
-            for backend in args.backends.split(","):
-                for n in (int(s) for s in args.sizes.split(",")):
-                    bench(backend, n, Path(d), embedder, turns, questions, args.cold, args.warm)
+    cfg = Config()
+    embedder = LocalEmbedder(cfg.embeddings.model, batch_size=cfg.embeddings.batch_size,
+                             backend=cfg.embeddings.backend)
+    embedder.embed(["warm up the model"])  # loading the model is not recall
+    with tempfile.TemporaryDirectory(prefix="memori-bench-") as d:
+        for backend in args.backends.split(","):
+            for n in (int(s) for s in args.sizes.split(",")):
+                bench(backend, n, Path(d), embedder, turns, questions, args.cold, args.warm)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -276,9 +276,12 @@ class Recaller:
                 flt: Filter) -> list[RecallHit]:
         cfg = self._config
         k = max(limit, cfg.recall_candidates)
+        filling: Callable[[int, int], None] | None = None
         try:
             found = self._from_database(vector, query, k, entity_pk, flt) \
                 if cfg.recall_pushdown else None
+            if found is not None:  # built after this recall's reads: the two share the cores
+                filling = self._fill_later
             if found is None:
                 index = self.cache.get(entity_pk, vector.shape[0])
                 found = index.search(vector, query, k, flt, cfg.recall_reply_weight)
@@ -319,6 +322,8 @@ class Recaller:
         shown = one_per_turn(hits)
         if cfg.recall_conversation_diversity > 0 and len(shown) > limit:
             shown = diversify(shown, conversation, cfg.recall_conversation_diversity, limit)
+        if filling is not None:
+            filling(entity_pk, int(vector.shape[0]))
         return shown[:limit]
 
     def _from_database(self, vector: np.ndarray, query: str, k: int, entity_pk: int,
@@ -326,7 +331,8 @@ class Recaller:
         """Candidates of a cold recall (``Config.recall_pushdown``), from the database: dense,
         exact over every vector the filter allows (one read, one matrix product); lexical,
         the full-text index's best ``k`` (its relevance order, not BM25's); the similarity of
-        each. Starts building the entity's index in the background for its next recalls.
+        each. ``_search`` then starts building the entity's index in the background, for its next
+        recalls.
 
         Returns:
             None when the in-process index answers instead: it is cached (warm path), or the
@@ -344,7 +350,6 @@ class Recaller:
                                                   flt.include_superseded)
         if len(ids) and vectors.shape[1] != vector.shape[0]:
             return None  # the in-process path reports the mismatch
-        self._fill_later(entity_pk, int(vector.shape[0]))
         if not len(ids):
             return [], [], {}
         sims = vectors @ np.asarray(vector, dtype=np.float32)

@@ -23,7 +23,7 @@ from sqlalchemy.schema import CreateColumn
 from memori_core.errors import StorageError
 from memori_core.storage import schema
 
-__all__ = ["FTS_CONFIG", "FTS_INDEX", "FTS_TABLE", "FTS_VECTOR", "MIGRATIONS", "apply",
+__all__ = ["FTS_COLUMN", "FTS_CONFIG", "FTS_INDEX", "FTS_TABLE", "MIGRATIONS", "apply",
            "current_version", "sqlite_fulltext"]
 
 _LOCK_KEY = 0x6D656D6F7269  # "memori"
@@ -129,13 +129,31 @@ _SQLITE_FTS = [
     f"INSERT INTO {FTS_TABLE} (rowid, text) SELECT id, {_FTS_TEXT.format(row='f')} "
     "FROM memori_entity_fact AS f",
 ]
-#: PostgreSQL: the text search configuration and the GIN index over the indexed text's
-#: tsvector; MariaDB/MySQL: the FULLTEXT index's name
+#: PostgreSQL: the text search configuration; the indexed text's tsvector, stored in
+#: ``FTS_COLUMN`` (kept by a trigger, not a generated column: a generated column would stop
+#: ``search_text`` from being dropped, and ranking must not parse every matching text again);
+#: the GIN index on it. MariaDB/MySQL: the FULLTEXT index's name.
 FTS_CONFIG = "english"
+FTS_COLUMN = "search_tsv"
 FTS_INDEX = "ix_memori_fact_fts"
-#: the indexed text's tsvector, as the PostgreSQL index and its queries spell it
-FTS_VECTOR = (f"to_tsvector('{FTS_CONFIG}'::regconfig, "
-              "coalesce(memori_entity_fact.search_text, memori_entity_fact.content))")
+_PG_FTS = [
+    f"ALTER TABLE memori_entity_fact ADD COLUMN IF NOT EXISTS {FTS_COLUMN} tsvector",
+    f"""CREATE OR REPLACE FUNCTION memori_fact_tsv() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'INSERT' OR NEW.content IS DISTINCT FROM OLD.content
+            OR NEW.search_text IS DISTINCT FROM OLD.search_text THEN
+        NEW.{FTS_COLUMN} := to_tsvector('{FTS_CONFIG}'::regconfig,
+                                        coalesce(NEW.search_text, NEW.content));
+    END IF;
+    RETURN NEW;
+END $$""",
+    "DROP TRIGGER IF EXISTS memori_fact_tsv ON memori_entity_fact",
+    "CREATE TRIGGER memori_fact_tsv BEFORE INSERT OR UPDATE ON memori_entity_fact "
+    "FOR EACH ROW EXECUTE FUNCTION memori_fact_tsv()",
+    f"UPDATE memori_entity_fact SET {FTS_COLUMN} = to_tsvector('{FTS_CONFIG}'::regconfig, "
+    f"coalesce(search_text, content)) WHERE {FTS_COLUMN} IS NULL",
+    f"CREATE INDEX IF NOT EXISTS {FTS_INDEX} ON memori_entity_fact USING gin ({FTS_COLUMN})",
+]
 _FULLTEXT_COLUMNS = ["content", "search_text"]
 
 
@@ -166,14 +184,15 @@ def sqlite_fulltext(conn: Connection) -> str | None:
 def _m0006_fulltext(conn: Connection) -> None:
     """Full-text search over each memory's indexed text (``search_text``, else ``content``),
     kept current by the transaction that writes the memory: recall's candidate path
-    (``Config.recall_pushdown``) takes its lexical candidates from it. PostgreSQL: a GIN index
-    on the text's ``tsvector`` (English configuration); MariaDB/MySQL: a ``FULLTEXT`` index on
-    (content, search_text). SQLite: nothing here (``sqlite_fulltext``). Both indexes go with
-    their column if it is dropped, and come back when this runs again."""
+    (``Config.recall_pushdown``) takes its lexical candidates from it. PostgreSQL: the text's
+    ``tsvector`` (English configuration) in ``search_tsv``, set by a row trigger on insert and
+    on a change of the text, every row filled here, and a GIN index on it; MariaDB/MySQL: a
+    ``FULLTEXT`` index on (content, search_text). SQLite: nothing here (``sqlite_fulltext``).
+    Idempotent: run again (a dropped index or column), it makes what is missing."""
     dialect = conn.dialect.name
     if dialect == "postgresql":
-        conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {FTS_INDEX} ON memori_entity_fact "
-                             f"USING gin (({FTS_VECTOR}))")
+        for sql in _PG_FTS:
+            conn.exec_driver_sql(sql)
     elif dialect in ("mysql", "mariadb"):
         have = {i["name"]: i["column_names"]
                 for i in inspect(conn).get_indexes("memori_entity_fact")}

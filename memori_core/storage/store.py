@@ -1207,7 +1207,7 @@ class Store:
         kind, superseded flag, indexed text and every embedding, decoded as columns (one
         ``np.frombuffer`` for all the vectors), not row by row."""
         with self.read() as conn:
-            rows = conn.execute(_MEMORY_BLOCK, {"entity": entity_pk, "after": after_id}).all()
+            rows = self._rows(conn, _MEMORY_BLOCK, {"entity": entity_pk, "after": after_id})
         if not rows:
             return MemoryBlock(np.empty(0, np.int64), np.empty(0, np.int64), [],
                                np.empty(0, np.bool_), [], np.empty((0, 0), np.float32))
@@ -1220,6 +1220,24 @@ class Store:
                                      count=len(rows)),
             list(texts), _decode_vectors(blobs, len(rows)))
 
+    def _rows(self, conn: Connection, stmt: Any, params: dict[str, Any] | None = None
+              ) -> Sequence[Sequence[Any]]:
+        """Every row of ``stmt`` as plain tuples. PostgreSQL: over psycopg's binary protocol,
+        so a bytea column arrives as its bytes (half the transfer, no hex decoding: the
+        embeddings of a cold recall)."""
+        if self.dialect != "postgresql":
+            return conn.execute(stmt, params or {}).all()
+        compiled = stmt.compile(dialect=conn.dialect,
+                                compile_kwargs={"render_postcompile": True})
+        bound = {**compiled.params, **(params or {})}
+        raw: Any = conn.connection.driver_connection
+        try:
+            with raw.cursor(binary=True) as cur:
+                cur.execute(str(compiled), bound)
+                return list(cur.fetchall())
+        except raw.Error as exc:  # psycopg's root error: not wrapped by SQLAlchemy here
+            raise StorageError(f"database read failed: {exc}") from exc
+
     def memory_vectors(self, entity_pk: int, processes: Sequence[int | None] | None,
                        kinds: Sequence[str] | None, include_superseded: bool
                        ) -> tuple[np.ndarray, np.ndarray]:
@@ -1231,7 +1249,7 @@ class Store:
         q = select(f.id, f.embedding).where(f.entity_id == entity_pk,
                                             *_filters(processes, kinds, include_superseded))
         with self.read() as conn:
-            rows = conn.execute(q).all()
+            rows = self._rows(conn, q)
         if not rows:
             return np.empty(0, np.int64), np.empty((0, 0), np.float32)
         ids, blobs = zip(*rows, strict=True)
@@ -1257,8 +1275,9 @@ class Store:
                     if self.dialect == "postgresql":
                         found = conn.execute(text(
                             "SELECT 1 FROM pg_indexes WHERE tablename = :t AND indexname = :i "
-                            "AND schemaname = current_schema()"),
-                            {"t": s.entity_fact.name, "i": migrations.FTS_INDEX}).first()
+                            "AND schemaname = current_schema() AND indexdef LIKE :col"),
+                            {"t": s.entity_fact.name, "i": migrations.FTS_INDEX,
+                             "col": f"%({migrations.FTS_COLUMN})%"}).first()
                     else:
                         found = next((i for i in sa_inspect(conn).get_indexes(s.entity_fact.name)
                                       if i["name"] == migrations.FTS_INDEX
@@ -1303,7 +1322,7 @@ class Store:
         elif self.dialect == "postgresql":
             tsq = func.websearch_to_tsquery(
                 literal_column(f"'{migrations.FTS_CONFIG}'::regconfig"), bindparam("q"))
-            tsv: Any = literal_column(migrations.FTS_VECTOR)  # the GIN index's expression
+            tsv: Any = literal_column(f"{s.entity_fact.name}.{migrations.FTS_COLUMN}")
             score: Any = func.ts_rank(tsv, tsq)
             q = (select(f.id, score.label("score")).where(tsv.op("@@")(tsq), *where)
                  .order_by(score.desc(), f.id).limit(k))
