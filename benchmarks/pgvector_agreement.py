@@ -136,8 +136,9 @@ def run(server_url: str, vectors: np.ndarray, probes: np.ndarray | None, k: int,
     lines = [f"{label} N={n:>7} dim={dim}: bulk insert {load_s:.1f} s, ensure (fill + HNSW build) "
              f"{ensure_s:.1f} s; candidates from the {uses}"]
     for candidates, ef, agree, times in push:
-        c = candidates or max(k * pgvector.CANDIDATE_FACTOR, pgvector.MIN_CANDIDATES)
-        e = ef or max(pgvector.EF_SEARCH, 2 * c)
+        # what nearest used: at least k candidates, ef_search at least that, at most 1000
+        c = max(candidates or max(k * pgvector.CANDIDATE_FACTOR, pgvector.MIN_CANDIDATES), k)
+        e = min(max(ef or max(pgvector.EF_SEARCH, 2 * c), c), 1000)
         lines.append(
             f"  push-down  candidates {c:>3} ef_search {e:>4}: agreement@{k} {agree:.4f}  "
             f"p50 {statistics.median(times):6.2f} ms  p95 {pct(times, 0.95):6.2f} ms  "
