@@ -179,11 +179,11 @@ def test_threads_with_different_users_on_one_client_are_never_mixed(sqlite_url: 
                                                                     echo_server: str) -> None:
     mem = new_memori(sqlite_url)
     users = [f"user-{i:02d}" for i in range(16)]
+    client = openai.OpenAI(base_url=echo_server, api_key="local", max_retries=0)
     try:
         for u in users:
             with mem.attribution(entity_id=u, process_id=PROCESS):
                 mem.remember(f"The locker code of {u} is {u[-2:]}42")
-        client = openai.OpenAI(base_url=echo_server, api_key="local", max_retries=0)
         mem.llm.register(client)
         start = threading.Barrier(len(users))
         replies: dict[str, str] = {}
@@ -213,4 +213,5 @@ def test_threads_with_different_users_on_one_client_are_never_mixed(sqlite_url: 
             assert all(m["content"] == f" | code? ({u})" for m in session[1::2])
     finally:
         mem.close()
+        client.close()  # its pool holds a connection per thread to the echo server
 
