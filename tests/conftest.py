@@ -24,7 +24,6 @@ lists as local-only are deselected, counted per reason at the end of the run.
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import gc
 import os
@@ -32,7 +31,6 @@ import socket
 import sys
 import tempfile
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -41,6 +39,7 @@ import memori_remote_mode
 import pytest
 from memori_databases import create_database
 from memori_figures import FIGURES, Figures, Recorder
+from memori_loops import close_left_loop
 from memori_remote_mode import OPTION, memori
 
 from memori_core import Memori
@@ -217,19 +216,9 @@ def collected_per_file() -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def no_event_loop_left() -> Iterator[None]:
-    """Close the main thread's event loop a test left set (LlamaIndex's ``asyncio_run`` makes
-    one with ``asyncio.get_event_loop()`` and never closes it): otherwise its self-pipe sockets
-    are collected, as ``unclosed`` ResourceWarnings, inside whichever test runs later."""
+    """Close the main thread's event loop a test left set (``memori_loops``)."""
     yield
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        try:
-            loop = asyncio.get_event_loop_policy().get_event_loop()
-        except RuntimeError:  # none set (asyncio.run() leaves none)
-            return
-    if not loop.is_running() and not loop.is_closed():
-        loop.close()
-    asyncio.set_event_loop(None)
+    close_left_loop()
 
 
 @pytest.fixture(autouse=True)

@@ -7,10 +7,8 @@ readable YAML; only the ``content-type`` header is kept, so no key or account he
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
-import warnings
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,6 +17,7 @@ from typing import Any
 import pytest
 import time_machine
 import yaml
+from memori_loops import close_left_loop
 
 ROOT = Path(__file__).resolve().parents[3]
 CASSETTES = ROOT / "cassettes" / "pydantic_ai"
@@ -106,22 +105,7 @@ def frozen_day(memori_clock: Any) -> Iterator[None]:
         yield
 
 
-def close_run_sync_loop() -> None:
-    """Close the event loop ``Agent.run_sync`` leaves set on this thread (Pydantic AI keeps it
-    for the next sync call and re-creates it once closed). Left open, a later ``asyncio.run``
-    unsets it and the garbage collector reports it as unclosed in whatever test runs then."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            loop = asyncio.get_event_loop_policy().get_event_loop()
-    except RuntimeError:  # none set (asyncio.run unsets its own)
-        return
-    if not loop.is_running():
-        loop.close()
-    asyncio.set_event_loop(None)
-
-
 @pytest.fixture(autouse=True)
 def run_sync_loop_closer() -> Iterator[Callable[[], None]]:
-    yield close_run_sync_loop
-    close_run_sync_loop()
+    yield close_left_loop
+    close_left_loop()

@@ -8,11 +8,11 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import warnings
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from memori_loops import close_left_loop
 from memori_pydantic_ai import MemoriCapability, MemoriDeps
 from pydantic_ai import Agent
 from pydantic_ai.messages import (
@@ -30,13 +30,6 @@ from pydantic_ai.models.test import TestModel
 from memori_core import Memori
 from memori_core.context import BLOCK_END, BLOCK_HEADER, BLOCK_START
 from memori_core.testing import HashEmbedder
-
-
-def close_run_sync_loop() -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        asyncio.get_event_loop_policy().get_event_loop().close()
-    asyncio.set_event_loop(None)
 
 
 class Seen:
@@ -302,7 +295,7 @@ def test_two_users_at_once_in_threads_and_tasks_never_mix(smem: Memori) -> None:
 
     def in_thread(user: str) -> None:
         answers[user] = agent.run_sync("chess likes", deps=MemoriDeps(smem, user)).output
-        close_run_sync_loop()  # the loop run_sync leaves on this thread
+        close_left_loop()  # the loop run_sync leaves on this thread
 
     threads = [threading.Thread(target=in_thread, args=(u,)) for u in ("ann", "ben")]
     for t in threads:
