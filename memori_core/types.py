@@ -10,7 +10,8 @@ from typing import Any
 
 from memori_core.errors import ConfigurationError
 
-__all__ = ["ROLES", "MAX_ID_LENGTH", "CapturedMessage", "Memory", "RecallHit", "check_id",
+__all__ = ["ROLES", "MAX_ID_LENGTH", "CapturedMessage", "Memory", "RecallHit", "RecallWhy",
+           "check_id",
            "check_limit",
            "normalize_messages", "to_utc_naive"]
 
@@ -18,6 +19,32 @@ __all__ = ["ROLES", "MAX_ID_LENGTH", "CapturedMessage", "Memory", "RecallHit", "
 ROLES = ("system", "user", "assistant", "tool")
 #: Longest entity, process or session id accepted, in characters (a VARCHAR(255) column).
 MAX_ID_LENGTH = 255
+
+
+@dataclass(frozen=True)
+class RecallWhy:
+    """Why a recall hit scored what it did: ``score == fused + recency + mentions + context``
+    (up to float rounding, within 1e-9).
+
+    Attributes:
+        dense_rank: 1-based rank of the memory among the vector (dense) candidates, or None
+            when it was not one of them.
+        lexical_rank: 1-based rank among the BM25 (lexical) candidates, or None when it was
+            not one of them.
+        fused: the reciprocal-rank fusion of the two ranks, in (0, 1]
+            (``memori_core.recall.rank.fuse``).
+        recency: ``recall_recency_weight * 0.5 ** (age_days / recall_recency_half_life_days)``.
+        mentions: ``recall_mention_weight * (1 - 1 / mention_count)``.
+        context: the conversation prior, named-participant and named-date bonuses together
+            (0 when those weights are 0).
+    """
+
+    dense_rank: int | None
+    lexical_rank: int | None
+    fused: float
+    recency: float
+    mentions: float
+    context: float
 
 
 @dataclass(frozen=True)
@@ -40,6 +67,10 @@ class RecallHit:
         importance: in [0, 1], 0 for an ordinary memory; higher for what must not be missed
             (safety and health about 0.9-1.0, standing instructions 0.8, identity 0.6-0.7,
             strong preferences 0.4).
+        why: the parts of ``score`` (``RecallWhy``) for a hit ranked by a query; None for
+            hits not ranked by one (``essential`` memories) and from older servers. A hit
+            standing for several memories of one turn carries the why of its best member,
+            whose score it has.
     """
 
     id: int
@@ -54,6 +85,7 @@ class RecallHit:
     memory_ids: tuple[int, ...] = field(default_factory=tuple)
     lexical: float = 0.0
     importance: float = 0.0
+    why: RecallWhy | None = None
 
 
 @dataclass(frozen=True)

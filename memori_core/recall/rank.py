@@ -39,7 +39,7 @@ from memori_core.errors import ConfigurationError, RecallError, StorageError
 from memori_core.recall.index import Filter, IndexCache
 from memori_core.recall.lexical import tokenize
 from memori_core.storage.store import EntityGone, Store, normalize_text, utcnow
-from memori_core.types import RecallHit
+from memori_core.types import RecallHit, RecallWhy
 
 __all__ = ["Recaller", "Scope", "check_scope", "diversify", "fuse", "named_dates",
            "one_per_turn", "query_text", "scope_processes"]
@@ -142,7 +142,7 @@ def one_per_turn(hits: Sequence[RecallHit]) -> list[RecallHit]:
     itself, which holds everything said (several partial facts, or none). ``score`` is the
     group's best, ``similarity`` and ``id`` are those of the memory shown, ``memory_ids`` all
     members (best first), ``source_message_ids`` the union, ``created_at`` the earliest,
-    ``lexical`` the best BM25 score.
+    ``lexical`` the best BM25 score, ``why`` the best member's (it explains ``score``).
     Memories with no source message (``remember``) are groups of their own. Groups showing the
     same text (normalized: said in two turns, or remembered and also extracted) are one hit.
 
@@ -172,7 +172,7 @@ def one_per_turn(hits: Sequence[RecallHit]) -> list[RecallHit]:
             source_message_ids=tuple(sources),
             created_at=min(h.created_at for h in members),
             mention_count=max(h.mention_count for h in members),
-            lexical=max(h.lexical for h in members)))
+            lexical=max(h.lexical for h in members), why=members[0].why))
     return out
 
 
@@ -301,19 +301,24 @@ class Recaller:
         # memories of one turn fold into one hit
         head = sorted(fused, key=lambda i: -fused[i])[:max(limit * 4, limit + 20)]
         details = self._store.memory_details(entity_pk, head)
+        dense_rank = {i: n for n, (i, _) in enumerate(dense, start=1)}
+        lexical_rank = {i: n for n, (i, _) in enumerate(lexical, start=1)}
         now = utcnow()
         hits = []
         for i in head:
             d = details.get(i)
             if d is None:  # removed since the index was loaded
                 continue
-            score = fused[i] + self._bonus(d["created_at"], int(d["mention_count"]), now)
+            recency, mentions = self._bonus(d["created_at"], int(d["mention_count"]), now)
+            score = fused[i] + (recency + mentions)
+            why = RecallWhy(dense_rank=dense_rank.get(i), lexical_rank=lexical_rank.get(i),
+                            fused=fused[i], recency=recency, mentions=mentions, context=0.0)
             hits.append(RecallHit(id=i, content=d["content"], kind=d["kind"], score=score,
                                   similarity=similarity[i], created_at=d["created_at"],
                                   source_message_ids=d["source_message_ids"],
                                   process_id=d["process"], mention_count=int(d["mention_count"]),
                                   memory_ids=(i,), lexical=bm25.get(i, 0.0),
-                                  importance=float(d["importance"])))
+                                  importance=float(d["importance"]), why=why))
         conversation: dict[int, int] = {}
         if cfg.recall_conversation_weight > 0 or cfg.recall_speaker_weight > 0 or \
                 cfg.recall_conversation_diversity > 0 or cfg.recall_date_weight > 0:
@@ -424,7 +429,7 @@ class Recaller:
         the query names a speaker of the candidates (a message's ``name``, as a whole word),
         the memories that speaker said gain ``recall_speaker_weight``. Named date: a memory
         said on a day the query names gains ``recall_date_weight``, one said in a month it
-        names half of it.
+        names half of it. The sum of the three is each hit's ``why.context``.
         """
         cfg = self._config
         origin = self._store.message_origins(
@@ -451,7 +456,11 @@ class Recaller:
                 bonus += cfg.recall_conversation_weight * mass[o[0]] / top
             if o is not None and o[1] in named:
                 bonus += cfg.recall_speaker_weight
-            out.append(dataclasses.replace(h, score=h.score + bonus) if bonus else h)
+            if not bonus:
+                out.append(h)
+                continue
+            why = None if h.why is None else dataclasses.replace(h.why, context=bonus)
+            out.append(dataclasses.replace(h, score=h.score + bonus, why=why))
         return out, {i: o[0] for i, o in of.items() if o is not None}
 
     def essential(self, limit: int, *, entity_id: str, process_id: str | None, scope: Scope
@@ -474,12 +483,14 @@ class Recaller:
                           importance=float(d["importance"]))
                 for d in rows]
 
-    def _bonus(self, created_at: datetime, mentions: int, now: datetime) -> float:
+    def _bonus(self, created_at: datetime, mentions: int, now: datetime
+               ) -> tuple[float, float]:
+        """(recency bonus, mention bonus) of a memory; the score adds their sum."""
         cfg = self._config
         age_days = max((now - created_at).total_seconds() / 86400.0, 0.0)
         recency = 0.5 ** (age_days / cfg.recall_recency_half_life_days)
-        return cfg.recall_recency_weight * recency + cfg.recall_mention_weight * (
-            1.0 - 1.0 / max(mentions, 1))
+        return (cfg.recall_recency_weight * recency,
+                cfg.recall_mention_weight * (1.0 - 1.0 / max(mentions, 1)))
 
     def reset_model_check(self) -> None:
         """Check the database's embedding model again on the next recall (after a re-embed),
