@@ -139,7 +139,7 @@ class Memori(Records):
             config.validate()
         self.config = config
         connected = connect(conn, timeout=config.database_timeout_seconds)
-        self._store = Store(connected.engine, connected.owned)
+        self._store = Store(connected.engine, connected.owned, pgvector=config.recall_pgvector)
         self.config.storage = StorageHandle(self._store)
         self.embedder: Embedder = embedder or LocalEmbedder(
             config.embeddings.model, batch_size=config.embeddings.batch_size,

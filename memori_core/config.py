@@ -139,6 +139,17 @@ class Config:
             background for its next recalls. Off by default: the database's lexical ranking is
             not BM25's, so answers can differ (benchmarks/cold_recall.py). A database without
             full-text search keeps the in-process index and logs why.
+        recall_pgvector: with ``recall_pushdown`` on PostgreSQL, take a cold recall's dense
+            candidates from a pgvector HNSW index (``storage/pgvector.py``: a side table kept
+            by a trigger, candidates re-scored exactly in process) instead of reading every
+            vector of the entity. Installed by ``config.storage.build()`` / ``memori migrate``
+            (or in the background on the first cold recall) where the ``vector`` extension
+            (>= 0.8) is offered, which then measures the index's top-k agreement with exact
+            search on the largest entities; used only while that is >= 0.99 (the design's
+            rule), else the exact read answers and the reason is logged once. Off by default:
+            it creates an extension, a second copy of every vector, a trigger on every memory
+            write and an index build of minutes on a large database: changes an operator
+            opts into.
         auto_ingest: recall for the query of every call (the seed's ``auto_ingest``, on by
             default): the context pipeline shows the memories most relevant to it.
         conscious_ingest: lead every context block with the entity's essential memories
@@ -222,6 +233,7 @@ class Config:
     recall_cache_bytes: int = 256 * 1024 * 1024
     recall_approximate_above: int = 50_000
     recall_pushdown: bool = False
+    recall_pgvector: bool = False
     auto_ingest: bool = True
     conscious_ingest: bool = False
     context_tokens: int = 600

@@ -39,9 +39,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from memori_core.errors import ConfigurationError, StorageError
 
-__all__ = ["EF_SEARCH", "INDEX", "MIN_AGREEMENT", "MIN_VERSION", "TABLE", "Filters", "agreement",
-           "available", "ensure", "exact", "explain", "installed", "nearest", "probe_queries",
-           "similarities"]
+__all__ = ["EF_SEARCH", "INDEX", "MEASURE_K", "MIN_AGREEMENT", "MIN_VERSION", "TABLE",
+           "agreement", "available", "ensure", "exact", "explain", "Filters", "installed",
+           "measure", "nearest", "probe_queries", "similarities"]
 
 #: the side table of vectors, keyed by ``memori_entity_fact.id``
 TABLE = "memori_fact_vector"
@@ -614,3 +614,40 @@ def agreement(engine: Engine, entity_pk: int, sample_queries: np.ndarray | int, 
     except SQLAlchemyError as exc:
         raise StorageError(f"measuring pgvector agreement failed: {exc}") from exc
     return float(np.mean(shares))
+
+
+#: hits compared per probe query by ``measure`` (as ``memori_core.recall.index`` measures its
+#: approximate index: top-10)
+MEASURE_K = 10
+
+
+def measure(engine: Engine, dim: int, entities: int = 3, queries: int = 20,
+            k: int = MEASURE_K) -> tuple[float, int]:
+    """The agreement recall's gate reads: ``agreement`` (``nearest``'s default settings for
+    ``k`` hits, at least ``MIN_CANDIDATES`` candidates) on the ``entities`` largest entities
+    of the vector table, ``queries`` probe queries each (``probe_queries``, from the entity's
+    own vectors); the lowest of them. An entity of fewer rows than the candidates is answered
+    exactly by ``nearest`` (agreement 1), so the largest are the ones that can fail.
+
+    Args:
+        engine: a PostgreSQL engine where ``ensure(engine, dim)`` has run.
+        dim: the embedding dimension.
+        entities, queries, k: the sample (defaults: 3 entities, 20 queries, top-10).
+
+    Returns:
+        (lowest agreement in [0, 1] (1.0 with no vectors), vectors in the table).
+
+    Raises:
+        StorageError: a query failed.
+    """
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text(
+                f"SELECT entity_id, count(*) FROM {TABLE} WHERE current GROUP BY entity_id"
+                " ORDER BY count(*) DESC, entity_id LIMIT :n"), {"n": int(entities)}).all()
+            total = int(conn.execute(text(f"SELECT count(*) FROM {TABLE}")).scalar() or 0)
+            conn.rollback()
+    except SQLAlchemyError as exc:
+        raise StorageError(f"measuring pgvector agreement failed: {exc}") from exc
+    shares = [agreement(engine, int(e), queries, k) for e, _ in rows]
+    return (min(shares) if shares else 1.0), total

@@ -51,13 +51,15 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 
 from memori_core.errors import ConfigurationError, StorageError
-from memori_core.storage import migrations
+from memori_core.storage import migrations, pgvector
 from memori_core.storage import schema as s
 from memori_core.types import CapturedMessage
 
 __all__ = ["EntityGone", "JobRow", "JobsGone", "MemoryBlock", "MemoryRow", "NewMemory",
            "NewTriple", "Store", "clip_importance", "utcnow"]
 _log = logging.getLogger(__name__)
+#: ``memori_meta`` key of pgvector push-down's measured agreement (``Store.install_pgvector``)
+PGVECTOR_META = "pgvector_agreement"
 
 T = TypeVar("T")
 
@@ -350,9 +352,11 @@ class Store:
         owned: dispose the engine on ``close``.
     """
 
-    def __init__(self, engine: Engine, owned: bool) -> None:
+    def __init__(self, engine: Engine, owned: bool, *, pgvector: bool = False) -> None:
         self.engine = engine
         self.owned = owned
+        #: ``Config.recall_pgvector``: ``build`` installs pgvector push-down where it can
+        self.pgvector = pgvector
         self.dialect = engine.dialect.name
         self._sqlite_lock = threading.RLock() if self.dialect == "sqlite" else None
         self._ids: dict[tuple[str, str], int] = {}
@@ -366,6 +370,10 @@ class Store:
         self._built = False
         #: (``fulltext_missing``'s answer,) once checked
         self._fulltext: tuple[str | None] | None = None
+        #: (dim, ``pgvector_missing``'s answer) once settled; the background install, if any
+        self._vector: tuple[int, str | None] | None = None
+        self._vector_install: threading.Thread | None = None
+        self._vector_lock = threading.Lock()
 
     # ---- lifecycle ------------------------------------------------------------------------
     def build(self) -> None:
@@ -380,6 +388,12 @@ class Store:
         self._fulltext = None
         if not self.is_built():
             raise StorageError("the memori schema is incomplete after building it")
+        if self.pgvector and self.dialect == "postgresql":
+            dim = self._model_dim()
+            if dim is not None:  # else on the first cold recall, once a model is recorded
+                reason = self.install_pgvector(dim)
+                if reason is not None:
+                    _log.warning("recall_pgvector: %s; cold recall reads every vector", reason)
 
     def is_built(self) -> bool:
         """Whether the schema is this memori-core's, checked once per instance: its version,
@@ -426,6 +440,11 @@ class Store:
                 "numbered migrations)")
 
     def close(self) -> None:
+        """Dispose the engine when owned, after a background pgvector install finishes
+        (``pgvector_missing``)."""
+        install = self._vector_install
+        if install is not None:
+            install.join()
         if self.owned:
             self.engine.dispose()
 
@@ -626,6 +645,9 @@ class Store:
             elif vacuum and self.dialect == "postgresql":
                 with self.engine.connect().execution_options(
                         isolation_level="AUTOCOMMIT") as conn:
+                    if conn.execute(text("SELECT to_regclass(:t) IS NOT NULL"),
+                                    {"t": pgvector.TABLE}).scalar():
+                        tables.append(pgvector.TABLE)  # the vectors of recall_pgvector
                     conn.exec_driver_sql("VACUUM FULL " + ", ".join(tables))
             elif vacuum:
                 with self.engine.connect() as conn:
@@ -1289,6 +1311,149 @@ class Store:
             reason = f"the full-text index could not be checked: {exc}"
         self._fulltext = (reason,)
         return reason
+
+    # ---- pgvector push-down (Config.recall_pgvector) ------------------------------------------
+    def _model_dim(self) -> int | None:
+        """The recorded embedding model's dimension (``check_embedding_model``), or None."""
+        with self.read() as conn:
+            raw = conn.execute(select(s.meta.c.value)
+                               .where(s.meta.c.key == "embedding_model")).scalar()
+        return None if raw is None else int(json.loads(raw)["dim"])
+
+    def install_pgvector(self, dim: int) -> str | None:
+        """Install pgvector push-down for ``dim``-d embeddings (``pgvector.ensure``: the
+        extension, the vector table filled, its trigger, the HNSW index; idempotent, one
+        process at a time), then measure its agreement with exact search
+        (``pgvector.measure``) and record it in ``memori_meta`` (key ``PGVECTOR_META``: dim,
+        agreement, vectors, when), where every process's recall reads it. Run by ``build``
+        (``memori migrate``) and ``pgvector_missing``; again to measure again.
+
+        Returns:
+            None when push-down may answer (agreement >= ``pgvector.MIN_AGREEMENT``), else
+            why not (not PostgreSQL; the extension not offered or too old; the agreement).
+
+        Raises:
+            StorageError: a statement failed.
+        """
+        if self.dialect != "postgresql":
+            return f"pgvector needs PostgreSQL, not {self.dialect}"
+        if not pgvector.available(self.engine):
+            return ("the vector extension (pgvector >= 0.8) is not installed on this server, "
+                    "or this role may not create it")
+        pgvector.ensure(self.engine, dim)
+        agreement, vectors = pgvector.measure(self.engine, dim)
+        value = json.dumps({"dim": dim, "agreement": round(agreement, 4), "vectors": vectors,
+                            "k": pgvector.MEASURE_K, "measured_at": utcnow().isoformat()})
+
+        def tx(conn: Connection, _state: _TxState) -> None:
+            if self._insert_ignore(conn, s.meta, {"key": PGVECTOR_META, "value": value}) == 0:
+                conn.execute(update(s.meta).where(s.meta.c.key == PGVECTOR_META)
+                             .values(value=value))
+
+        self.write(tx)
+        with self._vector_lock:
+            self._vector = None  # read again by the next pgvector_missing
+        return None if agreement >= pgvector.MIN_AGREEMENT else (
+            f"pgvector's measured top-{pgvector.MEASURE_K} agreement with exact search is "
+            f"{agreement:.3f} < {pgvector.MIN_AGREEMENT}")
+
+    def pgvector_missing(self, dim: int) -> str | None:
+        """Why a cold recall's dense candidates cannot come from pgvector (None: they can):
+        not PostgreSQL; the extension is not offered; push-down is not installed for ``dim``
+        (then it is installed on a thread of its own, ``install_pgvector``, and the answer is
+        "being installed" until it is done); or its recorded agreement is under
+        ``pgvector.MIN_AGREEMENT`` or was measured for another dimension. Settled answers are
+        kept per instance (checked again after ``build`` or an install).
+
+        Raises:
+            StorageError: the database failed.
+        """
+        with self._vector_lock:
+            if self._vector is not None and self._vector[0] == dim:
+                return self._vector[1]
+            if self._vector_install is not None:
+                if self._vector_install.is_alive():
+                    return "pgvector push-down is being installed in the background"
+                self._vector_install = None
+        reason: str | None
+        if self.dialect != "postgresql":
+            reason = f"pgvector needs PostgreSQL, not {self.dialect}"
+        else:
+            with self.read() as conn:
+                ready = pgvector.installed(conn, dim)
+                raw = conn.execute(select(s.meta.c.value)
+                                   .where(s.meta.c.key == PGVECTOR_META)).scalar()
+            measured = None if raw is None else json.loads(raw)
+            if not ready or measured is None or int(measured["dim"]) != dim:
+                if not pgvector.available(self.engine):
+                    reason = ("the vector extension (pgvector >= 0.8) is not installed on "
+                              "this server, or this role may not create it")
+                else:
+                    with self._vector_lock:
+                        if self._vector_install is None:
+                            self._vector_install = threading.Thread(
+                                target=self._install_later, args=(dim,), daemon=True,
+                                name="memori-pgvector-install")
+                            self._vector_install.start()
+                    return "pgvector push-down is being installed in the background"
+            elif float(measured["agreement"]) < pgvector.MIN_AGREEMENT:
+                reason = (f"pgvector's measured top-{measured.get('k', pgvector.MEASURE_K)} "
+                          f"agreement with exact search is {float(measured['agreement']):.3f}"
+                          f" < {pgvector.MIN_AGREEMENT} (measured again by memori migrate)")
+            else:
+                reason = None
+        with self._vector_lock:
+            self._vector = (dim, reason)
+        return reason
+
+    def _install_later(self, dim: int) -> None:
+        try:
+            reason = self.install_pgvector(dim)
+        except StorageError as exc:
+            reason = str(exc)
+        if reason is not None:
+            _log.warning("recall_pgvector: %s; cold recall reads every vector", reason)
+            with self._vector_lock:
+                self._vector = (dim, reason)
+
+    def nearest_memories(self, entity_pk: int, vector: np.ndarray, k: int,
+                         filters: pgvector.Filters) -> list[tuple[int, float]]:
+        """The entity's ``k`` memories nearest to ``vector`` (float32, shape (dim,), unit
+        length) that ``filters`` allows, from pgvector's HNSW index re-scored exactly
+        (``pgvector.nearest`` with ``max(k, pgvector.MIN_CANDIDATES)`` candidates: the
+        settings ``pgvector.measure`` measured, so its top-10 is the one the gate read).
+        Only where ``pgvector_missing(dim)`` is None.
+
+        Returns:
+            at most ``k`` (memory id, cosine similarity), best first (ties: higher id first).
+
+        Raises:
+            StorageError: the query failed.
+        """
+        with self.read() as conn:
+            return pgvector.nearest(conn, entity_pk, vector, k, filters,
+                                    candidates=max(k, pgvector.MIN_CANDIDATES))
+
+    def memory_similarities(self, entity_pk: int, vector: np.ndarray, ids: Sequence[int]
+                            ) -> dict[int, float]:
+        """Cosine similarity of ``vector`` to some of the entity's memories, by id (others'
+        memories and other dimensions left out): for lexical candidates the dense list lacks.
+
+        Raises:
+            StorageError: the read failed.
+        """
+        if not ids:
+            return {}
+        f = s.entity_fact.c
+        q = select(f.id, f.embedding).where(f.entity_id == entity_pk, f.id.in_(list(ids)))
+        with self.read() as conn:
+            rows = self._rows(conn, q)
+        q32 = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
+        rows = [r for r in rows if r[1] is not None and len(r[1]) == 4 * q32.shape[0]]
+        if not rows:
+            return {}
+        sims = _decode_vectors([r[1] for r in rows], len(rows)) @ q32
+        return {int(r[0]): float(x) for r, x in zip(rows, sims.tolist(), strict=True)}
 
     def lexical_candidates(self, entity_pk: int, terms: Sequence[str],
                            processes: Sequence[int | None] | None,
