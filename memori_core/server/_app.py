@@ -11,7 +11,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from memori_core.server._deps import ServerSettings, ServerState
 from memori_core.server._errors import ERROR_CODES, documented, error_response, install_handlers
 from memori_core.server._keys import KeyRing, RateLimiter
-from memori_core.server.routes import entities, memories, ops
+from memori_core.server._session import Sessions
+from memori_core.server.routes import dashboard, entities, memories, ops
 
 if TYPE_CHECKING:
     from memori_core._memori import Memori
@@ -154,11 +155,14 @@ def create_app(memori: Memori, settings: ServerSettings | None = None) -> FastAP
         memori=memori,
         keys=KeyRing(memori._store, cache_size=settings.key_cache_size,
                      ttl=settings.key_cache_ttl),
-        limiter=RateLimiter(settings.rate_limit, settings.rate_burst), settings=settings)
+        limiter=RateLimiter(settings.rate_limit, settings.rate_burst), settings=settings,
+        sessions=Sessions(settings.session_idle_seconds))
     install_handlers(app)
     app.include_router(ops.health)
     for router in (memories.router, entities.router, ops.router):
         app.include_router(router)
+    if settings.dashboard:
+        dashboard.mount_dashboard(app)
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 

@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from memori_core.server._errors import ApiError, documented
 from memori_core.server._keys import ApiKey, KeyRing, RateLimiter, Scope
+from memori_core.server._session import COOKIE, Sessions, session_key
 from memori_core.server.models import decode_cursor
 
 if TYPE_CHECKING:
@@ -39,6 +40,8 @@ class ServerSettings:
         key_cache_ttl: seconds before a cached key's row is read again (revocations made by
             another process count after at most this).
         cors_origins: origins allowed by CORS (empty: CORS off).
+        dashboard: serve the dashboard at ``/`` (sign in with a key; ``/ui/session``).
+        session_idle_seconds: a dashboard session unused this long ends (seconds).
     """
 
     max_body_bytes: int = 10 * 1024 * 1024
@@ -47,16 +50,20 @@ class ServerSettings:
     key_cache_size: int = 1024
     key_cache_ttl: float = 5.0
     cors_origins: tuple[str, ...] = field(default_factory=tuple)
+    dashboard: bool = True
+    session_idle_seconds: float = 12 * 3600.0
 
 
 @dataclass
 class ServerState:
-    """One server's parts: the ``Memori`` it serves, its keys and rate limiter."""
+    """One server's parts: the ``Memori`` it serves, its keys, rate limiter and dashboard
+    sessions."""
 
     memori: Memori
     keys: KeyRing
     limiter: RateLimiter
     settings: ServerSettings
+    sessions: Sessions
 
 
 def state(request: Request) -> ServerState:
@@ -66,21 +73,29 @@ def state(request: Request) -> ServerState:
 
 
 def authenticate(request: Request) -> ApiKey:
-    """The caller's key, from ``Authorization: Bearer <key>``, within its rate limit.
+    """The caller's key, from ``Authorization: Bearer <key>`` or else from the dashboard's
+    session cookie (``_session.session_key``: a write also sends ``X-CSRF-Token``), within its
+    rate limit.
 
     Raises:
-        ApiError: 401 (no key, or not a valid one; with ``WWW-Authenticate``), 429 (over the
-            key's rate; with ``Retry-After``), 503 (the key could not be checked).
+        ApiError: 401 (no key, or not a valid one; with ``WWW-Authenticate``; or a session
+            that has ended), 403 (a cookie-authenticated write without its CSRF token), 429
+            (over the key's rate; with ``Retry-After``), 503 (the key could not be checked).
     """
     server = state(request)
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    from_session = None if header else session_key(request, server.sessions)
+    if from_session is not None:
+        token = from_session
+    elif scheme.lower() != "bearer" or not token.strip():
         raise ApiError("unauthorized", "an API key is required: send 'Authorization: Bearer "
                        "<key>' (memori keys create makes one)", "Authorization",
                        {"WWW-Authenticate": _CHALLENGE})
     key = server.keys.verify(token.strip())
     if key is None:
+        if from_session is not None:  # revoked since sign-in: the session ends with it
+            server.sessions.close(request.cookies.get(COOKIE, ""))
         raise ApiError("unauthorized", "the API key is not valid (unknown, revoked or "
                        "mistyped)", "Authorization",
                        {"WWW-Authenticate": f'{_CHALLENGE}, error="invalid_token"'})

@@ -2,6 +2,7 @@
 
     memori serve --db URL [--host 127.0.0.1] [--port 8765] [--cors-origin ORIGIN ...]
                  [--max-body-bytes N] [--rate-limit R] [--rate-burst N] [--init]
+                 [--no-dashboard] [--session-idle SECONDS]
     memori keys create --db URL --scope read|write|admin [--entity ID ... | --entity-prefix P]
                        [--name N]
     memori keys list --db URL [--all] [--json]
@@ -49,7 +50,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         embedder = HashEmbedder()
     settings = ServerSettings(max_body_bytes=args.max_body_bytes, rate_limit=args.rate_limit,
                               rate_burst=args.rate_burst, key_cache_ttl=args.key_cache_ttl,
-                              cors_origins=tuple(args.cors_origin))
+                              cors_origins=tuple(args.cors_origin),
+                              dashboard=not args.no_dashboard,
+                              session_idle_seconds=args.session_idle)
     # a database without memori's schema is refused unless --init: nothing is created
     mem = open_serving(_url(args.db), args.init, blank=False, embedder=embedder)
     try:
@@ -165,6 +168,10 @@ def add_commands(sub: Any) -> None:
     s.add_argument("--embedder", choices=("local", "hash"), default="local",
                    help="local (default): the configured model; hash: the deterministic "
                    "test embedder of memori_core.testing, for tests only")
+    s.add_argument("--no-dashboard", action="store_true",
+                   help="do not serve the dashboard at / (sign in there with an API key)")
+    s.add_argument("--session-idle", type=float, default=12 * 3600.0, metavar="SECONDS",
+                   help="a dashboard session unused this long ends (default 43200: 12 h)")
     s.add_argument("--log-level", default="warning",
                    choices=("critical", "error", "warning", "info", "debug"))
     s.add_argument("--access-log", action="store_true", help="log every request")
