@@ -61,6 +61,7 @@ export async function api(method, path, { params, body } = {}) {
     if (response.status === 401 && !path.startsWith('/ui/')) {
       session.csrf = null;
       session.key = null;
+      hint.set(false);
       hooks.signedOut(error);
     }
     throw error;
@@ -81,15 +82,34 @@ export async function allPages(path, params, max = 100000) {
   return items;
 }
 
+// a hint (not a secret: the cookie is HttpOnly) that this browser signed in, so a fresh
+// browser asks nothing (no 401 in its console) and a reload asks GET /ui/session
+const HINT = 'memori-signed-in';
+const hint = {
+  get: () => { try { return localStorage.getItem(HINT) === '1'; } catch { return true; } },
+  set: (on) => {
+    try {
+      if (on) localStorage.setItem(HINT, '1');
+      else localStorage.removeItem(HINT);
+    } catch {
+      // storage disabled: resume() then always asks the server
+    }
+  },
+};
+
 /** Read the current session (after a reload): true when signed in. */
 export async function resume() {
+  if (!hint.get()) return false;
   try {
     const body = await api('GET', '/ui/session');
     session.csrf = body.csrf_token;
     session.key = body.key;
     return true;
   } catch (e) {
-    if (e instanceof ApiError && e.status === 401) return false;
+    if (e instanceof ApiError && e.status === 401) {
+      hint.set(false);
+      return false;
+    }
     throw e;
   }
 }
@@ -99,6 +119,7 @@ export async function signIn(key) {
   const body = await api('POST', '/ui/session', { body: { key } });
   session.csrf = body.csrf_token;
   session.key = body.key;
+  hint.set(true);
 }
 
 /** Sign out (the server drops the session and clears the cookie). */
@@ -108,6 +129,7 @@ export async function signOut() {
   } finally {
     session.csrf = null;
     session.key = null;
+    hint.set(false);
   }
 }
 

@@ -100,6 +100,7 @@ export async function route() {
     if (!stale()) {
       showFlash();
       document.body.dataset.ready = 'true';
+      window.__memoriRendered = (window.__memoriRendered || 0) + 1; // tests wait on it
     }
   }
 }
@@ -130,4 +131,5 @@ window.addEventListener('hashchange', () => {
 resume().then(route, (e) => {
   replace(main, h('h1', {}, 'The server did not answer'), notice(String(e), 'error'));
   document.body.dataset.ready = 'true';
+  window.__memoriRendered = (window.__memoriRendered || 0) + 1;
 });
