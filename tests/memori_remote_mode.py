@@ -31,14 +31,12 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from memori_core import Memori
@@ -212,35 +210,29 @@ def server_for(db_url: str, settings: dict[str, Any]) -> RemoteServer:
 
 
 def wait_ready(proc: subprocess.Popen[str], url: str, log: Path, timeout: float = 60) -> None:
-    """Wait until the ``memori serve`` ``proc`` at ``url`` answers ``GET /readyz`` with 200.
+    """Wait until the ``memori serve`` ``proc`` at ``url`` answers ``GET /readyz`` with 200
+    (``server/_ready.wait_serving``).
 
     Raises:
         AssertionError: it exited, or was not ready within ``timeout`` seconds (then killed);
             with its output (``log``).
     """
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"memori serve exited {proc.returncode}: {log.read_text()}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    proc.kill()
-    raise AssertionError(f"memori serve was not ready in {timeout:.0f} s: {log.read_text()}")
+    from memori_core.server._ready import wait_serving
+
+    try:
+        wait_serving(proc, f"{url}/readyz", timeout=timeout, log=log)
+    except (RuntimeError, TimeoutError) as exc:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        raise AssertionError(f"memori serve was not ready: {exc}") from None
 
 
 def end(proc: subprocess.Popen[str]) -> None:
-    """Terminate ``proc`` (killed after 15 s) and reap it."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+    """Terminate ``proc`` (killed after 15 s) and reap it (``server/_ready.stop``)."""
+    from memori_core.server._ready import stop
+
+    stop(proc, grace=15.0)
 
 
 #: a server process started ahead, its imports done, waiting for its arguments
