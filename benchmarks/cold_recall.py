@@ -1,8 +1,9 @@
 """Cold and warm recall of one entity, before and after issue 22, side by side in one run.
 
-For one entity holding N memories (LoCoMo turns, numbered so each is its own memory; random
-unit vectors, as in recall_latency.py: search cost does not depend on them), on SQLite and
-PostgreSQL, with the real local model embedding every query:
+For one entity holding N memories (LoCoMo turns, numbered so each is its own memory), on
+SQLite, PostgreSQL (the machine's server, no pgvector) and PostgreSQL with pgvector (a server
+of the run's own, ``tests/memori_pgvector.py``, with ``recall_pgvector`` on), with the real
+local model embedding every query:
 
   - read: the entity's rows read and decoded for its index, row by row in batches of
     ``recall_embeddings_limit`` (``Store.memory_embeddings``, the read before issue 22) vs one
@@ -11,14 +12,26 @@ PostgreSQL, with the real local model embedding every query:
     dropped from the cache before each) builds the in-process index (FAISS + BM25) first;
     warm p50 once it is built;
   - after: ``recall_pushdown`` on: a cold recall takes lexical candidates from the database's
-    full-text index and dense ones from one read of every vector, while the index is built in
-    the background; warm p50 once it is built; and how many cold top-5s equal the in-process
-    path's top-5 for the same query.
+    full-text index and dense ones from one read of every vector (pgvector: from its HNSW
+    index, re-scored exactly, where its measured agreement is >= 0.99), while the index is
+    built in the background; warm p50 once it is built; and how many cold top-5s equal the
+    in-process path's top-5 for the same query.
 
-Cold figures include the query embedding (a new query each time, so it is not cached).
+Memory vectors: LoCoMo's 5,882 turns embedded once with the local model; memory i is turn
+i mod 5,882 with its vector plus Gaussian noise (norm 0.5 before re-normalising), so copies of
+one turn are near, not equal, and queries (LoCoMo's questions, embedded) find real neighbours:
+an HNSW index's agreement depends on that structure, which random vectors do not have.
 
-    python benchmarks/cold_recall.py [--sizes 1000,10000] [--backends sqlite,postgresql]
-                                     [--cold 15] [--warm 100]
+Cold figures include the query embedding (a new query each time, so it is not cached). The
+last lines print every cold and warm p50 side by side with the targets.
+
+With ``--locomo``: LoCoMo conversations (``--conversations``, default 1-2) captured through
+``Memori`` (rule extraction, real model), then every question recalled cold (the entity's
+index dropped before each) with ``recall_pushdown`` on, and with the in-process index:
+hit@1/5/10 of each, per backend (SQLite, PostgreSQL, pgvector).
+
+    python benchmarks/cold_recall.py [--sizes 10000,100000] [--backends sqlite,postgresql,pgvector]
+                                     [--cold 15] [--warm 100] [--locomo [--conversations 1-2]]
 
 PostgreSQL: MEMORI_BENCH_PG_URL (a server URL, default postgresql+psycopg://postgres@127.0.0.1:5432/);
 a database is created for the run and dropped after it.
@@ -30,6 +43,7 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -38,18 +52,25 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
-from sqlalchemy import Connection, create_engine, text
+from sqlalchemy import Connection, create_engine, select, text
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from memori_pgvector import PgvectorServer, start
 
 from memori_core import Memori
 from memori_core.config import Config
 from memori_core.embeddings.base import Embedder
 from memori_core.embeddings.local import LocalEmbedder
-from memori_core.storage.store import NewMemory
+from memori_core.evals import locomo as locomo_eval
+from memori_core.storage import schema as s
+from memori_core.storage.store import PGVECTOR_META, NewMemory
 
 LOCOMO = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "locomo" / "locomo10.json"
 PG_SERVER = os.environ.get("MEMORI_BENCH_PG_URL",
                            "postgresql+psycopg://postgres@127.0.0.1:5432/")
 ENTITY = "bench-cold"
+#: norm of the noise added to a turn's vector for each of its copies
+NOISE = 0.5
 
 
 def locomo() -> tuple[list[str], list[str]]:
@@ -65,9 +86,14 @@ def locomo() -> tuple[list[str], list[str]]:
 
 
 @contextmanager
-def database(backend: str, tmp: Path, name: str) -> Iterator[str]:
+def database(backend: str, tmp: Path, name: str, pgv: PgvectorServer | None
+             ) -> Iterator[str]:
     if backend == "sqlite":
         yield f"sqlite:///{tmp / (name + '.db')}"
+        return
+    if backend == "pgvector":
+        assert pgv is not None
+        yield pgv.create_database()  # dropped with the server at the end of the run
         return
     server = create_engine(PG_SERVER, isolation_level="AUTOCOMMIT")
     db = f"memori_bench_{name}_{os.getpid()}"
@@ -82,19 +108,27 @@ def database(backend: str, tmp: Path, name: str) -> Iterator[str]:
         server.dispose()
 
 
-def fill(mem: Memori, n: int, turns: list[str]) -> None:
+def fill(mem: Memori, n: int, turns: list[str], turn_vectors: np.ndarray) -> None:
+    """n memories of one entity through the store, 5,000 a transaction: memory i is turn
+    i mod len(turns), its vector that turn's plus noise (``NOISE``), unit length."""
     rng = np.random.default_rng(0)
     store, dim = mem._store, mem.embedder.dim
     store.check_embedding_model(mem.embedder.name, dim)
-    for start in range(0, n, 5000):
-        vecs = rng.standard_normal((min(5000, n - start), dim)).astype(np.float32)
+    for start_at in range(0, n, 5000):
+        count = min(5000, n - start_at)
+        base = turn_vectors[np.arange(start_at, start_at + count) % len(turn_vectors)]
+        noise = rng.standard_normal((count, dim)).astype(np.float32)
+        noise *= NOISE / np.linalg.norm(noise, axis=1, keepdims=True)
+        vecs = base + noise
         vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
 
-        def tx(conn: Connection, state: Any, vecs: np.ndarray = vecs, start: int = start) -> None:
+        def tx(conn: Connection, state: Any, vecs: np.ndarray = vecs,
+               start_at: int = start_at) -> None:
             e = store.entity_pk(conn, state, ENTITY)
             store.upsert_memories(conn, [
-                NewMemory(e, None, "episodic", f"{turns[(start + i) % len(turns)]} ({start + i})",
-                          v, ()) for i, v in enumerate(vecs)], mem.embedder.name)
+                NewMemory(e, None, "episodic",
+                          f"{turns[(start_at + i) % len(turns)]} ({start_at + i})", v, ())
+                for i, v in enumerate(vecs)], mem.embedder.name)
 
         store.write(tx)
 
@@ -115,13 +149,13 @@ def cold_and_warm(mem: Memori, cold_qs: list[str], warm_qs: list[str]
     cold: list[float] = []
     tops: dict[str, list[int]] = {}
     for q in cold_qs:
-        assert mem._recaller.wait_filled(120)
+        assert mem._recaller.wait_filled(300)
         mem._recaller.cache.discard(pk)
         t0 = time.perf_counter()
         hits = mem.recall(q, limit=5)
         cold.append((time.perf_counter() - t0) * 1000)
         tops[q] = [h.id for h in hits]
-    assert mem._recaller.wait_filled(120)
+    assert mem._recaller.wait_filled(300)
     mem.recall(warm_qs[0])  # the index is in the cache (built in the background after pushdown)
     warm = []
     for q in warm_qs:
@@ -131,18 +165,35 @@ def cold_and_warm(mem: Memori, cold_qs: list[str], warm_qs: list[str]
     return cold, warm, tops
 
 
+#: (backend, n) -> (cold before, cold after, warm after) p50 in ms
+Results = dict[tuple[str, int], tuple[float, float, float]]
+
+
 def bench(backend: str, n: int, tmp: Path, embedder: Embedder, turns: list[str],
-          questions: list[str], cold_n: int, warm_n: int) -> None:
-    with database(backend, tmp, f"cold{n}") as url:
+          turn_vectors: np.ndarray, questions: list[str], cold_n: int, warm_n: int,
+          pgv: PgvectorServer | None, results: Results) -> None:
+    with database(backend, tmp, f"cold{n}", pgv) as url:
         plain = Memori(conn=url, embedder=embedder, augmentation_workers=0)
-        pushed = Memori(conn=url, embedder=embedder, augmentation_workers=0, recall_pushdown=True)
+        pushed = Memori(conn=url, embedder=embedder, augmentation_workers=0, recall_pushdown=True,
+                        recall_pgvector=backend == "pgvector")
         try:
             plain.config.storage.build()
-            fill(plain, n, turns)
+            t_fill, _ = ms(lambda: fill(plain, n, turns, turn_vectors))
             for m in (plain, pushed):
                 m.attribution(entity_id=ENTITY)
             pk = plain._store.find_pk("entity", ENTITY)
             assert pk is not None
+            print(f"{backend:<10} N={n:>6} filled in {t_fill / 1000:6.1f} s (through the store, "
+                  "5,000 a transaction)", flush=True)
+            if backend == "pgvector":  # memori migrate: installs push-down, measures it
+                t_install, _ = ms(pushed.config.storage.build)
+                with pushed._store.read() as conn:
+                    measured = json.loads(conn.execute(select(s.meta.c.value).where(
+                        s.meta.c.key == PGVECTOR_META)).scalar_one())
+                gate = pushed._store.pgvector_missing(embedder.dim)
+                print(f"{backend:<10} N={n:>6} pgvector installed by build {t_install / 1000:6.1f} s"
+                      f" | measured top-{measured['k']} agreement {measured['agreement']:.4f} "
+                      f"-> {'used' if gate is None else 'not used: ' + gate}", flush=True)
             # SQLite makes its FTS5 index on first use of the candidate path (once per database)
             t_fts, missing = ms(pushed._store.fulltext_missing)
             assert missing is None, missing
@@ -151,10 +202,10 @@ def bench(backend: str, n: int, tmp: Path, embedder: Embedder, turns: list[str],
                       "(once per database)")
             store = plain._store
             rows = [ms(lambda: [r for b in store.memory_embeddings(pk, 0, 1000) for r in b])[0]
-                    for _ in range(5)]
-            block = [ms(lambda: store.memory_block(pk, 0))[0] for _ in range(5)]
+                    for _ in range(3)]
+            block = [ms(lambda: store.memory_block(pk, 0))[0] for _ in range(3)]
             print(f"{backend:<10} N={n:>6} read+decode  row by row {statistics.median(rows):7.1f} ms"
-                  f" | one read {statistics.median(block):7.1f} ms")
+                  f" | one read {statistics.median(block):7.1f} ms", flush=True)
             # each mode its own new queries: the query vector cache never answers a cold one
             before_q = questions[:cold_n]
             after_q = [q + " " for q in before_q]  # same text for BM25, new for the cache
@@ -169,29 +220,108 @@ def bench(backend: str, n: int, tmp: Path, embedder: Embedder, turns: list[str],
                   f"{statistics.median(a_cold):7.1f} ms max {max(a_cold):7.1f} | warm p50 "
                   f"{statistics.median(a_warm):6.2f} ms | cold top-5 equal to before "
                   f"{same}/{len(before_q)} | cold before/after "
-                  f"{statistics.median(b_cold) / statistics.median(a_cold):4.1f}x")
+                  f"{statistics.median(b_cold) / statistics.median(a_cold):4.1f}x", flush=True)
+            results[(backend, n)] = (statistics.median(b_cold), statistics.median(a_cold),
+                                     statistics.median(a_warm))
         finally:
-            pushed._recaller.wait_filled(120)
+            pushed._recaller.wait_filled(300)
             pushed.close()
             plain.close()
 
 
+def side_by_side(results: Results, backends: list[str], sizes: list[int]) -> None:
+    print("cold recall p50 before -> after (ms, query embedding included) | warm p50 after")
+    print(f"{'':<10} " + " ".join(f"{'N=' + str(n):>26}" for n in sizes))
+    for b in backends:
+        cells = []
+        for n in sizes:
+            r = results.get((b, n))
+            cells.append(f"{'-':>26}" if r is None else
+                         f"{r[0]:8.1f} -> {r[1]:6.1f} | {r[2]:5.2f}".rjust(26))
+        print(f"{b:<10} " + " ".join(cells))
+    print("targets: cold <= 50 ms at 10k, <= 150 ms at 100k; warm p50 <= 10 ms at 10k")
+
+
+def locomo_hits(backends: list[str], conversations: str, tmp: Path, embedder: Embedder,
+                pgv: PgvectorServer | None) -> None:
+    """hit@1/5/10 on LoCoMo with every recall cold: candidate path vs in-process index."""
+    for backend in backends:
+        with database(backend, tmp, "locomo", pgv) as url:
+            rows = []
+            for label, pushdown in (("in-process", False), ("push-down", True)):
+                def factory(db: str, pushdown: bool = pushdown, backend: str = backend,
+                            **settings: Any) -> Memori:
+                    mem = Memori(conn=db, embedder=embedder, recall_pushdown=pushdown,
+                                 recall_pgvector=pushdown and backend == "pgvector", **settings)
+                    real = mem._recaller.recall
+
+                    def cold(*args: Any, **kwargs: Any) -> Any:
+                        assert mem._recaller.wait_filled(300)
+                        pk = mem._store.find_pk("entity", kwargs["entity_id"])
+                        if pk is not None:
+                            mem._recaller.cache.discard(pk)  # every recall cold
+                        return real(*args, **kwargs)
+
+                    mem._recaller.recall = cold  # type: ignore[method-assign]
+                    return mem
+
+                t0 = time.perf_counter()
+                result = locomo_eval.run(LOCOMO, db=url, conversations=conversations,
+                                         memori_factory=factory, context=False)
+                m = result.as_dict()["overall"]
+                rows.append((label, m))
+                print(f"{backend:<10} LoCoMo conversations {conversations} every recall cold "
+                      f"{label:<10}: hit@1 {m['hit_at_1']:.3f} hit@5 {m['hit_at_5']:.3f} "
+                      f"hit@10 {m['hit_at_10']:.3f} ({result.questions} questions, "
+                      f"{time.perf_counter() - t0:.0f} s)", flush=True)
+            gap = max(abs(rows[0][1][k] - rows[1][1][k])
+                      for k in ("hit_at_1", "hit_at_5", "hit_at_10"))
+            print(f"{backend:<10} LoCoMo largest hit@k gap push-down vs in-process {gap:.3f} "
+                  f"(target <= 0.01): {'PASS' if gap <= 0.01 else 'FAIL'}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    ap.add_argument("--sizes", default="1000,10000")
-    ap.add_argument("--backends", default="sqlite,postgresql")
+    ap.add_argument("--sizes", default="10000,100000")
+    ap.add_argument("--backends", default="sqlite,postgresql,pgvector")
     ap.add_argument("--cold", type=int, default=15)
     ap.add_argument("--warm", type=int, default=100)
+    ap.add_argument("--locomo", action="store_true",
+                    help="hit@1/5/10 with every recall cold, push-down vs in-process")
+    ap.add_argument("--conversations", default="1-2")
     args = ap.parse_args()
+    backends = args.backends.split(",")
+    sizes = [int(x) for x in args.sizes.split(",")]
     turns, questions = locomo()
     cfg = Config()
     embedder = LocalEmbedder(cfg.embeddings.model, batch_size=cfg.embeddings.batch_size,
                              backend=cfg.embeddings.backend)
     embedder.embed(["warm up the model"])  # loading the model is not recall
-    with tempfile.TemporaryDirectory(prefix="memori-bench-") as d:
-        for backend in args.backends.split(","):
-            for n in (int(s) for s in args.sizes.split(",")):
-                bench(backend, n, Path(d), embedder, turns, questions, args.cold, args.warm)
+    pgv = start() if "pgvector" in backends else None
+    try:
+        with tempfile.TemporaryDirectory(prefix="memori-bench-") as d:
+            if args.locomo:
+                locomo_hits(backends, args.conversations, Path(d), embedder, pgv)
+                return
+            # embedded once per model and kept in the temporary directory of the system
+            cache = Path(tempfile.gettempdir()) / (
+                f"memori-bench-locomo-{embedder.name.replace('/', '_')}-{len(turns)}.npy")
+            if cache.is_file():
+                turn_vectors = np.load(cache)
+            else:
+                t_embed, turn_vectors = ms(lambda: embedder.embed(turns))
+                np.save(cache, turn_vectors)
+                print(f"{len(turns)} LoCoMo turns embedded in {t_embed / 1000:.1f} s",
+                      flush=True)
+            results: Results = {}
+            for backend in backends:
+                for n in sizes:
+                    bench(backend, n, Path(d), embedder, turns, turn_vectors, questions,
+                          args.cold, args.warm, pgv, results)
+            side_by_side(results, backends, sizes)
+    finally:
+        if pgv is not None:
+            pgv.stop()
 
 
 if __name__ == "__main__":

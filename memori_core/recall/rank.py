@@ -228,6 +228,7 @@ class Recaller:
         #: entity row id -> the thread building its index after a cold recall (pushdown)
         self._filling: dict[int, threading.Thread] = {}
         self._fallback_logged = False
+        self._pgvector_logged: set[str] = set()
         #: the latest queries' vectors (``QUERY_VECTORS`` of them): a model call and the
         #: context pipeline recall for the same message (``recall`` then ``context``)
         self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
@@ -334,9 +335,10 @@ class Recaller:
     def _from_database(self, vector: np.ndarray, query: str, k: int, entity_pk: int,
                        flt: Filter) -> Candidates | None:
         """Candidates of a cold recall (``Config.recall_pushdown``), from the database: dense,
-        exact over every vector the filter allows (one read, one matrix product); lexical,
-        the full-text index's best ``k`` (its relevance order, not BM25's); the similarity of
-        each. ``_search`` then starts building the entity's index in the background, for its next
+        exact over every vector the filter allows (one read, one matrix product; with
+        ``recall_pgvector`` where its gate passes, from pgvector instead: ``_from_pgvector``);
+        lexical, the full-text index's best ``k`` (its relevance order, not BM25's); the
+        similarity of each. ``_search`` then starts building the entity's index in the background, for its next
         recalls.
 
         Returns:
@@ -351,6 +353,13 @@ class Recaller:
                 self._fallback_logged = True
                 _log.warning("recall_pushdown: %s; recall uses the in-process index", reason)
             return None
+        if self._config.recall_pgvector:
+            why = self._store.pgvector_missing(int(vector.shape[0]))
+            if why is None:
+                return self._from_pgvector(vector, query, k, entity_pk, flt)
+            if why not in self._pgvector_logged:  # each reason once: "being installed", ...
+                self._pgvector_logged.add(why)
+                _log.warning("recall_pgvector: %s; cold recall reads every vector", why)
         ids, vectors = self._store.memory_vectors(entity_pk, flt.processes, flt.kinds,
                                                   flt.include_superseded)
         if len(ids) and vectors.shape[1] != vector.shape[0]:
@@ -374,6 +383,25 @@ class Recaller:
                     continue
                 lexical.append((i, score))
                 similarity.setdefault(i, float(sims[p]))
+        return dense, lexical, similarity
+
+    def _from_pgvector(self, vector: np.ndarray, query: str, k: int, entity_pk: int,
+                       flt: Filter) -> Candidates:
+        """``_from_database`` with pgvector (``Config.recall_pgvector``, its measured
+        agreement >= 0.99): dense candidates from the HNSW index re-scored exactly
+        (``Store.nearest_memories``), no read of every vector; the lexical candidates the dense
+        list lacks get their exact similarity by primary key."""
+        dense = self._store.nearest_memories(entity_pk, vector, k, flt)
+        similarity = dict(dense)
+        lexical: list[tuple[int, float]] = []
+        if self._config.recall_lexical_weight > 0:
+            found = self._store.lexical_candidates(
+                entity_pk, tokenize(query, stem=False), flt.processes, flt.kinds,
+                flt.include_superseded, k)
+            similarity.update(self._store.memory_similarities(
+                entity_pk, vector, [i for i, _ in found if i not in similarity]))
+            # a candidate without a similarity was removed meanwhile (or is of another model)
+            lexical = [(i, score) for i, score in found if i in similarity]
         return dense, lexical, similarity
 
     def _fill_later(self, entity_pk: int, dim: int) -> None:
