@@ -22,9 +22,10 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from sqlalchemy import insert
+from sqlalchemy import Connection, insert
 
 from memori_core import Memori
 from memori_core.storage import schema
@@ -57,7 +58,7 @@ def fill(mem: Memori, entities: int, memories: int) -> None:
     for start in range(0, entities, 200):
         chunk = range(start, min(start + 200, entities))
 
-        def tx(conn, state, chunk=chunk):  # type: ignore[no-untyped-def]
+        def tx(conn: Connection, state: Any, chunk: range = chunk) -> None:
             rows = []
             for e in chunk:
                 pk = store.entity_pk(conn, state, f"user-{e}")
