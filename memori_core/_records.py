@@ -14,13 +14,14 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Sequence
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from memori_core.augmentation.base import MEMORY_KINDS, check_kinds
 from memori_core.errors import ConfigurationError
 from memori_core.recall.rank import Scope, check_scope, scope_processes
 from memori_core.storage import records
-from memori_core.types import Memory, check_id, check_limit
+from memori_core.types import Memory, check_id, check_limit, to_utc_naive
 
 if TYPE_CHECKING:
     from memori_core._attribution import Attribution
@@ -37,6 +38,8 @@ _MAX_ROW_ID = 2**63 - 1
 #: rows per page when no ``limit`` is given, and the most a page holds
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
+#: the longest ``q`` of ``memory_page``, in characters
+MAX_QUERY_CHARS = 200
 
 Page = tuple[list[T], int | None]
 
@@ -50,6 +53,59 @@ def _row_id(value: object, argument: str) -> int:
 
 def _cursor(value: object, argument: str) -> int | None:
     return None if value is None else _row_id(value, argument)
+
+
+def check_memory_search(q: object, since: object, until: object
+                        ) -> tuple[str | None, datetime | None, datetime | None]:
+    """``memory_page``'s ``q``, ``since`` and ``until``, checked: (the text or None, the bounds
+    as naive UTC or None).
+
+    Raises:
+        ConfigurationError: as ``memory_page`` says, naming the argument.
+    """
+    text = _search_text(q)
+    start, end = _instant(since, "since"), _instant(until, "until")
+    if start is not None and end is not None and end <= start:
+        raise ConfigurationError(f"until ({end.isoformat()}) must be after since "
+                                 f"({start.isoformat()}): the window is [since, until)",
+                                 argument="until")
+    return text, start, end
+
+
+def _search_text(value: object) -> str | None:
+    """``memory_page``'s ``q``: None for no text condition.
+
+    Raises:
+        ConfigurationError: not a str, or longer than ``MAX_QUERY_CHARS``.
+    """
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ConfigurationError(f"q must be a str or None, got {type(value).__name__}",
+                                 argument="q")
+    if len(value) > MAX_QUERY_CHARS:
+        raise ConfigurationError(f"q is at most {MAX_QUERY_CHARS} characters, got "
+                                 f"{len(value)}: search for a shorter part of the text",
+                                 argument="q")
+    return value
+
+
+def _instant(value: object, argument: str) -> datetime | None:
+    """A ``since`` / ``until`` bound as naive UTC: a datetime, a date (its midnight) or an ISO
+    8601 string of either; None stays None.
+
+    Raises:
+        ConfigurationError: anything else, naming ``argument``.
+    """
+    if value is None:
+        return None
+    if isinstance(value, date) and not isinstance(value, datetime):
+        value = datetime(value.year, value.month, value.day)
+    try:
+        return to_utc_naive(value, argument)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{exc} (give a date or datetime, e.g. 2024-05-01 or "
+                                 "2024-05-01T09:30:00+00:00)", argument=argument) from None
 
 
 def _page_size(limit: object) -> int:
@@ -223,9 +279,11 @@ class Records:
 
     def memory_page(self, *, kinds: Sequence[str] | None = None,
                     include_superseded: bool = False, scope: Scope = "process",
-                    before: int | None = None, limit: int | None = None) -> Page[Memory]:
+                    before: int | None = None, limit: int | None = None,
+                    q: str | None = None, since: datetime | date | str | None = None,
+                    until: datetime | date | str | None = None) -> Page[Memory]:
         """The current entity's memories, newest first, one page at a time (what
-        ``Memori.memories`` lists, with a cursor).
+        ``Memori.memories`` lists, with a cursor), optionally searched by text and date.
 
         Args:
             kinds: as for ``Memori.memories``.
@@ -233,20 +291,32 @@ class Records:
             scope: as for ``Memori.memories``.
             before: the cursor returned with the previous page (None: the first page).
             limit: at most this many (default 100, at most 1000).
+            q: only memories whose content holds this text: a substring, case-insensitive
+                (ASCII letters on every database; others as the database's ``lower()``
+                folds them), ``%`` and ``_`` taken literally; at most ``MAX_QUERY_CHARS``
+                (200) characters; None or ``""``: no text condition.
+            since: only memories created at or after this instant: a ``datetime`` (naive:
+                UTC), a ``date`` (its midnight, UTC) or an ISO 8601 string of either.
+            until: only memories created before this instant (exclusive), as ``since``;
+                after ``since`` when both are given.
 
         Returns:
             (memories, the next page's cursor or None).
 
         Raises:
-            ConfigurationError: no attribution, or a bad argument.
+            ConfigurationError: no attribution, or a bad argument (named by ``argument``:
+                a ``q`` too long or not a str, a ``since`` / ``until`` that is no date,
+                an ``until`` not after ``since``).
             StorageError: the database failed.
         """
         kinds = check_kinds(kinds)
+        text, start, end = check_memory_search(q, since, until)
         att, size, cursor = self._paging("memory_page", scope, before, limit)
         processes = scope_processes(self._store, att.process_id, scope)
         page, nxt = self._on_entity(att.entity_id or "", lambda pk: records.memory_page(
             self._store, pk, processes_=processes, kinds=kinds,
-            include_superseded=bool(include_superseded), before=cursor, limit=size),
+            include_superseded=bool(include_superseded), before=cursor, limit=size,
+            text=text, since=start, until=end),
             ([], None))
         return [Memory(**r) for r in page], nxt
 

@@ -23,7 +23,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -36,6 +36,7 @@ from memori_core._records import (
     _page_size,
     _row_id,
     check_entity_filter,
+    check_memory_search,
     check_statuses,
     check_update,
     decode_cursor,
@@ -51,7 +52,7 @@ from memori_core.integration import check_limit
 from memori_core.llm.registry import LLMRegistry
 from memori_core.recall.rank import Scope, check_scope
 from memori_core.remote._http import Http
-from memori_core.types import Memory, RecallHit, check_id
+from memori_core.types import Memory, RecallHit, RecallWhy, check_id
 
 __all__ = ["RemoteAugmentation", "RemoteMemori"]
 
@@ -73,9 +74,11 @@ def _naive(value: str | None) -> datetime | None:
 
 
 def _hit(d: Mapping[str, Any]) -> RecallHit:
+    why = d.get("why")
     return RecallHit(**{**d, "created_at": _naive(d["created_at"]),
                         "source_message_ids": tuple(d["source_message_ids"]),
-                        "memory_ids": tuple(d["memory_ids"])})
+                        "memory_ids": tuple(d["memory_ids"]),
+                        "why": None if why is None else RecallWhy(**why)})
 
 
 def _memory(d: Mapping[str, Any]) -> Memory:
@@ -536,15 +539,21 @@ class RemoteMemori(Memori):
 
     def memory_page(self, *, kinds: Sequence[str] | None = None,
                     include_superseded: bool = False, scope: Scope = "process",
-                    before: int | None = None, limit: int | None = None) -> Page[Memory]:
+                    before: int | None = None, limit: int | None = None,
+                    q: str | None = None, since: datetime | date | str | None = None,
+                    until: datetime | date | str | None = None) -> Page[Memory]:
         """A page of the current entity's memories, newest first (``GET /v1/memories``);
-        arguments, result and cursor as ``Memori.memory_page``."""
+        arguments (``q``, ``since``, ``until`` included), result and cursor as
+        ``Memori.memory_page``."""
         kinds = check_kinds(kinds)
+        text, start, end = check_memory_search(q, since, until)
         att, size, cursor = self._paging("memory_page", scope, before, limit)
         page = self._http.request("GET", "/v1/memories", params={
             "entity_id": att.entity_id, "process_id": att.process_id, "kind": kinds,
             "scope": scope, "include_superseded": str(bool(include_superseded)).lower(),
-            "limit": size, "cursor": encode_cursor(cursor)})
+            "limit": size, "cursor": encode_cursor(cursor), "q": text,
+            "since": None if start is None else start.isoformat() + "+00:00",
+            "until": None if end is None else end.isoformat() + "+00:00"})
         return [_memory(m) for m in page["items"]], decode_cursor(page["next_cursor"])
 
     def update_memory(self, memory_id: int, content: str, *, kind: str | None = None,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from memori_core._records import decode_cursor, encode_cursor
 
@@ -22,7 +22,7 @@ __all__ = [
     "MessageList", "MessagePage", "PageQuery", "ProcessList", "ProcessOut", "ProvenanceOut",
     "QueueOut",
     "QueueQuery", "RecallIn", "RecallOut", "ContextOut", "ContextLineOut", "RetryOut",
-    "SessionOut", "SessionPage", "TripleOut", "TriplePage", "TurnIn", "TurnOut",
+    "SessionOut", "SessionPage", "TripleOut", "TriplePage", "TurnIn", "TurnOut", "WhyOut",
     "decode_cursor", "encode_cursor",
 ]
 
@@ -33,6 +33,22 @@ def _utc(value: datetime) -> datetime:
 
 #: a timestamp, UTC (stored naive, answered with its offset)
 UTC = Annotated[datetime, AfterValidator(_utc)]
+
+
+def _iso_instant(value: object) -> object:
+    """A query string's date or datetime, read as ISO 8601 only (no Unix seconds), UTC when
+    it has no offset."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return _utc(datetime.fromisoformat(value))
+    except ValueError:
+        raise ValueError(f"not an ISO 8601 date or datetime: {value[:40]!r} (e.g. 2024-05-01 "
+                         "or 2024-05-01T09:30:00Z)") from None
+
+
+#: a date or datetime bound of a query (ISO 8601; a date is its midnight; no offset: UTC)
+Instant = Annotated[datetime, BeforeValidator(_iso_instant)]
 #: an external entity, process or session id
 EntityId = Annotated[str, Field(min_length=1, max_length=255)]
 #: a memory kind
@@ -68,6 +84,14 @@ class MemoryQuery(PageQuery):
     kind: list[Kind] | None = Field(None, description="only these kinds (repeatable)")
     scope: Literal["process", "entity"] = "process"
     include_superseded: bool = False
+    q: str | None = Field(None, max_length=200, description="only memories whose content "
+                          "holds this text (case-insensitive substring; % and _ are literal; "
+                          "empty: no condition)")
+    since: Instant | None = Field(None, description="only memories created at or after this "
+                                  "ISO 8601 date or datetime (a date: its midnight; no "
+                                  "offset: UTC)")
+    until: Instant | None = Field(None, description="only memories created before this ISO "
+                                  "8601 date or datetime (exclusive; after since)")
 
 
 class ProcessPageQuery(PageQuery):
@@ -198,6 +222,21 @@ class RecallIn(_In):
     context: bool = Field(True, description="also build the context block")
 
 
+class WhyOut(_Out):
+    """Why a hit scored what it did (``RecallWhy``): score = fused + recency + mentions +
+    context."""
+
+    dense_rank: int | None = Field(description="1-based rank among the vector candidates; "
+                                   "null: not one of them")
+    lexical_rank: int | None = Field(description="1-based rank among the BM25 candidates; "
+                                     "null: not one of them")
+    fused: float = Field(description="reciprocal-rank fusion of the two ranks, in (0, 1]")
+    recency: float = Field(description="the recency bonus")
+    mentions: float = Field(description="the bonus for being mentioned repeatedly")
+    context: float = Field(description="conversation, named-participant and named-date "
+                           "bonuses together")
+
+
 class HitOut(_Out):
     """A recalled memory (``RecallHit``)."""
 
@@ -213,6 +252,8 @@ class HitOut(_Out):
     memory_ids: list[int]
     lexical: float
     importance: float
+    why: WhyOut | None = Field(None, description="the parts of score (null for a hit no "
+                               "query ranked)")
 
 
 class ContextLineOut(_Out):

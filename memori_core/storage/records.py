@@ -11,7 +11,9 @@ paged by row id (``before`` / ``after``: the last id of the previous page) and r
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -33,13 +35,16 @@ from memori_core.storage.store import (
 )
 
 __all__ = ["JOB_STATUSES", "conversation_messages", "conversations", "entities", "job_counts",
-           "jobs", "memory", "memory_history", "memory_page", "processes", "provenance", "retry_job",
+           "jobs", "memory", "memory_filters", "memory_history", "memory_page", "processes",
+           "provenance", "retry_job",
            "schema_status", "sessions", "triples", "update_memory"]
 
 #: statuses of ``memori_augmentation_job`` rows
 JOB_STATUSES = ("queued", "running", "done", "failed")
 #: the longest chain of versions ``memory_history`` follows
 _MAX_VERSIONS = 10_000
+#: characters a LIKE pattern gives a meaning to, escaped with ``!`` (``memory_filters``)
+_LIKE_SPECIAL = re.compile(r"[!%_]")
 
 _f, _p = s.entity_fact.c, s.process.c
 _MEMORY = (select(_f.id, _f.content, _f.kind, _f.created_at, _f.last_seen_at, _f.mention_count,
@@ -66,14 +71,17 @@ def memory(store: Store, entity_pk: int, memory_id: int) -> dict[str, Any] | Non
 
 def memory_page(store: Store, entity_pk: int, *, processes_: Sequence[int | None] | None,
                 kinds: Sequence[str] | None, include_superseded: bool, before: int | None,
-                limit: int) -> tuple[list[dict[str, Any]], int | None]:
+                limit: int, text: str | None = None, since: datetime | None = None,
+                until: datetime | None = None) -> tuple[list[dict[str, Any]], int | None]:
     """The entity's memories, newest first, as ``Memory`` fields (what
-    ``Store.list_memories`` gives, paged).
+    ``Store.list_memories`` gives, paged), optionally only those whose content holds ``text``
+    and created in ``[since, until)`` (``memory_filters``).
 
     Returns:
         (the page, the next page's cursor or None).
     """
-    q = _MEMORY.where(_f.entity_id == entity_pk, *_in_page(_f.id, before, None))
+    q = _MEMORY.where(_f.entity_id == entity_pk, *_in_page(_f.id, before, None),
+                      *memory_filters(text, since, until))
     if processes_ is not None:
         q = q.where(_processes_in(_f.process_id, processes_))
     if kinds is not None:
@@ -83,6 +91,26 @@ def memory_page(store: Store, entity_pk: int, *, processes_: Sequence[int | None
     with store.read() as conn:
         page = _memory_dicts(conn, conn.execute(q.order_by(_f.id.desc()).limit(limit)).all())
     return page, (page[-1]["id"] if len(page) == limit else None)
+
+
+def memory_filters(text: str | None, since: datetime | None, until: datetime | None
+                   ) -> list[Any]:
+    """SQL conditions on ``memori_entity_fact`` rows: the content holds ``text`` (a substring,
+    case-insensitive as the database's ``lower()`` folds: ASCII letters everywhere, other
+    letters on MariaDB and on PostgreSQL with a non-C locale; ``%`` and ``_`` taken
+    literally), and ``created_at`` is
+    at or after ``since`` and before ``until`` (naive UTC). None (or ``""`` for ``text``):
+    no condition. The entity's rows are read through ``ix_memori_fact_entity`` (entity, id),
+    newest first; these conditions filter them (at 10,000 memories a scan is a few ms)."""
+    conds: list[Any] = []
+    if text:
+        pattern = "%" + _LIKE_SPECIAL.sub(r"!\g<0>", text.lower()) + "%"
+        conds.append(func.lower(_f.content).like(pattern, escape="!"))
+    if since is not None:
+        conds.append(_f.created_at >= since)
+    if until is not None:
+        conds.append(_f.created_at < until)
+    return conds
 
 
 def _processes_in(column: Any, processes_: Sequence[int | None]) -> Any:

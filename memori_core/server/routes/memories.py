@@ -104,7 +104,8 @@ def capture(body: TurnIn, request: Request, response: Response, key: Write,
              summary="Recall memories and the context block (scope: read)", responses=documented(403))
 def recall(body: RecallIn, request: Request, key: Read) -> RecallOut:
     """The entity's memories most relevant to ``query`` (``Memori.recall``) and the framed
-    block a model is shown for it (``Memori.context``)."""
+    block a model is shown for it (``Memori.context``). Each hit's ``why`` gives the parts of
+    its score: dense and lexical rank, fused, recency, mentions, context."""
     entity = entity_for(key, body.entity_id)
     mem = state(request).memori
     with attributed(mem, entity, body.process_id):
@@ -125,13 +126,17 @@ def recall(body: RecallIn, request: Request, key: Read) -> RecallOut:
             summary="List memories, newest first (scope: read)", responses=documented(403))
 def list_memories(q: Annotated[MemoryQuery, Query()], request: Request, key: Read
                   ) -> MemoryPage:
-    """The entity's memories, newest first, a page at a time (``next_cursor``)."""
+    """The entity's memories, newest first, a page at a time (``next_cursor``); with ``q``
+    only those whose text holds it (case-insensitive), with ``since`` / ``until`` only those
+    created in ``[since, until)`` (``Memori.memory_page``). A bad date, or ``until`` not
+    after ``since``: 422 naming the field."""
     entity = entity_for(key, q.entity_id)
     before = cursor(q.cursor)
     mem = state(request).memori
     with attributed(mem, entity, q.process_id):
         items, nxt = mem.memory_page(kinds=q.kind, scope=q.scope, before=before, limit=q.limit,
-                                     include_superseded=q.include_superseded)
+                                     include_superseded=q.include_superseded, q=q.q,
+                                     since=q.since, until=q.until)
     return MemoryPage(items=[memory_out(m) for m in items], next_cursor=encode_cursor(nxt))
 
 
