@@ -66,7 +66,6 @@ export async function renderGraph(body, entity, stale) {
   const cy = cytoscape({
     container,
     elements: { nodes, edges },
-    wheelSensitivity: 0.3,
     hideEdgesOnViewport: big,
     textureOnViewport: false,
     pixelRatio: 1,
@@ -92,10 +91,18 @@ export async function renderGraph(body, entity, stale) {
       : { name: 'cose', animate: false, numIter: 500, randomize: false, nodeRepulsion: 8000,
         idealEdgeLength: 60 },
   });
+  if (cy.zoom() > 1.5) { // a small graph: no giant nodes
+    cy.zoom(1.5);
+    cy.center();
+  }
   const tDrawn = performance.now();
   window.__memoriGraph = cy;
-  window.__memoriGraphTimings = { fetch_ms: tFetched - t0, layout_ms: tDrawn - tLayout,
+  const timings = { fetch_ms: tFetched - t0, layout_ms: tDrawn - tLayout,
     nodes: nodes.length, edges: edges.length };
+  window.__memoriGraphTimings = timings;
+  cy.one('render', () => {
+    timings.first_render_ms = performance.now() - t0;
+  });
 
   function zoomBy(factor) {
     cy.zoom({ level: cy.zoom() * factor,
@@ -112,7 +119,10 @@ export async function renderGraph(body, entity, stale) {
     picker.value = id;
     showNode(panel, entity, node, stale);
   };
-  cy.on('tap', 'node', (event) => select(event.target.id()));
+  cy.on('tap', 'node', (event) => {
+    timings.tap_at = performance.now();
+    select(event.target.id());
+  });
   picker.addEventListener('change', () => {
     if (!picker.value) return;
     select(picker.value);
@@ -130,15 +140,30 @@ async function showNode(panel, entity, node, stale) {
       h('span', { class: 'object' }, t.object),
       t.memory_id !== null ? h('span', { class: 'muted' }, ` (memory #${t.memory_id})`) : null)));
   const sources = h('ul', { class: 'sources', id: 'node-memories' });
+  const mentions = h('ul', { class: 'sources', id: 'node-mentions' });
   panel.dataset.loaded = 'false';
+  const ticket = (panel.ticket = (panel.ticket || 0) + 1); // a later click wins
   replace(panel, h('h3', {}, name), h('h4', {}, `Triples (${triples.length})`), list,
-    h('h4', {}, `Source memories (${memoryIds.length})`), sources);
-  const found = await Promise.all(memoryIds.slice(0, 50).map((id) =>
-    api('GET', `/v1/memories/${id}`, { params: { entity_id: entity } }).catch(() => null)));
-  if (stale() || !panel.isConnected) return;
-  replace(sources, found.filter(Boolean).map((m) => h('li', {},
+    h('h4', {}, `Source memories (${memoryIds.length})`),
+    memoryIds.length ? sources : h('p', { class: 'muted' }, 'Its triples name no memory.'),
+    h('h4', {}, `Memories that mention “${name}”`), mentions);
+  const [found, mentioning] = await Promise.all([
+    Promise.all(memoryIds.slice(0, 50).map((id) =>
+      api('GET', `/v1/memories/${id}`, { params: { entity_id: entity } }).catch(() => null))),
+    api('GET', '/v1/memories', { params: { entity_id: entity, scope: 'entity', q: name,
+      limit: 10 } }).then((page) => page.items, () => []),
+  ]);
+  if (stale() || !panel.isConnected || panel.ticket !== ticket) return;
+  const item = (m) => h('li', {},
     link(`/e/${encodeURIComponent(entity)}/memory/${m.id}`, m.content, { class: 'memory-link' }),
-    h('span', { class: 'muted' }, ` · ${m.kind}`))));
+    h('span', { class: 'muted' }, ` · ${m.kind}`));
+  replace(sources, found.filter(Boolean).map(item));
   if (memoryIds.length > 50) sources.append(h('li', {}, `… and ${memoryIds.length - 50} more`));
+  replace(mentions, mentioning.length ? mentioning.map(item) : h('li', {}, 'none'));
   panel.dataset.loaded = 'true';
+  const timings = window.__memoriGraphTimings;
+  if (timings && timings.tap_at !== undefined) {
+    timings.click_ms = performance.now() - timings.tap_at; // tap -> triples and memories shown
+    timings.tap_at = undefined;
+  }
 }
