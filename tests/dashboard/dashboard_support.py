@@ -11,7 +11,8 @@ Debian Chromium driven by Playwright for Python, against a real ``memori serve``
 - ``artifacts(tmp_path_factory)``: where screenshots go (``MEMORI_ARTIFACTS`` or pytest's tmp).
 - ``big_export(entity, triples, memories)``: an export (``POST /v1/import``) of one entity with
   that many memories and triples, for the performance figures.
-- ``measure_graph(tab)``: the graph page's figures, measured in the browser.
+- ``measure_graph(tab, route)``: the graph page's figures, measured in the browser;
+  ``timed_render(tab, action)``: how long a route took to render.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Dialog, Page, Playwright
 
 __all__ = ["ARGS", "Tab", "artifacts", "big_export", "chromium", "launch", "measure_graph",
-           "sign_in"]
+           "sign_in", "timed_render"]
 
 #: Chromium's flags: headless, no sandbox (root in CI containers), nothing fetched in the
 #: background, no QUIC
@@ -261,6 +262,15 @@ def measure_graph(tab: Tab, route: str) -> dict[str, float]:
             "input_events": len(probe["latencies"]),
             "input_p50_ms": statistics.median(latencies), "input_max_ms": max(latencies),
             "frame_gap_max_ms": max(gaps) if gaps else 0.0, "click_ms": click_ms}
+
+
+def timed_render(tab: Tab, action: Callable[[], object]) -> float:
+    """Milliseconds (the page's clock) from just before ``action`` (a hash change, a click)
+    until the dashboard finished rendering the route it leads to: its API requests and the
+    DOM built; the page is painted at the next frame."""
+    tab.page.evaluate("() => { window.__memoriT0 = performance.now(); }")
+    tab.after_render(action)
+    return float(tab.page.evaluate("() => window.__memoriRenderedAt - window.__memoriT0"))
 
 
 def copy_shot(src: Path | None, dest: Path) -> None:

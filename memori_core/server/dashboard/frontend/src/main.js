@@ -101,6 +101,7 @@ export async function route() {
       showFlash();
       document.body.dataset.ready = 'true';
       window.__memoriRendered = (window.__memoriRendered || 0) + 1; // tests wait on it
+      window.__memoriRenderedAt = performance.now(); // and time it
     }
   }
 }

@@ -36,9 +36,11 @@ export async function renderGraph(body, entity, stale) {
     }
     return names.get(name);
   };
+  const byEdge = new Map(); // edge id -> its triple (kept out of cytoscape's element data)
   for (const t of triples) {
+    byEdge.set(`t${t.id}`, t);
     edges.push({ data: { id: `t${t.id}`, source: nodeId(t.subject), target: nodeId(t.object),
-      label: t.predicate, triple: t } });
+      label: t.predicate } });
   }
   const big = nodes.length > BIG;
   const container = h('div', { id: 'graph', class: 'graph', role: 'img',
@@ -117,7 +119,7 @@ export async function renderGraph(body, entity, stale) {
     node.select();
     node.connectedEdges().addClass('near');
     picker.value = id;
-    showNode(panel, entity, node, stale);
+    showNode(panel, entity, node, byEdge, stale);
   };
   cy.on('tap', 'node', (event) => {
     timings.tap_at = performance.now();
@@ -130,9 +132,9 @@ export async function renderGraph(body, entity, stale) {
   });
 }
 
-async function showNode(panel, entity, node, stale) {
+async function showNode(panel, entity, node, byEdge, stale) {
   const name = node.data('label');
-  const triples = node.connectedEdges().map((e) => e.data('triple'));
+  const triples = node.connectedEdges().map((e) => byEdge.get(e.id()));
   const memoryIds = [...new Set(triples.map((t) => t.memory_id).filter((m) => m !== null))];
   const list = h('ul', { class: 'triples', id: 'node-triples' }, triples.map((t) =>
     h('li', {}, h('span', { class: 'subject' }, t.subject), ' ',
