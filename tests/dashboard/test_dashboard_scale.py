@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dashboard_support import Tab, artifacts, big_export, launch, measure_graph, sign_in, timed_render
+from dashboard_support import (
+    Tab,
+    artifacts,
+    big_export,
+    launch,
+    measure_graph,
+    sign_in,
+    timed_render,
+)
 from playwright.sync_api import Browser, expect, sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
