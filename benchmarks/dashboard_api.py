@@ -27,25 +27,20 @@ Targets (issue 20): first page <= 300 ms, search <= 300 ms (p99 here).
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
-from server_load import free_port, pct, postgres_database, texts
+from server_load import each_backend, pct, serve, texts
 from sqlalchemy import Connection, create_engine, text
 
 from memori_core import Memori
-from memori_core.server._ready import stop, wait_serving
 from memori_core.storage.store import NewMemory, NewTriple
 from memori_core.testing import HashEmbedder
 
@@ -124,24 +119,6 @@ def admin_key(url: str) -> str:
     return out.split()[-1]
 
 
-@contextmanager
-def serve(url: str) -> Iterator[str]:
-    """``memori serve --embedder hash`` on a free port, until the block ends."""
-    port = free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    base = f"http://127.0.0.1:{port}"
-    with tempfile.NamedTemporaryFile("w", prefix="memori-serve-", suffix=".log") as log:
-        # its output to a file, never a pipe nobody reads (it would fill up)
-        proc = subprocess.Popen([sys.executable, "-m", "memori_core.cli", "serve", "--db", url,
-                                 "--port", str(port), "--embedder", "hash", "--rate-limit", "0"],
-                                env=env, stdout=subprocess.DEVNULL, stderr=log)
-        try:
-            wait_serving(proc, f"{base}/readyz", timeout=120, log=Path(log.name))
-            yield base
-        finally:
-            stop(proc, grace=30)
-
-
 def timed(send: Callable[[], list[httpx.Response]], requests: int) -> tuple[list[float], int]:
     """Latencies (ms) of ``requests`` sends after 5 warm-up ones, and the items the last
     answered (every response checked 200)."""
@@ -170,7 +147,7 @@ def bench(name: str, url: str, args: argparse.Namespace) -> None:
         analyze(url)
         print("  ANALYZE run (what autovacuum does within about a minute of a bulk load)")
     key = admin_key(url)
-    with serve(url) as base, httpx.Client(base_url=base, timeout=60, headers={
+    with serve(url, "--embedder", "hash") as base, httpx.Client(base_url=base, timeout=60, headers={
             "Authorization": f"Bearer {key}"}) as c:
         def memories(**params: Any) -> Callable[[], list[httpx.Response]]:
             return lambda: [c.get("/v1/memories", params={
@@ -214,14 +191,8 @@ def main() -> None:
     p.add_argument("--no-analyze", dest="analyze", action="store_false",
                    help="PostgreSQL: measure right after the bulk load, before any ANALYZE")
     args = p.parse_args()
-    backends = args.backends.split(",")
-    with tempfile.TemporaryDirectory() as tmp:
-        if "sqlite" in backends:
-            bench("sqlite", f"sqlite:///{Path(tmp) / 'dashboard.db'}", args)
-        if "postgresql" in backends:
-            with postgres_database() as url:
-                if url is not None:
-                    bench("postgresql", url, args)
+    for name, url in each_backend(args.backends, "dashboard.db"):
+        bench(name, url, args)
 
 
 if __name__ == "__main__":

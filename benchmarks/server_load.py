@@ -128,7 +128,9 @@ def write_key(url: str) -> str:
 
 
 @contextmanager
-def serve(url: str) -> Iterator[str]:
+def serve(url: str, *extra: str) -> Iterator[str]:
+    """``memori serve --db url`` (plus ``extra`` arguments) on a free port, until the block
+    ends: its base URL."""
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     base = f"http://127.0.0.1:{port}"
@@ -136,7 +138,7 @@ def serve(url: str) -> Iterator[str]:
         # its output to a file, never a pipe nobody reads (it would fill up)
         proc = subprocess.Popen([sys.executable, "-m", "memori_core.cli", "serve", "--db", url,
                                  "--port", str(port), "--rate-limit", "100000",
-                                 "--rate-burst", "100000"],
+                                 "--rate-burst", "100000", *extra],
                                 env=env, stdout=subprocess.DEVNULL, stderr=log)
         try:
             wait_serving(proc, f"{base}/readyz", timeout=120, log=Path(log.name))
@@ -240,6 +242,20 @@ def bench(name: str, url: str, args: argparse.Namespace) -> None:
           f"in-process p50 + the server's overhead")
 
 
+def each_backend(backends: str, filename: str) -> Iterator[tuple[str, str]]:
+    """(name, database URL) of each backend of ``backends`` ("sqlite,postgresql"): a SQLite
+    file ``filename`` in a temporary folder; a PostgreSQL database made for the step, dropped
+    after it (left out when the server at 127.0.0.1:5432 does not answer)."""
+    names = backends.split(",")
+    with tempfile.TemporaryDirectory() as tmp:
+        if "sqlite" in names:
+            yield "sqlite", f"sqlite:///{Path(tmp) / filename}"
+        if "postgresql" in names:
+            with postgres_database() as url:
+                if url is not None:
+                    yield "postgresql", url
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--memories", type=int, default=1000)
@@ -247,14 +263,8 @@ def main() -> None:
     p.add_argument("--rate", type=float, default=50)
     p.add_argument("--backends", default="sqlite,postgresql")
     args = p.parse_args()
-    backends = args.backends.split(",")
-    with tempfile.TemporaryDirectory() as tmp:
-        if "sqlite" in backends:
-            bench("sqlite", f"sqlite:///{Path(tmp) / 'server.db'}", args)
-        if "postgresql" in backends:
-            with postgres_database() as url:
-                if url is not None:
-                    bench("postgresql", url, args)
+    for name, url in each_backend(args.backends, "server.db"):
+        bench(name, url, args)
 
 
 if __name__ == "__main__":
