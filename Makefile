@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test test-remote test-reliability lint eval bench clean record docs dist
+.PHONY: help install demo test test-remote test-reliability lint eval bench clean record docs dist dashboard
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-18s %s\n", $$1, $$2}'
@@ -66,6 +66,11 @@ bench: $(STAMP) ## the benchmarks in benchmarks/
 	$(PY) benchmarks/capture_overhead.py
 	$(PY) benchmarks/load.py
 	$(PY) benchmarks/server_load.py
+
+# the built files are committed: run after changing memori_core/server/dashboard/frontend/src
+DASHBOARD := memori_core/server/dashboard/frontend
+dashboard: ## the dashboard's front end (npm ci, esbuild) into memori_core/server/dashboard/static
+	cd $(DASHBOARD) && npm ci --no-audit --no-fund && npm run build
 
 # RECORD narrows it, e.g. make record RECORD="tests/llm/test_openai.py -k chat"
 RECORD ?= tests/llm
