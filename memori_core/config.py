@@ -139,6 +139,12 @@ class Config:
             background for its next recalls. Off by default: the database's lexical ranking is
             not BM25's, so answers can differ (benchmarks/cold_recall.py). A database without
             full-text search keeps the in-process index and logs why.
+        recall_pushdown_above: with ``recall_pushdown``, the candidate path serves entities
+            holding more than this many memories; a smaller one's index is built in process
+            on its cold recall, as without push-down (1,000: that build costs about as much as
+            the candidate path, which then also builds it in the background: with many small
+            entities, push-down below it doubled the work, benchmarks/recall_scale.py).
+            0: every cold recall.
         recall_pgvector: with ``recall_pushdown`` on PostgreSQL, take a cold recall's dense
             candidates from a pgvector HNSW index (``storage/pgvector.py``: a side table kept
             by a trigger, candidates re-scored exactly in process) instead of reading every
@@ -233,6 +239,7 @@ class Config:
     recall_cache_bytes: int = 256 * 1024 * 1024
     recall_approximate_above: int = 50_000
     recall_pushdown: bool = False
+    recall_pushdown_above: int = 1000
     recall_pgvector: bool = False
     auto_ingest: bool = True
     conscious_ingest: bool = False
@@ -361,7 +368,8 @@ class Config:
                 raise ConfigurationError(f"{name} must be > 0, got {getattr(self, name)!r}",
                                          argument=name)
         for name in ("augmentation_workers", "request_num_backoff", "request_backoff_factor",
-                     "recall_approximate_above", "augmentation_batch_seconds", "llm_history_messages", "recall_lexical_weight",
+                     "recall_approximate_above", "recall_pushdown_above",
+                     "augmentation_batch_seconds", "llm_history_messages", "recall_lexical_weight",
                      "recall_recency_weight", "recall_mention_weight",
                      "recall_conversation_weight", "recall_speaker_weight",
                      "recall_reply_weight", "recall_conversation_diversity",

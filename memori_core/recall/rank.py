@@ -342,17 +342,22 @@ class Recaller:
         recalls.
 
         Returns:
-            None when the in-process index answers instead: it is cached (warm path), or the
-            database has no full-text search (logged once, with the reason).
+            None when the in-process index answers instead: it is cached (warm path), the
+            entity holds ``recall_pushdown_above`` memories or fewer, or the database has no
+            full-text search (logged once, with the reason).
         """
         if self.cache.cached(entity_pk):
             return None
+        # first: SQLite makes its FTS5 index here, before this recall's reads begin
         reason = self._store.fulltext_missing()
         if reason is not None:
             if not self._fallback_logged:
                 self._fallback_logged = True
                 _log.warning("recall_pushdown: %s; recall uses the in-process index", reason)
             return None
+        above = self._config.recall_pushdown_above
+        if above > 0 and self._store.memory_counts(entity_pk)[0] <= above:
+            return None  # small: building its index costs no more than the candidate path
         if self._config.recall_pgvector:
             why = self._store.pgvector_missing(int(vector.shape[0]))
             if why is None:
@@ -375,15 +380,34 @@ class Recaller:
         lexical: list[tuple[int, float]] = []
         if self._config.recall_lexical_weight > 0:
             position = {int(i): p for p, i in enumerate(ids.tolist())}
-            for i, score in self._store.lexical_candidates(
-                    entity_pk, tokenize(query, stem=False), flt.processes, flt.kinds,
-                    flt.include_superseded, k):
+            for i, score in self._lexical(query, k, entity_pk, flt):
                 p = position.get(i)
                 if p is None:  # written after the vectors were read: the next recall has it
                     continue
                 lexical.append((i, score))
                 similarity.setdefault(i, float(sims[p]))
         return dense, lexical, similarity
+
+    def _lexical(self, query: str, k: int, entity_pk: int, flt: Filter
+                 ) -> list[tuple[int, float]]:
+        """The candidate path's lexical ranking: the full-text index's best ``k``
+        (``Store.lexical_candidates``), and the reply field read backwards
+        (``Store.replied_by``): a memory that a candidate's message answers gains
+        ``recall_reply_weight`` times the candidate's score, as the in-process BM25 adds that
+        weight times the score of its reply field (the answering message's text). Best first,
+        ties lower id first (as the in-process BM25 ranks); at most ``k``."""
+        found = self._store.lexical_candidates(entity_pk, tokenize(query, stem=False),
+                                               flt.processes, flt.kinds,
+                                               flt.include_superseded, k)
+        weight = self._config.recall_reply_weight
+        if weight <= 0 or not found:
+            return found
+        own = dict(found)
+        score = dict(own)
+        for answer, answered in self._store.replied_by(entity_pk, list(own), flt.processes,
+                                                        flt.kinds, flt.include_superseded):
+            score[answered] = score.get(answered, 0.0) + weight * own[answer]
+        return sorted(score.items(), key=lambda x: (-x[1], x[0]))[:k]
 
     def _from_pgvector(self, vector: np.ndarray, query: str, k: int, entity_pk: int,
                        flt: Filter) -> Candidates:
@@ -395,9 +419,7 @@ class Recaller:
         similarity = dict(dense)
         lexical: list[tuple[int, float]] = []
         if self._config.recall_lexical_weight > 0:
-            found = self._store.lexical_candidates(
-                entity_pk, tokenize(query, stem=False), flt.processes, flt.kinds,
-                flt.include_superseded, k)
+            found = self._lexical(query, k, entity_pk, flt)
             similarity.update(self._store.memory_similarities(
                 entity_pk, vector, [i for i, _ in found if i not in similarity]))
             # a candidate without a similarity was removed meanwhile (or is of another model)

@@ -328,6 +328,7 @@ _MEMORY_SOURCES = (select(s.fact_mention.c.fact_id, s.fact_mention.c.message_id)
 
 #: a second reference to the message table (neighbours of a message in its conversation)
 _M2 = s.conversation_message.alias("neighbour")
+_M3 = s.conversation_message.alias("before")
 
 
 class _StaleId(Exception):
@@ -1455,6 +1456,47 @@ class Store:
         sims = _decode_vectors([r[1] for r in rows], len(rows)) @ q32
         return {int(r[0]): float(x) for r, x in zip(rows, sims.tolist(), strict=True)}
 
+    def replied_by(self, entity_pk: int, ids: Sequence[int],
+                   processes: Sequence[int | None] | None, kinds: Sequence[str] | None,
+                   include_superseded: bool) -> list[tuple[int, int]]:
+        """The reply field of recall's BM25 read backwards, for the candidate path: for each
+        episodic memory of ``ids``, the episodic memory whose message came just before its
+        (first) message in the conversation, said by another speaker: the memory that
+        ``ids``'s message answers (``memori_core.recall.index`` indexes that message as its
+        reply field). Same filter as ``memory_vectors`` on the memories returned.
+
+        Returns:
+            (memory of ``ids``, the memory it replies to) pairs; at most one per id.
+
+        Raises:
+            StorageError: the read failed.
+        """
+        if not ids:
+            return []
+        f, mn, m = s.entity_fact.c, s.fact_mention.c, s.conversation_message.c
+        pf = s.entity_fact.alias("answered")
+        pm = s.fact_mention.alias("answered_mention")
+        prev_m = _M2
+        first = (select(func.min(mn.message_id)).where(mn.fact_id == f.id).scalar_subquery())
+        before = (select(func.max(_M3.c.id)).where(_M3.c.conversation_id == m.conversation_id,
+                                                   _M3.c.id < m.id).scalar_subquery())
+        q = (select(f.id, pf.c.id)
+             .select_from(s.entity_fact.join(s.conversation_message, m.id == first)
+                          .join(prev_m, prev_m.c.id == before)
+                          .join(pm, pm.c.message_id == prev_m.c.id)
+                          .join(pf, pf.c.id == pm.c.fact_id))
+             .where(f.entity_id == entity_pk, f.kind == "episodic", f.id.in_(list(ids)),
+                    pf.c.entity_id == entity_pk, pf.c.kind == "episodic",
+                    func.coalesce(prev_m.c.name, prev_m.c.role)
+                    != func.coalesce(m.name, m.role),
+                    *_filters_on(pf, processes, kinds, include_superseded)))
+        with self.read() as conn:
+            rows = conn.execute(q).all()
+        seen: dict[int, int] = {}
+        for c, answered in rows:
+            seen.setdefault(int(c), int(answered))
+        return sorted(seen.items())
+
     def lexical_candidates(self, entity_pk: int, terms: Sequence[str],
                            processes: Sequence[int | None] | None,
                            kinds: Sequence[str] | None, include_superseded: bool, k: int
@@ -1819,6 +1861,24 @@ def _idf_ranked(rows: Sequence[Any], held: Sequence[Sequence[bool]], total: int,
     ids = np.asarray([int(r[0]) for r in rows], dtype=np.int64)
     top = np.lexsort((ids, -score))[:k]
     return [(int(ids[i]), float(score[i])) for i in top if score[i] > 0]
+
+
+def _filters_on(table: Any, processes: Sequence[int | None] | None,
+                kinds: Sequence[str] | None, include_superseded: bool) -> list[Any]:
+    """``_filters`` on an alias of ``memori_entity_fact``."""
+    c = table.c
+    out: list[Any] = []
+    if processes is not None:
+        known = [x for x in processes if x is not None]
+        conds: list[Any] = [c.process_id.in_(known)] if known else []
+        if None in processes:
+            conds.append(c.process_id.is_(None))
+        out.append(or_(*conds) if conds else false())
+    if kinds is not None:
+        out.append(c.kind.in_(list(kinds)))
+    if not include_superseded:
+        out.append(c.superseded_by.is_(None))
+    return out
 
 
 def _filters(processes: Sequence[int | None] | None, kinds: Sequence[str] | None,

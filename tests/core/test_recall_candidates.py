@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from memori_core import Memori
+from memori_core.config import Config
 from memori_core.storage import migrations
 from memori_core.testing import HashEmbedder
 from memori_core.types import RecallHit
@@ -46,7 +47,7 @@ def pair(db_url: str) -> Iterator[tuple[Memori, Memori]]:
     """(in-process, candidate path): two instances on one database, the corpus stored."""
     plain = Memori(conn=db_url, embedder=HashEmbedder(), augmentation_workers=0)
     pushed = Memori(conn=db_url, embedder=HashEmbedder(), augmentation_workers=0,
-                    recall_pushdown=True)
+                    recall_pushdown=True, recall_pushdown_above=0)
     try:
         plain.config.storage.build()
         for mem in (plain, pushed):
@@ -189,7 +190,7 @@ def test_without_full_text_search_recall_keeps_the_in_process_index_and_says_why
         expected = f"has no full-text index {migrations.FTS_INDEX}"
     caplog.set_level(logging.WARNING, logger="memori_core")
     with Memori(conn=db_url, embedder=HashEmbedder(), augmentation_workers=0,
-                recall_pushdown=True) as pushed:
+                recall_pushdown=True, recall_pushdown_above=0) as pushed:
         pushed.attribution(entity_id="ann", process_id="coach")
         calls = spy(pushed)
         for q in QUERIES:
@@ -212,7 +213,7 @@ def test_migration_6_indexes_the_memories_stored_before_it(
             if not db_url.startswith("sqlite"):
                 assert mem._store.fulltext_missing() is not None
     with Memori(conn=db_url, embedder=HashEmbedder(), augmentation_workers=0,
-                recall_pushdown=True) as mem:
+                recall_pushdown=True, recall_pushdown_above=0) as mem:
         with mem.engine.connect() as c:
             assert migrations.current_version(c) == 5
         mem.config.storage.build()
@@ -249,3 +250,24 @@ def test_memory_block_decodes_every_row_in_one_read(pair: tuple[Memori, Memori])
                                                     for r in rows]))
     assert len(store.memory_block(pk, int(block.ids[-1]))) == 0
     assert len(store.memory_block(pk, int(block.ids[3]))) == len(rows) - 4
+
+
+def test_a_small_entity_builds_its_index_in_process(db_url: str) -> None:
+    """At or under ``recall_pushdown_above`` memories (default 1,000), a cold recall builds
+    the entity's index in process, as without push-down: no full-text read."""
+    with Memori(conn=db_url, embedder=HashEmbedder(), augmentation_workers=0,
+                recall_pushdown=True, recall_pushdown_above=len(CORPUS)) as mem:
+        mem.config.storage.build()
+        mem.attribution(entity_id="ann", process_id="coach")
+        for content, slot in CORPUS:
+            mem.remember(content, slot=slot)
+        calls = spy(mem)
+        assert [h.content for h in cold(mem, "tea or coffee", limit=1)] == [CORPUS[4][0]]
+        assert calls == []
+        pk = mem._store.find_pk("entity", "ann")
+        assert pk is not None and mem._recaller.cache.cached(pk)  # built by the recall itself
+        mem.remember("Collects vinyl records")  # one more than the bound: the candidate path
+        assert [h.content for h in cold(mem, "vinyl records", limit=1)] == [
+            "Collects vinyl records"]
+        assert len(calls) == 1
+    assert Config().recall_pushdown_above == 1000

@@ -77,7 +77,8 @@ def pair(pgv_server: PgvectorServer) -> Iterator[tuple[Memori, Memori]]:
     url = pgv_server.create_database()
     plain = Memori(conn=url, embedder=HashEmbedder(), augmentation_workers=0)
     pushed = Memori(conn=url, embedder=HashEmbedder(), augmentation_workers=0,
-                    recall_pushdown=True, recall_pgvector=True)
+                    recall_pushdown=True, recall_pgvector=True,
+                    recall_pushdown_above=0)
     try:
         plain.config.storage.build()
         for mem in (plain, pushed):
@@ -216,6 +217,7 @@ def test_agreement_under_the_gate_keeps_the_exact_read(
         conn.execute(update(s.meta).where(s.meta.c.key == PGVECTOR_META).values(value=value))
     gated = Memori(conn=pushed.engine.url.render_as_string(hide_password=False),
                    embedder=HashEmbedder(), augmentation_workers=0, recall_pushdown=True,
+                   recall_pushdown_above=0,
                    recall_pgvector=True)
     try:
         gated.attribution(entity_id="ann", process_id="coach")
@@ -245,7 +247,8 @@ def test_first_cold_recall_installs_in_the_background(pgv_server: PgvectorServer
         for content, slot in CORPUS:
             plain.remember(content, slot=slot)
     mem = Memori(conn=url, embedder=HashEmbedder(), augmentation_workers=0,
-                 recall_pushdown=True, recall_pgvector=True)
+                 recall_pushdown=True, recall_pgvector=True,
+                 recall_pushdown_above=0)
     try:
         mem.attribution(entity_id="ann")
         nearest = spy(mem, "nearest_memories")
@@ -268,7 +271,8 @@ def test_a_server_without_pgvector_keeps_the_exact_read(
     and returns the same hits."""
     plain = Memori(conn=pg_url, embedder=HashEmbedder(), augmentation_workers=0)
     mem = Memori(conn=pg_url, embedder=HashEmbedder(), augmentation_workers=0,
-                 recall_pushdown=True, recall_pgvector=True)
+                 recall_pushdown=True, recall_pgvector=True,
+                 recall_pushdown_above=0)
     try:
         plain.config.storage.build()
         for m in (plain, mem):
