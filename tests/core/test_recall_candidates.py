@@ -271,3 +271,42 @@ def test_a_small_entity_builds_its_index_in_process(db_url: str) -> None:
             "Collects vinyl records"]
         assert len(calls) == 1
     assert Config().recall_pushdown_above == 1000
+
+
+def test_the_reply_field_reaches_the_turn_it_answers(db_url: str) -> None:
+    """The candidate path reads the reply field backwards (``Store.replied_by``): a turn
+    answered by another speaker gains ``recall_reply_weight`` times the answer's lexical
+    score, as in process; the same speaker's next turn is no reply. Only where the answer is
+    itself a memory (a turn of another participant, as in LoCoMo): an assistant's reply is a
+    message, not a memory, and messages have no full-text index."""
+    settings: dict[str, Any] = dict(embedder=HashEmbedder(), extractor=None,
+                                    recall_relevance_threshold=-1.0)
+    plain = Memori(conn=db_url, **settings)
+    pushed = Memori(conn=db_url, augmentation_workers=0, recall_pushdown=True,
+                    recall_pushdown_above=0, **settings)
+    try:
+        plain.config.storage.build()
+        for mem in (plain, pushed):
+            mem.attribution(entity_id="pair")
+        plain.capture([{"role": "user", "name": "Melanie", "content": "Did you finish it?"}])
+        plain.capture([{"role": "user", "name": "Caroline",
+                        "content": "Yes, the sunset one with the lighthouse"}])
+        plain.capture([{"role": "user", "name": "Caroline", "content": "And a second one"}])
+        assert plain.augmentation.wait(timeout=30)
+        calls = spy(pushed)
+        for q in ("lighthouse", "second", "finish sunset"):
+            pk = pushed._store.find_pk("entity", "pair")
+            assert pk is not None
+            pushed._recaller.cache.discard(pk)
+            got = {h.content: h.lexical for h in pushed.recall(q, limit=5)}
+            want = {h.content: h.lexical for h in plain.recall(q, limit=5)}
+            assert list(got) == list(want), q
+            assert {c for c, x in got.items() if x > 0} == {c for c, x in want.items() if x > 0}
+            assert pushed._recaller.wait_filled(30)
+        assert len(calls) == 3
+        got = {h.content: h.lexical for h in pushed.recall("lighthouse", limit=5)}
+        assert got["Melanie: Did you finish it?"] > 0  # answered by Caroline's lighthouse
+    finally:
+        pushed._recaller.wait_filled(30)
+        pushed.close()
+        plain.close()
