@@ -28,8 +28,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Dialog, Page, Playwright
 
-__all__ = ["ARGS", "Tab", "artifacts", "big_export", "chromium", "launch", "measure_graph",
-           "sign_in", "timed_render"]
+__all__ = ["ARGS", "LOW_CONTRAST", "Tab", "artifacts", "big_export", "chromium", "launch",
+           "measure_graph", "sign_in", "timed_render"]
 
 #: Chromium's flags: headless, no sandbox (root in CI containers), nothing fetched in the
 #: background, no QUIC
@@ -42,6 +42,45 @@ window.__cspViolations = [];
 document.addEventListener('securitypolicyviolation', (e) => {
   window.__cspViolations.push(e.violatedDirective + ' ' + e.blockedURI);
 });
+"""
+
+
+#: in the page: every visible text whose colour has a contrast ratio under 4.5:1 against the
+#: background it is drawn on (WCAG 2 relative luminance), as [tag, class, text, ratio]
+LOW_CONTRAST = """
+() => {
+  const channel = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+  const lum = ([r, g, b]) => 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b);
+  const rgba = (text) => {
+    const m = text.match(/rgba?\\(([^)]+)\\)/);
+    return m ? m[1].split(',').map(parseFloat) : null;
+  };
+  const background = (el) => {
+    for (let e = el; e; e = e.parentElement) {
+      const c = rgba(getComputedStyle(e).backgroundColor);
+      if (c && (c.length < 4 || c[3] > 0)) return c.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  const low = [];
+  const seen = new Set();
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  while (walker.nextNode()) {
+    const el = walker.currentNode.parentElement;
+    if (!walker.currentNode.textContent.trim() || seen.has(el)) continue;
+    seen.add(el);
+    const style = getComputedStyle(el);
+    if (el.getClientRects().length === 0 || style.visibility === 'hidden') continue;
+    const a = lum(rgba(style.color).slice(0, 3));
+    const b = lum(background(el));
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    if (ratio < 4.5) {
+      low.push([el.tagName, el.className, walker.currentNode.textContent.trim().slice(0, 40),
+        ratio.toFixed(2)]);
+    }
+  }
+  return low;
+}
 """
 
 

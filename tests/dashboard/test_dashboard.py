@@ -1,9 +1,9 @@
 """The dashboard in a real browser: headless Debian Chromium (Playwright for Python) against a
-real ``memori serve`` on 127.0.0.1, its database filled by the real capture path (turns through
+real ``memori serve`` on 127.0.0.1 (on SQLite and on PostgreSQL), its database filled by the real capture path (turns through
 ``POST /v1/turns``, augmented by the server's offline rules; keys from ``memori keys
 create``). Sign in, browse, filter, provenance, edit, delete, forget, export, the recall
 playground against in-process ``mem.context``, the graph, conversations, the queue, a
-read-only key, XSS payloads as text, keyboard and labels; every page without a console error,
+read-only key, XSS payloads as text, keyboard, labels and contrast; every page without a console error,
 CSP violation or dialog. Screenshots of each page go to the artifacts directory
 (``MEMORI_ARTIFACTS`` or pytest's tmp, printed)."""
 
@@ -18,7 +18,8 @@ from typing import Any
 
 import httpx
 import pytest
-from dashboard_support import Tab, artifacts, launch, sign_in
+from dashboard_support import LOW_CONTRAST, Tab, artifacts, launch, sign_in
+from memori_databases import create_database
 from playwright.sync_api import Browser, Playwright, expect, sync_playwright
 from sqlalchemy import create_engine, update
 
@@ -50,13 +51,14 @@ def _turn(c: httpx.Client, entity: str, text: str, process: str | None = None,
     assert r.status_code == 201, r.text
 
 
-@pytest.fixture(scope="module")
-def dash(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """A server on a SQLite file with entities ann (two processes, three sessions), eve
-    (edited and deleted), bob (forgotten), xss (payloads), cat (a failed job) and pg-000 to
-    pg-054 (paging), and an admin, a write and a read key."""
-    path = tmp_path_factory.mktemp("dashboard") / "dashboard.db"
-    srv = start_server(f"sqlite:///{path}", *NO_LIMIT)
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def dash(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+         ) -> Iterator[dict[str, Any]]:
+    """A server on a new SQLite or PostgreSQL database with entities ann (two processes, three
+    sessions), eve (edited and deleted), bob (forgotten), xss (payloads), cat (a failed job)
+    and pg-000 to pg-054 (paging), and an admin, a write and a read key."""
+    url, drop = create_database(request.param, tmp_path_factory)
+    srv = start_server(url, *NO_LIMIT)
     try:
         c = srv.client(srv.admin)
         for process, session, text in ANN_TURNS:
@@ -79,6 +81,7 @@ def dash(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
                "read": make_key(srv.db_url, "--scope", "read", "--name", "reader")}
     finally:
         srv.stop()
+        drop()
 
 
 @pytest.fixture(scope="module")
@@ -454,7 +457,7 @@ def test_xss_payloads_render_as_text(tab: Tab, dash: dict[str, Any]) -> None:
     assert tab.dialogs == []
 
 
-def test_keyboard_skip_link_landmarks_and_labels(tab: Tab, dash: dict[str, Any]) -> None:
+def test_keyboard_skip_link_landmarks_labels_and_contrast(tab: Tab, dash: dict[str, Any]) -> None:
     sign_in(tab, dash["srv"].admin)
     page = tab.page
     for route in ["/", "/e/ann/memories", "/e/ann/playground", "/e/ann/graph",
@@ -468,6 +471,7 @@ def test_keyboard_skip_link_landmarks_and_labels(tab: Tab, dash: dict[str, Any])
         assert unlabelled == [], (route, unlabelled)
         for landmark in ("banner", "main", "contentinfo"):
             expect(page.get_by_role(landmark)).to_have_count(1)
+        assert page.evaluate(LOW_CONTRAST) == [], route
     tab.go("/e/ann/memories")
     tab.reload()  # focus at the start of the page
     page.keyboard.press("Tab")  # the first stop is the skip link
