@@ -1,11 +1,11 @@
 """The dashboard in a real browser: headless Debian Chromium (Playwright for Python) against a
-real ``memori serve`` on 127.0.0.1 (on SQLite and on PostgreSQL), its database filled by the real capture path (turns through
-``POST /v1/turns``, augmented by the server's offline rules; keys from ``memori keys
-create``). Sign in, browse, filter, provenance, edit, delete, forget, export, the recall
-playground against in-process ``mem.context``, the graph, conversations, the queue, a
-read-only key, XSS payloads as text, keyboard, labels and contrast; every page without a console error,
-CSP violation or dialog. Screenshots of each page go to the artifacts directory
-(``MEMORI_ARTIFACTS`` or pytest's tmp, printed)."""
+real ``memori serve`` on 127.0.0.1 (on SQLite and on PostgreSQL), its database filled by the
+real capture path (turns through ``POST /v1/turns``, augmented by the server's offline rules;
+keys from ``memori keys create``). Sign in, browse, filter, provenance, edit, delete, forget,
+export, the recall playground against in-process ``mem.context``, the graph, conversations,
+the queue, a read-only key, XSS payloads as text, keyboard, labels and contrast; every page
+without a console error, CSP violation or dialog. Screenshots of each page go to the artifacts
+directory (``MEMORI_ARTIFACTS`` or pytest's tmp, printed)."""
 
 from __future__ import annotations
 
