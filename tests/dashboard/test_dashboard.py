@@ -76,7 +76,7 @@ def dash(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
                                                 "content": f"note {i}"}).status_code == 201
         for entity in ("ann", "eve", "bob", "xss", "cat"):
             wait_idle(c, entity)
-        yield {"srv": srv, "api": c,
+        yield {"srv": srv, "api": c, "backend": request.param,
                "write": make_key(srv.db_url, "--scope", "write", "--name", "writer"),
                "read": make_key(srv.db_url, "--scope", "read", "--name", "reader")}
     finally:
@@ -104,7 +104,9 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tab(browser: Browser, dash: dict[str, Any], shots: Path) -> Iterator[Tab]:
     """A fresh browser context on the server; at the end, no console error, CSP violation or
     dialog is left (a test that expects one removes it from ``tab.errors``)."""
-    t = Tab(browser, dash["srv"].url, shots)
+    folder = shots / dash["backend"]
+    folder.mkdir(exist_ok=True)
+    t = Tab(browser, dash["srv"].url, folder)
     try:
         yield t
         t.assert_clean()

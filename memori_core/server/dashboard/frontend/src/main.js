@@ -61,6 +61,7 @@ export async function route() {
   const ticket = ++renderCount;
   const stale = () => ticket !== renderCount;
   document.body.dataset.ready = 'false';
+  main.setAttribute('aria-busy', 'true');
   try {
     if (!session.key) {
       showWho();
@@ -98,6 +99,7 @@ export async function route() {
         'error'));
   } finally {
     if (!stale()) {
+      main.removeAttribute('aria-busy');
       showFlash();
       document.body.dataset.ready = 'true';
       window.__memoriRendered = (window.__memoriRendered || 0) + 1; // tests wait on it

@@ -1,6 +1,6 @@
 // Sessions and their conversations as a timeline (newest first); ?c=<id> opens a
 // conversation's messages (oldest first, paged).
-import { api } from '../api.js';
+import { allPages, api } from '../api.js';
 import { h, link, notice, replace, stamp } from '../dom.js';
 import { pager } from './entities.js';
 import { messageText } from './memory.js';
@@ -15,15 +15,15 @@ export async function renderConversations(body, entity, params, stale) {
 
   const cursors = [null];
   const load = async (index) => {
-    const [sessions, convs] = await Promise.all([
-      api('GET', '/v1/sessions', { params: { entity_id: entity, limit: 50,
-        cursor: cursors[index] } }),
-      api('GET', '/v1/conversations', { params: { entity_id: entity, limit: 1000 } }),
-    ]);
+    const sessions = await api('GET', '/v1/sessions', { params: { entity_id: entity, limit: 50,
+      cursor: cursors[index] } });
+    // each session's conversations (a session holds few: one request per session shown)
+    const convs = await Promise.all(sessions.items.map((x) => allPages('/v1/conversations',
+      { entity_id: entity, session_id: x.session_id }, 1000)));
     if (stale()) return;
     cursors[index + 1] = sessions.next_cursor;
     const bySession = new Map();
-    for (const c of convs.items) {
+    for (const c of convs.flat()) {
       if (!bySession.has(c.session_id)) bySession.set(c.session_id, []);
       bySession.get(c.session_id).push(c);
     }
