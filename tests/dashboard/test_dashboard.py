@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from dashboard_support import LOW_CONTRAST, Tab, artifacts, launch, sign_in
+from dashboard_support import LOW_CONTRAST, Tab, artifacts, chromium, launch, sign_in
 from memori_databases import create_database
 from playwright.sync_api import Browser, Playwright, expect, sync_playwright
 from sqlalchemy import create_engine, update
@@ -491,3 +491,12 @@ def test_keyboard_skip_link_landmarks_labels_and_contrast(tab: Tab, dash: dict[s
     assert outline != "none"  # the focus is visible
     tab.after_render(lambda: page.keyboard.press("Enter"))
     expect(page.locator("#provenance")).to_be_visible()
+
+
+def test_a_missing_chromium_fails_naming_the_install_command(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("MEMORI_CHROMIUM", str(tmp_path / "no-chromium"))
+    with pytest.raises(pytest.fail.Exception) as failed:
+        chromium()
+    assert "apt-get install -y --no-install-recommends chromium" in str(failed.value)
+    assert "never skip" in str(failed.value)
