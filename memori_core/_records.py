@@ -76,7 +76,8 @@ def _search_text(value: object) -> str | None:
     """``memory_page``'s ``q``: None for no text condition.
 
     Raises:
-        ConfigurationError: not a str, or longer than ``MAX_QUERY_CHARS``.
+        ConfigurationError: not a str, longer than ``MAX_QUERY_CHARS``, NUL bytes or a lone
+            surrogate in it.
     """
     if value is None or value == "":
         return None
@@ -87,6 +88,14 @@ def _search_text(value: object) -> str | None:
         raise ConfigurationError(f"q is at most {MAX_QUERY_CHARS} characters, got "
                                  f"{len(value)}: search for a shorter part of the text",
                                  argument="q")
+    if "\x00" in value:
+        raise ConfigurationError("q contains NUL bytes, which no stored text holds; strip "
+                                 "them first", argument="q")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigurationError("q is not valid Unicode (a lone surrogate)",
+                                 argument="q") from None
     return value
 
 

@@ -8,13 +8,15 @@ it back onto ``RecallHit.why``."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import date, datetime
 from typing import Any
 
 import httpx
 import pytest
 from memori_server_support import Server, assert_error, make_key, serve_backend, wait_idle
 
-from memori_core import Memori
+from memori_core import ConfigurationError, Memori
+from memori_core.testing import HashEmbedder
 from memori_core.types import RecallWhy
 
 #: (text, said at: ISO 8601 UTC) of the dated entity's turns, one episodic memory each
@@ -110,8 +112,9 @@ def test_since_is_inclusive_and_until_exclusive(server: Server) -> None:
     ({"since": "2024-05-01", "until": "2024-05-01"}, "until"),  # an empty window
     ({"since": "0001-01-01T00:00:00+01:00"}, "since"),  # before year 1 in UTC
     ({"q": "x" * 201}, "q"),
+    ({"q": "a\x00b"}, "q"),  # no SQL text holds a NUL: refused, not a database error
 ], ids=["word", "month-13", "unix-seconds", "hour-25", "until-before-since", "empty-window",
-        "before-year-1", "q-too-long"])
+        "before-year-1", "q-too-long", "q-nul"])
 def test_a_bad_search_is_answered_422_naming_the_field(server: Server, params: dict[str, str],
                                                        field: str) -> None:
     c = server.client(server.admin)
@@ -168,3 +171,27 @@ def test_remote_mode_maps_why_and_searches_alike(server: Server) -> None:
         page, cursor = far.memory_page(kinds=["episodic"], q="LISBON", since="2024-05-01",
                                        scope="entity")
         assert [m.content for m in page] == ["Ran the Lisbon half marathon"] and cursor is None
+
+
+def test_the_python_api_takes_the_same_search(server: Server) -> None:
+    """``Memori.memory_page`` (what the route calls) on the server's database: dates as
+    ``date``, naive ``datetime`` (UTC) or ISO strings; bad values name their argument."""
+    with Memori(conn=server.db_url, embedder=HashEmbedder(), augmentation_workers=0) as mem:
+        mem.attribution(entity_id="dash-dated")
+        may = ["Adopted a cat named Pixel", "Ran the Lisbon half marathon"]
+        bounds: list[tuple[Any, Any]] = [(date(2024, 5, 1), date(2024, 6, 1)),
+                                         (datetime(2024, 5, 1), datetime(2024, 6, 1)),
+                                         ("2024-05-01", "2024-06-01T00:00:00+00:00")]
+        for since, until in bounds:
+            page, _ = mem.memory_page(kinds=["episodic"], since=since, until=until)
+            assert [m.content for m in page] == may, (since, until)
+        page, _ = mem.memory_page(kinds=["episodic"], q="PIXEL")
+        assert [m.content for m in page] == ["Adopted a cat named Pixel"]
+        bad: list[tuple[dict[str, Any], str]] = [
+            ({"q": 5}, "q"), ({"q": "x" * 201}, "q"), ({"since": 1714556800}, "since"),
+            ({"until": "soon"}, "until"),
+            ({"since": date(2024, 5, 2), "until": date(2024, 5, 1)}, "until")]
+        for kwargs, argument in bad:
+            with pytest.raises(ConfigurationError) as err:
+                mem.memory_page(**kwargs)
+            assert err.value.argument == argument, kwargs
