@@ -39,6 +39,8 @@ ANN_TURNS = [  # (process, session, user message)
     ("chef", "s2", "I like spicy food and I love hiking"),
     ("coach", "s3", "My dog is called Rex"),
 ]
+#: an entity id that is markup, with characters a hash route and a query string escape
+ODD = "<img src=x onerror=alert(1)> ?#&é"
 QUERY = "where does the user live and what is she allergic to?"
 
 
@@ -71,6 +73,8 @@ def dash(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
             assert c.post("/v1/memories", json={"entity_id": "xss", "content": payload}
                           ).status_code == 201
         _turn(c, "cat", "I like tea")
+        assert c.post("/v1/memories", json={"entity_id": ODD, "content": XSS[0]}
+                      ).status_code == 201
         for i in range(55):
             assert c.post("/v1/memories", json={"entity_id": f"pg-{i:03d}",
                                                 "content": f"note {i}"}).status_code == 201
@@ -451,6 +455,12 @@ def test_xss_payloads_render_as_text(tab: Tab, dash: dict[str, Any]) -> None:
     assert href is not None and href.startswith("#/e/xss/conversations?c=")
     tab.go(href[1:])
     expect(page.locator("#messages .message-text").first).to_have_text(XSS[0])
+    # an entity id that is markup: listed, opened and titled as text
+    tab.go("/")
+    tab.after_render(lambda: page.get_by_role("link", name=ODD, exact=True).click())
+    expect(page.locator("#entity-id")).to_have_text(ODD)
+    expect(page.locator("a.memory-link")).to_have_text([XSS[0]])
+    assert page.locator("main img, main script").count() == 0
     img = next(m["id"] for m in _api(dash).get("/v1/memories", params={
         "entity_id": "xss", "scope": "entity"}).json()["items"] if m["content"] == XSS[1])
     tab.go(f"/e/xss/memory/{img}")
