@@ -22,10 +22,12 @@ process (``memori worker --db URL``).
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import heapq
 import itertools
 import logging
 import os
+import re
 import threading
 import time
 import uuid
@@ -603,7 +605,8 @@ class Augmentation:
             LeaseLost: some of the jobs are held by another claim now (nothing was written).
         """
         new: list[NewMemory] = []
-        triples: list[NewTriple] = []
+        #: each triple, and the position in ``new`` of the memory it was drawn from (or None)
+        triples: list[tuple[NewTriple, int | None]] = []
         attributes: list[tuple[int, int | None, str]] = []
         summaries: dict[int, str] = {}
         starts: list[int] = []  # where each plan's memories begin in ``new``
@@ -617,8 +620,10 @@ class Augmentation:
                                      vectors[row], m.source_message_ids, m.slot,
                                      m.search_text, max(seen, default=None),
                                      importance=m.importance))
-            triples += [NewTriple(job.entity_id, job.process_id, t.subject.strip(),
-                                  t.predicate.strip(), t.object.strip()) for t in plan.triples]
+            triples += [(NewTriple(job.entity_id, job.process_id, t.subject.strip(),
+                                   t.predicate.strip(), t.object.strip()),
+                         _source_memory(t, plan.memories, starts[-1]))
+                        for t in plan.triples]
             if job.process_id is not None:  # an attribute of no process has no owner
                 attributes += [(job.process_id, job.entity_id, a)
                                for a in plan.process_attributes]
@@ -636,7 +641,9 @@ class Augmentation:
                                                ids[start:start + len(plan.memories)])}
                 if changed:
                     self._store._bump_version(conn, sorted(changed))
-            self._store.upsert_triples(conn, triples)
+            self._store.upsert_triples(conn, [
+                t if at is None else dataclasses.replace(t, fact_id=ids[at])
+                for t, at in triples])
             self._store.upsert_process_attributes(conn, attributes)
             self._store.set_summaries(conn, summaries)
             # last: a job deleted meanwhile rolls all of it back (JobsGone)
@@ -660,3 +667,32 @@ class Augmentation:
             _log.warning("augmentation job %d attempt %d failed (%s); retrying", job.id,
                          job.attempts, error)
             self._count("jobs_retried")
+
+
+_WORD = re.compile(r"[^\W_]+")
+
+
+def _words(text: str) -> set[str]:
+    """Lower-cased words (``lives_in``: lives, in)."""
+    return set(_WORD.findall(text.lower()))
+
+
+def _source_memory(triple: Triple, memories: Sequence[ExtractedMemory], first: int
+                   ) -> int | None:
+    """The position (``first`` + its index) of the memory of the same turn that ``triple``
+    was drawn from: the one whose words hold most of the triple's object, then of its subject
+    and predicate; a non-episodic memory before an episodic one. None when no memory of the
+    turn names a word of the object (the triple keeps no source memory)."""
+    obj = _words(triple.object)
+    rest = _words(triple.subject) | _words(triple.predicate)
+    best: tuple[int, int, int] | None = None
+    at = None
+    for i, m in enumerate(memories):
+        words = _words(m.content)
+        hits = len(obj & words)
+        if not hits:
+            continue
+        key = (hits, len(rest & words), m.kind != "episodic")
+        if best is None or key > best:
+            best, at = key, first + i
+    return at

@@ -91,6 +91,23 @@ def test_extracted_memories_dedup_mentions_and_provenance(mem: Memori) -> None:
     assert [tuple(r) for r in triples] == [("user", "uses", "python", 2)]
 
 
+def test_a_triple_names_the_memory_it_was_drawn_from(mem: Memori) -> None:
+    mem.attribution(entity_id="ann", process_id="coach")
+    mem.capture([{"role": "user", "content": "I live in Lisbon. I use Python and Rust. "
+                                             "I work at Acme."}])
+    assert mem.augmentation.wait(timeout=30)
+    facts = {m.id: m.content for m in mem.memories()}
+    triples, _ = mem.triples()
+    drawn = {(t["predicate"], t["object"]): facts.get(t["memory_id"]) for t in triples}
+    assert drawn == {("lives_in", "lisbon"): "The user lives in Lisbon",
+                     ("uses", "python and rust"): "The user uses Python and Rust",
+                     ("works_at", "acme"): "The user works at Acme"}
+    # deleting the memory deletes the triples drawn from it, and only those
+    lisbon = next(i for i, c in facts.items() if c == "The user lives in Lisbon")
+    assert mem.forget_memories([lisbon]) == 1
+    assert {t["object"] for t in mem.triples()[0]} == {"python and rust", "acme"}
+
+
 def test_newer_value_on_a_slot_supersedes_the_older(mem: Memori) -> None:
     mem.attribution(entity_id="ann", process_id="coach")
     mem.capture([{"role": "user", "content": "I live in Lisbon."}])
