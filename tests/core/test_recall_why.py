@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -146,3 +147,32 @@ def test_hits_not_ranked_by_a_query_have_no_why(tmp_path: Path) -> None:
         m.remember("Allergic to peanuts", importance=0.9)
         [hit] = m._recaller.essential(5, entity_id="ann", process_id=None, scope="entity")
         assert hit.why is None
+
+
+def test_a_cold_recall_from_the_database_says_why_too(mem: Memori, tmp_path: Path) -> None:
+    """The candidate path (``recall_pushdown``) ranks the same parts: each hit's score is
+    their sum, and its ranks are those of the candidate lists it fused."""
+    with Memori(conn=f"sqlite:///{tmp_path / 'why.db'}", embedder=HashEmbedder(),
+                extractor=None, recall_relevance_threshold=-1.0, recall_pushdown=True,
+                recall_pushdown_above=0, augmentation_workers=0) as pushed:
+        pushed.attribution(entity_id="pair", process_id="chat")
+        store: Any = pushed._store
+        real, calls = store.lexical_candidates, []
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            calls.append(1)
+            return real(*args, **kwargs)
+
+        store.lexical_candidates = counted
+        for q in QUERIES:
+            assert pushed._recaller.wait_filled(30)
+            pk = pushed._store.find_pk("entity", "pair")
+            assert pk is not None
+            pushed._recaller.cache.discard(pk)  # cold: the candidates come from the database
+            hits = pushed.recall(q, limit=10)
+            assert hits, q
+            for h in hits:
+                assert h.why is not None and (h.why.dense_rank or h.why.lexical_rank)
+                assert h.score == pytest.approx(parts(h), abs=1e-9), (q, h.content)
+        assert pushed._recaller.wait_filled(30)
+        assert len(calls) == len(QUERIES)  # every recall took the candidate path
