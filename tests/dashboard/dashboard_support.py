@@ -132,6 +132,8 @@ class Tab:
         self.page.on("console", self._console)
         self.page.on("pageerror", lambda exc: self.errors.append(f"pageerror: {exc}"))
         self.page.on("dialog", self._dialog)
+        self.requests: list[str] = []
+        self.page.on("request", lambda request: self.requests.append(request.url))
 
     def _console(self, message: ConsoleMessage) -> None:
         if message.type in ("error", "warning"):
@@ -184,7 +186,12 @@ class Tab:
 
     def assert_clean(self, allowed: Callable[[str], bool] = lambda _: False) -> None:
         """No console error or warning (but those ``allowed`` accepts), no page error, no
-        CSP violation, no dialog."""
+        CSP violation, no dialog, and no request but to this server's page, its built files,
+        its sign-in and its ``/v1`` API (nothing from a CDN)."""
+        elsewhere = [u for u in self.requests if not u.startswith(("blob:", "data:")) and not (
+            u == f"{self.base_url}/" or u.startswith(f"{self.base_url}/#") or any(
+                u.startswith(f"{self.base_url}{p}") for p in ("/static/", "/ui/", "/v1/")))]
+        assert elsewhere == [], elsewhere
         errors = [e for e in self.errors if not allowed(e)]
         assert errors == [], errors
         assert self.csp_violations() == []
