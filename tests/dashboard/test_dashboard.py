@@ -1,5 +1,5 @@
 """The dashboard in a real browser: headless Debian Chromium (Playwright for Python) against a
-real ``memori serve`` on 127.0.0.1 (on SQLite and on PostgreSQL), its database filled by the
+real ``memori serve`` on 127.0.0.1 (SQLite, PostgreSQL, MariaDB), its database filled by the
 real capture path (turns through ``POST /v1/turns``, augmented by the server's offline rules;
 keys from ``memori keys create``). Sign in, browse, filter, provenance, edit, delete, forget,
 export, the recall playground against in-process ``mem.context``, the graph, conversations,
@@ -53,12 +53,13 @@ def _turn(c: httpx.Client, entity: str, text: str, process: str | None = None,
     assert r.status_code == 201, r.text
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+@pytest.fixture(scope="module", params=["sqlite", "postgresql", "mariadb"])
 def dash(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
          ) -> Iterator[dict[str, Any]]:
-    """A server on a new SQLite or PostgreSQL database with entities ann (two processes, three
-    sessions), eve (edited and deleted), bob (forgotten), xss (payloads), cat (a failed job)
-    and pg-000 to pg-054 (paging), and an admin, a write and a read key."""
+    """A server on a new SQLite, PostgreSQL or MariaDB database with entities ann (two
+    processes, three sessions), eve (edited and deleted), bob (forgotten), xss (payloads), cat
+    (a failed job), ODD (an id that is markup) and pg-000 to pg-054 (paging), and an admin, a
+    write and a read key."""
     url, drop = create_database(request.param, tmp_path_factory)
     srv = start_server(url, *NO_LIMIT)
     try:
@@ -156,6 +157,18 @@ def test_a_bad_key_is_refused_then_sign_in_reload_and_sign_out(tab: Tab,
     expect(tab.page.get_by_role("heading", name="Sign in")).to_be_visible()
     assert tab.context.request.get("/ui/session").status == 401
     assert tab.context.request.get("/v1/entities").status == 401
+
+
+def test_revoking_the_key_signs_the_page_out(tab: Tab, dash: dict[str, Any]) -> None:
+    key = make_key(dash["srv"].db_url, "--scope", "read", "--name", "short-lived")
+    sign_in(tab, key)
+    assert _api(dash).delete(f"/v1/keys/{key.split('_')[1]}").status_code == 200
+    tab.go("/e/ann/memories")
+    expect(tab.page.get_by_role("heading", name="Sign in")).to_be_visible()
+    expect(tab.page.locator("#sign-out")).to_have_count(0)
+    # the refused request (401) is the console error the browser logs
+    assert tab.errors and all("401" in e for e in tab.errors), tab.errors
+    tab.errors.clear()
 
 
 def test_entities_list_their_counts_search_by_prefix_and_page(tab: Tab,
