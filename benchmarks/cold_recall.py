@@ -270,6 +270,13 @@ def locomo_hits(backends: list[str], conversations: str, tmp: Path, embedder: Em
                         return real(*args, **kwargs)
 
                     mem._recaller.recall = cold  # type: ignore[method-assign]
+                    close = mem.close
+
+                    def closed() -> None:  # the background index builds end first
+                        mem._recaller.wait_filled(300)
+                        close()
+
+                    mem.close = closed  # type: ignore[method-assign]
                     return mem
 
                 t0 = time.perf_counter()

@@ -49,6 +49,9 @@ _log = logging.getLogger(__name__)
 Scope = Literal["process", "entity"]
 #: (dense, lexical, similarity): the candidates of both rankers (``EntityIndex.search``)
 Candidates = tuple[list[tuple[int, float]], list[tuple[int, float]], dict[int, float]]
+#: the candidate path's lexical pool, in multiples of the candidates wanted: the reply field
+#: read backwards can lift a memory whose own text ranks below the cut
+LEXICAL_POOL = 4
 #: query vectors a Recaller keeps (384 float32 each with the default model: about 0.4 MB)
 QUERY_VECTORS = 256
 _NAME_WORD = re.compile(r"[\w'-]+")
@@ -396,10 +399,11 @@ class Recaller:
         ``recall_reply_weight`` times the candidate's score, as the in-process BM25 adds that
         weight times the score of its reply field (the answering message's text). Best first,
         ties lower id first (as the in-process BM25 ranks); at most ``k``."""
+        weight = self._config.recall_reply_weight
         found = self._store.lexical_candidates(entity_pk, tokenize(query, stem=False),
                                                flt.processes, flt.kinds,
-                                               flt.include_superseded, k)
-        weight = self._config.recall_reply_weight
+                                               flt.include_superseded,
+                                               k * LEXICAL_POOL if weight > 0 else k)
         if weight <= 0 or not found:
             return found
         own = dict(found)
