@@ -133,8 +133,11 @@ class Config:
         recall_pushdown: recall of an entity whose index is not in this process (cold) takes
             its candidates from the database instead of building the index first: lexical
             ones from the full-text index of migration 6 (SQLite FTS5, PostgreSQL tsvector +
-            GIN, MariaDB FULLTEXT; ranked by the database's relevance, without the reply
-            field), dense ones exact over every memory's vector (one read); both fused and
+            GIN, MariaDB FULLTEXT; ranked by the database's relevance, the reply field read
+            backwards: a turn answered by a matching turn of another participant gains
+            ``recall_reply_weight`` times its score; an assistant's reply is a message, not
+            a memory, and is not searched), dense ones exact over every memory's vector (one
+            read; pgvector's index with ``recall_pgvector``); both fused and
             ranked as usual over those candidates, while the entity's index is built in the
             background for its next recalls. Off by default: the database's lexical ranking is
             not BM25's, so answers can differ (benchmarks/cold_recall.py). A database without
