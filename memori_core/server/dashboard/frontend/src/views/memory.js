@@ -74,7 +74,7 @@ function openEdit(panel, entity, memory, status) {
   const kind = h('select', { name: 'kind' },
     KINDS.map((k) => h('option', { value: k, selected: k === memory.kind }, k)));
   const importance = h('input', { type: 'number', name: 'importance', min: 0, max: 1,
-    step: 0.05, value: String(memory.importance) });
+    step: 'any', value: String(memory.importance) });
   const form = h('form', { class: 'card', 'aria-labelledby': 'edit-title' },
     h('h3', { id: 'edit-title' }, 'Edit memory'),
     h('p', { class: 'help' }, 'Saving keeps this version as history and makes a new one.'),
