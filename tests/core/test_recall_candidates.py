@@ -61,17 +61,18 @@ def pair(db_url: str) -> Iterator[tuple[Memori, Memori]]:
         plain.close()
 
 
-def spy(mem: Memori) -> list[int]:
-    """Counts the candidate path's full-text reads of ``mem``."""
+def spy(mem: Memori, name: str = "lexical_candidates") -> list[int]:
+    """Counts the calls of the store method ``name`` of ``mem`` (default: the candidate
+    path's full-text reads)."""
     calls: list[int] = []
     store: Any = mem._store
-    real = store.lexical_candidates
+    real = getattr(store, name)
 
     def counted(*args: Any, **kwargs: Any) -> Any:
         calls.append(1)
         return real(*args, **kwargs)
 
-    store.lexical_candidates = counted
+    setattr(store, name, counted)
     return calls
 
 

@@ -19,33 +19,14 @@ from typing import Any
 import pytest
 from memori_pgvector import PgvectorServer, PgvectorUnavailable, start
 from sqlalchemy import select, text, update
+from test_recall_candidates import CORPUS, QUERIES, cold, shown, spy
 
 from memori_core import Memori
 from memori_core.storage import pgvector
 from memori_core.storage import schema as s
 from memori_core.storage.store import PGVECTOR_META
 from memori_core.testing import HashEmbedder
-from memori_core.types import RecallHit
 
-# no word shared between two memories, except where a query is meant to match two
-CORPUS = [
-    ("Allergic to peanuts and shellfish", None),
-    ("Lives in Lisbon near the river", "city"),
-    ("Runs marathons every spring", None),
-    ("Sister Ana teaches violin", None),
-    ("Prefers green tea over coffee", None),
-    ("Works night shifts as a nurse", None),
-    ("Owns two cats named Pixel and Byte", None),
-    ("Learning Japanese for a trip to Kyoto", None),
-    ("Drives an old blue Volvo", None),
-    ("Birthday falls on March third", None),
-    ("Plays chess online with a cousin", None),
-    ("Hates cilantro and olives", None),
-]
-QUERIES = ["what is she allergic to, peanuts?", "where does she live, Lisbon?",
-           "does she run marathons", "who teaches violin", "tea or coffee",
-           "night shifts nurse", "cats Pixel", "Japanese trip Kyoto", "which car, a Volvo",
-           "birthday in March", "chess with cousin", "cilantro olives", "nothing matches this"]
 #: words of the filler memories: none is in a query, so fillers are never hits; five of them
 #: per filler, so fillers have neighbours (an HNSW index over unrelated vectors agrees less)
 FILLER_WORDS = [f"zq{i}" for i in range(40)]
@@ -93,33 +74,6 @@ def pair(pgv_server: PgvectorServer) -> Iterator[tuple[Memori, Memori]]:
         pushed._recaller.wait_filled(30)
         pushed.close()
         plain.close()
-
-
-def spy(mem: Memori, name: str) -> list[int]:
-    """Counts the calls of the store method ``name`` of ``mem``."""
-    calls: list[int] = []
-    store: Any = mem._store
-    real = getattr(store, name)
-
-    def counted(*args: Any, **kwargs: Any) -> Any:
-        calls.append(1)
-        return real(*args, **kwargs)
-
-    setattr(store, name, counted)
-    return calls
-
-
-def cold(mem: Memori, query: str, **kwargs: Any) -> list[RecallHit]:
-    """A recall of an entity whose index is not in the process (built after the last one)."""
-    assert mem._recaller.wait_filled(30)
-    pk = mem._store.find_pk("entity", "ann")
-    if pk is not None:
-        mem._recaller.cache.discard(pk)
-    return mem.recall(query, **kwargs)
-
-
-def shown(hits: list[RecallHit]) -> list[tuple[int, str]]:
-    return [(h.id, h.content) for h in hits]
 
 
 def measured(mem: Memori) -> dict[str, Any]:
