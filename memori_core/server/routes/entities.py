@@ -85,7 +85,7 @@ def list_sessions(q: Annotated[ProcessPageQuery, Query()], request: Request, key
     return SessionPage.model_validate({"items": items, "next_cursor": encode_cursor(nxt)})
 
 
-@router.get("/sessions/{session_id}/messages", response_model=MessageList, tags=["entities"],
+@router.get("/sessions/{session_id:path}/messages", response_model=MessageList, tags=["entities"],
             summary="A session's messages, oldest first (scope: read)", responses=documented(403))
 def session_messages(session_id: Annotated[EntityId, Path()], q: Annotated[EntityQuery, Query()],
                      request: Request, key: Read) -> MessageList:
@@ -97,7 +97,7 @@ def session_messages(session_id: Annotated[EntityId, Path()], q: Annotated[Entit
     return MessageList.model_validate({"items": items})
 
 
-@router.delete("/sessions/{session_id}", response_model=DeletedOut, tags=["entities"],
+@router.delete("/sessions/{session_id:path}", response_model=DeletedOut, tags=["entities"],
                summary="Delete a session's messages (scope: write)", responses=documented(403))
 def clear_session(session_id: Annotated[EntityId, Path()], q: Annotated[EntityQuery, Query()],
                   request: Request, key: Write) -> DeletedOut:
@@ -172,7 +172,7 @@ def import_(body: ImportIn, request: Request, key: Admin) -> ImportOut:
     return ImportOut(counts=counts)
 
 
-@router.delete("/entities/{entity_id}", response_model=ForgetOut, tags=["portability"],
+@router.delete("/entities/{entity_id:path}", response_model=ForgetOut, tags=["portability"],
                summary="Forget an entity, or one of its processes (scope: admin)",
                responses=documented(403))
 def forget(entity_id: Annotated[EntityId, Path()], q: Annotated[ForgetQuery, Query()],

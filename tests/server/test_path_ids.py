@@ -1,0 +1,47 @@
+"""Entity and session ids holding ``/`` (``org/ann``) in a route's path: sent percent-encoded
+(``org%2Fann``, as the remote client and the dashboard send them), they reach the route whole.
+Starlette decodes the path before routing, so these routes take the rest of the path."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from memori_databases import create_database
+from memori_server_support import NO_LIMIT, Server, start_server, wait_idle
+
+ENTITY, SESSION = "org/ann", "chat/1"
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    url, drop = create_database("sqlite", tmp_path_factory)
+    s = start_server(url, *NO_LIMIT)
+    try:
+        yield s
+    finally:
+        s.stop()
+        drop()
+
+
+def test_ids_with_a_slash_reach_the_session_and_forget_routes(srv: Server) -> None:
+    c = srv.client(srv.admin)
+    for sid in (SESSION, "other/2"):
+        r = c.post("/v1/turns", json={"entity_id": ENTITY, "session_id": sid, "messages": [
+            {"role": "user", "content": f"I live in Lisbon ({sid})"}]})
+        assert r.status_code == 201, r.text
+    wait_idle(c, ENTITY)
+    r = c.get("/v1/sessions/chat%2F1/messages", params={"entity_id": ENTITY})
+    assert r.status_code == 200, r.text
+    assert [m["content"] for m in r.json()["items"]] == ["I live in Lisbon (chat/1)"]
+    r = c.delete("/v1/sessions/chat%2F1", params={"entity_id": ENTITY})
+    assert r.status_code == 200 and r.json()["deleted"] == 1, r.text
+    gone = c.get("/v1/sessions/chat%2F1/messages", params={"entity_id": ENTITY})
+    assert gone.json()["items"] == []
+    kept = c.get("/v1/sessions/other%2F2/messages", params={"entity_id": ENTITY})
+    assert len(kept.json()["items"]) == 1
+    r = c.delete("/v1/entities/org%2Fann")
+    assert r.status_code == 200, r.text
+    assert r.json()["counts"]["memori_entity"] == 1
+    ids = [e["entity_id"] for e in c.get("/v1/entities").json()["items"]]
+    assert ENTITY not in ids
