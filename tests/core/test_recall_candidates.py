@@ -271,6 +271,7 @@ def test_a_small_entity_builds_its_index_in_process(db_url: str) -> None:
         assert [h.content for h in cold(mem, "vinyl records", limit=1)] == [
             "Collects vinyl records"]
         assert len(calls) == 1
+        assert mem._recaller.wait_filled(30)  # the background build ends before close
     assert Config().recall_pushdown_above == 1000
 
 
