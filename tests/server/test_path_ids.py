@@ -45,3 +45,16 @@ def test_ids_with_a_slash_reach_the_session_and_forget_routes(srv: Server) -> No
     assert r.json()["counts"]["memori_entity"] == 1
     ids = [e["entity_id"] for e in c.get("/v1/entities").json()["items"]]
     assert ENTITY not in ids
+
+
+def test_ids_with_line_breaks_reach_the_routes_whole(srv: Server) -> None:
+    c = srv.client(srv.admin)
+    entity = "line\nbreak/é"
+    r = c.post("/v1/turns", json={"entity_id": entity, "session_id": "s\n1", "messages": [
+        {"role": "user", "content": "I use Python"}]})
+    assert r.status_code == 201, r.text
+    r = c.get("/v1/sessions/s%0A1/messages", params={"entity_id": entity})
+    assert [m["content"] for m in r.json()["items"]] == ["I use Python"], r.text
+    wait_idle(c, entity)
+    r = c.delete("/v1/entities/line%0Abreak%2F%C3%A9")
+    assert r.status_code == 200 and r.json()["counts"]["memori_entity"] == 1, r.text

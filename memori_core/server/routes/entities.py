@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import Path, Query, Request
+from starlette.convertors import Convertor, register_url_convertor
 
 from memori_core.integration import attributed
 from memori_core.server._deps import Admin, Read, Write, cursor, entity_for, state, v1_router
@@ -34,6 +35,23 @@ from memori_core.server.models import (
 )
 
 __all__ = ["router"]
+
+
+
+class _IdConvertor(Convertor[str]):
+    """An id in a path: every character, ``/`` and line breaks too (sent percent-encoded,
+    decoded before routing), so ``{entity_id:id}`` takes the rest of the path."""
+
+    regex = r"[\s\S]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("id", _IdConvertor())
 
 router = v1_router()
 
@@ -85,7 +103,7 @@ def list_sessions(q: Annotated[ProcessPageQuery, Query()], request: Request, key
     return SessionPage.model_validate({"items": items, "next_cursor": encode_cursor(nxt)})
 
 
-@router.get("/sessions/{session_id:path}/messages", response_model=MessageList, tags=["entities"],
+@router.get("/sessions/{session_id:id}/messages", response_model=MessageList, tags=["entities"],
             summary="A session's messages, oldest first (scope: read)", responses=documented(403))
 def session_messages(session_id: Annotated[EntityId, Path()], q: Annotated[EntityQuery, Query()],
                      request: Request, key: Read) -> MessageList:
@@ -97,7 +115,7 @@ def session_messages(session_id: Annotated[EntityId, Path()], q: Annotated[Entit
     return MessageList.model_validate({"items": items})
 
 
-@router.delete("/sessions/{session_id:path}", response_model=DeletedOut, tags=["entities"],
+@router.delete("/sessions/{session_id:id}", response_model=DeletedOut, tags=["entities"],
                summary="Delete a session's messages (scope: write)", responses=documented(403))
 def clear_session(session_id: Annotated[EntityId, Path()], q: Annotated[EntityQuery, Query()],
                   request: Request, key: Write) -> DeletedOut:
@@ -172,7 +190,7 @@ def import_(body: ImportIn, request: Request, key: Admin) -> ImportOut:
     return ImportOut(counts=counts)
 
 
-@router.delete("/entities/{entity_id:path}", response_model=ForgetOut, tags=["portability"],
+@router.delete("/entities/{entity_id:id}", response_model=ForgetOut, tags=["portability"],
                summary="Forget an entity, or one of its processes (scope: admin)",
                responses=documented(403))
 def forget(entity_id: Annotated[EntityId, Path()], q: Annotated[ForgetQuery, Query()],
