@@ -132,6 +132,9 @@ def fill(mem: Memori, n: int, turns: list[str], turn_vectors: np.ndarray) -> Non
                 for i, v in enumerate(vecs)], mem.embedder.name)
 
         store.write(tx)
+    if store.dialect == "postgresql":  # statistics, as autovacuum keeps them after a bulk load
+        with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("ANALYZE"))
 
 
 T = TypeVar("T")

@@ -35,7 +35,6 @@ from sqlalchemy import (
     or_,
     select,
     text,
-    true,
     update,
 )
 from sqlalchemy import (
@@ -1571,14 +1570,14 @@ class Store:
         held = select(f.id, *[case((tsv.op("@@")(w), 1), else_=0).label(f"h{i}")
                               for i, w in enumerate(each)]
                       ).where(tsv.op("@@")(every), *where).cte("held")
-        df = select(*[func.sum(held.c[f"h{i}"]).label(f"d{i}")
-                      for i in range(len(words))]).cte("df")
-        rows = select(func.count().label("n")).where(*where).cte("n")
-        idf: Any = sum(held.c[f"h{i}"] * func.ln(
-            1.0 + (rows.c.n - df.c[f"d{i}"] + 0.5) / (df.c[f"d{i}"] + 0.5))
-            for i in range(len(words)))
-        pool = (select(held.c.id, idf.label("idf")).select_from(held.join(df, true())
-                                                                .join(rows, true()))
+        # n and each df as uncorrelated scalar subqueries: evaluated once (InitPlans); as
+        # joined subqueries a nested loop could run them again per matching row
+        rows: Any = select(func.count()).where(*where).scalar_subquery()
+        idf: Any = 0.0
+        for i in range(len(words)):
+            d: Any = select(func.sum(held.c[f"h{i}"])).scalar_subquery()
+            idf = idf + held.c[f"h{i}"] * func.ln(1.0 + (rows - d + 0.5) / (d + 0.5))
+        pool = (select(held.c.id, idf.label("idf"))
                 .order_by(idf.desc(), held.c.id).limit(LEXICAL_POOL * k).subquery("pool"))
         score = (pool.c.idf + func.ts_rank(tsv, every) / 10).label("score")
         q = (select(pool.c.id, score)
