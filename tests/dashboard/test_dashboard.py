@@ -1,5 +1,5 @@
 """The dashboard in a real browser: headless Debian Chromium (Playwright for Python) against a
-real ``memori serve`` on 127.0.0.1 (SQLite, PostgreSQL, MariaDB), its database filled by the
+real ``memori serve`` on 127.0.0.1 (SQLite and PostgreSQL), its database filled by the
 real capture path (turns through ``POST /v1/turns``, augmented by the server's offline rules;
 keys from ``memori keys create``). Sign in, browse, filter, provenance, edit, delete, forget,
 export, the recall playground against in-process ``mem.context``, the graph, conversations,
