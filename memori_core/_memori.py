@@ -740,12 +740,14 @@ class Memori(Records):
     # ---- lifecycle --------------------------------------------------------------------------------
     def close(self) -> None:
         """Stop the workers after their current batch (queued jobs stay in the database for
-        the next start) and release the database. Idempotent."""
+        the next start), wait for the recall index builds that cold recalls started in the
+        background (``Config.recall_pushdown``), and release the database. Idempotent."""
         if self._closed:
             return
         self.llm.close()  # writes spilled turns while the database is still open
         self._closed = True
         self.augmentation.stop()
+        self._recaller.wait_filled()  # a build still reading would hold a connection
         self._store.close()
 
     def __enter__(self) -> Memori:

@@ -8,6 +8,8 @@ search falls back to the in-process index with a logged reason."""
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -56,8 +58,7 @@ def pair(db_url: str) -> Iterator[tuple[Memori, Memori]]:
             plain.remember(content, slot=slot)
         yield plain, pushed
     finally:
-        pushed._recaller.wait_filled(30)
-        pushed.close()
+        pushed.close()  # waits for the index builds its cold recalls started
         plain.close()
 
 
@@ -312,3 +313,27 @@ def test_the_reply_field_reaches_the_turn_it_answers(db_url: str) -> None:
         pushed._recaller.wait_filled(30)
         pushed.close()
         plain.close()
+
+
+def test_close_waits_for_the_index_build_a_cold_recall_started(db_url: str) -> None:
+    mem = Memori(conn=db_url, embedder=HashEmbedder(), augmentation_workers=0,
+                 recall_pushdown=True, recall_pushdown_above=0)
+    mem.config.storage.build()
+    mem.attribution(entity_id="ann", process_id="coach")
+    for content, slot in CORPUS:
+        mem.remember(content, slot=slot)
+    calls = spy(mem)
+    cache: Any = mem._recaller.cache
+    real, built = cache.get, threading.Event()
+
+    def slow_build(*args: Any) -> Any:  # a build that takes a while: close must outwait it
+        time.sleep(0.5)
+        index = real(*args)
+        built.set()
+        return index
+
+    cache.get = slow_build
+    assert mem.recall(QUERIES[0], limit=3)
+    assert calls == [1] and not built.is_set()  # the candidate path; the build runs behind
+    mem.close()
+    assert built.is_set() and mem._recaller.wait_filled(0)
