@@ -20,10 +20,11 @@ import shutil
 import subprocess
 import tempfile
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["PgvectorServer", "PgvectorUnavailable", "start"]
+__all__ = ["PgvectorServer", "PgvectorUnavailable", "running", "start"]
 
 #: seconds pg_ctl waits for the server to start or stop
 _WAIT_S = 60
@@ -143,3 +144,18 @@ def start() -> PgvectorServer:
         shutil.rmtree(root, ignore_errors=True)
         raise
     return server
+
+
+def running() -> Iterator[PgvectorServer]:
+    """For a fixture: a started server, stopped after. One that cannot start fails the test
+    with the reason (``pytest.fail``), never skips it."""
+    import pytest
+
+    try:
+        server = start()
+    except PgvectorUnavailable as exc:
+        pytest.fail(f"cannot start the pgvector PostgreSQL for these tests: {exc}", pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from memori_pgvector import PgvectorServer, PgvectorUnavailable, start
+from memori_pgvector import PgvectorServer, running
 from sqlalchemy import Engine, create_engine, text
 
 from memori_core.storage import pgvector
@@ -35,14 +35,7 @@ class Only:
 
 @pytest.fixture(scope="session")
 def pgv_server() -> Iterator[PgvectorServer]:
-    try:
-        server = start()
-    except PgvectorUnavailable as exc:
-        pytest.fail(f"cannot start the pgvector PostgreSQL for these tests: {exc}", pytrace=False)
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from running()
 
 
 @pytest.fixture

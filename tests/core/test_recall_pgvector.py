@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from memori_pgvector import PgvectorServer, PgvectorUnavailable, start
+from memori_pgvector import PgvectorServer, running
 from sqlalchemy import select, text, update
 from test_recall_candidates import CORPUS, QUERIES, cold, shown, spy
 
@@ -36,14 +36,7 @@ FILLERS = 240
 
 @pytest.fixture(scope="module")
 def pgv_server() -> Iterator[PgvectorServer]:
-    try:
-        server = start()
-    except PgvectorUnavailable as exc:
-        pytest.fail(f"cannot start the pgvector PostgreSQL for these tests: {exc}", pytrace=False)
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from running()
 
 
 def filler(i: int) -> str:

@@ -7,21 +7,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from memori_databases import create_database
-from memori_server_support import NO_LIMIT, Server, start_server, wait_idle
+from memori_server_support import Server, serve_backend, wait_idle
 
 ENTITY, SESSION = "org/ann", "chat/1"
 
 
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    url, drop = create_database("sqlite", tmp_path_factory)
-    s = start_server(url, *NO_LIMIT)
-    try:
-        yield s
-    finally:
-        s.stop()
-        drop()
+@pytest.fixture(scope="module", params=["sqlite"])
+def srv(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+        ) -> Iterator[Server]:
+    yield from serve_backend(request, tmp_path_factory)
 
 
 def test_ids_with_a_slash_reach_the_session_and_forget_routes(srv: Server) -> None:

@@ -10,22 +10,25 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from memori_databases import create_database
-from memori_server_support import NO_LIMIT, Server, assert_error, make_key, memori_cli, start_server
+from memori_server_support import (
+    NO_LIMIT,
+    Server,
+    assert_error,
+    make_key,
+    memori_cli,
+    serve_backend,
+    start_server,
+)
 
 from memori_core.server._session import COOKIE, CSRF_HEADER, SECURITY_HEADERS, Sessions
 
 ENTITY = "dash-user"
 
 
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    url, drop = create_database("sqlite", tmp_path_factory)
-    s = start_server(url, *NO_LIMIT)
-    try:
-        yield s
-    finally:
-        s.stop()
-        drop()
+@pytest.fixture(scope="module", params=["sqlite"])
+def srv(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+        ) -> Iterator[Server]:
+    yield from serve_backend(request, tmp_path_factory)
 
 
 def sign_in(srv: Server, key: str) -> tuple[httpx.Client, str]:
