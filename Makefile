@@ -66,6 +66,13 @@ bench: $(STAMP) ## the benchmarks in benchmarks/
 	$(PY) benchmarks/capture_overhead.py
 	$(PY) benchmarks/load.py
 	$(PY) benchmarks/server_load.py
+	$(PY) benchmarks/locomo_ablation.py
+	$(PY) benchmarks/rule_fragments.py
+	$(PY) benchmarks/cold_recall.py
+	$(PY) benchmarks/pgvector_agreement.py
+	$(PY) benchmarks/recall_scale.py
+	$(PY) benchmarks/dashboard_api.py
+	$(PY) benchmarks/dashboard_browser.py
 
 # the built files are committed: run after changing memori_core/server/dashboard/frontend/src
 DASHBOARD := memori_core/server/dashboard/frontend
