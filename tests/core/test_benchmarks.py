@@ -53,3 +53,32 @@ def test_load_benchmark_runs_and_prints_its_figures() -> None:
     assert row is not None, out
     assert (row.group(2), row.group(3)) == ("0", "0")  # no error, no lost turn
     assert re.search(r"highest rate sustained .*: (10 requests/s|none)$", out, re.M), out
+
+
+def test_dashboard_api_benchmark_runs_and_prints_its_figures() -> None:
+    out = run_bench(str(ROOT / "benchmarks" / "dashboard_api.py"), "--memories", "200",
+                    "--triples", "50", "--requests", "5", "--entities", "3",
+                    "--backends", "sqlite")
+    assert re.search(r"first page \(limit 50\)\s+50\s+[\d.]+\s+[\d.]+", out), out
+    assert re.search(r"triples \(50, pages of 1000\)\s+50\s", out), out
+    assert re.search(r"targets: first page [\d.]+ ms \(<= 300\) \| search [\d.]+ ms", out), out
+
+
+def test_cold_recall_benchmark_runs_and_prints_its_figures() -> None:
+    out = run_bench(str(ROOT / "benchmarks" / "cold_recall.py"), "--sizes", "300",
+                    "--backends", "sqlite", "--cold", "2", "--warm", "3")
+    assert re.search(r"sqlite\s+N=\s*300 before \(in-process index\)\s+cold p50\s+[\d.]+ ms",
+                     out), out
+    assert re.search(r"sqlite\s+N=\s*300 after\s+\(candidate path\)\s+cold p50\s+[\d.]+ ms",
+                     out), out
+    assert "targets: cold <= 50 ms at 10k" in out, out
+
+
+def test_recall_scale_benchmark_runs_and_prints_its_figures() -> None:
+    out = run_bench(str(ROOT / "benchmarks" / "recall_scale.py"), "--entities", "20",
+                    "--memories", "10", "--processes", "2", "--recalls", "20",
+                    "--cache-mb", "1")
+    for mode in ("in-process", "pushdown"):
+        assert re.search(rf"{mode}\s+2 processes x 20 random-entity recalls \(1 MB cache each\)"
+                         r".*p99 [\d.]+ ms", out), out
+        assert re.search(rf"{mode}\s+targets: p99 [\d.]+ ms \(<= 100\) \| RSS \d+ MB", out), out
