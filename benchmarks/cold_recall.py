@@ -12,7 +12,7 @@ local model embedding every query:
     dropped from the cache before each) builds the in-process index (FAISS + BM25) first;
     warm p50 once it is built;
   - after: ``recall_pushdown`` on: a cold recall takes lexical candidates from the database's
-    full-text index and dense ones from one read of every vector (pgvector: from its HNSW
+    full-text index (a pool re-scored with memori's BM25, ``Recaller._lexical``) and dense ones from one read of every vector (pgvector: from its HNSW
     index, re-scored exactly, where its measured agreement is >= 0.99), while the index is
     built in the background; warm p50 once it is built; and how many cold top-5s equal the
     in-process path's top-5 for the same query.

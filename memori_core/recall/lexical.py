@@ -13,12 +13,13 @@ from __future__ import annotations
 import re
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import Stemmer
 
-__all__ = ["BM25Index", "tokenize"]
+__all__ = ["BM25Index", "idf", "length_norm", "query_terms", "score_texts", "term_counts",
+           "tokenize"]
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _STOP = frozenset("""
@@ -47,6 +48,58 @@ def tokenize(text: str, stem: bool = True) -> list[str]:
     matches on."""
     words = [w for w in _WORD.findall(text.lower()) if w not in _STOP]
     return _stemmer().stemWords(words) if stem and words else words
+
+
+def query_terms(query: str, stem: bool = True) -> list[str]:
+    """The distinct BM25 terms of ``query`` (``tokenize``), in first-seen order."""
+    return list(dict.fromkeys(tokenize(query, stem)))
+
+
+def idf(rows: int, df: int | np.ndarray) -> float | np.ndarray:
+    """BM25's inverse document frequency of a term held by ``df`` of ``rows`` rows."""
+    return np.log1p((rows - df + 0.5) / (df + 0.5))
+
+
+def length_norm(lengths: np.ndarray, avg: float) -> np.ndarray:
+    """BM25's length normalisation ``K1 * (1 - B + B * len / avg len)`` of rows of
+    ``lengths`` tokens (float32 array), ``avg`` their corpus' mean length (0: taken as 1)."""
+    return K1 * (1 - B + B * lengths / (avg or 1.0))
+
+
+def _saturate(tf: np.ndarray, norm: np.ndarray) -> np.ndarray:
+    return tf * (K1 + 1) / (tf + norm)
+
+
+def term_counts(texts: Sequence[str], stem: bool = True) -> list[Counter[str]]:
+    """Each text's BM25 terms (``tokenize``) and how often it holds each: a row's length is
+    the sum of its counts."""
+    return [Counter(tokenize(t, stem)) for t in texts]
+
+
+def score_texts(texts: Sequence[str] | Sequence[Counter[str]], terms: Sequence[str], rows: int,
+                avg: float, df: Mapping[str, int], stem: bool = True) -> np.ndarray:
+    """BM25 of each of ``texts`` (or their ``term_counts``) for the query ``terms``
+    (``query_terms``) as rows of a corpus of ``rows`` rows of mean length ``avg`` tokens in
+    which term ``t`` occurs in ``df[t]`` rows (missing or fewer than the texts holding it:
+    those): what ``BM25Index.scores`` gives those rows of that corpus. For a pool of rows whose
+    corpus is in a database (recall's candidate path).
+
+    Returns:
+        float32 array, shape (len(texts),); 0 where no term occurs.
+    """
+    out = np.zeros(len(texts), dtype=np.float32)
+    if not terms or not texts:
+        return out
+    counts = [t if isinstance(t, Counter) else Counter(tokenize(t, stem)) for t in texts]
+    norm = length_norm(np.asarray([sum(c.values()) for c in counts], dtype=np.float32), avg)
+    for term in terms:
+        tf = np.asarray([c.get(term, 0) for c in counts], dtype=np.float32)
+        held = tf > 0
+        if not held.any():
+            continue
+        n = max(int(df.get(term, 0)), int(held.sum()))
+        out[held] += idf(rows, n) * _saturate(tf[held], norm[held])
+    return out
 
 
 def _hashes(tokens: Sequence[str]) -> np.ndarray:
@@ -123,14 +176,14 @@ class BM25Index:
             self._set_lengths = {}
             filled = self._doc_len[self._doc_len > 0]  # the mean over rows that hold text
             avg = float(filled.mean()) if len(filled) else 1.0
-            self._norm = K1 * (1 - B + B * self._doc_len / (avg or 1.0))
+            self._norm = length_norm(self._doc_len, avg)
 
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of every row for ``query``: float32 array, shape (rows,); 0 where no
         query term occurs."""
         self._merge()
         out = np.zeros(self.rows, dtype=np.float32)
-        terms = list(dict.fromkeys(tokenize(query, self._stem)))
+        terms = query_terms(query, self._stem)
         if not terms or self.rows == 0:
             return out
         norm = self._norm
@@ -140,7 +193,5 @@ class BM25Index:
             if hi <= lo:
                 continue
             rows, tf = self._row[lo:hi], self._tf[lo:hi]
-            df = hi - lo
-            idf = np.log1p((self.rows - df + 0.5) / (df + 0.5))
-            out[rows] += idf * tf * (K1 + 1) / (tf + norm[rows])
+            out[rows] += idf(self.rows, hi - lo) * _saturate(tf, norm[rows])
         return out

@@ -26,7 +26,7 @@ import logging
 import re
 import threading
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Literal
@@ -36,9 +36,9 @@ import numpy as np
 from memori_core.config import Config
 from memori_core.embeddings.base import Embedder
 from memori_core.errors import ConfigurationError, RecallError, StorageError
-from memori_core.recall.index import Filter, IndexCache
-from memori_core.recall.lexical import tokenize
-from memori_core.storage.store import EntityGone, Store, normalize_text, utcnow
+from memori_core.recall.index import INDEXED_CHARS, Filter, IndexCache
+from memori_core.recall.lexical import query_terms, score_texts, term_counts, tokenize
+from memori_core.storage.store import EntityGone, LexicalCorpus, Store, normalize_text, utcnow
 from memori_core.types import RecallHit, RecallWhy
 
 __all__ = ["Recaller", "Scope", "check_scope", "diversify", "fuse", "named_dates",
@@ -52,6 +52,10 @@ Candidates = tuple[list[tuple[int, float]], list[tuple[int, float]], dict[int, f
 #: the candidate path's lexical pool, in multiples of the candidates wanted: the reply field
 #: read backwards can lift a memory whose own text ranks below the cut
 LEXICAL_POOL = 4
+#: the candidate path reads every memory's text (its BM25 mean length exactly) of an entity
+#: of at most this many memories; above, it scales the mean character count by the pool's
+#: tokens per character
+EXACT_LENGTHS_BELOW = 256
 #: query vectors a Recaller keeps (384 float32 each with the default model: about 0.4 MB)
 QUERY_VECTORS = 256
 _NAME_WORD = re.compile(r"[\w'-]+")
@@ -340,7 +344,7 @@ class Recaller:
         """Candidates of a cold recall (``Config.recall_pushdown``), from the database: dense,
         exact over every vector the filter allows (one read, one matrix product; with
         ``recall_pgvector`` where its gate passes, from pgvector instead: ``_from_pgvector``);
-        lexical, the full-text index's best ``k`` (its relevance order, not BM25's); the
+        lexical, a pool from the full-text index ranked by memori's BM25 (``_lexical``); the
         similarity of each. ``_search`` then starts building the entity's index in the background, for its next
         recalls.
 
@@ -393,25 +397,82 @@ class Recaller:
 
     def _lexical(self, query: str, k: int, entity_pk: int, flt: Filter
                  ) -> list[tuple[int, float]]:
-        """The candidate path's lexical ranking: the full-text index's best ``k``
-        (``Store.lexical_candidates``), and the reply field read backwards
-        (``Store.replied_by``): a memory that a candidate's message answers gains
-        ``recall_reply_weight`` times the candidate's score, as the in-process BM25 adds that
-        weight times the score of its reply field (the answering message's text). Best first,
-        ties lower id first (as the in-process BM25 ranks); at most ``k``."""
-        weight = self._config.recall_reply_weight
-        found = self._store.lexical_candidates(entity_pk, tokenize(query, stem=False),
-                                               flt.processes, flt.kinds,
-                                               flt.include_superseded,
-                                               k * LEXICAL_POOL if weight > 0 else k)
-        if weight <= 0 or not found:
-            return found
-        own = dict(found)
+        """The candidate path's lexical ranking: a pool of ``LEXICAL_POOL`` x ``k`` memories
+        from the full-text index (``Store.lexical_candidates``, the database's relevance),
+        scored with the in-process BM25 (``score_texts``: their indexed text tokenized as the
+        index does, document frequencies and the memory count of the entity from the
+        database, ``Store.lexical_corpus``; the mean length exact up to
+        ``EXACT_LENGTHS_BELOW`` memories, else the mean character count times the pool's
+        tokens per character); then the reply field read backwards (``Store.replied_by``): a
+        memory that a candidate's message answers gains ``recall_reply_weight`` times the
+        candidate's score, as the in-process BM25 adds that weight times the score of its
+        reply field (the answering message's text). Best first, ties lower id first (as the
+        in-process BM25 ranks); at most ``k``."""
+        cfg = self._config
+        stem = cfg.recall_stemming
+        raw = tokenize(query, stem=False)
+        stems = tokenize(query, stem)
+        words: dict[str, str] = {}
+        for word, term in zip(raw, stems, strict=True):
+            words.setdefault(term, word)
+        pool = self._store.lexical_candidates(entity_pk, raw, flt.processes, flt.kinds,
+                                              flt.include_superseded, k * LEXICAL_POOL, stems)
+        if not pool:
+            return []
+        ids = [i for i, _ in pool]
+        weight = cfg.recall_reply_weight
+        corpus = self._store.lexical_corpus(entity_pk, words, ids, EXACT_LENGTHS_BELOW, stem,
+                                            replies=weight > 0)
+        texts = [corpus.texts.get(i, "") for i in ids]
+        counts = term_counts(texts, stem)
+        tokens = [sum(c.values()) for c in counts]
+        if corpus.rows <= EXACT_LENGTHS_BELOW:
+            lengths = [len(tokenize(t, stem)) for t in corpus.texts.values()]
+            filled = [n for n in lengths if n]
+            avg = sum(filled) / len(filled) if filled else 1.0
+        else:
+            chars = sum(len(t) for t in texts)
+            avg = corpus.chars / max(corpus.rows, 1) * (sum(tokens) / chars if chars else 1.0)
+        terms = query_terms(query, stem)
+        scores = score_texts(counts, terms, corpus.rows, avg, corpus.df)
+        own = {i: float(x) for i, x in zip(ids, scores.tolist(), strict=True) if x > 0}
         score = dict(own)
-        for answer, answered in self._store.replied_by(entity_pk, list(own), flt.processes,
-                                                        flt.kinds, flt.include_superseded):
-            score[answered] = score.get(answered, 0.0) + weight * own[answer]
+        if weight > 0 and own:
+            replies = self._store.replied_by(entity_pk, list(own), flt.processes, flt.kinds,
+                                             flt.include_superseded)
+            if replies:
+                score = self._with_replies(score, replies, dict(zip(ids, counts, strict=True)),
+                                           terms, corpus, weight, stem)
         return sorted(score.items(), key=lambda x: (-x[1], x[0]))[:k]
+
+    @staticmethod
+    def _with_replies(score: dict[int, float], replies: Sequence[tuple[int, int, str]],
+                      counts: dict[int, Counter[str]], terms: Sequence[str],
+                      corpus: LexicalCorpus, weight: float, stem: bool
+                      ) -> dict[int, float]:
+        """``score`` plus ``weight`` x the BM25 of each answered memory's reply field (the
+        text of the message answering it, ``Store.replied_by`` of the pool's memories), as the
+        in-process reply field scores: its document frequencies are the entity's of each term
+        scaled by the pool's share of memories holding it whose message holds it too (exact
+        when the pool holds every memory holding the term), its mean length the mean
+        character count of the entity's messages times these messages' tokens per
+        character."""
+        texts = [text[:INDEXED_CHARS] for _, _, text in replies]
+        said = term_counts(texts, stem)
+        chars = sum(len(t) for t in texts)
+        per_char = sum(sum(c.values()) for c in said) / chars if chars else 1.0
+        avg = corpus.message_chars / max(corpus.messages, 1) * per_char
+        df: dict[str, int] = {}
+        for t in terms:
+            pooled = sum(1 for c in counts.values() if t in c)
+            held = sum(1 for c in said if t in c)
+            df[t] = round(corpus.df.get(t, 0) * held / pooled) if pooled else held
+        reply = score_texts(said, terms, corpus.rows, avg, df)
+        out = dict(score)
+        for (_, answered, _), x in zip(replies, reply.tolist(), strict=True):
+            if x > 0:
+                out[answered] = out.get(answered, 0.0) + weight * x
+        return out
 
     def _from_pgvector(self, vector: np.ndarray, query: str, k: int, entity_pk: int,
                        flt: Filter) -> Candidates:

@@ -19,6 +19,7 @@ from sqlalchemy import create_engine, text
 
 from memori_core import Memori
 from memori_core.config import Config
+from memori_core.recall.index import Filter
 from memori_core.storage import migrations
 from memori_core.testing import HashEmbedder
 from memori_core.types import RecallHit
@@ -107,6 +108,33 @@ def test_the_candidate_path_returns_the_in_process_hits(pair: tuple[Memori, Memo
     assert pk is not None and pushed._recaller.cache.cached(pk)
     assert shown(pushed.recall(QUERIES[0], limit=5)) == shown(plain.recall(QUERIES[0], limit=5))
     assert len(calls) == len(QUERIES)
+
+
+def test_the_candidate_path_scores_its_pool_with_the_in_process_bm25(
+        pair: tuple[Memori, Memori]) -> None:
+    """The full-text index only gathers the pool; its memories are ranked and scored by
+    memori's BM25 (stems, the entity's document frequencies and mean length): the lexical list
+    of a cold recall is the in-process one, scores and order, for every query (more words
+    each, so the order is not decided by one term)."""
+    plain, pushed = pair
+    pk = plain._store.find_pk("entity", "ann")
+    assert pk is not None
+    plain.remember("Runs to the river with the cats every March", slot=None)
+    plain.remember("Teaches violin and chess to a cousin in Lisbon", slot=None)
+    flt = Filter(None, None, False)
+    assert pushed._store.fulltext_missing() is None  # SQLite: FTS5 made on first use
+    index = plain._recaller.cache.get(pk, plain._recaller._embedder.dim)
+    queries = [*QUERIES, "running by the river in March", "violin chess cousin Lisbon cats",
+               "cats cats river teaching"]
+    for q in queries:
+        vector = plain._recaller._embedder.embed([q])[0]
+        want = index.search(vector, q, 100, flt, plain.config.recall_reply_weight)[1]
+        pushed._recaller.cache.discard(pk)
+        got = pushed._recaller._lexical(q, 100, pk, flt)
+        assert [i for i, _ in got] == [i for i, _ in want], q
+        assert [x for _, x in got] == pytest.approx([x for _, x in want], rel=1e-5), q
+        assert len(got) == len({i for i, _ in got})
+    assert pushed._recaller.wait_filled(30)
 
 
 def test_scope_and_kinds_filter_the_candidates(pair: tuple[Memori, Memori]) -> None:
