@@ -345,8 +345,8 @@ class Recaller:
         exact over every vector the filter allows (one read, one matrix product; with
         ``recall_pgvector`` where its gate passes, from pgvector instead: ``_from_pgvector``);
         lexical, a pool from the full-text index ranked by memori's BM25 (``_lexical``); the
-        similarity of each. ``_search`` then starts building the entity's index in the background, for its next
-        recalls.
+        similarity of each. ``_search`` then starts building the entity's index in the
+        background, for its next recalls.
 
         Returns:
             None when the in-process index answers instead: it is cached (warm path), the

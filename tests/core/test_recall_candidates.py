@@ -137,7 +137,9 @@ def test_the_candidate_path_scores_its_pool_with_the_in_process_bm25(
     assert pushed._recaller.wait_filled(30)
 
 
-def test_scope_and_kinds_filter_the_candidates(pair: tuple[Memori, Memori]) -> None:
+def assert_scope_and_kinds_filter(pair: tuple[Memori, Memori]) -> None:
+    """(in-process, candidate path): a persona's recall, ``scope="entity"`` and ``kinds``
+    give the same hits both ways; the persona sees only its own (and shared) memories."""
     plain, pushed = pair
     for mem in (plain, pushed):
         mem.attribution(entity_id="ann", process_id="tutor")
@@ -148,6 +150,10 @@ def test_scope_and_kinds_filter_the_candidates(pair: tuple[Memori, Memori]) -> N
             shown(plain.recall("tea", limit=5, **kwargs)), kwargs
     assert [h.content for h in cold(pushed, "tea", limit=5)] == [
         "Prefers jasmine tea in the evening"]  # the tutor's only
+
+
+def test_scope_and_kinds_filter_the_candidates(pair: tuple[Memori, Memori]) -> None:
+    assert_scope_and_kinds_filter(pair)
 
 
 def test_writes_supersession_and_forget_reach_the_candidates(

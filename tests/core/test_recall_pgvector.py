@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from memori_pgvector import PgvectorServer, running
 from sqlalchemy import select, text, update
-from test_recall_candidates import CORPUS, QUERIES, cold, shown, spy
+from test_recall_candidates import CORPUS, QUERIES, assert_scope_and_kinds_filter, cold, shown, spy
 
 from memori_core import Memori
 from memori_core.storage import pgvector
@@ -102,16 +102,7 @@ def test_build_installs_and_measures_and_recall_takes_dense_candidates_from_it(
 
 
 def test_scope_and_kinds_filter_the_candidates(pair: tuple[Memori, Memori]) -> None:
-    plain, pushed = pair
-    for mem in (plain, pushed):
-        mem.attribution(entity_id="ann", process_id="tutor")
-    plain.remember("Prefers jasmine tea in the evening", kind="preference")
-    for kwargs in ({}, {"scope": "entity"}, {"kinds": ["preference"]},
-                   {"scope": "entity", "kinds": ["fact"]}):
-        assert shown(cold(pushed, "tea", limit=5, **kwargs)) == \
-            shown(plain.recall("tea", limit=5, **kwargs)), kwargs
-    assert [h.content for h in cold(pushed, "tea", limit=5)] == [
-        "Prefers jasmine tea in the evening"]  # the tutor's only
+    assert_scope_and_kinds_filter(pair)
 
 
 def test_writes_supersession_edits_and_forget_reach_the_candidates(
