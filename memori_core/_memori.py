@@ -747,7 +747,7 @@ class Memori(Records):
         self.llm.close()  # writes spilled turns while the database is still open
         self._closed = True
         self.augmentation.stop()
-        self._recaller.wait_filled()  # a build still reading would hold a connection
+        self._recaller.close()  # a build still reading would hold a connection
         self._store.close()
 
     def __enter__(self) -> Memori:

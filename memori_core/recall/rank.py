@@ -21,6 +21,7 @@ conversations (``diversify``).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import re
@@ -28,16 +29,19 @@ import threading
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 
 from memori_core.config import Config
 from memori_core.embeddings.base import Embedder
 from memori_core.errors import ConfigurationError, RecallError, StorageError
+from memori_core.recall.dense import exact_top_k
 from memori_core.recall.index import INDEXED_CHARS, Filter, IndexCache
 from memori_core.recall.lexical import query_terms, score_texts, term_counts, tokenize
+from memori_core.storage.packed import MIN_PACK, Packed
 from memori_core.storage.store import EntityGone, LexicalCorpus, Store, normalize_text, utcnow
 from memori_core.types import RecallHit, RecallWhy
 
@@ -45,6 +49,7 @@ __all__ = ["Recaller", "Scope", "check_scope", "diversify", "fuse", "named_dates
            "one_per_turn", "query_text", "scope_processes"]
 
 _log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 Scope = Literal["process", "entity"]
 #: (dense, lexical, similarity): the candidates of both rankers (``EntityIndex.search``)
@@ -56,6 +61,9 @@ LEXICAL_POOL = 4
 #: of at most this many memories; above, it scales the mean character count by the pool's
 #: tokens per character
 EXACT_LENGTHS_BELOW = 256
+#: memories a cold recall re-scores from packed codes at least before it reads every vector
+#: instead (``exact_top_k``'s ``most``; it also re-scores up to half the entity's memories)
+RESCORED_MOST = 2048
 #: query vectors a Recaller keeps (384 float32 each with the default model: about 0.4 MB)
 QUERY_VECTORS = 256
 _NAME_WORD = re.compile(r"[\w'-]+")
@@ -236,6 +244,14 @@ class Recaller:
         self._filling: dict[int, threading.Thread] = {}
         self._fallback_logged = False
         self._pgvector_logged: set[str] = set()
+        #: entities whose packed vectors a cold recall found missing or out of date: packed
+        #: by the background index build (``_fill``)
+        self._repack: set[int] = set()
+        #: the thread of a cold recall's lexical candidates (``_beside``), made on first use;
+        #: not where every thread shares one connection (a static pool)
+        self._helper: ThreadPoolExecutor | None = None
+        self._parallel = type(store.engine.pool).__name__ not in ("StaticPool",
+                                                                  "SingletonThreadPool")
         #: the latest queries' vectors (``QUERY_VECTORS`` of them): a model call and the
         #: context pipeline recall for the same message (``recall`` then ``context``)
         self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
@@ -363,37 +379,105 @@ class Recaller:
                 _log.warning("recall_pushdown: %s; recall uses the in-process index", reason)
             return None
         above = self._config.recall_pushdown_above
-        if above > 0 and self._store.memory_counts(entity_pk)[0] <= above:
+        if above > 0 and not self._store.holds_more_than(entity_pk, above):
             return None  # small: building its index costs no more than the candidate path
+        lexical_wanted = self._config.recall_lexical_weight > 0
+        # the lexical candidates on a thread of their own, over a second connection: the
+        # database works on them while this thread reads and scores the vectors
+        later = self._beside(lambda: self._lexical(query, k, entity_pk, flt)) \
+            if lexical_wanted else None
+        try:
+            found = self._dense(vector, k, entity_pk, flt)
+        except BaseException:
+            if later is not None:  # its connection back before the first error is raised
+                with contextlib.suppress(Exception):
+                    later()
+            raise
+        found_lexical = later() if later is not None else []
+        if found is None:
+            return None  # the in-process path reports the mismatch
+        dense, similarity, lookup = found
+        lexical: list[tuple[int, float]] = []
+        if lexical_wanted:
+            similarity.update(lookup([i for i, _ in found_lexical if i not in similarity]))
+            # a candidate without a similarity was written after the vectors were read (the
+            # next recall has it), removed meanwhile, or is of another model
+            lexical = [(i, score) for i, score in found_lexical if i in similarity]
+        return dense, lexical, similarity
+
+    def _dense(self, vector: np.ndarray, k: int, entity_pk: int, flt: Filter
+               ) -> tuple[list[tuple[int, float]], dict[int, float],
+                          Callable[[list[int]], dict[int, float]]] | None:
+        """A cold recall's dense candidates, exact (best first, ties higher id first), the
+        similarities known, and how to look up others by id: from pgvector
+        (``recall_pgvector`` where its gate passes), else from the entity's packed 8-bit codes
+        re-scored exactly (``recall.dense.exact_top_k``: a few hundred vectors read), else from
+        one read of every vector the filter allows. None: the vectors are of another
+        dimension."""
+        dim = int(vector.shape[0])
+        store = self._store
+
+        def lookup(ids: list[int]) -> dict[int, float]:
+            return store.memory_similarities(entity_pk, vector, ids)
+
         if self._config.recall_pgvector:
-            why = self._store.pgvector_missing(int(vector.shape[0]))
+            why = store.pgvector_missing(dim)
             if why is None:
-                return self._from_pgvector(vector, query, k, entity_pk, flt)
+                dense = store.nearest_memories(entity_pk, vector, k, flt)
+                return dense, dict(dense), lookup
             if why not in self._pgvector_logged:  # each reason once: "being installed", ...
                 self._pgvector_logged.add(why)
                 _log.warning("recall_pgvector: %s; cold recall reads every vector", why)
-        ids, vectors = self._store.memory_vectors(entity_pk, flt.processes, flt.kinds,
-                                                  flt.include_superseded)
-        if len(ids) and vectors.shape[1] != vector.shape[0]:
-            return None  # the in-process path reports the mismatch
+        blocks = store.packed_vectors(entity_pk, dim)
+        if isinstance(blocks, Packed):
+            tail_ids, tail_vectors = store.memory_vectors(
+                entity_pk, flt.processes, flt.kinds, flt.include_superseded, blocks.last_id)
+            if len(tail_ids) >= MIN_PACK:  # written around the packing (an import)
+                self._repack.add(entity_pk)
+            if len(tail_ids) and tail_vectors.shape[1] != dim:
+                return None
+            tail = zip(tail_ids.tolist(), (tail_vectors @ vector).tolist(), strict=True) \
+                if len(tail_ids) else []
+
+            def rescore(ids: np.ndarray) -> dict[int, float]:
+                return store.memory_similarities(entity_pk, vector, ids, flt.processes,
+                                                 flt.kinds, flt.include_superseded)
+
+            exact = exact_top_k(blocks, vector, k, list(tail), rescore,
+                                max(len(blocks) // 2, 4 * k, RESCORED_MOST))
+            if exact is not None:
+                return exact[0], exact[1], lookup
+        else:
+            self._repack.add(entity_pk)  # by the background index build
+        ids, vectors = store.memory_vectors(entity_pk, flt.processes, flt.kinds,
+                                            flt.include_superseded)
+        if len(ids) and vectors.shape[1] != dim:
+            return None
         if not len(ids):
-            return [], [], {}
+            return [], {}, lookup
         sims = vectors @ np.asarray(vector, dtype=np.float32)
         n = min(k, len(ids))
         top = np.argpartition(-sims, n - 1)[:n] if n < len(ids) else np.arange(len(ids))
         top = top[np.lexsort((-ids[top], -sims[top]))]  # best first; ties: higher id, as FAISS
         dense = [(int(ids[p]), float(sims[p])) for p in top]
-        similarity = dict(dense)
-        lexical: list[tuple[int, float]] = []
-        if self._config.recall_lexical_weight > 0:
-            position = {int(i): p for p, i in enumerate(ids.tolist())}
-            for i, score in self._lexical(query, k, entity_pk, flt):
-                p = position.get(i)
-                if p is None:  # written after the vectors were read: the next recall has it
-                    continue
-                lexical.append((i, score))
-                similarity.setdefault(i, float(sims[p]))
-        return dense, lexical, similarity
+        position = {int(i): p for p, i in enumerate(ids.tolist())}
+
+        def read(wanted: list[int]) -> dict[int, float]:
+            return {i: float(sims[position[i]]) for i in wanted if i in position}
+
+        return dense, dict(dense), read
+
+    def _beside(self, fn: Callable[[], T]) -> Callable[[], T]:
+        """Start ``fn`` on the recaller's helper thread (a connection of its own) and return
+        what waits for its result, raising what it raised; where every thread shares one
+        connection (a static pool), ``fn`` runs on the caller's thread when waited for."""
+        if not self._parallel:
+            return fn
+        with self._lock:
+            if self._helper is None:
+                self._helper = ThreadPoolExecutor(1, thread_name_prefix="memori-recall-lexical")
+            future = self._helper.submit(fn)
+        return future.result
 
     def _lexical(self, query: str, k: int, entity_pk: int, flt: Filter
                  ) -> list[tuple[int, float]]:
@@ -415,14 +499,16 @@ class Recaller:
         words: dict[str, str] = {}
         for word, term in zip(raw, stems, strict=True):
             words.setdefault(term, word)
+        counted: dict[str, int] = {}  # PostgreSQL: df by word, counted with the pool
         pool = self._store.lexical_candidates(entity_pk, raw, flt.processes, flt.kinds,
-                                              flt.include_superseded, k * LEXICAL_POOL, stems)
+                                              flt.include_superseded, k * LEXICAL_POOL, stems,
+                                              counted)
         if not pool:
             return []
         ids = [i for i, _ in pool]
         weight = cfg.recall_reply_weight
         corpus = self._store.lexical_corpus(entity_pk, words, ids, EXACT_LENGTHS_BELOW, stem,
-                                            replies=weight > 0)
+                                            replies=weight > 0, known=counted)
         texts = [corpus.texts.get(i, "") for i in ids]
         counts = term_counts(texts, stem)
         tokens = [sum(c.values()) for c in counts]
@@ -474,23 +560,6 @@ class Recaller:
                 out[answered] = out.get(answered, 0.0) + weight * x
         return out
 
-    def _from_pgvector(self, vector: np.ndarray, query: str, k: int, entity_pk: int,
-                       flt: Filter) -> Candidates:
-        """``_from_database`` with pgvector (``Config.recall_pgvector``, its measured
-        agreement >= 0.99): dense candidates from the HNSW index re-scored exactly
-        (``Store.nearest_memories``), no read of every vector; the lexical candidates the dense
-        list lacks get their exact similarity by primary key."""
-        dense = self._store.nearest_memories(entity_pk, vector, k, flt)
-        similarity = dict(dense)
-        lexical: list[tuple[int, float]] = []
-        if self._config.recall_lexical_weight > 0:
-            found = self._lexical(query, k, entity_pk, flt)
-            similarity.update(self._store.memory_similarities(
-                entity_pk, vector, [i for i, _ in found if i not in similarity]))
-            # a candidate without a similarity was removed meanwhile (or is of another model)
-            lexical = [(i, score) for i, score in found if i in similarity]
-        return dense, lexical, similarity
-
     def _fill_later(self, entity_pk: int, dim: int) -> None:
         """Build the entity's in-process index on a thread of its own, unless one is."""
         with self._lock:
@@ -504,6 +573,11 @@ class Recaller:
     def _fill(self, entity_pk: int, dim: int) -> None:
         try:
             self.cache.get(entity_pk, dim)
+            with self._lock:
+                repack = entity_pk in self._repack
+                self._repack.discard(entity_pk)
+            if repack:
+                self._store.pack_vectors(entity_pk, dim)
         except (StorageError, RuntimeError, ValueError) as exc:  # FAISS raises RuntimeError;
             # nothing is lost: the next recall reads the database again
             _log.warning("building the recall index of entity row %d failed: %s: %s",
@@ -532,6 +606,15 @@ class Recaller:
             if deadline is not None and time.monotonic() >= deadline:
                 with self._lock:
                     return not self._filling
+
+    def close(self) -> None:
+        """Wait for the index builds cold recalls started (``wait_filled``), then stop the
+        lexical candidates' thread: nothing of this recaller holds a connection after."""
+        self.wait_filled()
+        with self._lock:
+            helper, self._helper = self._helper, None
+        if helper is not None:
+            helper.shutdown(wait=True)
 
     def _context_bonus(self, hits: list[RecallHit], query: str, entity_pk: int
                        ) -> tuple[list[RecallHit], dict[int, int]]:

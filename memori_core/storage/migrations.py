@@ -204,10 +204,22 @@ def _m0006_fulltext(conn: Connection) -> None:
                              f"({', '.join(_FULLTEXT_COLUMNS)})")
 
 
+def _m0007_vector_blocks(conn: Connection) -> None:
+    """``memori_vector_block``: each entity's embeddings packed as 8-bit codes, what a cold
+    recall reads instead of every float32 vector (``storage/packed.py``). Empty here: the
+    writes of memories fill it (``packed.pack``). PostgreSQL: its blobs stored out of line
+    uncompressed (``STORAGE EXTERNAL``: codes do not compress, and a read skips pglz)."""
+    schema.vector_block.create(conn, checkfirst=True)
+    if conn.dialect.name == "postgresql":
+        for column in ("ids", "codes", "scales", "residuals"):
+            conn.exec_driver_sql(f"ALTER TABLE {schema.vector_block.name} ALTER COLUMN "
+                                 f"{column} SET STORAGE EXTERNAL")
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [_m0001_initial, _m0002_extras,
                                                   _m0003_sqlite_autoincrement,
                                                   _m0004_importance, _m0005_api_keys,
-                                                  _m0006_fulltext]
+                                                  _m0006_fulltext, _m0007_vector_blocks]
 
 
 def current_version(conn: Connection) -> int:

@@ -68,6 +68,7 @@ from sqlalchemy import (
     case,
     delete,
     exists,
+    func,
     insert,
     or_,
     select,
@@ -78,6 +79,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from memori_core.augmentation.base import MEMORY_KINDS, dated_text
 from memori_core.embeddings.base import Embedder
 from memori_core.errors import ConfigurationError, StorageError
+from memori_core.storage import packed
 from memori_core.storage import schema as s
 from memori_core.storage.store import (
     Store,
@@ -97,9 +99,9 @@ VERSION = 1
 SUPPORTED_VERSIONS = (1,)
 
 #: the tables holding an entity's rows, in the order ``forget_rows`` deletes them
-FORGET_TABLES = (s.augmentation_job, s.fact_mention, s.knowledge_graph, s.entity_fact,
-                 s.process_attribute, s.conversation_message, s.conversation, s.session,
-                 s.entity)
+FORGET_TABLES = (s.augmentation_job, s.fact_mention, s.knowledge_graph, s.vector_block,
+                 s.entity_fact, s.process_attribute, s.conversation_message, s.conversation,
+                 s.session, s.entity)
 
 _CHUNK = 500  # ids per IN (...) list
 _EMBED_BATCH = 256
@@ -848,6 +850,12 @@ def import_rows(store: Store, embedder: Embedder, data: ExportData,
         counts["memori_augmentation_job"] = len(data.jobs)
         conn.execute(update(s.entity).where(en.id == e)
                      .values(memory_version=en.memory_version + 1))
+        if new_fact:  # the imported memories packed for cold recall, as a write packs them
+            b = s.vector_block.c
+            before = int(conn.execute(select(func.count()).where(b.entity_id == e)).scalar_one())
+            packed.pack(conn, [e], embedder.dim)
+            counts["memori_vector_block"] = max(int(conn.execute(
+                select(func.count()).where(b.entity_id == e)).scalar_one()) - before, 0)
         return counts
 
     return store.write(tx)
@@ -920,7 +928,7 @@ def _forget_entity(conn: Connection, counts: dict[str, int], e: int) -> None:
     # a triple of someone else pointing at one of these memories keeps its text, not the link
     conn.execute(update(s.knowledge_graph).where(kg.fact_id.in_(facts), kg.entity_id != e)
                  .values(fact_id=None))
-    for table in (s.knowledge_graph, s.entity_fact, s.process_attribute,
+    for table in (s.knowledge_graph, s.vector_block, s.entity_fact, s.process_attribute,
                   s.conversation_message, s.conversation, s.session):
         _count(conn, counts, table, delete(table).where(table.c.entity_id == e))
     _count(conn, counts, s.entity, delete(s.entity).where(s.entity.c.id == e))
@@ -955,6 +963,10 @@ def _forget_process(conn: Connection, counts: dict[str, int], e: int, p: int) ->
     conn.execute(update(s.knowledge_graph).where(
         kg.fact_id.in_(facts), or_(kg.entity_id != e, kg.process_id.is_(None),
                                    kg.process_id != p)).values(fact_id=None))
+    # the entity's packed vectors hold the process's memories too: packed again when next
+    # written or recalled (storage/packed.py)
+    _count(conn, counts, s.vector_block,
+           delete(s.vector_block).where(s.vector_block.c.entity_id == e))
     for table in (s.knowledge_graph, s.entity_fact, s.process_attribute,
                   s.conversation_message):
         _count(conn, counts, table, delete(table).where(_scope(table, e, p)))

@@ -5,7 +5,8 @@ Seed table names are kept: ``memori_entity``, ``memori_process``, ``memori_sessi
 ``memori_process_attribute``, ``memori_knowledge_graph``; added: ``memori_fact_mention``
 (provenance: memory -> source message), ``memori_augmentation_job`` (the durable queue),
 ``memori_meta`` (embedding model and dimension of the database), ``memori_api_key`` (the keys of
-``memori serve``, hashed) and ``memori_schema_version``.
+``memori serve``, hashed), ``memori_vector_block`` (each entity's embeddings packed as 8-bit
+codes for cold recall, derived from ``memori_entity_fact``) and ``memori_schema_version``.
 
 External ids (entity, process, session) are looked up through ``external_key``, the sha256 hex of
 the id, so lookups are exact on every dialect (MariaDB's default collations are case- and
@@ -245,7 +246,26 @@ api_key = Table(
     **_ID_TABLE_KW,
 )  # migration 5
 
+vector_block = Table(
+    "memori_vector_block", metadata,
+    _pk(),
+    Column("entity_id", FK, ForeignKey("memori_entity.id"), nullable=False),
+    # the memories it holds: ids first_id .. last_id of the entity (not every id between is
+    # the entity's), row_count of them, their ids summed (the check of ``packed.read``)
+    Column("first_id", FK, nullable=False),
+    Column("last_id", FK, nullable=False),
+    Column("row_count", Integer, nullable=False),
+    Column("id_sum", BigInteger, nullable=False),
+    Column("dim", Integer, nullable=False),
+    Column("ids", Blob, nullable=False),  # int64 little-endian, row_count values, ascending
+    Column("codes", Blob, nullable=False),  # int8, row_count x dim, row-major
+    Column("scales", Blob, nullable=False),  # float32 little-endian per row: vector ~ scale x code
+    Column("residuals", Blob, nullable=False),  # float32 little-endian per row: |vector - that|
+    Index("ix_memori_vector_block_entity", "entity_id", "last_id"),
+    **_ID_TABLE_KW,
+)  # migration 7: an entity's vectors packed for recall's candidate path (storage/packed.py)
+
 #: Every table, in creation order.
 TABLES = [schema_version, meta, entity, process, session, conversation, conversation_message,
           entity_fact, fact_mention, process_attribute, knowledge_graph, augmentation_job,
-          api_key]
+          api_key, vector_block]

@@ -52,7 +52,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlch
 
 from memori_core.errors import ConfigurationError, StorageError
 from memori_core.recall.lexical import tokenize
-from memori_core.storage import migrations, pgvector
+from memori_core.storage import migrations, packed, pgvector
 from memori_core.storage import schema as s
 from memori_core.types import CapturedMessage
 
@@ -1144,6 +1144,10 @@ class Store:
                 {"fact_id": fid, "message_id": mid, "created_at": now}
                 for fid, mid in sorted(mentions)])
         self._supersede(conn, [(fid, m) for fid, m in zip(ids, memories, strict=True) if m.slot])
+        if grown:  # after the version bump, which locked the entity rows
+            dims = {int(row["embedding_dim"]) for row in fresh.values()}
+            if len(dims) == 1:
+                packed.pack(conn, grown, dims.pop())
         return ids
 
     def _supersede(self, conn: Connection, slotted: Sequence[tuple[int, NewMemory]]) -> None:
@@ -1240,6 +1244,14 @@ class Store:
                                .where(f.entity_id == entity_pk)).one()
         return int(row[0]), int(row[1] or 0)
 
+    def holds_more_than(self, entity_pk: int, n: int) -> bool:
+        """Whether the entity holds more than ``n`` memories: at most n + 1 index entries read
+        (a count of every row read 100,000 of them at 100k memories: 8 ms on SQLite)."""
+        f = s.entity_fact.c
+        with self.read() as conn:
+            return conn.execute(select(f.id).where(f.entity_id == entity_pk)
+                                .order_by(f.id).offset(n).limit(1)).first() is not None
+
     def memory_embeddings(self, entity_pk: int, after_id: int, batch: int) -> Iterator[
             list[MemoryRow]]:
         """Batches of an entity's memories with id > after_id, in id order: what a recall
@@ -1296,14 +1308,15 @@ class Store:
             raise StorageError(f"database read failed: {exc}") from exc
 
     def memory_vectors(self, entity_pk: int, processes: Sequence[int | None] | None,
-                       kinds: Sequence[str] | None, include_superseded: bool
-                       ) -> tuple[np.ndarray, np.ndarray]:
-        """Every embedding of the entity's memories a recall may return, in one read: (ids,
-        int64 array, shape (n,); vectors, float32 array, shape (n, dim)). The filter is
-        applied by the database (``processes``: row ids, None in it meaning "captured without
-        a process"; None for all; ``kinds``: None for all)."""
+                       kinds: Sequence[str] | None, include_superseded: bool,
+                       after_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Every embedding of the entity's memories a recall may return with an id above
+        ``after_id`` (default 0: all), in one read: (ids, int64 array, shape (n,); vectors,
+        float32 array, shape (n, dim)). The filter is applied by the database (``processes``:
+        row ids, None in it meaning "captured without a process"; None for all; ``kinds``:
+        None for all)."""
         f = s.entity_fact.c
-        q = select(f.id, f.embedding).where(f.entity_id == entity_pk,
+        q = select(f.id, f.embedding).where(f.entity_id == entity_pk, f.id > after_id,
                                             *_filters(processes, kinds, include_superseded))
         with self.read() as conn:
             rows = self._rows(conn, q)
@@ -1312,6 +1325,44 @@ class Store:
         ids, blobs = zip(*rows, strict=True)
         return np.fromiter(ids, dtype=np.int64, count=len(rows)), _decode_vectors(blobs,
                                                                                    len(rows))
+
+    def packed_vectors(self, entity_pk: int, dim: int) -> packed.Packed | str:
+        """The entity's embeddings packed as 8-bit codes (``storage/packed.py``), checked to
+        hold exactly its memories up to the last block's id, or why not ("no blocks", "blocks
+        out of date", ...).
+
+        Raises:
+            StorageError: the read failed.
+        """
+        with self.read() as conn:
+            return packed.read(conn, entity_pk, dim, self._rows)
+
+    def pack_vectors(self, entity_pk: int, dim: int) -> int:
+        """Bring the entity's packed vectors up to date, in a write transaction holding its
+        row lock: packed again whole when ``packed.read``'s check fails, else its memories past
+        the last block packed once there are ``packed.MIN_PACK`` (what a write skipped: an
+        import). Run by recall's background index build after a cold recall.
+
+        Returns:
+            memories packed (0: nothing to do, or the entity is gone).
+
+        Raises:
+            StorageError: the database failed.
+        """
+        e = s.entity.c
+
+        def tx(conn: Connection, _state: _TxState) -> int:
+            lock = select(e.id).where(e.id == entity_pk)
+            if self.dialect != "sqlite":  # SQLite: the write transaction is exclusive already
+                lock = lock.with_for_update()
+            if conn.execute(lock).scalar() is None:
+                return 0
+            found = packed.read(conn, entity_pk, dim)
+            if isinstance(found, str) and found != "no blocks":
+                return packed.rebuild(conn, entity_pk, dim)
+            return packed.pack(conn, [entity_pk], dim)
+
+        return self.write(tx)
 
     def fulltext_missing(self) -> str | None:
         """Why this database cannot give recall its lexical candidates (None: it can).
@@ -1469,18 +1520,25 @@ class Store:
             return pgvector.nearest(conn, entity_pk, vector, k, filters,
                                     candidates=max(k, pgvector.MIN_CANDIDATES))
 
-    def memory_similarities(self, entity_pk: int, vector: np.ndarray, ids: Sequence[int]
-                            ) -> dict[int, float]:
+    def memory_similarities(self, entity_pk: int, vector: np.ndarray,
+                            ids: Sequence[int] | np.ndarray,
+                            processes: Sequence[int | None] | None = None,
+                            kinds: Sequence[str] | None = None,
+                            include_superseded: bool = True) -> dict[int, float]:
         """Cosine similarity of ``vector`` to some of the entity's memories, by id (others'
-        memories and other dimensions left out): for lexical candidates the dense list lacks.
+        memories, other dimensions and those the filter excludes left out, as in
+        ``memory_vectors``; default: no filter): for lexical candidates the dense list lacks,
+        and the dense candidates ``recall.dense`` re-scores.
 
         Raises:
             StorageError: the read failed.
         """
-        if not ids:
+        if not len(ids):
             return {}
         f = s.entity_fact.c
-        q = select(f.id, f.embedding).where(f.entity_id == entity_pk, f.id.in_(list(ids)))
+        q = select(f.id, f.embedding).where(f.entity_id == entity_pk,
+                                            f.id.in_([int(i) for i in ids]),
+                                            *_filters(processes, kinds, include_superseded))
         with self.read() as conn:
             rows = self._rows(conn, q)
         q32 = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
@@ -1536,7 +1594,8 @@ class Store:
     def lexical_candidates(self, entity_pk: int, terms: Sequence[str],
                            processes: Sequence[int | None] | None,
                            kinds: Sequence[str] | None, include_superseded: bool, k: int,
-                           stems: Sequence[str] | None = None) -> list[tuple[int, float]]:
+                           stems: Sequence[str] | None = None,
+                           df: dict[str, int] | None = None) -> list[tuple[int, float]]:
         """The entity's memories matching any of ``terms`` by the database's full-text index
         (migration 6), best first by the database's own relevance (SQLite FTS5 ``bm25``,
         PostgreSQL ``ts_rank``, MariaDB ``MATCH ... AGAINST``): at most ``k`` (id, score > 0).
@@ -1548,6 +1607,9 @@ class Store:
                 whose index does not stem: there a word matches the words starting with its
                 common prefix with its stem (boolean mode). Default None: the words as they
                 are (natural language mode).
+            df: PostgreSQL, when candidates are found: filled with each word's document
+                frequency over every memory of the entity (``lexical_corpus``'s ``df``), counted
+                by the same pass. Default None.
 
         Raises:
             StorageError: the database failed (or has no full-text index:
@@ -1561,7 +1623,7 @@ class Store:
         if self.dialect == "sqlite":
             return self._sqlite_lexical(words, where, k)
         elif self.dialect == "postgresql":
-            return self._pg_lexical(words, where, k)
+            return self._pg_lexical(entity_pk, words, where[1:], k, df)
         else:
             match = mysql.match(f.content, f.search_text, against=bindparam("q"))
             score = match.in_natural_language_mode() if stems is None else \
@@ -1591,46 +1653,53 @@ class Store:
             rows = conn.execute(q, {"q": " OR ".join(f'"{w}"' for w in words)}).all()
         return [(int(i), float(sc)) for i, sc in rows if float(sc) > 0]
 
-    def _pg_lexical(self, words: Sequence[str], where: Sequence[Any], k: int
-                    ) -> list[tuple[int, float]]:
+    def _pg_lexical(self, entity_pk: int, words: Sequence[str], allowed: Sequence[Any],
+                    k: int, df: dict[str, int] | None) -> list[tuple[int, float]]:
         """PostgreSQL's lexical candidates, ranked in the database like BM25 over the entity: a
         matching row scores the summed IDF of the query words it holds
-        (``log(1 + (n - df + 0.5) / (df + 0.5))``, df counted over the matching rows, n the
-        rows the filter allows), and ``LEXICAL_POOL`` x ``k`` rows with the best such sum
-        then add a tenth of their ``ts_rank`` (``ts_rank`` alone has no inverse document
-        frequency). One statement; only the best ``k`` leave the server (a speaker's name
-        matches half of a conversation's turns: returning every match cost more than ranking
-        them)."""
+        (``log(1 + (n - df + 0.5) / (df + 0.5))``, df and n counted over every memory of the
+        entity, as its in-process BM25 counts), and ``LEXICAL_POOL`` x ``k`` rows the filter
+        allows with the best such sum then add a tenth of their ``ts_rank`` (``ts_rank`` alone
+        has no inverse document frequency). One statement, one pass over the rows holding a
+        word, which also counts each word's df (into ``df``, by word, when given: what
+        ``lexical_corpus`` would count again); only the best ``k`` leave the server (a speaker's
+        name matches half of a conversation's turns: returning every match cost more than
+        ranking them)."""
         config: Any = literal_column(f"'{migrations.FTS_CONFIG}'::regconfig")
         tsv: Any = literal_column(f"{s.entity_fact.name}.{migrations.FTS_COLUMN}")
         every = func.websearch_to_tsquery(config, bindparam("q"))
         each = [func.websearch_to_tsquery(config, bindparam(f"w{i}")) for i in range(len(words))]
         f = s.entity_fact.c
-        held = select(f.id, *[case((tsv.op("@@")(w), 1), else_=0).label(f"h{i}")
-                              for i, w in enumerate(each)]
-                      ).where(tsv.op("@@")(every), *where).cte("held")
+        own = f.entity_id == entity_pk
+        ok: Any = and_(*allowed) if allowed else literal_column("true")
+        held = select(f.id, ok.label("ok"),
+                      *[case((tsv.op("@@")(w), 1), else_=0).label(f"h{i}")
+                        for i, w in enumerate(each)]
+                      ).where(own, tsv.op("@@")(every)).cte("held")
         # n and each df as uncorrelated scalar subqueries: evaluated once (InitPlans); as
         # joined subqueries a nested loop could run them again per matching row
-        rows: Any = select(func.count()).where(*where).scalar_subquery()
+        rows: Any = select(func.count()).where(own).scalar_subquery()
+        counts = [select(func.sum(held.c[f"h{i}"])).scalar_subquery() for i in range(len(words))]
         idf: Any = 0.0
-        for i in range(len(words)):
-            d: Any = select(func.sum(held.c[f"h{i}"])).scalar_subquery()
+        for i, d in enumerate(counts):
             idf = idf + held.c[f"h{i}"] * func.ln(1.0 + (rows - d + 0.5) / (d + 0.5))
-        pool = (select(held.c.id, idf.label("idf"))
+        pool = (select(held.c.id, idf.label("idf")).where(held.c.ok)
                 .order_by(idf.desc(), held.c.id).limit(LEXICAL_POOL * k).subquery("pool"))
         score = (pool.c.idf + func.ts_rank(tsv, every) / 10).label("score")
-        q = (select(pool.c.id, score)
+        q = (select(pool.c.id, score, *counts)
              .select_from(pool.join(s.entity_fact, f.id == pool.c.id))
              .order_by(score.desc(), pool.c.id).limit(k))
         params: dict[str, Any] = {"q": " or ".join(words),
                                   **{f"w{i}": w for i, w in enumerate(words)}}
         with self.read() as conn:
             found = conn.execute(q, params).all()
-        return [(int(i), float(sc)) for i, sc in found if sc is not None and float(sc) > 0]
+        if found and df is not None:
+            df.update({w: int(n or 0) for w, n in zip(words, found[0][2:], strict=True)})
+        return [(int(r[0]), float(r[1])) for r in found if r[1] is not None and float(r[1]) > 0]
 
     def lexical_corpus(self, entity_pk: int, words: dict[str, str], ids: Sequence[int],
-                       every_below: int = 0, stem: bool = True, replies: bool = False
-                       ) -> LexicalCorpus:
+                       every_below: int = 0, stem: bool = True, replies: bool = False,
+                       known: dict[str, int] | None = None) -> LexicalCorpus:
         """BM25 statistics of the entity's memories and the indexed text of ``ids``, in one
         checkout, for recall's candidate path to score its lexical pool as the in-process
         index would (``memori_core.recall.lexical.score_texts``).
@@ -1651,6 +1720,8 @@ class Store:
             stem: terms are stems (``Config.recall_stemming``); default True.
             replies: count the entity's messages and their characters too (the reply
                 field's mean length); default False.
+            known: PostgreSQL: document frequencies by query word already counted
+                (``lexical_candidates``' ``df``); the words it holds are not counted again.
 
         Raises:
             StorageError: the read failed.
@@ -1696,8 +1767,12 @@ class Store:
                      if ids or rows <= every_below else {})
             df = {t: int(n or 0) for t, n in zip(terms, row[1:], strict=True)}
             if self.dialect == "postgresql" and terms:
-                df = dict(zip(terms, self._pg_df(conn, own, [words[t] for t in terms]),
-                              strict=True))
+                have = known or {}
+                rest = [t for t in terms if words[t] not in have]
+                df = {t: have[words[t]] for t in terms if words[t] in have}
+                if rest:
+                    df.update(zip(rest, self._pg_df(conn, own, [words[t] for t in rest]),
+                                  strict=True))
             if self.dialect not in ("sqlite", "postgresql"):
                 for term in terms:
                     held = conn.execute(select(body).where(own, mysql.match(
@@ -1888,6 +1963,7 @@ class Store:
             conn.execute(delete(s.knowledge_graph).where(kg.fact_id.in_(mine)))
             conn.execute(delete(s.entity_fact).where(f.id.in_(mine)))
             self._bump_version(conn, [entity_pk])
+            packed.drop(conn, [entity_pk])  # packed again when next written or recalled
             return len(mine)
 
         return self.write(tx)
@@ -1951,6 +2027,7 @@ class Store:
                 {"fid": i, "vec": np.ascontiguousarray(v, dtype="<f4").tobytes(),
                  "dim": int(v.shape[0])} for i, _, v in rows])
             self._bump_version(conn, [e for _, e, _ in rows])
+            packed.drop(conn, [e for _, e, _ in rows])  # their codes are of the old vectors
 
         self.write(tx)
 

@@ -22,6 +22,7 @@ from sqlalchemy import func, select
 from memori_core import ConfigurationError, Memori
 from memori_core.augmentation.base import Conversation, ExtractedMemory, Extraction, Triple
 from memori_core.cli import main
+from memori_core.storage import packed
 from memori_core.storage import schema as s
 from memori_core.testing import HashEmbedder
 
@@ -158,6 +159,9 @@ def entity_rows(mem: Memori, entity: str, process: str | None = None) -> dict[st
             s.fact_mention).where(mn.fact_id.in_(facts) | mn.message_id.in_(msgs))).scalar()
             or 0)
         out[s.entity.name] = int(e is not None and process is None)
+        # packed vectors are the entity's, whatever their process: forget drops them all
+        out[s.vector_block.name] = int(c.execute(select(func.count()).where(
+            s.vector_block.c.entity_id == e)).scalar() or 0)
     return out
 
 
@@ -367,6 +371,10 @@ def test_invalid_exports_are_refused_before_anything_is_written(smem: Memori,
 def test_forget_erases_every_row_of_the_entity_and_nothing_else(db_url: str) -> None:
     with built(db_url, augmentation_workers=0) as mem:
         seed_with_queue(mem)
+        ann = mem._store.find_pk("entity", "ann")
+        assert ann is not None
+        with mem.engine.begin() as c:  # ann's vectors packed, as a large entity's are
+            assert packed.pack(c, [ann], mem.embedder.dim, min_rows=1) > 0
         rows = entity_rows(mem, "ann")
         assert all(rows.values())  # every table holds some of ann's rows
         bob, bob_rows = normalized(mem.export(entity_id="bob")), entity_rows(mem, "bob")
@@ -533,12 +541,15 @@ def test_sqlite_ids_of_forgotten_rows_are_never_reused(tmp_path: Path) -> None:
         seed(mem)
         before = {e: normalized(mem.export(entity_id=e)) for e in ("ann", "bob")}
     raw = sqlite3.connect(tmp_path / "old.db", isolation_level=None)
-    # a version-2 database has no table of a later migration (5: memori_api_key)
+    # a version-2 database has no table of a later migration (5: memori_api_key; 7:
+    # memori_vector_block)
+    later = ("memori_api_key", "memori_vector_block")
     tables = [(n, q) for n, q in raw.execute("SELECT name, sql FROM sqlite_master "
                                              "WHERE type = 'table'")
-              if "AUTOINCREMENT" in q and n != "memori_api_key"]
+              if "AUTOINCREMENT" in q and n not in later]
     assert len(tables) == 9
-    raw.execute("DROP TABLE memori_api_key")
+    for name in later:
+        raw.execute(f"DROP TABLE {name}")
     raw.execute("PRAGMA foreign_keys = OFF")  # back to a version-2 database: no AUTOINCREMENT
     raw.execute("PRAGMA legacy_alter_table = ON")
     raw.execute("BEGIN")
@@ -560,7 +571,8 @@ def test_sqlite_ids_of_forgotten_rows_are_never_reused(tmp_path: Path) -> None:
         with mem.engine.connect() as c:
             ddl = dict(c.exec_driver_sql("SELECT name, sql FROM sqlite_master "
                                          "WHERE type = 'table'").all())
-            assert sum("AUTOINCREMENT" in q for q in ddl.values()) == 10  # and memori_api_key
+            # and memori_api_key, memori_vector_block
+            assert sum("AUTOINCREMENT" in q for q in ddl.values()) == 11
             assert not any("_v2" in q or "before" in q for q in ddl.values())
             assert c.exec_driver_sql("PRAGMA foreign_key_check").all() == []
             assert c.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1

@@ -254,7 +254,7 @@ def test_migration_6_indexes_the_memories_stored_before_it(
             assert migrations.current_version(c) == 5
         mem.config.storage.build()
         with mem.engine.connect() as c:
-            assert migrations.current_version(c) == len(migrations.MIGRATIONS) == 6
+            assert migrations.current_version(c) == len(migrations.MIGRATIONS) >= 6
         assert mem._store.fulltext_missing() is None  # SQLite: its FTS5 index made now
         pk = mem._store.find_pk("entity", "ann")
         assert pk is not None

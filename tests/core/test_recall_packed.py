@@ -1,0 +1,239 @@
+"""Packed vectors (``storage/packed.py``, migration 7) and the exact dense top-k a cold recall
+takes from them (``recall/dense.py``), on SQLite, PostgreSQL and MariaDB: the writes of
+memories pack them in their transaction; a cold recall's dense candidates equal the read of
+every vector (ids and similarities) for every filter, while reading a fraction of them; a
+deleted or forgotten memory's codes go with it; blocks out of date are detected, answered
+exactly from every vector and packed again in the background; an error on the lexical
+thread reaches the caller."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from sqlalchemy import Connection, delete, func, select
+
+from memori_core import Memori
+from memori_core.errors import StorageError
+from memori_core.recall.index import Filter
+from memori_core.storage import packed
+from memori_core.storage import schema as s
+from memori_core.storage.store import NewMemory
+from memori_core.testing import HashEmbedder
+
+DIM = 64
+#: memories per write: the first two pack (>= MIN_PACK past the last block), the third is
+#: the tail every cold recall reads exactly
+WRITES = (500, 500, 200)
+N = sum(WRITES)
+
+
+def corpus_vectors(n: int, seed: int = 0) -> np.ndarray:
+    """Unit vectors in clusters of near-duplicates (as a user's memories are): the packed
+    scores of a cluster's members are closer than their margins, so the re-scoring rounds
+    are exercised."""
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((40, DIM)).astype(np.float32)
+    x = centers[np.arange(n) % 40] + 0.15 * rng.standard_normal((n, DIM)).astype(np.float32)
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.fixture
+def mem(db_url: str) -> Iterator[Memori]:
+    """A cold-recall instance with ``N`` memories of "ann" in three processes and three
+    kinds, some superseded, written through the store in ``WRITES`` transactions."""
+    m = Memori(conn=db_url, embedder=HashEmbedder(dim=DIM), augmentation_workers=0,
+               recall_pushdown=True, recall_pushdown_above=0)
+    try:
+        m.config.storage.build()
+        m.attribution(entity_id="ann", process_id="coach")
+        store = m._store
+        store.check_embedding_model(m.embedder.name, DIM)
+        vectors = corpus_vectors(N)
+        kinds = ("fact", "preference", "episodic")
+        start = 0
+        for size in WRITES:
+            def tx(conn: Connection, state: Any, start: int = start, size: int = size) -> None:
+                e = store.entity_pk(conn, state, "ann")
+                procs = [store.process_pk(conn, state, p) for p in ("coach", "tutor", None)]
+                store.upsert_memories(conn, [
+                    NewMemory(e, procs[i % 3], kinds[i % 3],
+                              f"memory {i} about topic{i % 40} and word{i % 7}", vectors[i],
+                              (), slot=f"slot{i % 25}" if i % 5 == 0 else None)
+                    for i in range(start, start + size)], m.embedder.name)
+
+            store.write(tx)
+            start += size
+        yield m
+    finally:
+        m.close()
+
+
+def entity(m: Memori) -> int:
+    pk = m._store.find_pk("entity", "ann")
+    assert pk is not None
+    return pk
+
+
+def full_read(m: Memori, vector: np.ndarray, k: int, flt: Filter) -> list[tuple[int, float]]:
+    """The dense candidates from one read of every vector (no blocks used)."""
+    store: Any = m._store
+    real = store.packed_vectors
+    store.packed_vectors = lambda *_a, **_k: "not used here"
+    try:
+        found = m._recaller._dense(vector, k, entity(m), flt)
+    finally:
+        store.packed_vectors = real
+    assert found is not None
+    return found[0]
+
+
+def spy(m: Memori, name: str) -> list[tuple[Any, ...]]:
+    calls: list[tuple[Any, ...]] = []
+    store: Any = m._store
+    real = getattr(store, name)
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append((*args, *kwargs.values()))
+        return real(*args, **kwargs)
+
+    setattr(store, name, counted)
+    return calls
+
+
+@settings(max_examples=60, deadline=None)
+@given(arrays(np.float32, st.tuples(st.integers(1, 40), st.just(16)),
+              elements=st.floats(-1, 1, width=32)),
+       arrays(np.float32, 16, elements=st.floats(-1, 1, width=32)))
+def test_a_packed_score_is_within_its_margin_of_the_exact_one(x: np.ndarray, q: np.ndarray
+                                                              ) -> None:
+    codes, scales, residuals = packed.quantize(x)
+    blocks = packed.Packed(np.arange(len(x), dtype=np.int64), [codes], scales, residuals,
+                           len(x))
+    scores, margins = packed.bounds(blocks, q)
+    exact = x.astype(np.float64) @ q.astype(np.float64)
+    assert np.all(np.abs(scores - exact) <= margins)
+
+
+def test_writes_pack_the_memories_and_the_rest_is_the_tail(mem: Memori) -> None:
+    blocks = mem._store.packed_vectors(entity(mem), DIM)
+    assert isinstance(blocks, packed.Packed)
+    ids, _ = mem._store.memory_vectors(entity(mem), None, None, True)
+    assert blocks.ids.tolist() == ids[:sum(WRITES[:2])].tolist()  # the third write: < 256
+    assert blocks.last_id == int(ids[sum(WRITES[:2]) - 1])
+    with mem.engine.connect() as c:  # the first block was written again with the second write
+        assert c.execute(select(func.count()).select_from(s.vector_block)).scalar() == 1
+
+
+@pytest.mark.parametrize("flt", [Filter(None, None, False), Filter(None, None, True),
+                                 Filter(None, ["preference"], False),
+                                 Filter("coach", None, False), Filter("tutor", ["fact"], True)],
+                         ids=["current", "with-superseded", "kind", "process", "process-kind"])
+def test_the_packed_dense_top_k_is_the_exact_one(mem: Memori, flt: Filter) -> None:
+    if isinstance(flt.processes, str):  # a persona: its memories and those of no process
+        pk = mem._store.find_pk("process", flt.processes)
+        flt = Filter([pk, None], flt.kinds, flt.include_superseded)
+    blocks = mem._store.packed_vectors(entity(mem), DIM)
+    assert isinstance(blocks, packed.Packed)
+    rescored = spy(mem, "memory_similarities")
+    reads = spy(mem, "memory_vectors")
+    vectors = corpus_vectors(N)
+    rng = np.random.default_rng(1)
+    queries = [vectors[i] for i in range(0, N, 97)] + [
+        v / np.linalg.norm(v) for v in rng.standard_normal((5, DIM)).astype(np.float32)]
+    for q in queries:
+        rescored.clear()
+        reads.clear()
+        found = mem._recaller._dense(q, 100, entity(mem), flt)
+        assert found is not None
+        # the tail only, and (without a filter excluding most) a fraction of the packed
+        # memories re-scored
+        assert [c[-1] for c in reads] == [blocks.last_id]
+        if flt.processes is None and flt.kinds is None:
+            assert sum(len(c[2]) for c in rescored) < N / 2
+        want = full_read(mem, q, 100, flt)
+        assert [i for i, _ in found[0]] == [i for i, _ in want]
+        assert [x for _, x in found[0]] == pytest.approx([x for _, x in want], abs=1e-6)
+
+
+def test_deleted_and_forgotten_memories_take_their_codes_with_them(mem: Memori) -> None:
+    pk, store = entity(mem), mem._store
+    blocks = store.packed_vectors(pk, DIM)
+    assert isinstance(blocks, packed.Packed)
+    gone = int(blocks.ids[3])
+    assert mem.forget_memories([gone]) == 1
+    assert store.packed_vectors(pk, DIM) == "no blocks"
+    found = mem._recaller._dense(corpus_vectors(N)[3], 100, pk, Filter(None, None, True))
+    assert found is not None and gone not in [i for i, _ in found[0]]
+    mem.recall("memory about topic3", limit=5)  # cold: packed again in the background
+    assert mem._recaller.wait_filled(30)
+    again = store.packed_vectors(pk, DIM)
+    assert isinstance(again, packed.Packed) and gone not in again.ids.tolist()
+    assert len(again) == N - 1  # every memory: the tail too
+    # a re-embed replaces vectors: their codes are dropped in its transaction
+    store.set_embeddings([(int(again.ids[0]), pk, corpus_vectors(1, seed=9)[0])],
+                         mem.embedder.name)
+    assert store.packed_vectors(pk, DIM) == "no blocks"
+    mem.forget("ann")
+    with mem.engine.connect() as c:
+        assert c.execute(select(func.count()).select_from(s.vector_block)).scalar() == 0
+
+
+def test_blocks_out_of_date_are_answered_exactly_and_packed_again(mem: Memori) -> None:
+    """A memory removed behind memori's back (or committed late below the last block by a
+    concurrent writer): the check fails, every vector is read, and the background build
+    packs the entity again."""
+    pk, store = entity(mem), mem._store
+    blocks = store.packed_vectors(pk, DIM)
+    assert isinstance(blocks, packed.Packed)
+    gone = int(blocks.ids[10])
+    with mem.engine.begin() as c:
+        c.execute(delete(s.entity_fact).where(s.entity_fact.c.id == gone))
+    assert store.packed_vectors(pk, DIM) == "blocks out of date"
+    q = corpus_vectors(N)[10]
+    flt = Filter(None, None, True)
+    found = mem._recaller._dense(q, 100, pk, flt)
+    assert found is not None and found[0] == full_read(mem, q, 100, flt)
+    assert gone not in [i for i, _ in found[0]]
+    mem.recall("memory about topic10", limit=5)
+    assert mem._recaller.wait_filled(30)
+    again = store.packed_vectors(pk, DIM)
+    assert isinstance(again, packed.Packed) and len(again) == N - 1
+
+
+def test_a_cold_recall_reads_no_vector_twice_and_an_error_on_the_lexical_thread_is_raised(
+        mem: Memori) -> None:
+    reads = spy(mem, "memory_vectors")
+    hits = mem.recall("memory about topic7 and word0", limit=5)
+    assert hits and all(c[-1] > 0 for c in reads)  # the tail after the blocks only
+    assert mem._recaller.wait_filled(30)
+    store: Any = mem._store
+    real = store.lexical_candidates
+
+    def broken(*_args: Any, **_kwargs: Any) -> Any:
+        raise StorageError("database read failed: the full-text index is corrupt")
+
+    store.lexical_candidates = broken
+    mem._recaller.cache.discard(entity(mem))
+    with pytest.raises(StorageError, match="corrupt"):
+        mem.recall("memory about topic8", limit=5)
+    store.lexical_candidates = real
+    mem._recaller.cache.discard(entity(mem))
+    assert mem.recall("memory about topic8", limit=5)  # the thread still serves
+
+
+def test_an_import_packs_what_it_writes(mem: Memori, tmp_path: Any) -> None:
+    data = mem.export(entity_id="ann")
+    with Memori(conn=f"sqlite:///{tmp_path / 'other.db'}", embedder=HashEmbedder(dim=DIM),
+                augmentation_workers=0) as other:
+        counts = other.import_(data)
+        assert counts["memori_vector_block"] == 1
+        pk = other._store.find_pk("entity", "ann")
+        assert pk is not None
+        blocks = other._store.packed_vectors(pk, DIM)
+        assert isinstance(blocks, packed.Packed) and len(blocks) == N
