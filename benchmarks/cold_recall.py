@@ -11,11 +11,15 @@ local model embedding every query:
   - before: ``recall_pushdown`` off: a cold recall (the entity's index not in the process:
     dropped from the cache before each) builds the in-process index (FAISS + BM25) first;
     warm p50 once it is built;
+  - packed: the entity's vectors as 8-bit codes (``Store.packed_vectors``, migration 7),
+    read and checked, vs one read of every float32 vector (``Store.memory_vectors``);
   - after: ``recall_pushdown`` on: a cold recall takes lexical candidates from the database's
-    full-text index (a pool re-scored with memori's BM25, ``Recaller._lexical``) and dense ones from one read of every vector (pgvector: from its HNSW
-    index, re-scored exactly, where its measured agreement is >= 0.99), while the index is
-    built in the background; warm p50 once it is built; and how many cold top-5s equal the
-    in-process path's top-5 for the same query.
+    full-text index (a pool re-scored with memori's BM25, ``Recaller._lexical``, on a thread
+    of its own) and its exact dense top-k from the packed codes, re-scoring exactly from the
+    stored vectors only the memories whose margin reaches it (``recall/dense.py``; how many per
+    recall is printed); pgvector: from its HNSW index, re-scored exactly, where its measured
+    agreement is >= 0.99; while the index is built in the background; warm p50 once it is
+    built; and how many cold top-5s equal the in-process path's top-5 for the same query.
 
 Memory vectors: LoCoMo's 5,882 turns embedded once with the local model; memory i is turn
 i mod 5,882 with its vector plus Gaussian noise (norm 0.5 before re-normalising), so copies of
@@ -64,6 +68,7 @@ from memori_core.embeddings.base import Embedder
 from memori_core.embeddings.local import LocalEmbedder
 from memori_core.evals import locomo as locomo_eval
 from memori_core.storage import schema as s
+from memori_core.storage.packed import Packed
 from memori_core.storage.store import PGVECTOR_META, NewMemory
 
 LOCOMO = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "locomo" / "locomo10.json"
@@ -208,14 +213,35 @@ def bench(backend: str, n: int, tmp: Path, embedder: Embedder, turns: list[str],
             rows = [ms(lambda: [r for b in store.memory_embeddings(pk, 0, 1000) for r in b])[0]
                     for _ in range(3)]
             block = [ms(lambda: store.memory_block(pk, 0))[0] for _ in range(3)]
+            vectors = [ms(lambda: store.memory_vectors(pk, None, None, False))[0]
+                       for _ in range(3)]
+            packs = [ms(lambda: store.packed_vectors(pk, embedder.dim)) for _ in range(3)]
+            found = packs[0][1]
             print(f"{backend:<10} N={n:>6} read+decode  row by row {statistics.median(rows):7.1f} ms"
-                  f" | one read {statistics.median(block):7.1f} ms", flush=True)
+                  f" | one read {statistics.median(block):7.1f} ms | every vector "
+                  f"{statistics.median(vectors):7.1f} ms | packed 8-bit codes, checked "
+                  f"{statistics.median(t for t, _ in packs):7.1f} ms ("
+                  + (f"{len(found)} memories" if isinstance(found, Packed) else str(found))
+                  + ")", flush=True)
+            rescored: list[int] = []
+            real_similarities = pushed._store.memory_similarities
+
+            def similarities(*args: Any, **kwargs: Any) -> Any:
+                rescored.append(len(args[2]))
+                return real_similarities(*args, **kwargs)
+
+            pushed._store.memory_similarities = similarities  # type: ignore[method-assign]
             # each mode its own new queries: the query vector cache never answers a cold one
             before_q = questions[:cold_n]
             after_q = [q + " " for q in before_q]  # same text for BM25, new for the cache
             warm_q = questions[cold_n:cold_n + warm_n]
             b_cold, b_warm, b_tops = cold_and_warm(plain, before_q, warm_q)
             a_cold, a_warm, a_tops = cold_and_warm(pushed, after_q, warm_q)
+            pushed._store.memory_similarities = real_similarities  # type: ignore[method-assign]
+            per_recall = sum(rescored) / max(len(after_q), 1)
+            print(f"{backend:<10} N={n:>6} cold recall re-scored exactly {per_recall:7.0f} vectors "
+                  f"per recall on average (dense top-k from the packed codes, and the lexical "
+                  f"candidates' similarities)", flush=True)
             same = sum(b_tops[q] == a_tops[q + " "] for q in before_q)
             print(f"{backend:<10} N={n:>6} before (in-process index)  cold p50 "
                   f"{statistics.median(b_cold):7.1f} ms max {max(b_cold):7.1f} | warm p50 "

@@ -127,6 +127,18 @@ def scope_processes(store: Store, process_id: str | None, scope: Scope
     return [None] if process_pk is None else [process_pk, None]
 
 
+@dataclasses.dataclass(frozen=True)
+class _Pool:
+    """A cold recall's lexical pool (``Recaller._pool``): memory ids (the database's order),
+    document frequency by query word (PostgreSQL; else empty), indexed text by id, and
+    (memory of the pool, memory it replies to, its message's text) (``Store.replied_by``)."""
+
+    ids: list[int]
+    df: dict[str, int]
+    texts: dict[int, str]
+    replies: list[tuple[int, int, str]]
+
+
 def fuse(rankings: Sequence[tuple[Sequence[int], float]], k: float) -> dict[int, float]:
     """Weighted reciprocal-rank fusion.
 
@@ -382,18 +394,21 @@ class Recaller:
         if above > 0 and not self._store.holds_more_than(entity_pk, above):
             return None  # small: building its index costs no more than the candidate path
         lexical_wanted = self._config.recall_lexical_weight > 0
-        # the lexical candidates on a thread of their own, over a second connection: the
-        # database works on them while this thread reads and scores the vectors
-        later = self._beside(lambda: self._lexical(query, k, entity_pk, flt)) \
+        # the lexical pool on a thread of its own, over a second connection: the database
+        # gathers it while this thread reads and scores the vectors, then reads the entity's
+        # BM25 statistics
+        later = self._beside(lambda: self._pool(query, k, entity_pk, flt)) \
             if lexical_wanted else None
         try:
             found = self._dense(vector, k, entity_pk, flt)
+            corpus = self._corpus(query, entity_pk) if lexical_wanted else None
         except BaseException:
             if later is not None:  # its connection back before the first error is raised
                 with contextlib.suppress(Exception):
                     later()
             raise
-        found_lexical = later() if later is not None else []
+        found_lexical = self._scored(query, k, later(), corpus) \
+            if later is not None and corpus is not None else []
         if found is None:
             return None  # the in-process path reports the mismatch
         dense, similarity, lookup = found
@@ -481,35 +496,66 @@ class Recaller:
 
     def _lexical(self, query: str, k: int, entity_pk: int, flt: Filter
                  ) -> list[tuple[int, float]]:
-        """The candidate path's lexical ranking: a pool of ``LEXICAL_POOL`` x ``k`` memories
-        from the full-text index (``Store.lexical_candidates``, the database's relevance),
-        scored with the in-process BM25 (``score_texts``: their indexed text tokenized as the
-        index does, document frequencies and the memory count of the entity from the
-        database, ``Store.lexical_corpus``; the mean length exact up to
-        ``EXACT_LENGTHS_BELOW`` memories, else the mean character count times the pool's
-        tokens per character); then the reply field read backwards (``Store.replied_by``): a
-        memory that a candidate's message answers gains ``recall_reply_weight`` times the
-        candidate's score, as the in-process BM25 adds that weight times the score of its
-        reply field (the answering message's text). Best first, ties lower id first (as the
-        in-process BM25 ranks); at most ``k``."""
-        cfg = self._config
-        stem = cfg.recall_stemming
+        """The candidate path's lexical ranking, on one thread: ``_pool``, ``_corpus``, then
+        ``_scored`` (a cold recall runs the first two at once on two connections)."""
+        return self._scored(query, k, self._pool(query, k, entity_pk, flt),
+                            self._corpus(query, entity_pk))
+
+    def _words(self, query: str) -> tuple[list[str], list[str], dict[str, str]]:
+        """(the query's words, their BM25 terms, term -> the first word it came from)."""
         raw = tokenize(query, stem=False)
-        stems = tokenize(query, stem)
+        stems = tokenize(query, self._config.recall_stemming)
         words: dict[str, str] = {}
         for word, term in zip(raw, stems, strict=True):
             words.setdefault(term, word)
-        counted: dict[str, int] = {}  # PostgreSQL: df by word, counted with the pool
+        return raw, stems, words
+
+    def _pool(self, query: str, k: int, entity_pk: int, flt: Filter) -> _Pool:
+        """The lexical pool: ``LEXICAL_POOL`` x ``k`` memories from the full-text index
+        (``Store.lexical_candidates``: the database's relevance; their indexed text and, on
+        PostgreSQL, each word's document frequency read by the same statement), and the
+        memories their messages answer (``Store.replied_by``, with ``recall_reply_weight``)."""
+        raw, stems, _ = self._words(query)
+        df: dict[str, int] = {}
+        texts: dict[int, str] = {}
         pool = self._store.lexical_candidates(entity_pk, raw, flt.processes, flt.kinds,
                                               flt.include_superseded, k * LEXICAL_POOL, stems,
-                                              counted)
-        if not pool:
+                                              df, texts)
+        replies: list[tuple[int, int, str]] = []
+        if pool and self._config.recall_reply_weight > 0:
+            replies = self._store.replied_by(entity_pk, [i for i, _ in pool], flt.processes,
+                                             flt.kinds, flt.include_superseded)
+        return _Pool([i for i, _ in pool], df, texts, replies)
+
+    def _corpus(self, query: str, entity_pk: int) -> LexicalCorpus:
+        """The entity's BM25 statistics (``Store.lexical_corpus``: memory count, characters,
+        messages; document frequencies but on PostgreSQL, where ``_pool`` counts them; every
+        memory's text up to ``EXACT_LENGTHS_BELOW`` memories)."""
+        cfg = self._config
+        return self._store.lexical_corpus(entity_pk, self._words(query)[2], [],
+                                          EXACT_LENGTHS_BELOW, cfg.recall_stemming,
+                                          replies=cfg.recall_reply_weight > 0, count_df=False)
+
+    def _scored(self, query: str, k: int, pool: _Pool, corpus: LexicalCorpus
+                ) -> list[tuple[int, float]]:
+        """The pool scored with the in-process BM25 (``score_texts``: its indexed text
+        tokenized as the index does, document frequencies and the memory count of the entity
+        from the database; the mean length exact up to ``EXACT_LENGTHS_BELOW`` memories, else
+        the mean character count times the pool's tokens per character); then the reply field
+        read backwards: a memory that a candidate's message answers gains
+        ``recall_reply_weight`` times the candidate's score, as the in-process BM25 adds that
+        weight times the score of its reply field (the answering message's text). Best first,
+        ties lower id first (as the in-process BM25 ranks); at most ``k``."""
+        if not pool.ids:
             return []
-        ids = [i for i, _ in pool]
-        weight = cfg.recall_reply_weight
-        corpus = self._store.lexical_corpus(entity_pk, words, ids, EXACT_LENGTHS_BELOW, stem,
-                                            replies=weight > 0, known=counted)
-        texts = [corpus.texts.get(i, "") for i in ids]
+        cfg = self._config
+        stem = cfg.recall_stemming
+        words = self._words(query)[2]
+        if pool.df:  # PostgreSQL: counted with the pool
+            corpus = dataclasses.replace(corpus, df={
+                **corpus.df, **{t: pool.df[w] for t, w in words.items() if w in pool.df}})
+        ids = pool.ids
+        texts = [pool.texts.get(i, corpus.texts.get(i, "")) for i in ids]
         counts = term_counts(texts, stem)
         tokens = [sum(c.values()) for c in counts]
         if corpus.rows <= EXACT_LENGTHS_BELOW:
@@ -523,12 +569,11 @@ class Recaller:
         scores = score_texts(counts, terms, corpus.rows, avg, corpus.df)
         own = {i: float(x) for i, x in zip(ids, scores.tolist(), strict=True) if x > 0}
         score = dict(own)
-        if weight > 0 and own:
-            replies = self._store.replied_by(entity_pk, list(own), flt.processes, flt.kinds,
-                                             flt.include_superseded)
-            if replies:
-                score = self._with_replies(score, replies, dict(zip(ids, counts, strict=True)),
-                                           terms, corpus, weight, stem)
+        weight = cfg.recall_reply_weight
+        replies = [r for r in pool.replies if r[0] in own]
+        if weight > 0 and replies:
+            score = self._with_replies(score, replies, dict(zip(ids, counts, strict=True)),
+                                       terms, corpus, weight, stem)
         return sorted(score.items(), key=lambda x: (-x[1], x[0]))[:k]
 
     @staticmethod

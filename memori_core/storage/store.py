@@ -1595,7 +1595,8 @@ class Store:
                            processes: Sequence[int | None] | None,
                            kinds: Sequence[str] | None, include_superseded: bool, k: int,
                            stems: Sequence[str] | None = None,
-                           df: dict[str, int] | None = None) -> list[tuple[int, float]]:
+                           df: dict[str, int] | None = None,
+                           texts: dict[int, str] | None = None) -> list[tuple[int, float]]:
         """The entity's memories matching any of ``terms`` by the database's full-text index
         (migration 6), best first by the database's own relevance (SQLite FTS5 ``bm25``,
         PostgreSQL ``ts_rank``, MariaDB ``MATCH ... AGAINST``): at most ``k`` (id, score > 0).
@@ -1610,6 +1611,8 @@ class Store:
             df: PostgreSQL, when candidates are found: filled with each word's document
                 frequency over every memory of the entity (``lexical_corpus``'s ``df``), counted
                 by the same pass. Default None.
+            texts: filled with the indexed text (``search_text``, else ``content``) of each
+                candidate returned, read by the same statement. Default None.
 
         Raises:
             StorageError: the database failed (or has no full-text index:
@@ -1621,23 +1624,26 @@ class Store:
         f = s.entity_fact.c
         where = [f.entity_id == entity_pk, *_filters(processes, kinds, include_superseded)]
         if self.dialect == "sqlite":
-            return self._sqlite_lexical(words, where, k)
+            found = self._sqlite_lexical(words, where, k)
         elif self.dialect == "postgresql":
-            return self._pg_lexical(entity_pk, words, where[1:], k, df)
+            found = self._pg_lexical(entity_pk, words, where[1:], k, df)
         else:
             match = mysql.match(f.content, f.search_text, against=bindparam("q"))
             score = match.in_natural_language_mode() if stems is None else \
                 match.in_boolean_mode()
-            q = (select(f.id, score.label("score")).where(score > 0, *where)
-                 .order_by(score.desc(), f.id).limit(k))
+            q = (select(f.id, score.label("score"), func.coalesce(f.search_text, f.content))
+                 .where(score > 0, *where).order_by(score.desc(), f.id).limit(k))
             query = " ".join(words) if stems is None else " ".join(dict.fromkeys(
                 _prefix(w, t) for w, t in zip(terms, stems, strict=True) if w))
-        with self.read() as conn:
-            rows = conn.execute(q, {"q": query}).all()
-        return [(int(i), float(sc)) for i, sc in rows if sc is not None and float(sc) > 0]
+            with self.read() as conn:
+                found = [tuple(r) for r in conn.execute(q, {"q": query}).all()]
+        out = [(int(r[0]), float(r[1])) for r in found if r[1] is not None and float(r[1]) > 0]
+        if texts is not None:
+            texts.update((int(r[0]), str(r[2] or "")) for r in found)
+        return out
 
     def _sqlite_lexical(self, words: Sequence[str], where: Sequence[Any], k: int
-                        ) -> list[tuple[int, float]]:
+                        ) -> list[tuple[Any, ...]]:
         """SQLite's lexical candidates: FTS5's best ``k`` by its ``bm25`` (Okapi BM25 with
         k1 = 1.2, b = 0.75, as ``recall/lexical.py``; its IDF counts every entity's rows).
         Ranking every match by summed IDF in Python instead measured 10x slower
@@ -1645,16 +1651,16 @@ class Store:
         f = s.entity_fact.c
         fts = sa_table(migrations.FTS_TABLE, sa_column("rowid"))
         rank = func.bm25(literal_column(migrations.FTS_TABLE))
-        q = (select(f.id, -rank)
+        q = (select(f.id, -rank, func.coalesce(f.search_text, f.content))
              .select_from(fts.join(s.entity_fact, f.id == fts.c.rowid))
              .where(literal_column(migrations.FTS_TABLE).op("MATCH")(bindparam("q")), *where)
              .order_by(rank, f.id).limit(k))
         with self.read() as conn:
-            rows = conn.execute(q, {"q": " OR ".join(f'"{w}"' for w in words)}).all()
-        return [(int(i), float(sc)) for i, sc in rows if float(sc) > 0]
+            return [tuple(r) for r in conn.execute(
+                q, {"q": " OR ".join(f'"{w}"' for w in words)}).all()]
 
     def _pg_lexical(self, entity_pk: int, words: Sequence[str], allowed: Sequence[Any],
-                    k: int, df: dict[str, int] | None) -> list[tuple[int, float]]:
+                    k: int, df: dict[str, int] | None) -> list[tuple[Any, ...]]:
         """PostgreSQL's lexical candidates, ranked in the database like BM25 over the entity: a
         matching row scores the summed IDF of the query words it holds
         (``log(1 + (n - df + 0.5) / (df + 0.5))``, df and n counted over every memory of the
@@ -1672,34 +1678,43 @@ class Store:
         f = s.entity_fact.c
         own = f.entity_id == entity_pk
         ok: Any = and_(*allowed) if allowed else literal_column("true")
-        held = select(f.id, ok.label("ok"),
+        held = select(f.id, ok.label("ok"), tsv.label("tsv"),
+                      func.coalesce(f.search_text, f.content).label("body"),
                       *[case((tsv.op("@@")(w), 1), else_=0).label(f"h{i}")
                         for i, w in enumerate(each)]
                       ).where(own, tsv.op("@@")(every)).cte("held")
-        # n and each df as uncorrelated scalar subqueries: evaluated once (InitPlans); as
-        # joined subqueries a nested loop could run them again per matching row
-        rows: Any = select(func.count()).where(own).scalar_subquery()
-        counts = [select(func.sum(held.c[f"h{i}"])).scalar_subquery() for i in range(len(words))]
+        # n and each df once, in a one-row CTE joined to every row (each textual scalar
+        # subquery is an InitPlan of its own: written into the IDF of every word, the
+        # entity's rows were counted once per word)
+        stats = select(select(func.count()).where(own).scalar_subquery().label("n"),
+                       *[func.coalesce(func.sum(held.c[f"h{i}"]), 0).label(f"d{i}")
+                         for i in range(len(words))]).select_from(held).cte("stats")
+        counts = [stats.c[f"d{i}"] for i in range(len(words))]
         idf: Any = 0.0
         for i, d in enumerate(counts):
-            idf = idf + held.c[f"h{i}"] * func.ln(1.0 + (rows - d + 0.5) / (d + 0.5))
-        pool = (select(held.c.id, idf.label("idf")).where(held.c.ok)
-                .order_by(idf.desc(), held.c.id).limit(LEXICAL_POOL * k).subquery("pool"))
-        score = (pool.c.idf + func.ts_rank(tsv, every) / 10).label("score")
-        q = (select(pool.c.id, score, *counts)
-             .select_from(pool.join(s.entity_fact, f.id == pool.c.id))
+            idf = idf + held.c[f"h{i}"] * func.ln(1.0 + (stats.c.n - d + 0.5) / (d + 0.5))
+        pool = (select(held.c.id, held.c.tsv, held.c.body, idf.label("idf"))
+                .select_from(held.join(stats, literal_column("true"))).where(held.c.ok)
+                .order_by(literal_column("idf").desc(), held.c.id).limit(LEXICAL_POOL * k)
+                .subquery("pool"))
+        # the pool's rows carry their tsvector and text: no join back to the table (planned
+        # as a hash of every row of it)
+        score = (pool.c.idf + func.ts_rank(pool.c.tsv, every) / 10).label("score")
+        q = (select(pool.c.id, score, pool.c.body, *counts)
+             .select_from(pool.join(stats, literal_column("true")))
              .order_by(score.desc(), pool.c.id).limit(k))
         params: dict[str, Any] = {"q": " or ".join(words),
                                   **{f"w{i}": w for i, w in enumerate(words)}}
         with self.read() as conn:
             found = conn.execute(q, params).all()
         if found and df is not None:
-            df.update({w: int(n or 0) for w, n in zip(words, found[0][2:], strict=True)})
-        return [(int(r[0]), float(r[1])) for r in found if r[1] is not None and float(r[1]) > 0]
+            df.update({w: int(n or 0) for w, n in zip(words, found[0][3:], strict=True)})
+        return [tuple(r[:3]) for r in found]
 
     def lexical_corpus(self, entity_pk: int, words: dict[str, str], ids: Sequence[int],
                        every_below: int = 0, stem: bool = True, replies: bool = False,
-                       known: dict[str, int] | None = None) -> LexicalCorpus:
+                       known: dict[str, int] | None = None, count_df: bool = True
+                       ) -> LexicalCorpus:
         """BM25 statistics of the entity's memories and the indexed text of ``ids``, in one
         checkout, for recall's candidate path to score its lexical pool as the in-process
         index would (``memori_core.recall.lexical.score_texts``).
@@ -1722,6 +1737,8 @@ class Store:
                 field's mean length); default False.
             known: PostgreSQL: document frequencies by query word already counted
                 (``lexical_candidates``' ``df``); the words it holds are not counted again.
+            count_df: PostgreSQL: False leaves ``df`` to the caller (``lexical_candidates``
+                counts it with the pool, on another connection); default True.
 
         Raises:
             StorageError: the read failed.
@@ -1766,7 +1783,7 @@ class Store:
             texts = ({int(i): str(t or "") for i, t in conn.execute(fetch)}
                      if ids or rows <= every_below else {})
             df = {t: int(n or 0) for t, n in zip(terms, row[1:], strict=True)}
-            if self.dialect == "postgresql" and terms:
+            if self.dialect == "postgresql" and terms and count_df:
                 have = known or {}
                 rest = [t for t in terms if words[t] not in have]
                 df = {t: have[words[t]] for t in terms if words[t] in have}
