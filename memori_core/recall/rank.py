@@ -401,7 +401,8 @@ class Recaller:
             if lexical_wanted else None
         try:
             found = self._dense(vector, k, entity_pk, flt)
-            corpus = self._corpus(query, entity_pk) if lexical_wanted else None
+            corpus = self._corpus(query, entity_pk, found[3] if found is not None else None) \
+                if lexical_wanted else None
         except BaseException:
             if later is not None:  # its connection back before the first error is raised
                 with contextlib.suppress(Exception):
@@ -411,7 +412,7 @@ class Recaller:
             if later is not None and corpus is not None else []
         if found is None:
             return None  # the in-process path reports the mismatch
-        dense, similarity, lookup = found
+        dense, similarity, lookup, _ = found
         lexical: list[tuple[int, float]] = []
         if lexical_wanted:
             similarity.update(lookup([i for i, _ in found_lexical if i not in similarity]))
@@ -422,12 +423,13 @@ class Recaller:
 
     def _dense(self, vector: np.ndarray, k: int, entity_pk: int, flt: Filter
                ) -> tuple[list[tuple[int, float]], dict[int, float],
-                          Callable[[list[int]], dict[int, float]]] | None:
+                          Callable[[list[int]], dict[int, float]], Packed | None] | None:
         """A cold recall's dense candidates, exact (best first, ties higher id first), the
         similarities known, and how to look up others by id: from pgvector
         (``recall_pgvector`` where its gate passes), else from the entity's packed 8-bit codes
         re-scored exactly (``recall.dense.exact_top_k``: a few hundred vectors read), else from
-        one read of every vector the filter allows. None: the vectors are of another
+        one read of every vector the filter allows; and the packed vectors when read (their
+        memory count and characters serve BM25). None: the vectors are of another
         dimension."""
         dim = int(vector.shape[0])
         store = self._store
@@ -439,7 +441,7 @@ class Recaller:
             why = store.pgvector_missing(dim)
             if why is None:
                 dense = store.nearest_memories(entity_pk, vector, k, flt)
-                return dense, dict(dense), lookup
+                return dense, dict(dense), lookup, None
             if why not in self._pgvector_logged:  # each reason once: "being installed", ...
                 self._pgvector_logged.add(why)
                 _log.warning("recall_pgvector: %s; cold recall reads every vector", why)
@@ -461,7 +463,7 @@ class Recaller:
             exact = exact_top_k(blocks, vector, k, list(tail), rescore,
                                 max(len(blocks) // 2, 4 * k, RESCORED_MOST))
             if exact is not None:
-                return exact[0], exact[1], lookup
+                return exact[0], exact[1], lookup, blocks
         else:
             self._repack.add(entity_pk)  # by the background index build
         ids, vectors = store.memory_vectors(entity_pk, flt.processes, flt.kinds,
@@ -469,7 +471,7 @@ class Recaller:
         if len(ids) and vectors.shape[1] != dim:
             return None
         if not len(ids):
-            return [], {}, lookup
+            return [], {}, lookup, None
         sims = vectors @ np.asarray(vector, dtype=np.float32)
         n = min(k, len(ids))
         top = np.argpartition(-sims, n - 1)[:n] if n < len(ids) else np.arange(len(ids))
@@ -480,7 +482,7 @@ class Recaller:
         def read(wanted: list[int]) -> dict[int, float]:
             return {i: float(sims[position[i]]) for i in wanted if i in position}
 
-        return dense, dict(dense), read
+        return dense, dict(dense), read, blocks if isinstance(blocks, Packed) else None
 
     def _beside(self, fn: Callable[[], T]) -> Callable[[], T]:
         """Start ``fn`` on the recaller's helper thread (a connection of its own) and return
@@ -527,14 +529,18 @@ class Recaller:
                                              flt.kinds, flt.include_superseded)
         return _Pool([i for i, _ in pool], df, texts, replies)
 
-    def _corpus(self, query: str, entity_pk: int) -> LexicalCorpus:
+    def _corpus(self, query: str, entity_pk: int, blocks: Packed | None = None
+                ) -> LexicalCorpus:
         """The entity's BM25 statistics (``Store.lexical_corpus``: memory count, characters,
         messages; document frequencies but on PostgreSQL, where ``_pool`` counts them; every
-        memory's text up to ``EXACT_LENGTHS_BELOW`` memories)."""
+        memory's text up to ``EXACT_LENGTHS_BELOW`` memories); the count and characters of
+        the packed memories from ``blocks`` (read by ``_dense``), when given."""
         cfg = self._config
-        return self._store.lexical_corpus(entity_pk, self._words(query)[2], [],
-                                          EXACT_LENGTHS_BELOW, cfg.recall_stemming,
-                                          replies=cfg.recall_reply_weight > 0, count_df=False)
+        return self._store.lexical_corpus(
+            entity_pk, self._words(query)[2], [], EXACT_LENGTHS_BELOW, cfg.recall_stemming,
+            replies=cfg.recall_reply_weight > 0, count_df=False,
+            packed_up_to=None if blocks is None else (blocks.last_id, len(blocks),
+                                                      blocks.chars))
 
     def _scored(self, query: str, k: int, pool: _Pool, corpus: LexicalCorpus
                 ) -> list[tuple[int, float]]:

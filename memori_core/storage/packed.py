@@ -36,7 +36,7 @@ from sqlalchemy import Connection, delete, func, insert, select
 from memori_core.storage import schema as s
 
 __all__ = ["CHUNK", "MIN_PACK", "Packed", "bounds", "drop", "pack", "quantize", "read",
-           "rebuild"]
+           "rebuild", "text_length"]
 
 #: memories per block at most (a block of 384-d memories: about 1.6 MB)
 CHUNK = 4096
@@ -57,6 +57,8 @@ class Packed:
         scales: float32 array, shape (n,).
         residuals: float32 array, shape (n,).
         last_id: the last block's last id: memories above it are in no block.
+        chars: characters of the packed memories' indexed text, summed (BM25's mean length
+            without reading every text: ``Store.lexical_corpus``).
     """
 
     ids: np.ndarray
@@ -64,6 +66,7 @@ class Packed:
     scales: np.ndarray
     residuals: np.ndarray
     last_id: int
+    chars: int = 0
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -74,6 +77,7 @@ class _Block(NamedTuple):
     id_sum: int
     dim: int
     last_id: int
+    chars: int
     ids: bytes
     codes: bytes
     scales: bytes
@@ -122,7 +126,7 @@ def read(conn: Connection, entity_pk: int, dim: int,
         dimension", "blocks out of date" (the check failed).
     """
     b = s.vector_block.c
-    stmt = (select(b.row_count, b.id_sum, b.dim, b.last_id, b.ids, b.codes, b.scales,
+    stmt = (select(b.row_count, b.id_sum, b.dim, b.last_id, b.chars, b.ids, b.codes, b.scales,
                    b.residuals).where(b.entity_id == entity_pk).order_by(b.last_id))
     rows = [_Block(*r) for r in (rows_of(conn, stmt) if rows_of is not None
                                  else conn.execute(stmt).all())]
@@ -142,7 +146,8 @@ def read(conn: Connection, entity_pk: int, dim: int,
              for r in rows]
     scales = np.frombuffer(b"".join(bytes(r.scales) for r in rows), dtype="<f4")
     residuals = np.frombuffer(b"".join(bytes(r.residuals) for r in rows), dtype="<f4")
-    return Packed(ids, codes, scales.astype(np.float32), residuals.astype(np.float32), last_id)
+    return Packed(ids, codes, scales.astype(np.float32), residuals.astype(np.float32), last_id,
+                  sum(int(r.chars) for r in rows))
 
 
 def pack(conn: Connection, entity_pks: Sequence[int], dim: int, min_rows: int = MIN_PACK
@@ -170,14 +175,13 @@ def pack(conn: Connection, entity_pks: Sequence[int], dim: int, min_rows: int = 
             continue
         redo = last is not None and int(last.row_count) < CHUNK
         start = int(last.first_id) - 1 if redo and last is not None else after
-        rows = conn.execute(select(f.id, f.embedding).where(
+        rows = conn.execute(select(f.id, f.embedding, _length(conn)).where(
             f.entity_id == entity_pk, f.id > start).order_by(f.id)).all()
-        if any(len(r.embedding) != 4 * dim for r in rows):
+        if any(len(r[1]) != 4 * dim for r in rows):
             continue
         if redo and last is not None:
             conn.execute(delete(s.vector_block).where(b.id == last.id))
-        done += _write(conn, entity_pk, dim, [int(r.id) for r in rows],
-                       [bytes(r.embedding) for r in rows])
+        done += _write(conn, entity_pk, dim, rows)
     return done
 
 
@@ -186,12 +190,11 @@ def rebuild(conn: Connection, entity_pk: int, dim: int) -> int:
     of another dimension. Returns: memories packed."""
     drop(conn, [entity_pk])
     f = s.entity_fact.c
-    rows = conn.execute(select(f.id, f.embedding).where(f.entity_id == entity_pk)
-                        .order_by(f.id)).all()
-    if not rows or any(len(r.embedding) != 4 * dim for r in rows):
+    rows = conn.execute(select(f.id, f.embedding, _length(conn))
+                        .where(f.entity_id == entity_pk).order_by(f.id)).all()
+    if not rows or any(len(r[1]) != 4 * dim for r in rows):
         return 0
-    return _write(conn, entity_pk, dim, [int(r.id) for r in rows],
-                  [bytes(r.embedding) for r in rows])
+    return _write(conn, entity_pk, dim, rows)
 
 
 def drop(conn: Connection, entity_pks: Sequence[int] | None) -> int:
@@ -204,15 +207,30 @@ def drop(conn: Connection, entity_pks: Sequence[int] | None) -> int:
     return max(int(conn.execute(stmt).rowcount or 0), 0)
 
 
-def _write(conn: Connection, entity_pk: int, dim: int, ids: Sequence[int],
-           blobs: Sequence[bytes]) -> int:
-    for at in range(0, len(ids), CHUNK):
-        part = ids[at:at + CHUNK]
-        vectors = np.frombuffer(b"".join(blobs[at:at + CHUNK]), dtype="<f4").reshape(-1, dim)
+def text_length(dialect: str) -> Any:
+    """The SQL function counting a text's characters on ``dialect`` (MariaDB/MySQL's
+    ``LENGTH`` counts bytes)."""
+    return func.length if dialect in ("sqlite", "postgresql") else func.char_length
+
+
+def _length(conn: Connection) -> Any:
+    """Characters of a memory's indexed text (``search_text``, else ``content``)."""
+    f = s.entity_fact.c
+    return func.coalesce(text_length(conn.dialect.name)(func.coalesce(f.search_text, f.content)),
+                         0)
+
+
+def _write(conn: Connection, entity_pk: int, dim: int, rows: Sequence[Sequence[Any]]) -> int:
+    """Blocks of ``CHUNK`` of (id, float32 embedding bytes, text characters) rows, in order."""
+    for at in range(0, len(rows), CHUNK):
+        part = rows[at:at + CHUNK]
+        ids = [int(r[0]) for r in part]
+        vectors = np.frombuffer(b"".join(bytes(r[1]) for r in part),
+                                dtype="<f4").reshape(-1, dim)
         codes, scales, residuals = quantize(vectors)
         conn.execute(insert(s.vector_block).values(
-            entity_id=entity_pk, first_id=part[0], last_id=part[-1], row_count=len(part),
-            id_sum=sum(part), dim=dim, ids=np.asarray(part, dtype="<i8").tobytes(),
-            codes=codes.tobytes(), scales=scales.astype("<f4").tobytes(),
-            residuals=residuals.astype("<f4").tobytes()))
-    return len(ids)
+            entity_id=entity_pk, first_id=ids[0], last_id=ids[-1], row_count=len(ids),
+            id_sum=sum(ids), dim=dim, chars=sum(int(r[2] or 0) for r in part),
+            ids=np.asarray(ids, dtype="<i8").tobytes(), codes=codes.tobytes(),
+            scales=scales.astype("<f4").tobytes(), residuals=residuals.astype("<f4").tobytes()))
+    return len(rows)

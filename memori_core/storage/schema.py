@@ -257,6 +257,8 @@ vector_block = Table(
     Column("row_count", Integer, nullable=False),
     Column("id_sum", BigInteger, nullable=False),
     Column("dim", Integer, nullable=False),
+    # characters of their indexed text (search_text, else content), summed: BM25's mean length
+    Column("chars", BigInteger, nullable=False),
     Column("ids", Blob, nullable=False),  # int64 little-endian, row_count values, ascending
     Column("codes", Blob, nullable=False),  # int8, row_count x dim, row-major
     Column("scales", Blob, nullable=False),  # float32 little-endian per row: vector ~ scale x code

@@ -1713,8 +1713,8 @@ class Store:
 
     def lexical_corpus(self, entity_pk: int, words: dict[str, str], ids: Sequence[int],
                        every_below: int = 0, stem: bool = True, replies: bool = False,
-                       known: dict[str, int] | None = None, count_df: bool = True
-                       ) -> LexicalCorpus:
+                       known: dict[str, int] | None = None, count_df: bool = True,
+                       packed_up_to: tuple[int, int, int] | None = None) -> LexicalCorpus:
         """BM25 statistics of the entity's memories and the indexed text of ``ids``, in one
         checkout, for recall's candidate path to score its lexical pool as the in-process
         index would (``memori_core.recall.lexical.score_texts``).
@@ -1739,6 +1739,10 @@ class Store:
                 (``lexical_candidates``' ``df``); the words it holds are not counted again.
             count_df: PostgreSQL: False leaves ``df`` to the caller (``lexical_candidates``
                 counts it with the pool, on another connection); default True.
+            packed_up_to: (last id, memories, characters) of the entity's packed vectors, as
+                read and checked (``packed.Packed``): the memory count and the characters are
+                theirs plus those of the memories above the last id (exact, and no pass over
+                every row: the characters are otherwise sampled). Default None.
 
         Raises:
             StorageError: the read failed.
@@ -1763,13 +1767,21 @@ class Store:
                 counts.append(literal_column("0"))
             else:  # counted below: the rows holding a word of the prefix, tokenized here
                 counts.append(literal_column("0"))
-        length = func.length if self.dialect in ("sqlite", "postgresql") else func.char_length
+        length = packed.text_length(self.dialect)
         m = s.conversation_message.c
-        stats = select(func.count(), *counts).where(own)
+        if packed_up_to is None:
+            stats = select(func.count(), *counts).where(own)
+        else:  # the memories past the packed ones, counted and measured
+            stats = select(func.count(), *counts, func.coalesce(func.sum(length(body)), 0)
+                           ).where(own, f.id > packed_up_to[0])
         with self.read() as conn:
             row = conn.execute(stats, params).one()
-            rows = int(row[0])
-            chars = _sampled_chars(conn, s.entity_fact, own, body, rows, length)
+            if packed_up_to is None:
+                rows = int(row[0])
+                chars = _sampled_chars(conn, s.entity_fact, own, body, rows, length)
+            else:
+                rows = packed_up_to[1] + int(row[0])
+                chars = packed_up_to[2] + int(row[-1] or 0)
             messages = (0, 0)
             if replies:
                 said = int(conn.execute(select(func.count())
@@ -1782,7 +1794,7 @@ class Store:
                 fetch = fetch.where(f.id.in_(list(ids)))
             texts = ({int(i): str(t or "") for i, t in conn.execute(fetch)}
                      if ids or rows <= every_below else {})
-            df = {t: int(n or 0) for t, n in zip(terms, row[1:], strict=True)}
+            df = {t: int(n or 0) for t, n in zip(terms, row[1:1 + len(terms)], strict=True)}
             if self.dialect == "postgresql" and terms and count_df:
                 have = known or {}
                 rest = [t for t in terms if words[t] not in have]

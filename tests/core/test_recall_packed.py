@@ -237,3 +237,22 @@ def test_an_import_packs_what_it_writes(mem: Memori, tmp_path: Any) -> None:
         assert pk is not None
         blocks = other._store.packed_vectors(pk, DIM)
         assert isinstance(blocks, packed.Packed) and len(blocks) == N
+
+
+def test_the_packed_blocks_give_bm25_the_entity_s_count_and_characters(mem: Memori) -> None:
+    """Memory count and characters of the indexed text from the blocks plus the memories past
+    them equal those counted over every row (exact at this size: no sampling)."""
+    pk, store = entity(mem), mem._store
+    assert store.fulltext_missing() is None  # SQLite: its FTS5 index made now
+    blocks = store.packed_vectors(pk, DIM)
+    assert isinstance(blocks, packed.Packed) and blocks.chars > 0
+    words = {"topic3": "topic3"}
+    every = store.lexical_corpus(pk, words, [])
+    fast = store.lexical_corpus(pk, words, [], packed_up_to=(blocks.last_id, len(blocks),
+                                                              blocks.chars))
+    assert (fast.rows, fast.chars, fast.df) == (every.rows, every.chars, every.df) == (
+        N, every.chars, every.df)
+    with mem.engine.connect() as c:
+        f = s.entity_fact.c
+        assert every.chars == c.execute(select(func.sum(func.length(
+            func.coalesce(f.search_text, f.content))))).scalar()
