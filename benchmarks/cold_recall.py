@@ -182,7 +182,8 @@ def bench(backend: str, n: int, tmp: Path, embedder: Embedder, turns: list[str],
           turn_vectors: np.ndarray, questions: list[str], cold_n: int, warm_n: int,
           pgv: PgvectorServer | None, results: Results) -> None:
     with database(backend, tmp, f"cold{n}", pgv) as url:
-        plain = Memori(conn=url, embedder=embedder, augmentation_workers=0)
+        plain = Memori(conn=url, embedder=embedder, augmentation_workers=0,
+                       recall_pushdown=False)
         pushed = Memori(conn=url, embedder=embedder, augmentation_workers=0, recall_pushdown=True,
                         recall_pgvector=backend == "pgvector")
         try:

@@ -111,6 +111,9 @@ def bench_recall(tmp: Path, sizes: list[int], queries: int) -> None:
             fill(mem, n, dim)
             mem.attribution(entity_id="bench-recall")
             mem.recall("warm up the cache")
+            # a cold recall takes the candidate path and builds the index in the background
+            # (recall_pushdown): the timed recalls are warm ones
+            assert mem._recaller.wait_filled(300)
             entity_pk = mem._store.find_pk("entity", "bench-recall")
             assert entity_pk is not None
             ours, peer, agree = [], [], 0.0

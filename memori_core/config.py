@@ -131,18 +131,23 @@ class Config:
             (recall/index.py); 0 keeps every search exact. 50,000: below it exact search
             takes a few ms.
         recall_pushdown: recall of an entity whose index is not in this process (cold) takes
-            its candidates from the database instead of building the index first: lexical
-            ones gathered by the full-text index of migration 6 (SQLite FTS5, PostgreSQL
-            tsvector + GIN, MariaDB FULLTEXT) and scored with memori's own BM25
-            (``recall/lexical.py``; term counts from the database, the reply field from the
-            answering message's text), dense ones exact over every memory's vector (one read;
-            pgvector's index with ``recall_pgvector``); both fused and ranked as usual over
-            those candidates, while the entity's index is built in the background for its next
-            recalls. LoCoMo hit@1/5/10 with every recall cold is within 0.004 of the in-process
-            index (benchmarks/cold_recall.py --locomo). Off by default: it starts a background
-            index build per cold entity, and a cold recall of a 10k-memory entity is still
-            about 90 ms on SQLite and 190 ms on PostgreSQL (instead of 340 / 470). A database
-            without full-text search keeps the in-process index and logs why.
+            its candidates from the database instead of building the index first (on by
+            default): lexical ones gathered by the full-text index of migration 6 (SQLite
+            FTS5, made when a large entity first needs it; PostgreSQL tsvector + GIN; MariaDB
+            FULLTEXT) on a thread and connection of their own, and scored with memori's own
+            BM25 (``recall/lexical.py``; term counts from the database, the reply field from
+            the answering message's text); dense ones exact, from the entity's vectors packed
+            as 8-bit codes by the writes of memories (migration 7, ``storage/packed.py``):
+            every memory scored from its code, and only those whose proven margin reaches the
+            k-th best re-scored from their float32 vectors (``recall/dense.py``), or from
+            pgvector's index with ``recall_pgvector``; both fused and ranked as usual over
+            those candidates, while the entity's index is built in the background for its
+            next recalls. Cold recall incl. the query embedding, 10k memories: SQLite 340 ->
+            37 ms, PostgreSQL 470 -> 47 ms; 100k: SQLite 4,100 -> 111 ms, PostgreSQL 5,000 ->
+            224 ms (benchmarks/cold_recall.py). LoCoMo hit@1/5/10 with every recall cold is
+            within 0.01 of the in-process index (``--locomo``). False: every cold recall
+            builds the in-process index first. A database without full-text search keeps
+            the in-process index and logs why.
         recall_pushdown_above: with ``recall_pushdown``, the candidate path serves entities
             holding more than this many memories; a smaller one's index is built in process
             on its cold recall, as without push-down (1,000: that build costs about as much as
@@ -242,7 +247,7 @@ class Config:
     recall_candidates: int = 100
     recall_cache_bytes: int = 256 * 1024 * 1024
     recall_approximate_above: int = 50_000
-    recall_pushdown: bool = False
+    recall_pushdown: bool = True
     recall_pushdown_above: int = 1000
     recall_pgvector: bool = False
     auto_ingest: bool = True

@@ -139,6 +139,18 @@ class _Pool:
     replies: list[tuple[int, int, str]]
 
 
+def _two_connections(pool: Any) -> bool:
+    """Whether ``pool`` gives a thread a second connection while it holds one: not a static
+    or per-thread pool (one shared connection), nor a queue pool of one with no overflow (a
+    second checkout would wait for the first)."""
+    if type(pool).__name__ in ("StaticPool", "SingletonThreadPool"):
+        return False
+    size, overflow = getattr(pool, "size", None), getattr(pool, "_max_overflow", None)
+    if callable(size) and isinstance(overflow, int):
+        return overflow < 0 or size() + overflow >= 2
+    return True
+
+
 def fuse(rankings: Sequence[tuple[Sequence[int], float]], k: float) -> dict[int, float]:
     """Weighted reciprocal-rank fusion.
 
@@ -262,8 +274,7 @@ class Recaller:
         #: the thread of a cold recall's lexical candidates (``_beside``), made on first use;
         #: not where every thread shares one connection (a static pool)
         self._helper: ThreadPoolExecutor | None = None
-        self._parallel = type(store.engine.pool).__name__ not in ("StaticPool",
-                                                                  "SingletonThreadPool")
+        self._parallel = _two_connections(store.engine.pool)
         #: the latest queries' vectors (``QUERY_VECTORS`` of them): a model call and the
         #: context pipeline recall for the same message (``recall`` then ``context``)
         self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
@@ -296,8 +307,9 @@ class Recaller:
         except Exception as exc:
             raise RecallError(f"recall failed: {type(exc).__name__}: {exc}") from exc
         try:
+            pushdown = self._pushdown(entity_pk)
             with self._store.read():  # one checkout for the version check, any load, details
-                return self._search(vector, query, limit, entity_pk, flt)
+                return self._search(vector, query, limit, entity_pk, flt, pushdown)
         except EntityGone:
             # the cached row id was forgotten, maybe by another process that then made the
             # entity again under a new id: look it up once more
@@ -305,17 +317,43 @@ class Recaller:
             entity_pk = self._store.find_pk("entity", entity_id)
             if entity_pk is None:
                 return []
+            pushdown = self._pushdown(entity_pk)
             with self._store.read():
-                return self._search(vector, query, limit, entity_pk, flt)
+                return self._search(vector, query, limit, entity_pk, flt, pushdown)
+
+    def _pushdown(self, entity_pk: int) -> bool:
+        """Whether this recall takes the candidate path (``Config.recall_pushdown``): the
+        entity's index is not in the process (cold), it holds more than
+        ``recall_pushdown_above`` memories, and the database has full-text search (else
+        logged once, with the reason). Asked before the recall's reads begin: SQLite makes
+        its FTS5 index here (once per database, when a large entity first needs it), which a
+        read transaction begun before would not see.
+
+        Raises:
+            StorageError: the database failed.
+        """
+        cfg = self._config
+        if not cfg.recall_pushdown or self.cache.cached(entity_pk):
+            return False
+        above = cfg.recall_pushdown_above
+        if above > 0 and not self._store.holds_more_than(entity_pk, above):
+            return False  # small: building its index costs no more than the candidate path
+        reason = self._store.fulltext_missing()
+        if reason is not None:
+            if not self._fallback_logged:
+                self._fallback_logged = True
+                _log.warning("recall_pushdown: %s; recall uses the in-process index", reason)
+            return False
+        return True
 
     def _search(self, vector: np.ndarray, query: str, limit: int, entity_pk: int,
-                flt: Filter) -> list[RecallHit]:
+                flt: Filter, pushdown: bool = False) -> list[RecallHit]:
         cfg = self._config
         k = max(limit, cfg.recall_candidates)
         filling: Callable[[int, int], None] | None = None
         try:
             found = self._from_database(vector, query, k, entity_pk, flt) \
-                if cfg.recall_pushdown else None
+                if pushdown else None
             if found is not None:  # built after this recall's reads: the two share the cores
                 filling = self._fill_later
             if found is None:
@@ -370,29 +408,19 @@ class Recaller:
     def _from_database(self, vector: np.ndarray, query: str, k: int, entity_pk: int,
                        flt: Filter) -> Candidates | None:
         """Candidates of a cold recall (``Config.recall_pushdown``), from the database: dense,
-        exact over every vector the filter allows (one read, one matrix product; with
-        ``recall_pgvector`` where its gate passes, from pgvector instead: ``_from_pgvector``);
-        lexical, a pool from the full-text index ranked by memori's BM25 (``_lexical``); the
-        similarity of each. ``_search`` then starts building the entity's index in the
-        background, for its next recalls.
+        exact (``_dense``: from the packed vectors, pgvector or one read of every vector);
+        lexical, a pool from the full-text index gathered on the helper thread (``_pool``)
+        while this one reads the vectors and the entity's BM25 statistics (``_corpus``),
+        scored with memori's BM25 (``_scored``); the similarity of each. ``_search`` then
+        starts building the entity's index in the background, for its next recalls.
 
         Returns:
-            None when the in-process index answers instead: it is cached (warm path), the
-            entity holds ``recall_pushdown_above`` memories or fewer, or the database has no
-            full-text search (logged once, with the reason).
+            None when the in-process index answers instead: its index was built meanwhile
+            (warm path), or the vectors are of another dimension (the in-process path
+            reports it). Whether to take this path at all is ``_pushdown``'s call.
         """
         if self.cache.cached(entity_pk):
             return None
-        # first: SQLite makes its FTS5 index here, before this recall's reads begin
-        reason = self._store.fulltext_missing()
-        if reason is not None:
-            if not self._fallback_logged:
-                self._fallback_logged = True
-                _log.warning("recall_pushdown: %s; recall uses the in-process index", reason)
-            return None
-        above = self._config.recall_pushdown_above
-        if above > 0 and not self._store.holds_more_than(entity_pk, above):
-            return None  # small: building its index costs no more than the candidate path
         lexical_wanted = self._config.recall_lexical_weight > 0
         # the lexical pool on a thread of its own, over a second connection: the database
         # gathers it while this thread reads and scores the vectors, then reads the entity's

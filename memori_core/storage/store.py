@@ -1246,7 +1246,11 @@ class Store:
 
     def holds_more_than(self, entity_pk: int, n: int) -> bool:
         """Whether the entity holds more than ``n`` memories: at most n + 1 index entries read
-        (a count of every row read 100,000 of them at 100k memories: 8 ms on SQLite)."""
+        (a count of every row read 100,000 of them at 100k memories: 8 ms on SQLite).
+
+        Raises:
+            StorageError: the database failed.
+        """
         f = s.entity_fact.c
         with self.read() as conn:
             return conn.execute(select(f.id).where(f.entity_id == entity_pk)

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-from sqlalchemy import Connection, delete, func, select
+from sqlalchemy import Connection, create_engine, delete, func, inspect, select
 
 from memori_core import Memori
 from memori_core.errors import StorageError
@@ -256,3 +256,34 @@ def test_the_packed_blocks_give_bm25_the_entity_s_count_and_characters(mem: Memo
         f = s.entity_fact.c
         assert every.chars == c.execute(select(func.sum(func.length(
             func.coalesce(f.search_text, f.content))))).scalar()
+
+
+def test_a_pool_of_one_connection_recalls_on_one_thread(db_url: str) -> None:
+    """An Engine whose pool hands out one connection: the cold recall gathers its lexical
+    pool on the caller's thread (a second checkout would wait for the first), and answers."""
+    engine = create_engine(db_url, pool_size=1, max_overflow=0, pool_timeout=5)
+    try:
+        with Memori(conn=engine, embedder=HashEmbedder(dim=DIM), augmentation_workers=0,
+                    recall_pushdown_above=0) as m:
+            m.config.storage.build()
+            m.attribution(entity_id="ann")
+            m.remember("Keeps bees on the roof")
+            assert not m._recaller._parallel
+            assert [h.content for h in m.recall("bees", limit=1)] == ["Keeps bees on the roof"]
+            assert m._recaller.wait_filled(30)
+    finally:
+        engine.dispose()
+
+
+def test_small_entities_leave_sqlite_without_a_full_text_index(sqlite_url: str) -> None:
+    """Push-down is on by default, for entities above ``recall_pushdown_above``: a database
+    of small ones never gets SQLite's FTS5 index (one write transaction indexing every
+    memory) made by a recall."""
+    with Memori(conn=sqlite_url, embedder=HashEmbedder(dim=DIM), augmentation_workers=0) as m:
+        assert m.config.recall_pushdown
+        m.config.storage.build()
+        m.attribution(entity_id="ann")
+        m.remember("Keeps bees on the roof")
+        assert m.recall("bees", limit=1)
+        with m.engine.connect() as c:
+            assert "memori_fact_fts" not in inspect(c).get_table_names()
