@@ -25,6 +25,7 @@ def test_a_huge_memory_is_cut_and_the_block_stays_in_budget(sqlite_url: str,
             {"role": "user", "content": "Which peanut snack is safe?"}])
     finally:
         mem.llm.unregister(client)
+        client.close()  # its connection to the local server
         mem.close()
     sent = reply.choices[0].message.content or ""
     system = sent.split(" | ")[0]
@@ -58,6 +59,7 @@ def test_what_the_request_shows_is_not_repeated_and_unrelated_gets_nothing(
             {"role": "user", "content": "Quantum chromodynamics lecture schedule"}])
     finally:
         mem.llm.unregister(client)
+        client.close()  # its connection to the local server
         mem.close()
     # one line for the turn and the fact drawn from it
     block = (fresh.choices[0].message.content or "").split(" | ")[0]
