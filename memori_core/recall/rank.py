@@ -29,9 +29,9 @@ import threading
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import numpy as np
 
@@ -137,6 +137,38 @@ class _Pool:
     df: dict[str, int]
     texts: dict[int, str]
     replies: list[tuple[int, int, str]]
+
+
+class _Later(Generic[T]):
+    """A result of ``Recaller._beside``: computed on the helper thread (``future``), or on the
+    caller's when first asked for (``fn``, run at most once)."""
+
+    def __init__(self, future: Future[T] | None, fn: Callable[[], T]) -> None:
+        self._future = future
+        self._fn: Callable[[], T] | None = fn
+        self._done: tuple[T] | None = None
+
+    def __call__(self) -> T:
+        if self._future is not None:
+            return self._future.result()
+        if self._done is None:
+            fn, self._fn = self._fn, None
+            assert fn is not None
+            self._done = (fn(),)
+        return self._done[0]
+
+    def settle(self) -> None:
+        """Wait for a helper thread's work nobody will read (an error is raised instead, or
+        the recall took another path), its error dropped: the first one is raised. Work not
+        started is not run."""
+        if self._future is not None:
+            with contextlib.suppress(Exception):
+                self._future.result()
+
+
+def _settle(later: _Later[Any] | None) -> None:
+    if later is not None:
+        later.settle()
 
 
 def _two_connections(pool: Any) -> bool:
@@ -300,16 +332,22 @@ class Recaller:
         if entity_pk is None:
             return []
         flt = Filter(scope_processes(self._store, process_id, scope), kinds, include_superseded)
+        pushdown = self._pushdown(entity_pk)
+        pool: _Later[_Pool] | None = None
+        if pushdown and self._config.recall_lexical_weight > 0:
+            # the database gathers the lexical pool while the query is embedded and the
+            # vectors are read (the pool needs the query's words only)
+            k, pk = max(limit, self._config.recall_candidates), entity_pk
+            pool = self._beside(lambda: self._pool(query, k, pk, flt))
         try:
-            vector = self._embed_query(query)
-        except ConfigurationError:
-            raise
-        except Exception as exc:
-            raise RecallError(f"recall failed: {type(exc).__name__}: {exc}") from exc
-        try:
-            pushdown = self._pushdown(entity_pk)
+            try:
+                vector = self._embed_query(query)
+            except ConfigurationError:
+                raise
+            except Exception as exc:
+                raise RecallError(f"recall failed: {type(exc).__name__}: {exc}") from exc
             with self._store.read():  # one checkout for the version check, any load, details
-                return self._search(vector, query, limit, entity_pk, flt, pushdown)
+                return self._search(vector, query, limit, entity_pk, flt, pushdown, pool)
         except EntityGone:
             # the cached row id was forgotten, maybe by another process that then made the
             # entity again under a new id: look it up once more
@@ -320,6 +358,8 @@ class Recaller:
             pushdown = self._pushdown(entity_pk)
             with self._store.read():
                 return self._search(vector, query, limit, entity_pk, flt, pushdown)
+        finally:
+            _settle(pool)  # waited for on every path: its connection back before returning
 
     def _pushdown(self, entity_pk: int) -> bool:
         """Whether this recall takes the candidate path (``Config.recall_pushdown``): the
@@ -347,12 +387,13 @@ class Recaller:
         return True
 
     def _search(self, vector: np.ndarray, query: str, limit: int, entity_pk: int,
-                flt: Filter, pushdown: bool = False) -> list[RecallHit]:
+                flt: Filter, pushdown: bool = False,
+                pool: _Later[_Pool] | None = None) -> list[RecallHit]:
         cfg = self._config
         k = max(limit, cfg.recall_candidates)
         filling: Callable[[int, int], None] | None = None
         try:
-            found = self._from_database(vector, query, k, entity_pk, flt) \
+            found = self._from_database(vector, query, k, entity_pk, flt, pool) \
                 if pushdown else None
             if found is not None:  # built after this recall's reads: the two share the cores
                 filling = self._fill_later
@@ -406,7 +447,8 @@ class Recaller:
         return shown[:limit]
 
     def _from_database(self, vector: np.ndarray, query: str, k: int, entity_pk: int,
-                       flt: Filter) -> Candidates | None:
+                       flt: Filter, pool: _Later[_Pool] | None = None
+                       ) -> Candidates | None:
         """Candidates of a cold recall (``Config.recall_pushdown``), from the database: dense,
         exact (``_dense``: from the packed vectors, pgvector or one read of every vector);
         lexical, a pool from the full-text index gathered on the helper thread (``_pool``)
@@ -422,19 +464,17 @@ class Recaller:
         if self.cache.cached(entity_pk):
             return None
         lexical_wanted = self._config.recall_lexical_weight > 0
-        # the lexical pool on a thread of its own, over a second connection: the database
-        # gathers it while this thread reads and scores the vectors, then reads the entity's
-        # BM25 statistics
-        later = self._beside(lambda: self._pool(query, k, entity_pk, flt)) \
-            if lexical_wanted else None
+        # the lexical pool on a thread of its own, over a second connection (started by
+        # ``recall`` before the query's embedding, else here): the database gathers it while
+        # this thread reads and scores the vectors, then reads the entity's BM25 statistics
+        later = pool if pool is not None or not lexical_wanted else \
+            self._beside(lambda: self._pool(query, k, entity_pk, flt))
         try:
             found = self._dense(vector, k, entity_pk, flt)
             corpus = self._corpus(query, entity_pk, found[3] if found is not None else None) \
                 if lexical_wanted else None
         except BaseException:
-            if later is not None:  # its connection back before the first error is raised
-                with contextlib.suppress(Exception):
-                    later()
+            _settle(later)  # its connection back before the first error is raised
             raise
         found_lexical = self._scored(query, k, later(), corpus) \
             if later is not None and corpus is not None else []
@@ -512,17 +552,18 @@ class Recaller:
 
         return dense, dict(dense), read, blocks if isinstance(blocks, Packed) else None
 
-    def _beside(self, fn: Callable[[], T]) -> Callable[[], T]:
+    def _beside(self, fn: Callable[[], T]) -> _Later[T]:
         """Start ``fn`` on the recaller's helper thread (a connection of its own) and return
-        what waits for its result, raising what it raised; where every thread shares one
-        connection (a static pool), ``fn`` runs on the caller's thread when waited for."""
+        what waits for its result, raising what it raised; where the pool has one connection
+        for every thread (``_two_connections``), ``fn`` runs on the caller's thread when
+        first waited for."""
         if not self._parallel:
-            return fn
+            return _Later(None, fn)
         with self._lock:
             if self._helper is None:
                 self._helper = ThreadPoolExecutor(1, thread_name_prefix="memori-recall-lexical")
             future = self._helper.submit(fn)
-        return future.result
+        return _Later(future, fn)
 
     def _lexical(self, query: str, k: int, entity_pk: int, flt: Filter
                  ) -> list[tuple[int, float]]:
