@@ -35,7 +35,7 @@ from sqlalchemy import Connection, delete, func, insert, select
 
 from memori_core.storage import schema as s
 
-__all__ = ["CHUNK", "MIN_PACK", "Packed", "bounds", "drop", "pack", "quantize", "read",
+__all__ = ["CHUNK", "MIN_PACK", "PACK_MOST", "Packed", "bounds", "drop", "pack", "quantize", "read",
            "rebuild", "text_length"]
 
 #: memories per block at most (a block of 384-d memories: about 1.6 MB)
@@ -43,6 +43,10 @@ CHUNK = 4096
 #: memories past the last block from which ``pack`` packs them (fewer are read exactly by
 #: recall, as every memory of a small entity is)
 MIN_PACK = 256
+#: memories one ``pack`` call packs at most (about 50-100 ms of a write transaction): a
+#: database migrated with large entities is packed over their next writes and cold recalls,
+#: never in one long transaction holding the writer's lock
+PACK_MOST = 2 * CHUNK
 #: float32 rounding of the score and its bound, added to every bound
 ROUNDING = 1e-5
 
@@ -150,12 +154,13 @@ def read(conn: Connection, entity_pk: int, dim: int,
                   sum(int(r.chars) for r in rows))
 
 
-def pack(conn: Connection, entity_pks: Sequence[int], dim: int, min_rows: int = MIN_PACK
-         ) -> int:
-    """Pack each entity's memories past its last block once there are ``min_rows`` of them:
-    the last block, while it holds under ``CHUNK``, is written again with them; then blocks of
-    ``CHUNK``. Called in the transaction that wrote them, after it locked the entity row
-    (``Store._bump_version``), so two writers of one entity pack one after the other.
+def pack(conn: Connection, entity_pks: Sequence[int], dim: int, min_rows: int = MIN_PACK,
+         most: int = PACK_MOST) -> int:
+    """Pack each entity's memories past its last block once there are ``min_rows`` of them,
+    the oldest ``most`` at most (the rest on later calls): the last block, while it holds
+    under ``CHUNK``, is written again with them; then blocks of ``CHUNK``. Called in the
+    transaction that wrote them, after it locked the entity row (``Store._bump_version``), so
+    two writers of one entity pack one after the other.
 
     Memories of another dimension (a re-embed under way) stop the packing of their entity.
 
@@ -176,7 +181,8 @@ def pack(conn: Connection, entity_pks: Sequence[int], dim: int, min_rows: int = 
         redo = last is not None and int(last.row_count) < CHUNK
         start = int(last.first_id) - 1 if redo and last is not None else after
         rows = conn.execute(select(f.id, f.embedding, _length(conn)).where(
-            f.entity_id == entity_pk, f.id > start).order_by(f.id)).all()
+            f.entity_id == entity_pk, f.id > start).order_by(f.id).limit(max(most, CHUNK))
+        ).all()
         if any(len(r[1]) != 4 * dim for r in rows):
             continue
         if redo and last is not None:
@@ -185,16 +191,15 @@ def pack(conn: Connection, entity_pks: Sequence[int], dim: int, min_rows: int = 
     return done
 
 
-def rebuild(conn: Connection, entity_pk: int, dim: int) -> int:
-    """Pack every memory of the entity again (its blocks dropped first); nothing when one is
-    of another dimension. Returns: memories packed."""
+def rebuild(conn: Connection, entity_pk: int, dim: int, most: int = PACK_MOST) -> int:
+    """Pack the entity again from its oldest memory (its blocks dropped first), ``most`` at
+    most (``pack`` goes on from there); nothing when one is of another dimension.
+
+    Returns:
+        memories packed.
+    """
     drop(conn, [entity_pk])
-    f = s.entity_fact.c
-    rows = conn.execute(select(f.id, f.embedding, _length(conn))
-                        .where(f.entity_id == entity_pk).order_by(f.id)).all()
-    if not rows or any(len(r[1]) != 4 * dim for r in rows):
-        return 0
-    return _write(conn, entity_pk, dim, rows)
+    return pack(conn, [entity_pk], dim, min_rows=1, most=most)
 
 
 def drop(conn: Connection, entity_pks: Sequence[int] | None) -> int:

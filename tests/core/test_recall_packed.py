@@ -287,3 +287,30 @@ def test_small_entities_leave_sqlite_without_a_full_text_index(sqlite_url: str) 
         assert m.recall("bees", limit=1)
         with m.engine.connect() as c:
             assert "memori_fact_fts" not in inspect(c).get_table_names()
+
+
+def test_a_large_entity_is_packed_a_bounded_number_of_memories_at_a_time(
+        mem: Memori, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A migrated database's large entity is packed over several transactions of at most
+    ``most`` memories each (never one long write); meanwhile a cold recall reads the rest
+    exactly, and its answers stay exact."""
+    monkeypatch.setattr(packed, "CHUNK", 100)
+    pk, store = entity(mem), mem._store
+    with mem.engine.begin() as c:
+        assert packed.rebuild(c, pk, DIM, most=300) == 300
+    blocks = store.packed_vectors(pk, DIM)
+    assert isinstance(blocks, packed.Packed) and len(blocks) == 300
+    flt = Filter(None, None, False)
+    q = corpus_vectors(N)[700]
+    found = mem._recaller._dense(q, 100, pk, flt)
+    assert found is not None and found[0] == full_read(mem, q, 100, flt)
+    rounds = 0
+    while True:
+        with mem.engine.begin() as c:
+            done = packed.pack(c, [pk], DIM, min_rows=1, most=300)
+        if not done:
+            break
+        assert done <= 300 + packed.CHUNK  # the last partial block, written again
+        rounds += 1
+    blocks = store.packed_vectors(pk, DIM)
+    assert isinstance(blocks, packed.Packed) and len(blocks) == N and rounds >= 3
