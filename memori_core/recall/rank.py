@@ -61,9 +61,11 @@ LEXICAL_POOL = 4
 #: of at most this many memories; above, it scales the mean character count by the pool's
 #: tokens per character
 EXACT_LENGTHS_BELOW = 256
-#: memories a cold recall re-scores from packed codes at least before it reads every vector
-#: instead (``exact_top_k``'s ``most``; it also re-scores up to half the entity's memories)
-RESCORED_MOST = 2048
+#: memories a cold recall re-scores by id from packed codes at most (``exact_top_k``'s
+#: ``most``: a quarter of the entity's memories, at least 4 x the candidates wanted, up to
+#: this); past it, a filter excluding most memories, one read of every vector the filter
+#: allows costs less
+RESCORED_MOST = 16_384
 #: query vectors a Recaller keeps (384 float32 each with the default model: about 0.4 MB)
 QUERY_VECTORS = 256
 _NAME_WORD = re.compile(r"[\w'-]+")
@@ -303,8 +305,8 @@ class Recaller:
         #: entities whose packed vectors a cold recall found missing or out of date: packed
         #: by the background index build (``_fill``)
         self._repack: set[int] = set()
-        #: the thread of a cold recall's lexical candidates (``_beside``), made on first use;
-        #: not where every thread shares one connection (a static pool)
+        #: the thread of a cold recall's lexical pool (``_beside``), made on first use; not
+        #: where the pool cannot give a second connection (``_two_connections``)
         self._helper: ThreadPoolExecutor | None = None
         self._parallel = _two_connections(store.engine.pool)
         #: the latest queries' vectors (``QUERY_VECTORS`` of them): a model call and the
@@ -529,7 +531,7 @@ class Recaller:
                                                  flt.kinds, flt.include_superseded)
 
             exact = exact_top_k(blocks, vector, k, list(tail), rescore,
-                                max(len(blocks) // 2, 4 * k, RESCORED_MOST))
+                                max(4 * k, min(len(blocks) // 4, RESCORED_MOST)))
             if exact is not None:
                 return exact[0], exact[1], lookup, blocks
         else:

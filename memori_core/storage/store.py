@@ -66,6 +66,8 @@ PGVECTOR_META = "pgvector_agreement"
 LEXICAL_POOL = 4
 #: ``Store.lexical_corpus``: the memories (and messages) whose text lengths estimate the mean
 LENGTH_SAMPLE = 1000
+#: ids per ``IN (...)`` list of a read by id (SQLite binds at most 32,766 parameters)
+_IDS_PER_READ = 10_000
 
 T = TypeVar("T")
 
@@ -1540,11 +1542,13 @@ class Store:
         if not len(ids):
             return {}
         f = s.entity_fact.c
-        q = select(f.id, f.embedding).where(f.entity_id == entity_pk,
-                                            f.id.in_([int(i) for i in ids]),
-                                            *_filters(processes, kinds, include_superseded))
+        wanted = [int(i) for i in ids]
+        rows: list[Sequence[Any]] = []
         with self.read() as conn:
-            rows = self._rows(conn, q)
+            for at in range(0, len(wanted), _IDS_PER_READ):  # SQLite: bound parameters
+                rows += self._rows(conn, select(f.id, f.embedding).where(
+                    f.entity_id == entity_pk, f.id.in_(wanted[at:at + _IDS_PER_READ]),
+                    *_filters(processes, kinds, include_superseded)))
         q32 = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
         rows = [r for r in rows if r[1] is not None and len(r[1]) == 4 * q32.shape[0]]
         if not rows:
