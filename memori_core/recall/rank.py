@@ -514,7 +514,8 @@ class Recaller:
                 return dense, dict(dense), lookup, None
             if why not in self._pgvector_logged:  # each reason once: "being installed", ...
                 self._pgvector_logged.add(why)
-                _log.warning("recall_pgvector: %s; cold recall reads every vector", why)
+                _log.warning("recall_pgvector: %s; cold recall takes its dense candidates "
+                             "from the packed vectors", why)
         blocks = store.packed_vectors(entity_pk, dim)
         if isinstance(blocks, Packed):
             tail_ids, tail_vectors = store.memory_vectors(

@@ -430,7 +430,8 @@ class Store:
             if dim is not None:  # else on the first cold recall, once a model is recorded
                 reason = self.install_pgvector(dim)
                 if reason is not None:
-                    _log.warning("recall_pgvector: %s; cold recall reads every vector", reason)
+                    _log.warning("recall_pgvector: %s; cold recall takes its dense "
+                                 "candidates from the packed vectors", reason)
 
     def is_built(self) -> bool:
         """Whether the schema is this memori-core's, checked once per instance: its version,
@@ -1504,7 +1505,8 @@ class Store:
         except StorageError as exc:
             reason = str(exc)
         if reason is not None:
-            _log.warning("recall_pgvector: %s; cold recall reads every vector", reason)
+            _log.warning("recall_pgvector: %s; cold recall takes its dense candidates from "
+                         "the packed vectors", reason)
             with self._vector_lock:
                 self._vector = (dim, reason)
 
