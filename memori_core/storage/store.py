@@ -1723,7 +1723,7 @@ class Store:
 
     def lexical_corpus(self, entity_pk: int, words: dict[str, str], ids: Sequence[int],
                        every_below: int = 0, stem: bool = True, replies: bool = False,
-                       known: dict[str, int] | None = None, count_df: bool = True,
+                       count_df: bool = True,
                        packed_up_to: tuple[int, int, int] | None = None) -> LexicalCorpus:
         """BM25 statistics of the entity's memories and the indexed text of ``ids``, in one
         checkout, for recall's candidate path to score its lexical pool as the in-process
@@ -1745,8 +1745,6 @@ class Store:
             stem: terms are stems (``Config.recall_stemming``); default True.
             replies: count the entity's messages and their characters too (the reply
                 field's mean length); default False.
-            known: PostgreSQL: document frequencies by query word already counted
-                (``lexical_candidates``' ``df``); the words it holds are not counted again.
             count_df: PostgreSQL: False leaves ``df`` to the caller (``lexical_candidates``
                 counts it with the pool, on another connection); default True.
             packed_up_to: (last id, memories, characters) of the entity's packed vectors, as
@@ -1806,12 +1804,8 @@ class Store:
                      if ids or rows <= every_below else {})
             df = {t: int(n or 0) for t, n in zip(terms, row[1:1 + len(terms)], strict=True)}
             if self.dialect == "postgresql" and terms and count_df:
-                have = known or {}
-                rest = [t for t in terms if words[t] not in have]
-                df = {t: have[words[t]] for t in terms if words[t] in have}
-                if rest:
-                    df.update(zip(rest, self._pg_df(conn, own, [words[t] for t in rest]),
-                                  strict=True))
+                df = dict(zip(terms, self._pg_df(conn, own, [words[t] for t in terms]),
+                              strict=True))
             if self.dialect not in ("sqlite", "postgresql"):
                 for term in terms:
                     held = conn.execute(select(body).where(own, mysql.match(
