@@ -1,58 +1,26 @@
 """BM25 over one entity's memories, kept next to its vector index.
 
 Okapi BM25 (k1 = 1.2, b = 0.75; Robertson & Zaragoza, "The Probabilistic Relevance Framework:
-BM25 and Beyond", 2009). Tokens are lower-cased word characters minus a short English stopword
-list, reduced to their Snowball (Porter 2) English stem by PyStemmer ("running", "runs" ->
-"run"), hashed to 64-bit ints so an index holds no per-entity vocabulary; postings are three flat
-numpy arrays sorted by token hash (16 bytes per posting), so a query term is two binary searches
-and a vectorised slice. Rows are appended incrementally; the sort happens on the next search.
+BM25 and Beyond", 2009). Terms are ``memori_core.tokens``' (lower-cased words minus stopwords,
+Snowball-stemmed), hashed to 64-bit ints so an index holds no per-entity vocabulary;
+postings are three flat numpy arrays sorted by token hash (16 bytes per posting), so a query
+term is two binary searches and a vectorised slice. Rows are appended incrementally; the sort happens on the next search.
 """
 
 from __future__ import annotations
 
-import re
-import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-import Stemmer
 
-__all__ = ["BM25Index", "idf", "length_norm", "query_terms", "score_texts", "term_counts",
-           "tokenize"]
+from memori_core.tokens import query_terms, tokenize
 
-_WORD = re.compile(r"\w+", re.UNICODE)
-_STOP = frozenset("""
-a an the and or but if of to in on at for with from by is are was were be been being am i you he
-she it we they me him her us them my your his its our their this that these those do does did
-have has had not no so as what when where who whom which how why can could would should will
-just than then there here about into over also very really too s t m re ve ll d
-""".split())
+__all__ = ["BM25Index", "idf", "length_norm", "query_terms", "saturate", "score_texts",
+           "term_counts", "tokenize"]
 
 K1 = 1.2
 B = 0.75
-
-
-_local = threading.local()  # a PyStemmer Stemmer (with its cache) is not shared across threads
-
-
-def _stemmer() -> Stemmer.Stemmer:
-    stemmer = getattr(_local, "stemmer", None)
-    if stemmer is None:
-        stemmer = _local.stemmer = Stemmer.Stemmer("english")
-    return stemmer
-
-
-def tokenize(text: str, stem: bool = True) -> list[str]:
-    """Lower-cased word tokens without stopwords, stemmed unless ``stem`` is False: what BM25
-    matches on."""
-    words = [w for w in _WORD.findall(text.lower()) if w not in _STOP]
-    return _stemmer().stemWords(words) if stem and words else words
-
-
-def query_terms(query: str, stem: bool = True) -> list[str]:
-    """The distinct BM25 terms of ``query`` (``tokenize``), in first-seen order."""
-    return list(dict.fromkeys(tokenize(query, stem)))
 
 
 def idf(rows: int, df: int | np.ndarray) -> float | np.ndarray:
@@ -66,7 +34,8 @@ def length_norm(lengths: np.ndarray, avg: float) -> np.ndarray:
     return K1 * (1 - B + B * lengths / (avg or 1.0))
 
 
-def _saturate(tf: np.ndarray, norm: np.ndarray) -> np.ndarray:
+def saturate(tf: np.ndarray, norm: np.ndarray) -> np.ndarray:
+    """BM25's term-frequency saturation ``tf * (K1 + 1) / (tf + norm)`` (``length_norm``)."""
     return tf * (K1 + 1) / (tf + norm)
 
 
@@ -98,7 +67,7 @@ def score_texts(texts: Sequence[str] | Sequence[Counter[str]], terms: Sequence[s
         if not held.any():
             continue
         n = max(int(df.get(term, 0)), int(held.sum()))
-        out[held] += idf(rows, n) * _saturate(tf[held], norm[held])
+        out[held] += idf(rows, n) * saturate(tf[held], norm[held])
     return out
 
 
@@ -193,5 +162,5 @@ class BM25Index:
             if hi <= lo:
                 continue
             rows, tf = self._row[lo:hi], self._tf[lo:hi]
-            out[rows] += idf(self.rows, hi - lo) * _saturate(tf, norm[rows])
+            out[rows] += idf(self.rows, hi - lo) * saturate(tf, norm[rows])
         return out

@@ -40,7 +40,15 @@ from memori_core.embeddings.base import Embedder
 from memori_core.errors import ConfigurationError, RecallError, StorageError
 from memori_core.recall.dense import exact_top_k
 from memori_core.recall.index import INDEXED_CHARS, Filter, IndexCache
-from memori_core.recall.lexical import query_terms, score_texts, term_counts, tokenize
+from memori_core.recall.lexical import (
+    idf,
+    length_norm,
+    query_terms,
+    saturate,
+    score_texts,
+    term_counts,
+    tokenize,
+)
 from memori_core.storage.packed import MIN_PACK, Packed
 from memori_core.storage.store import EntityGone, LexicalCorpus, Store, normalize_text, utcnow
 from memori_core.types import RecallHit, RecallWhy
@@ -66,6 +74,9 @@ EXACT_LENGTHS_BELOW = 256
 #: this); past it, a filter excluding most memories, one read of every vector the filter
 #: allows costs less
 RESCORED_MOST = 16_384
+#: memories past the packed blocks that a cold recall tokenizes for BM25 at most (a few
+#: ms); more (an import not packed yet), and it takes the full-text pool instead
+TAIL_MOST = 2048
 #: query vectors a Recaller keeps (384 float32 each with the default model: about 0.4 MB)
 QUERY_VECTORS = 256
 _NAME_WORD = re.compile(r"[\w'-]+")
@@ -139,6 +150,15 @@ class _Pool:
     df: dict[str, int]
     texts: dict[int, str]
     replies: list[tuple[int, int, str]]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Ranked:
+    """A cold recall's lexical ranking from the packed postings (``Recaller._from_postings``),
+    and the blocks it was computed over (the dense side's must be the same)."""
+
+    block_ids: tuple[int, ...]
+    ranking: list[tuple[int, float]]
 
 
 class _Later(Generic[T]):
@@ -335,12 +355,12 @@ class Recaller:
             return []
         flt = Filter(scope_processes(self._store, process_id, scope), kinds, include_superseded)
         pushdown = self._pushdown(entity_pk)
-        pool: _Later[_Pool] | None = None
+        pool: _Later[_Pool | _Ranked | None] | None = None
         if pushdown and self._config.recall_lexical_weight > 0:
-            # the database gathers the lexical pool while the query is embedded and the
-            # vectors are read (the pool needs the query's words only)
+            # the lexical reads run while the query is embedded and the vectors are read
+            # (they need the query's words only)
             k, pk = max(limit, self._config.recall_candidates), entity_pk
-            pool = self._beside(lambda: self._pool(query, k, pk, flt))
+            pool = self._beside(lambda: self._lexical_reads(query, k, pk, flt))
         try:
             try:
                 vector = self._embed_query(query)
@@ -390,7 +410,7 @@ class Recaller:
 
     def _search(self, vector: np.ndarray, query: str, limit: int, entity_pk: int,
                 flt: Filter, pushdown: bool = False,
-                pool: _Later[_Pool] | None = None) -> list[RecallHit]:
+                pool: _Later[_Pool | _Ranked | None] | None = None) -> list[RecallHit]:
         cfg = self._config
         k = max(limit, cfg.recall_candidates)
         filling: Callable[[int, int], None] | None = None
@@ -449,14 +469,16 @@ class Recaller:
         return shown[:limit]
 
     def _from_database(self, vector: np.ndarray, query: str, k: int, entity_pk: int,
-                       flt: Filter, pool: _Later[_Pool] | None = None
+                       flt: Filter, pool: _Later[_Pool | _Ranked | None] | None = None
                        ) -> Candidates | None:
         """Candidates of a cold recall (``Config.recall_pushdown``), from the database: dense,
         exact (``_dense``: from the packed vectors, pgvector or one read of every vector);
-        lexical, a pool from the full-text index gathered on the helper thread (``_pool``)
-        while this one reads the vectors and the entity's BM25 statistics (``_corpus``),
-        scored with memori's BM25 (``_scored``); the similarity of each. ``_search`` then
-        starts building the entity's index in the background, for its next recalls.
+        lexical, computed on the helper thread (``_lexical_reads``) while this one embeds the
+        query and reads the vectors: BM25 exactly as the in-process index scores it, from the
+        packed postings of the query's terms (``_from_postings``), else a pool from the
+        full-text index (``_pool``) scored with memori's BM25 (``_scored``); the similarity of
+        each. ``_search`` then starts building the entity's index in the background, for its
+        next recalls.
 
         Returns:
             None when the in-process index answers instead: its index was built meanwhile
@@ -466,20 +488,27 @@ class Recaller:
         if self.cache.cached(entity_pk):
             return None
         lexical_wanted = self._config.recall_lexical_weight > 0
-        # the lexical pool on a thread of its own, over a second connection (started by
-        # ``recall`` before the query's embedding, else here): the database gathers it while
-        # this thread reads and scores the vectors, then reads the entity's BM25 statistics
+        # the lexical side on a thread of its own, over a second connection (started by
+        # ``recall`` before the query's embedding, else here)
         later = pool if pool is not None or not lexical_wanted else \
-            self._beside(lambda: self._pool(query, k, entity_pk, flt))
+            self._beside(lambda: self._lexical_reads(query, k, entity_pk, flt))
+        found_lexical: list[tuple[int, float]] = []
         try:
             found = self._dense(vector, k, entity_pk, flt)
-            corpus = self._corpus(query, entity_pk, found[3] if found is not None else None) \
-                if lexical_wanted else None
+            blocks = found[3] if found is not None else None
+            got = later() if later is not None else None
+            if isinstance(got, _Ranked) and blocks is not None and \
+                    got.block_ids != blocks.block_ids:
+                got = None  # packed again between the two threads' reads
+            if isinstance(got, _Ranked):
+                found_lexical = got.ranking
+            elif lexical_wanted:  # the full-text pool, here when the postings could not answer
+                found_lexical = self._scored(
+                    query, k, got if isinstance(got, _Pool) else self._pool(
+                        query, k, entity_pk, flt), self._corpus(query, entity_pk, blocks))
         except BaseException:
             _settle(later)  # its connection back before the first error is raised
             raise
-        found_lexical = self._scored(query, k, later(), corpus) \
-            if later is not None and corpus is not None else []
         if found is None:
             return None  # the in-process path reports the mismatch
         dense, similarity, lookup, _ = found
@@ -490,6 +519,89 @@ class Recaller:
             # next recall has it), removed meanwhile, or is of another model
             lexical = [(i, score) for i, score in found_lexical if i in similarity]
         return dense, lexical, similarity
+
+    def _lexical_reads(self, query: str, k: int, entity_pk: int, flt: Filter
+                       ) -> _Pool | _Ranked | None:
+        """A cold recall's lexical side, on the helper thread: the ranking from the packed
+        postings (``_from_postings``); with ``recall_stemming`` off (the postings hold stems)
+        the full-text pool (``_pool``); None when the postings cannot answer (the caller
+        gathers the pool then)."""
+        if not self._config.recall_stemming:
+            return self._pool(query, k, entity_pk, flt)
+        return self._from_postings(query, k, entity_pk, flt)
+
+    def _from_postings(self, query: str, k: int, entity_pk: int, flt: Filter
+                       ) -> _Ranked | None:
+        """The lexical ranking from the packed postings (``Store.packed_postings``: the rows
+        of the query's terms' buckets, and every packed memory's id and length) and the
+        memories past the blocks (their text, tokenized here; ``TAIL_MOST`` at most): BM25 of
+        every memory holding a query term, computed as ``BM25Index.scores`` computes it (the
+        same terms, lengths, document frequencies, memory count and mean length); the best
+        the filter allows (``Store.allowed_memories``), ``LEXICAL_POOL`` x ``k`` of them; then
+        the reply field read backwards (``_with_replies``). Best first, ties lower id first;
+        at most ``k``.
+
+        Returns:
+            None when the postings cannot answer: no blocks, blocks without postings (packed
+            before migration 8: packed again by the background build), blocks packed again
+            while read, or more than ``TAIL_MOST`` memories past them.
+        """
+        store, cfg = self._store, self._config
+        words = query_terms(query)
+        postings = store.packed_postings(entity_pk, words)
+        if isinstance(postings, str):
+            if postings == "blocks without postings":
+                with self._lock:
+                    self._repack.add(entity_pk)
+            return None
+        tail = store.memory_texts(entity_pk, postings.last_id, TAIL_MOST + 1)
+        if len(tail) > TAIL_MOST:
+            return None
+        tail_counts = term_counts([text for _, text in tail])
+        lengths = np.concatenate([postings.lengths, np.asarray(
+            [sum(c.values()) for c in tail_counts], dtype=np.float32)])
+        rows = len(lengths)
+        filled = lengths[lengths > 0]  # the mean over rows that hold text, as the index's
+        norm = length_norm(lengths, float(filled.mean()) if len(filled) else 1.0)
+        score = np.zeros(rows, dtype=np.float32)
+        held: dict[str, np.ndarray] = {}
+        packed_n = len(postings.ids)
+        for word in words:
+            pos, tf = postings.found.get(word, (np.zeros(0, np.int64), np.zeros(0, np.float32)))
+            tail_tf = np.asarray([c.get(word, 0) for c in tail_counts], dtype=np.float32)
+            at = np.flatnonzero(tail_tf)
+            pos = np.concatenate([pos, packed_n + at])
+            held[word] = pos
+            if len(pos):
+                score[pos] += idf(rows, len(pos)) * saturate(
+                    np.concatenate([tf, tail_tf[at]]), norm[pos])
+        ids = np.concatenate([postings.ids, np.asarray([i for i, _ in tail], np.int64)])
+        hit = np.flatnonzero(score > 0)
+        ranked = hit[np.lexsort((ids[hit], -score[hit]))]  # best first, ties lower id first
+        want = k * LEXICAL_POOL
+        pool: list[int] = []
+        done = 0
+        while len(pool) < want and done < len(ranked):  # the filter, applied by the database
+            batch = ranked[done:done + want + want // 4]
+            done += len(batch)
+            allowed = store.allowed_memories(entity_pk, ids[batch].tolist(), flt.processes,
+                                             flt.kinds, flt.include_superseded)
+            pool += [p for p in batch.tolist() if int(ids[p]) in allowed][:want - len(pool)]
+        out = {int(ids[p]): float(score[p]) for p in pool}
+        weight = cfg.recall_reply_weight
+        replies = [r for r in store.replied_by(entity_pk, list(out), flt.processes, flt.kinds,
+                                               flt.include_superseded) if r[0] in out] \
+            if weight > 0 and out else []
+        if replies:
+            in_pool = set(pool)
+            holding = {w: set(held[w].tolist()) & in_pool for w in words}
+            counts = {int(ids[p]): Counter({w: 1 for w in words if p in holding[w]})
+                      for p in pool}
+            corpus = LexicalCorpus(rows, 0, {w: len(held[w]) for w in words}, {},
+                                   *store.message_stats(entity_pk))
+            out = self._with_replies(out, replies, counts, words, corpus, weight,
+                                     cfg.recall_stemming)
+        return _Ranked(postings.block_ids, sorted(out.items(), key=lambda x: (-x[1], x[0]))[:k])
 
     def _dense(self, vector: np.ndarray, k: int, entity_pk: int, flt: Filter
                ) -> tuple[list[tuple[int, float]], dict[int, float],

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Connection, Engine, inspect, select, text
+from sqlalchemy import Connection, Engine, LargeBinary, inspect, select, text
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.schema import CreateColumn
 
@@ -209,17 +209,37 @@ def _m0007_vector_blocks(conn: Connection) -> None:
     recall reads instead of every float32 vector (``storage/packed.py``). Empty here: the
     writes of memories fill it (``packed.pack``). PostgreSQL: its blobs stored out of line
     uncompressed (``STORAGE EXTERNAL``: codes do not compress, and a read skips pglz)."""
-    schema.vector_block.create(conn, checkfirst=True)
+    _create_external(conn, schema.vector_block)
+
+
+def _m0008_term_blocks(conn: Connection) -> None:
+    """``memori_term_block``: the BM25 postings of each packed block (by term hash) and, in
+    ``memori_vector_block.lengths``, each packed memory's BM25 length, so a cold recall scores
+    BM25 exactly from a few rows (``storage/packed.py``). The blocks packed before (derived
+    data, without postings) are dropped with their table, made again with the new column:
+    the next writes and cold recalls of each entity pack it again."""
+    schema.term_block.drop(conn, checkfirst=True)
+    schema.vector_block.drop(conn, checkfirst=True)
+    _create_external(conn, schema.vector_block)
+    _create_external(conn, schema.term_block)
+
+
+def _create_external(conn: Connection, table: Any) -> None:
+    """Make ``table`` (unless it is); PostgreSQL: its blobs stored out of line uncompressed
+    (``STORAGE EXTERNAL``: codes and postings do not compress, and a read skips pglz)."""
+    table.create(conn, checkfirst=True)
     if conn.dialect.name == "postgresql":
-        for column in ("ids", "codes", "scales", "residuals"):
-            conn.exec_driver_sql(f"ALTER TABLE {schema.vector_block.name} ALTER COLUMN "
-                                 f"{column} SET STORAGE EXTERNAL")
+        for column in table.c:
+            if isinstance(column.type, LargeBinary):
+                conn.exec_driver_sql(f"ALTER TABLE {table.name} ALTER COLUMN {column.name} "
+                                     "SET STORAGE EXTERNAL")
 
 
 MIGRATIONS: list[Callable[[Connection], None]] = [_m0001_initial, _m0002_extras,
                                                   _m0003_sqlite_autoincrement,
                                                   _m0004_importance, _m0005_api_keys,
-                                                  _m0006_fulltext, _m0007_vector_blocks]
+                                                  _m0006_fulltext, _m0007_vector_blocks,
+                                                  _m0008_term_blocks]
 
 
 def current_version(conn: Connection) -> int:

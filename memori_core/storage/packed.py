@@ -12,21 +12,31 @@ vectors every memory whose upper bound reaches the k-th exact score, so its dens
 exact one, not an approximation. A quarter of the bytes of the vectors (388 per 384-d memory
 instead of 1,536), in a few rows instead of one per memory.
 
+With each block, its memories' BM25 postings (migration 8): ``lengths`` (each memory's BM25
+tokens, ``memori_core.tokens.tokenize`` of its indexed text) in the block's row, and rows of
+``memori_term_block`` holding, for the terms whose hash (``term_hash``) falls in one of
+``BUCKETS`` buckets, each term's postings (the memory's row in the block and the term's count
+in it). A cold recall reads the buckets of its query's terms only (``postings``): BM25 of every
+memory, exactly as the in-process index scores it, from a few rows whatever the entity's size.
+
 Kept current by the transaction that writes memories (``Store.upsert_memories`` calls
 ``pack``): once ``MIN_PACK`` of an entity's memories lie past its last block, they are packed
 (the last block, while under ``CHUNK``, is written again with them), under the entity row's
 lock that the same transaction took to bump its ``memory_version``. Dropped (``drop``) by every
 change that would make a block hold what the entity no longer has: a memory deleted, an
 entity forgotten (a deleted memory's codes never outlive it), an embedding replaced (re-embed).
-``read`` checks that the blocks hold exactly the entity's memories up to their last id (count
-and sum of ids): a memory committed late below it by a concurrent writer, or a block left by
-a change that did not drop it, fails the check; the caller then reads every vector, and
-``rebuild`` (run by the background index build after such a recall) packs the entity again.
+A block holds every memory of its entity up to its last id: ``pack`` runs under the
+entity's row lock, and a writer whose memories got ids below a block committed meanwhile (by a
+concurrent writer that took the lock first) drops the blocks from there and packs them again
+(``pack``'s ``written``). A memory deleted behind memori's back (not through it) leaves its
+code and postings in a block: recall re-reads the rows it returns, so it is never returned, and
+only BM25's statistics count it until the entity is packed again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -34,9 +44,10 @@ import numpy as np
 from sqlalchemy import Connection, delete, func, insert, select
 
 from memori_core.storage import schema as s
+from memori_core.tokens import term_hash, tokenize
 
-__all__ = ["CHUNK", "MIN_PACK", "PACK_MOST", "Packed", "bounds", "drop", "pack", "quantize", "read",
-           "rebuild", "text_length"]
+__all__ = ["BUCKETS", "CHUNK", "MIN_PACK", "PACK_MOST", "Packed", "Postings", "bounds", "drop",
+           "lacks_postings", "pack", "postings", "quantize", "read", "rebuild", "text_length"]
 
 #: memories per block at most (a block of 384-d memories: about 1.6 MB)
 CHUNK = 4096
@@ -49,6 +60,11 @@ MIN_PACK = 256
 PACK_MOST = 2 * CHUNK
 #: float32 rounding of the score and its bound, added to every bound
 ROUNDING = 1e-5
+#: term buckets of a block's postings (``memori_term_block`` rows per block at most): a query
+#: reads the buckets of its terms only
+BUCKETS = 64
+#: a memory's BM25 length and a term's count in it are stored as uint16
+_U16 = 65_535
 
 
 @dataclass(frozen=True)
@@ -63,6 +79,7 @@ class Packed:
         last_id: the last block's last id: memories above it are in no block.
         chars: characters of the packed memories' indexed text, summed (BM25's mean length
             without reading every text: ``Store.lexical_corpus``).
+        block_ids: each block's row id, in order.
     """
 
     ids: np.ndarray
@@ -71,14 +88,15 @@ class Packed:
     residuals: np.ndarray
     last_id: int
     chars: int = 0
+    block_ids: tuple[int, ...] = ()
 
     def __len__(self) -> int:
         return len(self.ids)
 
 
 class _Block(NamedTuple):
+    id: int
     row_count: int
-    id_sum: int
     dim: int
     last_id: int
     chars: int
@@ -86,6 +104,28 @@ class _Block(NamedTuple):
     codes: bytes
     scales: bytes
     residuals: bytes
+
+
+@dataclass(frozen=True)
+class Postings:
+    """Some terms' postings in an entity's blocks, with what BM25 needs of every packed memory
+    (``postings``).
+
+    Attributes:
+        block_ids: the entity's blocks when read, in order (a recall uses the postings only
+            when they are the blocks its ``Packed`` holds).
+        last_id: the last block's last id: memories above it are in none.
+        ids: int64 array, shape (n,): the packed memories' ids, ascending.
+        lengths: float32 array, shape (n,): their BM25 lengths in tokens.
+        found: term -> (positions in ``ids``, int64 array; the term's count in each, float32
+            array) of the packed memories holding it.
+    """
+
+    block_ids: tuple[int, ...]
+    last_id: int
+    ids: np.ndarray
+    lengths: np.ndarray
+    found: dict[str, tuple[np.ndarray, np.ndarray]]
 
 
 def quantize(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -118,8 +158,7 @@ def bounds(packed: Packed, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def read(conn: Connection, entity_pk: int, dim: int,
          rows_of: Callable[[Connection, Any], Sequence[Sequence[Any]]] | None = None
          ) -> Packed | str:
-    """The entity's blocks of ``dim``-d codes, checked: they hold exactly the entity's
-    memories with an id up to the last block's (count and sum of ids, one indexed read).
+    """The entity's blocks of ``dim``-d codes, in one read (no memory row is read).
 
     Args:
         rows_of: reads a statement's rows as tuples (``Store._rows``: PostgreSQL's binary
@@ -127,10 +166,10 @@ def read(conn: Connection, entity_pk: int, dim: int,
 
     Returns:
         the blocks, or why there are none to use: "no blocks", "blocks of another
-        dimension", "blocks out of date" (the check failed).
+        dimension".
     """
     b = s.vector_block.c
-    stmt = (select(b.row_count, b.id_sum, b.dim, b.last_id, b.chars, b.ids, b.codes, b.scales,
+    stmt = (select(b.id, b.row_count, b.dim, b.last_id, b.chars, b.ids, b.codes, b.scales,
                    b.residuals).where(b.entity_id == entity_pk).order_by(b.last_id))
     rows = [_Block(*r) for r in (rows_of(conn, stmt) if rows_of is not None
                                  else conn.execute(stmt).all())]
@@ -138,29 +177,83 @@ def read(conn: Connection, entity_pk: int, dim: int,
         return "no blocks"
     if any(int(r.dim) != dim for r in rows):
         return "blocks of another dimension"
-    last_id = int(rows[-1].last_id)
-    f = s.entity_fact.c
-    count, total = conn.execute(select(func.count(), func.coalesce(func.sum(f.id), 0))
-                                .where(f.entity_id == entity_pk, f.id <= last_id)).one()
-    if int(count) != sum(int(r.row_count) for r in rows) or \
-            int(total) != sum(int(r.id_sum) for r in rows):
-        return "blocks out of date"
     ids = np.frombuffer(b"".join(bytes(r.ids) for r in rows), dtype="<i8").astype(np.int64)
     codes = [np.frombuffer(bytes(r.codes), dtype=np.int8).reshape(int(r.row_count), dim)
              for r in rows]
     scales = np.frombuffer(b"".join(bytes(r.scales) for r in rows), dtype="<f4")
     residuals = np.frombuffer(b"".join(bytes(r.residuals) for r in rows), dtype="<f4")
-    return Packed(ids, codes, scales.astype(np.float32), residuals.astype(np.float32), last_id,
-                  sum(int(r.chars) for r in rows))
+    return Packed(ids, codes, scales.astype(np.float32), residuals.astype(np.float32),
+                  int(rows[-1].last_id), sum(int(r.chars) for r in rows),
+                  tuple(int(r.id) for r in rows))
+
+
+def postings(conn: Connection, entity_pk: int, terms: Sequence[str],
+             rows_of: Callable[[Connection, Any], Sequence[Sequence[Any]]] | None = None
+             ) -> Postings | str:
+    """The postings of ``terms`` (BM25 terms, ``tokens.tokenize``) in the entity's blocks,
+    and the ids and BM25 lengths of every packed memory: the blocks' heads (no codes) and the
+    rows of the terms' hash buckets only (two indexed reads).
+
+    Args:
+        rows_of: as ``read``'s.
+
+    Returns:
+        the postings, or why there are none to use: "no blocks", "blocks without postings"
+        (packed before migration 8), "blocks changed while read" (packed again between the
+        two reads).
+    """
+    b, tb = s.vector_block.c, s.term_block.c
+    run = rows_of if rows_of is not None else (lambda c, q: c.execute(q).all())
+    heads = run(conn, select(b.id, b.last_id, b.ids, b.lengths).where(
+        b.entity_id == entity_pk).order_by(b.last_id))
+    if not heads:
+        return "no blocks"
+    if any(r[3] is None for r in heads):
+        return "blocks without postings"
+    block_ids = tuple(int(r[0]) for r in heads)
+    ids = np.frombuffer(b"".join(bytes(r[2]) for r in heads), dtype="<i8").astype(np.int64)
+    lengths = np.frombuffer(b"".join(bytes(r[3]) for r in heads), dtype="<u2")
+    offsets = np.cumsum([0] + [len(r[3]) // 2 for r in heads]).tolist()
+    at = {block: offsets[n] for n, block in enumerate(block_ids)}
+    hashes = {term_hash(t): t for t in dict.fromkeys(terms)}
+    parts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    buckets = sorted({h % BUCKETS for h in hashes})
+    rows = run(conn, select(tb.block_id, tb.bucket, tb.terms, tb.starts, tb.rows, tb.tfs).where(
+        tb.entity_id == entity_pk, tb.bucket.in_(buckets))) if buckets else []
+    for block_id, bucket, raw_terms, raw_starts, raw_rows, raw_tfs in rows:
+        if int(block_id) not in at:
+            return "blocks changed while read"
+        keys = np.frombuffer(bytes(raw_terms), dtype="<i8")
+        starts = np.frombuffer(bytes(raw_starts), dtype="<i4")
+        for h, term in hashes.items():
+            if h % BUCKETS != int(bucket):
+                continue
+            j = int(np.searchsorted(keys, h))
+            if j < len(keys) and int(keys[j]) == h:
+                lo, hi = int(starts[j]), int(starts[j + 1])
+                parts.setdefault(term, []).append((
+                    at[int(block_id)] + np.frombuffer(bytes(raw_rows), dtype="<u2", count=hi - lo,
+                                                      offset=2 * lo).astype(np.int64),
+                    np.frombuffer(bytes(raw_tfs), dtype="<u2", count=hi - lo,
+                                  offset=2 * lo).astype(np.float32)))
+    found = {term: (np.concatenate([p for p, _ in got]), np.concatenate([f for _, f in got]))
+             for term, got in parts.items()}
+    return Postings(block_ids, int(heads[-1][1]), ids, lengths.astype(np.float32), found)
 
 
 def pack(conn: Connection, entity_pks: Sequence[int], dim: int, min_rows: int = MIN_PACK,
-         most: int = PACK_MOST) -> int:
+         most: int = PACK_MOST, written: Mapping[int, Sequence[int]] | None = None) -> int:
     """Pack each entity's memories past its last block once there are ``min_rows`` of them,
     the oldest ``most`` at most (the rest on later calls): the last block, while it holds
     under ``CHUNK``, is written again with them; then blocks of ``CHUNK``. Called in the
     transaction that wrote them, after it locked the entity row (``Store._bump_version``), so
     two writers of one entity pack one after the other.
+
+    Args:
+        written: entity row id -> ids of the memories this transaction wrote. A block that a
+            writer packed meanwhile up to an id above one of them (committed while this
+            transaction held its memories uncommitted) lacks it: that block and those after
+            it are dropped, and packed again here.
 
     Memories of another dimension (a re-embed under way) stop the packing of their entity.
 
@@ -170,6 +263,10 @@ def pack(conn: Connection, entity_pks: Sequence[int], dim: int, min_rows: int = 
     done = 0
     b, f = s.vector_block.c, s.entity_fact.c
     for entity_pk in entity_pks:
+        late = min(written.get(entity_pk, ()), default=None) if written else None
+        if late is not None and _delete(conn, (b.entity_id == entity_pk,
+                                               b.last_id >= int(late))):
+            min_rows = 1  # what the dropped blocks held, packed again now
         last = conn.execute(select(b.id, b.first_id, b.last_id, b.row_count)
                             .where(b.entity_id == entity_pk)
                             .order_by(b.last_id.desc()).limit(1)).first()
@@ -180,15 +277,22 @@ def pack(conn: Connection, entity_pks: Sequence[int], dim: int, min_rows: int = 
             continue
         redo = last is not None and int(last.row_count) < CHUNK
         start = int(last.first_id) - 1 if redo and last is not None else after
-        rows = conn.execute(select(f.id, f.embedding, _length(conn)).where(
-            f.entity_id == entity_pk, f.id > start).order_by(f.id).limit(max(most, CHUNK))
-        ).all()
+        rows = conn.execute(select(f.id, f.embedding, func.coalesce(f.search_text, f.content))
+                            .where(f.entity_id == entity_pk, f.id > start).order_by(f.id)
+                            .limit(max(most, CHUNK))).all()
         if any(len(r[1]) != 4 * dim for r in rows):
             continue
         if redo and last is not None:
-            conn.execute(delete(s.vector_block).where(b.id == last.id))
+            _delete(conn, (b.id == last.id,))
         done += _write(conn, entity_pk, dim, rows)
     return done
+
+
+def lacks_postings(conn: Connection, entity_pk: int) -> bool:
+    """Whether a block of the entity has no BM25 postings (packed before migration 8)."""
+    b = s.vector_block.c
+    return conn.execute(select(b.id).where(b.entity_id == entity_pk, b.lengths.is_(None))
+                        .limit(1)).first() is not None
 
 
 def rebuild(conn: Connection, entity_pk: int, dim: int, most: int = PACK_MOST) -> int:
@@ -203,13 +307,23 @@ def rebuild(conn: Connection, entity_pk: int, dim: int, most: int = PACK_MOST) -
 
 
 def drop(conn: Connection, entity_pks: Sequence[int] | None) -> int:
-    """Delete the blocks of these entities (None: of every entity). Returns: blocks deleted."""
-    stmt = delete(s.vector_block)
-    if entity_pks is not None:
-        if not entity_pks:
-            return 0
-        stmt = stmt.where(s.vector_block.c.entity_id.in_(sorted(set(entity_pks))))
-    return max(int(conn.execute(stmt).rowcount or 0), 0)
+    """Delete the blocks (and their postings) of these entities (None: of every entity).
+
+    Returns:
+        blocks deleted.
+    """
+    if entity_pks is not None and not entity_pks:
+        return 0
+    b = s.vector_block.c
+    return _delete(conn, () if entity_pks is None else (b.entity_id.in_(sorted(set(entity_pks))),))
+
+
+def _delete(conn: Connection, where: Sequence[Any]) -> int:
+    """Delete the blocks matching ``where`` and their postings. Returns: blocks deleted."""
+    tb = s.term_block.c
+    conn.execute(delete(s.term_block).where(
+        tb.block_id.in_(select(s.vector_block.c.id).where(*where))))
+    return max(int(conn.execute(delete(s.vector_block).where(*where)).rowcount or 0), 0)
 
 
 def text_length(dialect: str) -> Any:
@@ -218,24 +332,66 @@ def text_length(dialect: str) -> Any:
     return func.length if dialect in ("sqlite", "postgresql") else func.char_length
 
 
-def _length(conn: Connection) -> Any:
-    """Characters of a memory's indexed text (``search_text``, else ``content``)."""
-    f = s.entity_fact.c
-    return func.coalesce(text_length(conn.dialect.name)(func.coalesce(f.search_text, f.content)),
-                         0)
-
-
 def _write(conn: Connection, entity_pk: int, dim: int, rows: Sequence[Sequence[Any]]) -> int:
-    """Blocks of ``CHUNK`` of (id, float32 embedding bytes, text characters) rows, in order."""
+    """Blocks of ``CHUNK`` of (id, float32 embedding bytes, indexed text) rows, in order, each
+    with its postings (``_postings``)."""
+    hashes: dict[str, int] = {}  # term -> term_hash, once per call
     for at in range(0, len(rows), CHUNK):
         part = rows[at:at + CHUNK]
         ids = [int(r[0]) for r in part]
         vectors = np.frombuffer(b"".join(bytes(r[1]) for r in part),
                                 dtype="<f4").reshape(-1, dim)
+        texts = [str(r[2] or "") for r in part]
+        counts = [Counter(tokenize(t)) for t in texts]
         codes, scales, residuals = quantize(vectors)
-        conn.execute(insert(s.vector_block).values(
+        lengths = np.minimum([sum(c.values()) for c in counts], _U16).astype("<u2")
+        made = conn.execute(insert(s.vector_block).values(
             entity_id=entity_pk, first_id=ids[0], last_id=ids[-1], row_count=len(ids),
-            id_sum=sum(ids), dim=dim, chars=sum(int(r[2] or 0) for r in part),
+            id_sum=sum(ids), dim=dim, chars=sum(len(t) for t in texts),
             ids=np.asarray(ids, dtype="<i8").tobytes(), codes=codes.tobytes(),
-            scales=scales.astype("<f4").tobytes(), residuals=residuals.astype("<f4").tobytes()))
+            scales=scales.astype("<f4").tobytes(), residuals=residuals.astype("<f4").tobytes(),
+            lengths=lengths.tobytes())).inserted_primary_key
+        assert made is not None
+        block_id = made[0]
+        buckets = _postings(counts, hashes)
+        if buckets:
+            conn.execute(insert(s.term_block), [
+                dict(block_id=int(block_id), entity_id=entity_pk, bucket=bucket, **arrays)
+                for bucket, arrays in buckets.items()])
     return len(rows)
+
+
+def _postings(counts: Sequence[Counter[str]], hashes: dict[str, int]
+              ) -> dict[int, dict[str, bytes]]:
+    """A block's postings by bucket: for the terms hashing into it, ascending, ``terms``
+    (int64 hashes), ``starts`` (int32, one more than terms), ``rows`` and ``tfs`` (uint16 per
+    posting, rows ascending within a term)."""
+    keys: list[int] = []
+    rows: list[int] = []
+    tfs: list[int] = []
+    for row, c in enumerate(counts):
+        for term, tf in c.items():
+            h = hashes.get(term)
+            if h is None:
+                h = hashes[term] = term_hash(term)
+            keys.append(h)
+            rows.append(row)
+            tfs.append(min(tf, _U16))
+    out: dict[int, dict[str, bytes]] = {}
+    if not keys:
+        return out
+    key = np.asarray(keys, dtype=np.int64)
+    row_a = np.asarray(rows, dtype=np.int64)
+    tf_a = np.asarray(tfs, dtype=np.int64)
+    bucket = key % BUCKETS
+    order = np.lexsort((row_a, key, bucket))
+    key, row_a, tf_a, bucket = key[order], row_a[order], tf_a[order], bucket[order]
+    edges = np.flatnonzero(np.diff(bucket)) + 1
+    for lo, hi in zip(np.r_[0, edges], np.r_[edges, len(key)], strict=True):
+        k = key[lo:hi]
+        first = np.r_[0, np.flatnonzero(np.diff(k)) + 1]
+        out[int(bucket[lo])] = dict(
+            terms=k[first].astype("<i8").tobytes(),
+            starts=np.r_[first, hi - lo].astype("<i4").tobytes(),
+            rows=row_a[lo:hi].astype("<u2").tobytes(), tfs=tf_a[lo:hi].astype("<u2").tobytes())
+    return out

@@ -853,7 +853,7 @@ def import_rows(store: Store, embedder: Embedder, data: ExportData,
         if new_fact:  # the imported memories packed for cold recall, as a write packs them
             b = s.vector_block.c
             before = int(conn.execute(select(func.count()).where(b.entity_id == e)).scalar_one())
-            packed.pack(conn, [e], embedder.dim)
+            packed.pack(conn, [e], embedder.dim, written={e: list(new_fact.values())})
             counts["memori_vector_block"] = max(int(conn.execute(
                 select(func.count()).where(b.entity_id == e)).scalar_one()) - before, 0)
         return counts
@@ -928,7 +928,8 @@ def _forget_entity(conn: Connection, counts: dict[str, int], e: int) -> None:
     # a triple of someone else pointing at one of these memories keeps its text, not the link
     conn.execute(update(s.knowledge_graph).where(kg.fact_id.in_(facts), kg.entity_id != e)
                  .values(fact_id=None))
-    for table in (s.knowledge_graph, s.vector_block, s.entity_fact, s.process_attribute,
+    counts[s.vector_block.name] += packed.drop(conn, [e])  # with their postings
+    for table in (s.knowledge_graph, s.entity_fact, s.process_attribute,
                   s.conversation_message, s.conversation, s.session):
         _count(conn, counts, table, delete(table).where(table.c.entity_id == e))
     _count(conn, counts, s.entity, delete(s.entity).where(s.entity.c.id == e))
@@ -965,8 +966,7 @@ def _forget_process(conn: Connection, counts: dict[str, int], e: int, p: int) ->
                                    kg.process_id != p)).values(fact_id=None))
     # the entity's packed vectors hold the process's memories too: packed again when next
     # written or recalled (storage/packed.py)
-    _count(conn, counts, s.vector_block,
-           delete(s.vector_block).where(s.vector_block.c.entity_id == e))
+    counts[s.vector_block.name] += packed.drop(conn, [e])  # with their postings
     for table in (s.knowledge_graph, s.entity_fact, s.process_attribute,
                   s.conversation_message):
         _count(conn, counts, table, delete(table).where(_scope(table, e, p)))

@@ -6,7 +6,8 @@ Seed table names are kept: ``memori_entity``, ``memori_process``, ``memori_sessi
 (provenance: memory -> source message), ``memori_augmentation_job`` (the durable queue),
 ``memori_meta`` (embedding model and dimension of the database), ``memori_api_key`` (the keys of
 ``memori serve``, hashed), ``memori_vector_block`` (each entity's embeddings packed as 8-bit
-codes for cold recall, derived from ``memori_entity_fact``) and ``memori_schema_version``.
+codes for cold recall, derived from ``memori_entity_fact``), ``memori_term_block`` (the BM25
+postings of each block, by term hash) and ``memori_schema_version``.
 
 External ids (entity, process, session) are looked up through ``external_key``, the sha256 hex of
 the id, so lookups are exact on every dialect (MariaDB's default collations are case- and
@@ -263,11 +264,30 @@ vector_block = Table(
     Column("codes", Blob, nullable=False),  # int8, row_count x dim, row-major
     Column("scales", Blob, nullable=False),  # float32 little-endian per row: vector ~ scale x code
     Column("residuals", Blob, nullable=False),  # float32 little-endian per row: |vector - that|
+    # uint16 little-endian per row: BM25 tokens of its indexed text (migration 8)
+    Column("lengths", Blob, nullable=True),
     Index("ix_memori_vector_block_entity", "entity_id", "last_id"),
     **_ID_TABLE_KW,
 )  # migration 7: an entity's vectors packed for recall's candidate path (storage/packed.py)
 
+term_block = Table(
+    "memori_term_block", metadata,
+    _pk(),
+    # the block whose memories' BM25 postings these are: they go with it
+    Column("block_id", FK, ForeignKey("memori_vector_block.id", ondelete="CASCADE"),
+           nullable=False),
+    Column("entity_id", FK, nullable=False),
+    Column("bucket", Integer, nullable=False),  # of every term here: term hash mod BUCKETS
+    Column("terms", Blob, nullable=False),  # int64 little-endian term hashes, ascending
+    Column("starts", Blob, nullable=False),  # int32 per term + 1: its postings' start
+    Column("rows", Blob, nullable=False),  # uint16 per posting: the memory's row in the block
+    Column("tfs", Blob, nullable=False),  # uint16 per posting: the term's count in the memory
+    Index("ix_memori_term_block_entity", "entity_id", "bucket"),
+    Index("ix_memori_term_block_block", "block_id"),
+    **_ID_TABLE_KW,
+)  # migration 8: the BM25 postings of each block (storage/packed.py)
+
 #: Every table, in creation order.
 TABLES = [schema_version, meta, entity, process, session, conversation, conversation_message,
           entity_fact, fact_mention, process_attribute, knowledge_graph, augmentation_job,
-          api_key, vector_block]
+          api_key, vector_block, term_block]

@@ -51,9 +51,9 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 
 from memori_core.errors import ConfigurationError, StorageError
-from memori_core.recall.lexical import tokenize
 from memori_core.storage import migrations, packed, pgvector
 from memori_core.storage import schema as s
+from memori_core.tokens import tokenize
 from memori_core.types import CapturedMessage
 
 __all__ = ["EntityGone", "JobRow", "JobsGone", "LexicalCorpus", "MemoryBlock", "MemoryRow",
@@ -1149,8 +1149,11 @@ class Store:
         self._supersede(conn, [(fid, m) for fid, m in zip(ids, memories, strict=True) if m.slot])
         if grown:  # after the version bump, which locked the entity rows
             dims = {int(row["embedding_dim"]) for row in fresh.values()}
-            if len(dims) == 1:
-                packed.pack(conn, grown, dims.pop())
+            written: dict[int, list[int]] = {}
+            for key, row in fresh.items():
+                if key not in lost:
+                    written.setdefault(int(row["entity_id"]), []).append(new_ids[key])
+            packed.pack(conn, grown, dims.pop() if len(dims) == 1 else 0, written=written)
         return ids
 
     def _supersede(self, conn: Connection, slotted: Sequence[tuple[int, NewMemory]]) -> None:
@@ -1334,9 +1337,8 @@ class Store:
                                                                                    len(rows))
 
     def packed_vectors(self, entity_pk: int, dim: int) -> packed.Packed | str:
-        """The entity's embeddings packed as 8-bit codes (``storage/packed.py``), checked to
-        hold exactly its memories up to the last block's id, or why not ("no blocks", "blocks
-        out of date", ...).
+        """The entity's embeddings packed as 8-bit codes (``storage/packed.py``), with each
+        memory's BM25 length, or why not ("no blocks", "blocks of another dimension").
 
         Raises:
             StorageError: the read failed.
@@ -1344,11 +1346,39 @@ class Store:
         with self.read() as conn:
             return packed.read(conn, entity_pk, dim, self._rows)
 
+    def packed_postings(self, entity_pk: int, terms: Sequence[str]) -> packed.Postings | str:
+        """The BM25 postings of ``terms`` in the entity's blocks, and the ids and lengths of
+        the packed memories (``packed.postings``: the rows of the terms' buckets only), or
+        why not ("no blocks", ...).
+
+        Raises:
+            StorageError: the read failed.
+        """
+        with self.read() as conn:
+            return packed.postings(conn, entity_pk, terms, self._rows)
+
+    def memory_texts(self, entity_pk: int, after_id: int, limit: int
+                     ) -> list[tuple[int, str]]:
+        """(id, indexed text: ``search_text``, else ``content``) of the entity's memories
+        with an id above ``after_id``, ascending, ``limit`` at most: the memories past its
+        packed blocks, which BM25 counts as the blocks' postings count theirs.
+
+        Raises:
+            StorageError: the read failed.
+        """
+        f = s.entity_fact.c
+        with self.read() as conn:
+            return [(int(i), str(x or "")) for i, x in conn.execute(
+                select(f.id, func.coalesce(f.search_text, f.content))
+                .where(f.entity_id == entity_pk, f.id > after_id).order_by(f.id)
+                .limit(limit)).all()]
+
     def pack_vectors(self, entity_pk: int, dim: int) -> int:
         """Bring the entity's packed vectors up to date, in a write transaction holding its
-        row lock: packed again whole when ``packed.read``'s check fails, else its memories past
-        the last block packed once there are ``packed.MIN_PACK`` (what a write skipped: an
-        import). Run by recall's background index build after a cold recall.
+        row lock: packed again whole when its blocks are of another dimension or lack BM25
+        postings (packed before migration 8), else its memories past the last block packed
+        once there are ``packed.MIN_PACK`` (what a write skipped: an import, a re-embed). Run
+        by recall's background index build after a cold recall.
 
         Returns:
             memories packed (0: nothing to do, or the entity is gone).
@@ -1365,7 +1395,8 @@ class Store:
             if conn.execute(lock).scalar() is None:
                 return 0
             found = packed.read(conn, entity_pk, dim)
-            if isinstance(found, str) and found != "no blocks":
+            if (isinstance(found, str) and found != "no blocks") or \
+                    packed.lacks_postings(conn, entity_pk):
                 return packed.rebuild(conn, entity_pk, dim)
             return packed.pack(conn, [entity_pk], dim)
 
@@ -1557,6 +1588,27 @@ class Store:
             return {}
         sims = _decode_vectors([r[1] for r in rows], len(rows)) @ q32
         return {int(r[0]): float(x) for r, x in zip(rows, sims.tolist(), strict=True)}
+
+    def allowed_memories(self, entity_pk: int, ids: Sequence[int],
+                         processes: Sequence[int | None] | None, kinds: Sequence[str] | None,
+                         include_superseded: bool) -> set[int]:
+        """Which of ``ids`` are the entity's memories that the filter allows (as
+        ``memory_vectors``'): one indexed read of their ids.
+
+        Raises:
+            StorageError: the read failed.
+        """
+        if not len(ids):
+            return set()
+        f = s.entity_fact.c
+        wanted = [int(i) for i in ids]
+        out: set[int] = set()
+        with self.read() as conn:
+            for at in range(0, len(wanted), _IDS_PER_READ):  # SQLite: bound parameters
+                out.update(int(i) for i in conn.execute(select(f.id).where(
+                    f.entity_id == entity_pk, f.id.in_(wanted[at:at + _IDS_PER_READ]),
+                    *_filters(processes, kinds, include_superseded))).scalars())
+        return out
 
     def replied_by(self, entity_pk: int, ids: Sequence[int],
                    processes: Sequence[int | None] | None, kinds: Sequence[str] | None,
@@ -1776,7 +1828,6 @@ class Store:
             else:  # counted below: the rows holding a word of the prefix, tokenized here
                 counts.append(literal_column("0"))
         length = packed.text_length(self.dialect)
-        m = s.conversation_message.c
         if packed_up_to is None:
             stats = select(func.count(), *counts).where(own)
         else:  # the memories past the packed ones, counted and measured
@@ -1790,13 +1841,7 @@ class Store:
             else:
                 rows = packed_up_to[1] + int(row[0])
                 chars = packed_up_to[2] + int(row[-1] or 0)
-            messages = (0, 0)
-            if replies:
-                said = int(conn.execute(select(func.count())
-                                        .where(m.entity_id == entity_pk)).scalar_one())
-                messages = (said, _sampled_chars(conn, s.conversation_message,
-                                                 m.entity_id == entity_pk, m.content, said,
-                                                 length))
+            messages = self._message_stats(conn, entity_pk) if replies else (0, 0)
             fetch = select(f.id, body).where(own)
             if rows > every_below:
                 fetch = fetch.where(f.id.in_(list(ids)))
@@ -1813,6 +1858,23 @@ class Store:
                         .in_boolean_mode())).scalars()
                     df[term] = sum(term in tokenize(str(t or ""), stem) for t in held)
         return LexicalCorpus(rows, chars, df, texts, *messages)
+
+    def message_stats(self, entity_pk: int) -> tuple[int, int]:
+        """(the entity's conversation messages, characters of their text summed, sampled as
+        ``LexicalCorpus.chars`` is): the reply field's mean length.
+
+        Raises:
+            StorageError: the read failed.
+        """
+        with self.read() as conn:
+            return self._message_stats(conn, entity_pk)
+
+    def _message_stats(self, conn: Connection, entity_pk: int) -> tuple[int, int]:
+        m = s.conversation_message.c
+        said = int(conn.execute(select(func.count()).where(m.entity_id == entity_pk))
+                   .scalar_one())
+        return said, _sampled_chars(conn, s.conversation_message, m.entity_id == entity_pk,
+                                    m.content, said, packed.text_length(self.dialect))
 
     @staticmethod
     def _pg_df(conn: Connection, own: Any, words: Sequence[str]) -> list[int]:

@@ -542,8 +542,8 @@ def test_sqlite_ids_of_forgotten_rows_are_never_reused(tmp_path: Path) -> None:
         before = {e: normalized(mem.export(entity_id=e)) for e in ("ann", "bob")}
     raw = sqlite3.connect(tmp_path / "old.db", isolation_level=None)
     # a version-2 database has no table of a later migration (5: memori_api_key; 7:
-    # memori_vector_block)
-    later = ("memori_api_key", "memori_vector_block")
+    # memori_vector_block; 8: memori_term_block)
+    later = ("memori_api_key", "memori_term_block", "memori_vector_block")
     tables = [(n, q) for n, q in raw.execute("SELECT name, sql FROM sqlite_master "
                                              "WHERE type = 'table'")
               if "AUTOINCREMENT" in q and n not in later]
@@ -571,8 +571,8 @@ def test_sqlite_ids_of_forgotten_rows_are_never_reused(tmp_path: Path) -> None:
         with mem.engine.connect() as c:
             ddl = dict(c.exec_driver_sql("SELECT name, sql FROM sqlite_master "
                                          "WHERE type = 'table'").all())
-            # and memori_api_key, memori_vector_block
-            assert sum("AUTOINCREMENT" in q for q in ddl.values()) == 11
+            # and memori_api_key, memori_vector_block, memori_term_block
+            assert sum("AUTOINCREMENT" in q for q in ddl.values()) == 12
             assert not any("_v2" in q or "before" in q for q in ddl.values())
             assert c.exec_driver_sql("PRAGMA foreign_key_check").all() == []
             assert c.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1

@@ -23,7 +23,7 @@ from memori_core.errors import StorageError
 from memori_core.recall.index import Filter
 from memori_core.storage import packed
 from memori_core.storage import schema as s
-from memori_core.storage.store import NewMemory
+from memori_core.storage.store import NewMemory, utcnow
 from memori_core.testing import HashEmbedder
 
 DIM = 64
@@ -63,7 +63,8 @@ def mem(db_url: str) -> Iterator[Memori]:
                 procs = [store.process_pk(conn, state, p) for p in ("coach", "tutor", None)]
                 store.upsert_memories(conn, [
                     NewMemory(e, procs[i % 3], kinds[i % 3],
-                              f"memory {i} about topic{i % 40} and word{i % 7}", vectors[i],
+                              f"memory {i} about topic{i % 40} and word{i % 7}"
+                              + " with notes" * (i % 4), vectors[i],
                               (), slot=f"slot{i % 25}" if i % 5 == 0 else None)
                     for i in range(start, start + size)], m.embedder.name)
 
@@ -185,26 +186,141 @@ def test_deleted_and_forgotten_memories_take_their_codes_with_them(mem: Memori) 
         assert c.execute(select(func.count()).select_from(s.vector_block)).scalar() == 0
 
 
-def test_blocks_out_of_date_are_answered_exactly_and_packed_again(mem: Memori) -> None:
-    """A memory removed behind memori's back (or committed late below the last block by a
-    concurrent writer): the check fails, every vector is read, and the background build
-    packs the entity again."""
+def test_a_memory_deleted_behind_memori_s_back_is_never_a_candidate(mem: Memori) -> None:
+    """A row deleted with SQL, not through memori, leaves its code and postings in a block:
+    the dense top-k re-reads every memory it returns (the same as every vector read), and the
+    lexical side reads its candidates by id, so the deleted memory is never returned."""
     pk, store = entity(mem), mem._store
     blocks = store.packed_vectors(pk, DIM)
     assert isinstance(blocks, packed.Packed)
     gone = int(blocks.ids[10])
     with mem.engine.begin() as c:
         c.execute(delete(s.entity_fact).where(s.entity_fact.c.id == gone))
-    assert store.packed_vectors(pk, DIM) == "blocks out of date"
     q = corpus_vectors(N)[10]
     flt = Filter(None, None, True)
     found = mem._recaller._dense(q, 100, pk, flt)
-    assert found is not None and found[0] == full_read(mem, q, 100, flt)
+    want = full_read(mem, q, 100, flt)
+    assert found is not None and [i for i, _ in found[0]] == [i for i, _ in want]
+    assert [x for _, x in found[0]] == pytest.approx([x for _, x in want], abs=1e-6)
     assert gone not in [i for i, _ in found[0]]
-    mem.recall("memory about topic10", limit=5)
-    assert mem._recaller.wait_filled(30)
+    candidates = mem._recaller._from_database(q, "memory 10 about topic10 and word3", 100, pk,
+                                              flt)
+    assert candidates is not None
+    lexical = [i for i, _ in candidates[1]]
+    assert lexical and gone not in lexical and gone not in candidates[2]
+
+
+def test_a_writer_whose_memory_is_below_a_block_packs_it_again(mem: Memori) -> None:
+    """A memory written with an id below the last block (as when a concurrent writer packed
+    while this transaction held it uncommitted): ``pack`` with the ids it wrote drops the
+    blocks from there and packs them again, so the blocks hold every memory up to their
+    last id."""
+    pk, store = entity(mem), mem._store
+    blocks = store.packed_vectors(pk, DIM)
+    assert isinstance(blocks, packed.Packed)
+    late = int(blocks.ids[10])
+    f = s.entity_fact.c
+    with mem.engine.begin() as c:  # an id below the last block, written again as new
+        row = c.execute(select(s.entity_fact).where(f.id == late)).mappings().one()
+        c.execute(delete(s.fact_mention).where(s.fact_mention.c.fact_id == late))
+        c.execute(delete(s.entity_fact).where(f.id == late))
+        c.execute(s.entity_fact.insert().values(**row))
+        assert packed.pack(c, [pk], DIM, written={pk: [late]}) > 0
     again = store.packed_vectors(pk, DIM)
-    assert isinstance(again, packed.Packed) and len(again) == N - 1
+    ids, _ = store.memory_vectors(pk, None, None, True)
+    assert isinstance(again, packed.Packed) and late in again.ids.tolist()
+    assert again.ids.tolist() == ids[:len(again)].tolist()
+
+
+def test_a_memory_committed_late_below_a_block_is_packed(pg_url: str) -> None:
+    """PostgreSQL, two real transactions: A inserts a memory and holds it uncommitted; B
+    writes enough to pack, past A's id, and commits first; A's write then packs again from
+    its memory. (MariaDB's foreign-key check locks the entity row for A's insert, and SQLite
+    has one writer: there B waits for A.)"""
+    with Memori(conn=pg_url, embedder=HashEmbedder(dim=DIM), augmentation_workers=0) as m:
+        m.config.storage.build()
+        store = m._store
+        store.check_embedding_model(m.embedder.name, DIM)
+        vectors = corpus_vectors(700)
+
+        def write(at: int, n: int) -> Any:
+            def tx(conn: Connection, state: Any) -> None:
+                e = store.entity_pk(conn, state, "ann")
+                store.upsert_memories(conn, [
+                    NewMemory(e, None, "fact", f"memory {i} about topic{i % 40}", vectors[i], ())
+                    for i in range(at, at + n)], m.embedder.name)
+            return tx
+
+        store.write(write(0, 300))
+        with m.engine.connect() as a:
+            tx = a.begin()
+            e = store.find_pk("entity", "ann")
+            assert e is not None
+            late = a.execute(s.entity_fact.insert().values(
+                entity_id=e, process_id=None, kind="fact", content="held by A",
+                dedup_key="held-by-a", embedding=vectors[600].tobytes(),
+                embedding_model=m.embedder.name, embedding_dim=DIM, mention_count=1,
+                importance=0.5, created_at=utcnow(), last_seen_at=utcnow())
+            ).inserted_primary_key[0]
+            store.write(write(300, 300))  # B: packs past A's id, commits first
+            b = store.packed_vectors(e, DIM)
+            assert isinstance(b, packed.Packed) and b.last_id > late
+            assert late not in b.ids.tolist()
+            a.execute(s.entity.update().where(s.entity.c.id == e).values(
+                memory_version=s.entity.c.memory_version + 1))  # A's lock, as a write takes
+            packed.pack(a, [e], DIM, written={e: [late]})
+            tx.commit()
+        blocks = store.packed_vectors(e, DIM)
+        ids, _ = store.memory_vectors(e, None, None, True)
+        assert isinstance(blocks, packed.Packed) and late in blocks.ids.tolist()
+        assert blocks.ids.tolist() == ids[:len(blocks)].tolist()
+
+
+@pytest.mark.parametrize("flt", [Filter(None, None, True), Filter(None, None, False),
+                                 Filter("tutor", ["fact"], False)],
+                         ids=["all", "current", "process-kind"])
+def test_bm25_from_the_packed_postings_is_the_in_process_index_s(
+        mem: Memori, db_url: str, flt: Filter) -> None:
+    """Every memory's BM25 from the postings of the query's terms (the blocks' and the
+    tail's) equals the in-process index's: the same memories, the same scores."""
+    pk = entity(mem)
+    if isinstance(flt.processes, str):
+        flt = Filter([mem._store.find_pk("process", flt.processes), None], flt.kinds,
+                     flt.include_superseded)
+    with Memori(conn=db_url, embedder=HashEmbedder(dim=DIM), augmentation_workers=0,
+                recall_reply_weight=0.0) as plain:
+        recaller = plain._recaller
+        blocks = plain._store.packed_vectors(pk, DIM)
+        assert isinstance(blocks, packed.Packed) and len(blocks) == N - WRITES[-1]
+        index = recaller.cache.get(pk, DIM)
+        q = corpus_vectors(N)[0]
+        for query in ("topic3 word2", "memory 17 with notes", "notes about word0",
+                      "memories noted on topic7", "nothing matches zebra"):
+            found = recaller._from_postings(query, N, pk, flt)
+            assert found is not None and found.block_ids == blocks.block_ids
+            _, want, _ = index.search(q, query, N, flt, 0.0)
+            got = dict(found.ranking)
+            assert set(got) == {i for i, _ in want}
+            assert [got[i] for i, _ in want] == pytest.approx([x for _, x in want], rel=1e-6)
+
+
+def test_blocks_without_postings_take_the_full_text_pool_and_are_packed_again(
+        mem: Memori) -> None:
+    """Blocks packed before migration 8 (no lengths): the cold recall's lexical side comes
+    from the full-text pool, and the background build packs the entity again."""
+    pk, store = entity(mem), mem._store
+    with mem.engine.begin() as c:
+        c.execute(s.vector_block.update().values(lengths=None))
+    pooled = spy(mem, "lexical_candidates")
+    assert mem.recall("memory about topic7 and word0", limit=5)
+    assert pooled
+    assert mem._recaller.wait_filled(30)
+    with mem.engine.connect() as c:
+        assert not packed.lacks_postings(c, pk)
+    pooled.clear()
+    mem._recaller.cache.discard(pk)
+    assert mem.recall("memory about topic7 and word0", limit=5)
+    assert not pooled
 
 
 def test_a_cold_recall_reads_no_vector_twice_and_an_error_on_the_lexical_thread_is_raised(
@@ -214,16 +330,16 @@ def test_a_cold_recall_reads_no_vector_twice_and_an_error_on_the_lexical_thread_
     assert hits and all(c[-1] > 0 for c in reads)  # the tail after the blocks only
     assert mem._recaller.wait_filled(30)
     store: Any = mem._store
-    real = store.lexical_candidates
+    real = store.packed_postings
 
     def broken(*_args: Any, **_kwargs: Any) -> Any:
-        raise StorageError("database read failed: the full-text index is corrupt")
+        raise StorageError("database read failed: the postings are corrupt")
 
-    store.lexical_candidates = broken
+    store.packed_postings = broken
     mem._recaller.cache.discard(entity(mem))
     with pytest.raises(StorageError, match="corrupt"):
         mem.recall("memory about topic8", limit=5)
-    store.lexical_candidates = real
+    store.packed_postings = real
     mem._recaller.cache.discard(entity(mem))
     assert mem.recall("memory about topic8", limit=5)  # the thread still serves
 

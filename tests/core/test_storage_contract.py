@@ -378,7 +378,8 @@ def test_stats_counts(mem: Memori) -> None:
         "memori_entity": 1, "memori_process": 1, "memori_session": 1, "memori_conversation": 1,
         "memori_conversation_message": 4, "memori_entity_fact": 2, "memori_fact_mention": 2,
         "memori_process_attribute": 0, "memori_knowledge_graph": 0,
-        "memori_augmentation_job": 2, "memori_api_key": 0, "memori_vector_block": 0}
+        "memori_augmentation_job": 2, "memori_api_key": 0, "memori_vector_block": 0,
+        "memori_term_block": 0}
     assert stats["tables"] == counts(mem)
     assert stats["augmentation"]["jobs_done"] == 2
     assert stats["augmentation"]["memories_written"] == 2
