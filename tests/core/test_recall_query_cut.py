@@ -9,8 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from memori_core import Memori
-from memori_core.recall import lexical
+from memori_core import Memori, tokens
 from memori_core.testing import HashEmbedder
 
 CAP = 1_000
@@ -42,13 +41,13 @@ def mem(tmp_path: Path) -> Iterator[Memori]:
 def test_the_lexical_query_is_cut_where_the_embedding_input_is(
         mem: Memori, monkeypatch: pytest.MonkeyPatch) -> None:
     tokenized: list[int] = []
-    real = lexical.tokenize
+    real = tokens.tokenize
 
     def spy(text: str, stem: bool = True) -> list[str]:
         tokenized.append(len(text))
         return real(text, stem)
 
-    monkeypatch.setattr(lexical, "tokenize", spy)
+    monkeypatch.setattr(tokens, "tokenize", spy)
     embedder = mem.embedder
     assert isinstance(embedder, _Recording)
     embedder.lengths.clear()
