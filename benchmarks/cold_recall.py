@@ -13,9 +13,10 @@ local model embedding every query:
     warm p50 once it is built;
   - packed: the entity's vectors as 8-bit codes (``Store.packed_vectors``, migration 7),
     read and checked, vs one read of every float32 vector (``Store.memory_vectors``);
-  - after: ``recall_pushdown`` on: a cold recall takes lexical candidates from the database's
-    full-text index (a pool re-scored with memori's BM25, ``Recaller._lexical``, on a thread
-    of its own) and its exact dense top-k from the packed codes, re-scoring exactly from the
+  - after: ``recall_pushdown`` on: a cold recall takes its lexical ranking from the BM25
+    postings packed with the blocks (migration 8: the buckets of the query's terms, scored as
+    the in-process index scores, ``Recaller._from_postings``, on a thread of its own) and its
+    exact dense top-k from the packed codes, re-scoring exactly from the
     stored vectors only the memories whose margin reaches it (``recall/dense.py``; how many per
     recall is printed); pgvector: from its HNSW index, re-scored exactly, where its measured
     agreement is >= 0.99; while the index is built in the background; warm p50 once it is
@@ -220,7 +221,7 @@ def bench(backend: str, n: int, tmp: Path, embedder: Embedder, turns: list[str],
             found = packs[0][1]
             print(f"{backend:<10} N={n:>6} read+decode  row by row {statistics.median(rows):7.1f} ms"
                   f" | one read {statistics.median(block):7.1f} ms | every vector "
-                  f"{statistics.median(vectors):7.1f} ms | packed 8-bit codes, checked "
+                  f"{statistics.median(vectors):7.1f} ms | packed 8-bit codes "
                   f"{statistics.median(t for t, _ in packs):7.1f} ms ("
                   + (f"{len(found)} memories" if isinstance(found, Packed) else str(found))
                   + ")", flush=True)
