@@ -132,11 +132,13 @@ class Config:
             takes a few ms.
         recall_pushdown: recall of an entity whose index is not in this process (cold) takes
             its candidates from the database instead of building the index first (on by
-            default): lexical ones gathered by the full-text index of migration 6 (SQLite
-            FTS5, made when a large entity first needs it; PostgreSQL tsvector + GIN; MariaDB
-            FULLTEXT) on a thread and connection of their own, and scored with memori's own
-            BM25 (``recall/lexical.py``; term counts from the database, the reply field from
-            the answering message's text); dense ones exact, from the entity's vectors packed
+            default): lexical ones scored with memori's own BM25 exactly as the in-process
+            index scores them, from the postings packed with the entity's blocks (migration 8,
+            ``storage/packed.py``: the buckets of the query's terms only), on a thread and
+            connection of their own, the reply field from the answering message's text (an
+            entity without blocks yet, or ``recall_stemming`` off: a pool from the full-text
+            index of migration 6, SQLite FTS5, PostgreSQL tsvector + GIN, MariaDB FULLTEXT);
+            dense ones exact, from the entity's vectors packed
             as 8-bit codes by the writes of memories (migration 7, ``storage/packed.py``):
             every memory scored from its code, and only those whose proven margin reaches the
             k-th best re-scored from their float32 vectors (``recall/dense.py``), or from

@@ -69,7 +69,7 @@ _U16 = 65_535
 
 @dataclass(frozen=True)
 class Packed:
-    """An entity's blocks, as read and checked (``read``).
+    """An entity's blocks, as read (``read``).
 
     Attributes:
         ids: memory ids, int64 array, shape (n,), ascending.

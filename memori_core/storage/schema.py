@@ -252,7 +252,7 @@ vector_block = Table(
     _pk(),
     Column("entity_id", FK, ForeignKey("memori_entity.id"), nullable=False),
     # the memories it holds: ids first_id .. last_id of the entity (not every id between is
-    # the entity's), row_count of them, their ids summed (the check of ``packed.read``)
+    # the entity's), row_count of them, their ids summed (to audit a block against the rows)
     Column("first_id", FK, nullable=False),
     Column("last_id", FK, nullable=False),
     Column("row_count", Integer, nullable=False),

@@ -1800,7 +1800,7 @@ class Store:
             count_df: PostgreSQL: False leaves ``df`` to the caller (``lexical_candidates``
                 counts it with the pool, on another connection); default True.
             packed_up_to: (last id, memories, characters) of the entity's packed vectors, as
-                read and checked (``packed.Packed``): the memory count and the characters are
+                read (``packed.Packed``): the memory count and the characters are
                 theirs plus those of the memories above the last id (exact, and no pass over
                 every row: the characters are otherwise sampled). Default None.
 
