@@ -144,9 +144,9 @@ class Config:
             k-th best re-scored from their float32 vectors (``recall/dense.py``), or from
             pgvector's index with ``recall_pgvector``; both fused and ranked as usual over
             those candidates, while the entity's index is built in the background for its
-            next recalls. Cold recall incl. the query embedding, 10k memories: SQLite 340 ->
-            37 ms, PostgreSQL 470 -> 47 ms; 100k: SQLite 4,100 -> 111 ms, PostgreSQL 5,000 ->
-            224 ms (benchmarks/cold_recall.py). LoCoMo hit@1/5/10 with every recall cold is
+            next recalls. Cold recall incl. the query embedding, 10k memories: SQLite 312 ->
+            26 ms, PostgreSQL 390 -> 33 ms; 100k: SQLite 3,577 -> 60 ms, PostgreSQL 4,421 ->
+            135 ms (benchmarks/cold_recall.py). LoCoMo hit@1/5/10 with every recall cold is
             within 0.01 of the in-process index (``--locomo``). False: every cold recall
             builds the in-process index first. A database without full-text search keeps
             the in-process index and logs why.

@@ -263,17 +263,19 @@ def pack(conn: Connection, entity_pks: Sequence[int], dim: int, min_rows: int = 
     done = 0
     b, f = s.vector_block.c, s.entity_fact.c
     for entity_pk in entity_pks:
+        need = min_rows
         late = min(written.get(entity_pk, ()), default=None) if written else None
-        if late is not None and _delete(conn, (b.entity_id == entity_pk,
-                                               b.last_id >= int(late))):
-            min_rows = 1  # what the dropped blocks held, packed again now
-        last = conn.execute(select(b.id, b.first_id, b.last_id, b.row_count)
-                            .where(b.entity_id == entity_pk)
-                            .order_by(b.last_id.desc()).limit(1)).first()
+        last_of = (select(b.id, b.first_id, b.last_id, b.row_count)
+                   .where(b.entity_id == entity_pk).order_by(b.last_id.desc()).limit(1))
+        last = conn.execute(last_of).first()
+        if late is not None and last is not None and int(late) <= int(last.last_id):
+            _delete(conn, (b.entity_id == entity_pk, b.last_id >= int(late)))
+            need = 1  # what the dropped blocks held, packed again now
+            last = conn.execute(last_of).first()
         after = 0 if last is None else int(last.last_id)
         fresh = int(conn.execute(select(func.count()).where(
             f.entity_id == entity_pk, f.id > after)).scalar_one())
-        if fresh < min_rows:
+        if fresh < need:
             continue
         redo = last is not None and int(last.row_count) < CHUNK
         start = int(last.first_id) - 1 if redo and last is not None else after
