@@ -308,7 +308,7 @@ def test_blocks_without_postings_take_the_full_text_pool_and_are_packed_again(
         mem: Memori) -> None:
     """Blocks packed before migration 8 (no lengths): the cold recall's lexical side comes
     from the full-text pool, and the background build packs the entity again."""
-    pk, store = entity(mem), mem._store
+    pk = entity(mem)
     with mem.engine.begin() as c:
         c.execute(s.vector_block.update().values(lengths=None))
     pooled = spy(mem, "lexical_candidates")
