@@ -332,6 +332,9 @@ _BUMP_MEMORY = update(s.entity_fact).where(s.entity_fact.c.id == bindparam("fid"
     mention_count=s.entity_fact.c.mention_count + bindparam("n"),
     importance=case((s.entity_fact.c.importance < bindparam("imp", type_=Double()),
                      bindparam("imp", type_=Double())), else_=s.entity_fact.c.importance))
+#: PostgreSQL binary COPY type of a column, by its SQLAlchemy type (``Store._copied``)
+_COPY_TYPES = {"BigInteger": "int8", "Integer": "int4", "SmallInteger": "int2",
+               "LargeBinary": "bytea"}
 # recall's reads, built once (SQLAlchemy then compiles each once, not per recall)
 _MEMORY_VERSION = select(s.entity.c.memory_version).where(s.entity.c.id == bindparam("entity"))
 # what a recall index holds of an entity's memories above an id, in one read
@@ -1317,6 +1320,25 @@ class Store:
         except raw.Error as exc:  # psycopg's root error: not wrapped by SQLAlchemy here
             raise StorageError(f"database read failed: {exc}") from exc
 
+    def _copied(self, conn: Connection, stmt: Any) -> Sequence[Sequence[Any]]:
+        """``_rows`` of a large read: on PostgreSQL over ``COPY ... TO STDOUT (FORMAT
+        BINARY)``, which streams the rows without building a result set first (the packed
+        codes of 100k memories, 38 MB: 55 ms against 75 as a query); its columns must be
+        integers or blobs (else a query, ``_rows``)."""
+        types = [_COPY_TYPES.get(type(c.type).__name__) for c in stmt.selected_columns]
+        if self.dialect != "postgresql" or None in types:
+            return self._rows(conn, stmt)
+        compiled = stmt.compile(dialect=conn.dialect,
+                                compile_kwargs={"render_postcompile": True})
+        raw: Any = conn.connection.driver_connection
+        try:
+            with raw.cursor() as cur, cur.copy(f"COPY ({compiled}) TO STDOUT (FORMAT BINARY)",
+                                               compiled.params) as copy:
+                copy.set_types(types)
+                return list(copy.rows())
+        except raw.Error as exc:  # psycopg's root error: not wrapped by SQLAlchemy here
+            raise StorageError(f"database read failed: {exc}") from exc
+
     def memory_vectors(self, entity_pk: int, processes: Sequence[int | None] | None,
                        kinds: Sequence[str] | None, include_superseded: bool,
                        after_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -1344,7 +1366,7 @@ class Store:
             StorageError: the read failed.
         """
         with self.read() as conn:
-            return packed.read(conn, entity_pk, dim, self._rows)
+            return packed.read(conn, entity_pk, dim, self._copied)
 
     def packed_postings(self, entity_pk: int, terms: Sequence[str]) -> packed.Postings | str:
         """The BM25 postings of ``terms`` in the entity's blocks, and the ids and lengths of
