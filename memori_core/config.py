@@ -145,8 +145,8 @@ class Config:
             pgvector's index with ``recall_pgvector``; both fused and ranked as usual over
             those candidates, while the entity's index is built in the background for its
             next recalls. Cold recall incl. the query embedding, 10k memories: SQLite 312 ->
-            26 ms, PostgreSQL 390 -> 33 ms; 100k: SQLite 3,577 -> 60 ms, PostgreSQL 4,421 ->
-            135 ms (benchmarks/cold_recall.py). LoCoMo hit@1/5/10 with every recall cold is
+            26 ms, PostgreSQL 390 -> 33 ms; 100k: SQLite 3,577 -> 60 ms, PostgreSQL 4,063 ->
+            92 ms (benchmarks/cold_recall.py). LoCoMo hit@1/5/10 with every recall cold is
             within 0.01 of the in-process index (``--locomo``). False: every cold recall
             builds the in-process index first. A database without full-text search keeps
             the in-process index and logs why.

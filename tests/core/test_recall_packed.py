@@ -431,3 +431,34 @@ def test_a_large_entity_is_packed_a_bounded_number_of_memories_at_a_time(
         rounds += 1
     blocks = store.packed_vectors(pk, DIM)
     assert isinstance(blocks, packed.Packed) and len(blocks) == N and rounds >= 3
+
+
+def test_postgresql_copies_the_blocks_as_a_query_reads_them(pg_url: str) -> None:
+    """``Store._copied`` (binary COPY, for the packed codes) returns the rows a query returns;
+    a statement with a column COPY cannot type here (text) is read as a query."""
+    with Memori(conn=pg_url, embedder=HashEmbedder(dim=DIM), augmentation_workers=0) as m:
+        m.config.storage.build()
+        m.attribution(entity_id="ann")
+        store = m._store
+        store.check_embedding_model(m.embedder.name, DIM)
+        vectors = corpus_vectors(300)
+
+        def tx(conn: Connection, state: Any) -> None:
+            e = store.entity_pk(conn, state, "ann")
+            store.upsert_memories(conn, [NewMemory(e, None, "fact", f"memory {i}", vectors[i], ())
+                                         for i in range(300)], m.embedder.name)
+
+        store.write(tx)
+        b, f = s.vector_block.c, s.entity_fact.c
+        blocks = select(b.id, b.row_count, b.dim, b.last_id, b.chars, b.ids, b.codes, b.scales,
+                        b.residuals).where(b.entity_id == entity(m))
+        texts = select(f.id, f.content).where(f.entity_id == entity(m)).order_by(f.id)
+        with store.read() as conn:
+            copied, read = store._copied(conn, blocks), store._rows(conn, blocks)
+            assert len(copied) == 1
+            assert [tuple(bytes(x) if isinstance(x, (bytes, memoryview)) else x for x in r)
+                    for r in copied] == [
+                tuple(bytes(x) if isinstance(x, (bytes, memoryview)) else x for x in r)
+                for r in read]
+            assert [tuple(r) for r in store._copied(conn, texts)] == [
+                tuple(r) for r in conn.execute(texts)]
