@@ -1306,8 +1306,8 @@ class Store:
               ) -> Sequence[Sequence[Any]]:
         """Every row of ``stmt`` as plain tuples. PostgreSQL: over psycopg's binary protocol,
         so a bytea column arrives as its bytes (half the transfer, no hex decoding: the
-        embeddings of a cold recall)."""
-        if self.dialect != "postgresql":
+        embeddings of a cold recall). Another PostgreSQL driver (psycopg2): a query as any."""
+        if self.dialect != "postgresql" or conn.dialect.driver != "psycopg":
             return conn.execute(stmt, params or {}).all()
         compiled = stmt.compile(dialect=conn.dialect,
                                 compile_kwargs={"render_postcompile": True})
@@ -1324,9 +1324,9 @@ class Store:
         """``_rows`` of a large read: on PostgreSQL over ``COPY ... TO STDOUT (FORMAT
         BINARY)``, which streams the rows without building a result set first (the packed
         codes of 100k memories, 38 MB: 55 ms against 75 as a query); its columns must be
-        integers or blobs (else a query, ``_rows``)."""
+        integers or blobs (else a query, ``_rows``, as with another driver than psycopg)."""
         types = [_COPY_TYPES.get(type(c.type).__name__) for c in stmt.selected_columns]
-        if self.dialect != "postgresql" or None in types:
+        if self.dialect != "postgresql" or conn.dialect.driver != "psycopg" or None in types:
             return self._rows(conn, stmt)
         compiled = stmt.compile(dialect=conn.dialect,
                                 compile_kwargs={"render_postcompile": True})

@@ -462,3 +462,34 @@ def test_postgresql_copies_the_blocks_as_a_query_reads_them(pg_url: str) -> None
                 for r in read]
             assert [tuple(r) for r in store._copied(conn, texts)] == [
                 tuple(r) for r in conn.execute(texts)]
+
+
+def test_a_psycopg2_engine_recalls_cold_as_psycopg_does(pg_url: str) -> None:
+    """PostgreSQL through psycopg2 (a driver many SQLAlchemy apps already use): the cold
+    recall's reads take no psycopg-only path (binary cursors, COPY) and answer as psycopg's."""
+    two = pg_url.replace("postgresql+psycopg://", "postgresql+psycopg2://")
+    assert two != pg_url
+    vectors = corpus_vectors(600)
+    with Memori(conn=pg_url, embedder=HashEmbedder(dim=DIM), augmentation_workers=0,
+                recall_pushdown_above=0) as m:
+        m.config.storage.build()
+        store = m._store
+        store.check_embedding_model(m.embedder.name, DIM)
+
+        def tx(conn: Connection, state: Any) -> None:
+            e = store.entity_pk(conn, state, "ann")
+            store.upsert_memories(conn, [NewMemory(
+                e, None, "fact", f"memory {i} about topic{i % 40} and word{i % 7}", vectors[i],
+                ()) for i in range(600)], m.embedder.name)
+
+        store.write(tx)
+        m.attribution(entity_id="ann")
+        want = [h.id for h in m.recall("memory about topic7 and word0", limit=5)]
+    with Memori(conn=two, embedder=HashEmbedder(dim=DIM), augmentation_workers=0,
+                recall_pushdown_above=0) as m2:
+        assert m2.engine.dialect.driver == "psycopg2"
+        m2.attribution(entity_id="ann")
+        reads = spy(m2, "packed_vectors")
+        got = [h.id for h in m2.recall("memory about topic7 and word0", limit=5)]
+        assert reads and isinstance(m2._store.packed_vectors(entity(m2), DIM), packed.Packed)
+        assert got == want
