@@ -16,8 +16,8 @@ import numpy as np
 
 from memori_core.tokens import query_terms, tokenize
 
-__all__ = ["BM25Index", "idf", "length_norm", "query_terms", "saturate", "score_texts",
-           "term_counts", "tokenize"]
+__all__ = ["BM25Index", "idf", "length_norm", "mean_length", "query_terms", "saturate",
+           "score_postings", "score_texts", "term_counts", "tokenize"]
 
 K1 = 1.2
 B = 0.75
@@ -32,6 +32,31 @@ def length_norm(lengths: np.ndarray, avg: float) -> np.ndarray:
     """BM25's length normalisation ``K1 * (1 - B + B * len / avg len)`` of rows of
     ``lengths`` tokens (float32 array), ``avg`` their corpus' mean length (0: taken as 1)."""
     return K1 * (1 - B + B * lengths / (avg or 1.0))
+
+
+def mean_length(lengths: np.ndarray) -> float:
+    """BM25's mean length of rows of ``lengths`` tokens (float32 array): the mean over the rows
+    that hold text (1.0 when none does)."""
+    filled = lengths[lengths > 0]
+    return float(filled.mean()) if len(filled) else 1.0
+
+
+def score_postings(lengths: np.ndarray, postings: Mapping[str, tuple[np.ndarray, np.ndarray]]
+                   ) -> np.ndarray:
+    """BM25 of every row of a corpus of rows of ``lengths`` tokens (float32 array, shape (n,))
+    for the query terms whose postings are given: term -> (the rows holding it, int64 array;
+    its count in each, float32 array; each row once): what ``BM25Index.scores`` gives for that
+    corpus. For a corpus whose postings are in a database (``storage/packed.py``).
+
+    Returns:
+        float32 array, shape (n,); 0 where no term occurs.
+    """
+    out = np.zeros(len(lengths), dtype=np.float32)
+    norm = length_norm(lengths, mean_length(lengths))
+    for rows, tf in postings.values():
+        if len(rows):
+            out[rows] += idf(len(lengths), len(rows)) * saturate(tf, norm[rows])
+    return out
 
 
 def saturate(tf: np.ndarray, norm: np.ndarray) -> np.ndarray:
@@ -143,9 +168,7 @@ class BM25Index:
             for at, n in self._set_lengths.items():
                 self._doc_len[at] = n
             self._set_lengths = {}
-            filled = self._doc_len[self._doc_len > 0]  # the mean over rows that hold text
-            avg = float(filled.mean()) if len(filled) else 1.0
-            self._norm = length_norm(self._doc_len, avg)
+            self._norm = length_norm(self._doc_len, mean_length(self._doc_len))
 
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of every row for ``query``: float32 array, shape (rows,); 0 where no

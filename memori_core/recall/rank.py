@@ -41,10 +41,9 @@ from memori_core.errors import ConfigurationError, RecallError, StorageError
 from memori_core.recall.dense import exact_top_k
 from memori_core.recall.index import INDEXED_CHARS, Filter, IndexCache
 from memori_core.recall.lexical import (
-    idf,
-    length_norm,
+    mean_length,
     query_terms,
-    saturate,
+    score_postings,
     score_texts,
     term_counts,
     tokenize,
@@ -561,20 +560,15 @@ class Recaller:
         lengths = np.concatenate([postings.lengths, np.asarray(
             [sum(c.values()) for c in tail_counts], dtype=np.float32)])
         rows = len(lengths)
-        filled = lengths[lengths > 0]  # the mean over rows that hold text, as the index's
-        norm = length_norm(lengths, float(filled.mean()) if len(filled) else 1.0)
-        score = np.zeros(rows, dtype=np.float32)
-        held: dict[str, np.ndarray] = {}
-        packed_n = len(postings.ids)
+        found: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # the blocks' and the tail's
         for word in words:
             pos, tf = postings.found.get(word, (np.zeros(0, np.int64), np.zeros(0, np.float32)))
             tail_tf = np.asarray([c.get(word, 0) for c in tail_counts], dtype=np.float32)
             at = np.flatnonzero(tail_tf)
-            pos = np.concatenate([pos, packed_n + at])
-            held[word] = pos
-            if len(pos):
-                score[pos] += idf(rows, len(pos)) * saturate(
-                    np.concatenate([tf, tail_tf[at]]), norm[pos])
+            found[word] = (np.concatenate([pos, len(postings.ids) + at]),
+                           np.concatenate([tf, tail_tf[at]]))
+        score = score_postings(lengths, found)
+        held = {word: pos for word, (pos, _) in found.items()}
         ids = np.concatenate([postings.ids, np.asarray([i for i, _ in tail], np.int64)])
         hit = np.flatnonzero(score > 0)
         ranked = hit[np.lexsort((ids[hit], -score[hit]))]  # best first, ties lower id first
@@ -680,13 +674,6 @@ class Recaller:
             future = self._helper.submit(fn)
         return _Later(future, fn)
 
-    def _lexical(self, query: str, k: int, entity_pk: int, flt: Filter
-                 ) -> list[tuple[int, float]]:
-        """The candidate path's lexical ranking, on one thread: ``_pool``, ``_corpus``, then
-        ``_scored`` (a cold recall runs the first two at once on two connections)."""
-        return self._scored(query, k, self._pool(query, k, entity_pk, flt),
-                            self._corpus(query, entity_pk))
-
     def _words(self, query: str) -> tuple[list[str], list[str], dict[str, str]]:
         """(the query's words, their BM25 terms, term -> the first word it came from)."""
         raw = tokenize(query, stem=False)
@@ -749,9 +736,8 @@ class Recaller:
         counts = term_counts(texts, stem)
         tokens = [sum(c.values()) for c in counts]
         if corpus.rows <= EXACT_LENGTHS_BELOW:
-            lengths = [len(tokenize(t, stem)) for t in corpus.texts.values()]
-            filled = [n for n in lengths if n]
-            avg = sum(filled) / len(filled) if filled else 1.0
+            avg = mean_length(np.asarray([len(tokenize(t, stem)) for t in corpus.texts.values()],
+                                         dtype=np.float32))
         else:
             chars = sum(len(t) for t in texts)
             avg = corpus.chars / max(corpus.rows, 1) * (sum(tokens) / chars if chars else 1.0)

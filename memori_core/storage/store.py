@@ -332,7 +332,7 @@ _BUMP_MEMORY = update(s.entity_fact).where(s.entity_fact.c.id == bindparam("fid"
     mention_count=s.entity_fact.c.mention_count + bindparam("n"),
     importance=case((s.entity_fact.c.importance < bindparam("imp", type_=Double()),
                      bindparam("imp", type_=Double())), else_=s.entity_fact.c.importance))
-#: PostgreSQL binary COPY type of a column, by its SQLAlchemy type (``Store._copied``)
+#: PostgreSQL binary COPY type of a column, by its SQLAlchemy type (``Store._rows`` with ``copy``)
 _COPY_TYPES = {"BigInteger": "int8", "Integer": "int4", "SmallInteger": "int2",
                "LargeBinary": "bytea"}
 # recall's reads, built once (SQLAlchemy then compiles each once, not per recall)
@@ -1302,42 +1302,48 @@ class Store:
                                      count=len(rows)),
             list(texts), _decode_vectors(blobs, len(rows)))
 
-    def _rows(self, conn: Connection, stmt: Any, params: dict[str, Any] | None = None
-              ) -> Sequence[Sequence[Any]]:
-        """Every row of ``stmt`` as plain tuples. PostgreSQL: over psycopg's binary protocol,
-        so a bytea column arrives as its bytes (half the transfer, no hex decoding: the
-        embeddings of a cold recall). Another PostgreSQL driver (psycopg2): a query as any."""
+    def _rows(self, conn: Connection, stmt: Any, params: dict[str, Any] | None = None,
+              copy: bool = False) -> Sequence[Sequence[Any]]:
+        """Every row of ``stmt`` as plain tuples. PostgreSQL on psycopg: over its binary
+        protocol, so a bytea column arrives as its bytes (half the transfer, no hex decoding:
+        the embeddings of a cold recall); with ``copy``, a large read whose columns are all
+        integers or blobs, over ``COPY ... TO STDOUT (FORMAT BINARY)``, which streams the rows
+        without building a result set first (the packed codes of 100k memories, 38 MB: 55 ms
+        against 75 as a query). Another database or driver (psycopg2): a query as any."""
         if self.dialect != "postgresql" or conn.dialect.driver != "psycopg":
             return conn.execute(stmt, params or {}).all()
+        types = [_COPY_TYPES.get(type(c.type).__name__) for c in stmt.selected_columns]
         compiled = stmt.compile(dialect=conn.dialect,
                                 compile_kwargs={"render_postcompile": True})
         bound = {**compiled.params, **(params or {})}
         raw: Any = conn.connection.driver_connection
         try:
+            if copy and None not in types:
+                with raw.cursor() as cur, cur.copy(
+                        f"COPY ({compiled}) TO STDOUT (FORMAT BINARY)", bound) as cp:
+                    cp.set_types(types)
+                    return list(cp.rows())
             with raw.cursor(binary=True) as cur:
                 cur.execute(str(compiled), bound)
                 return list(cur.fetchall())
         except raw.Error as exc:  # psycopg's root error: not wrapped by SQLAlchemy here
             raise StorageError(f"database read failed: {exc}") from exc
 
-    def _copied(self, conn: Connection, stmt: Any) -> Sequence[Sequence[Any]]:
-        """``_rows`` of a large read: on PostgreSQL over ``COPY ... TO STDOUT (FORMAT
-        BINARY)``, which streams the rows without building a result set first (the packed
-        codes of 100k memories, 38 MB: 55 ms against 75 as a query); its columns must be
-        integers or blobs (else a query, ``_rows``, as with another driver than psycopg)."""
-        types = [_COPY_TYPES.get(type(c.type).__name__) for c in stmt.selected_columns]
-        if self.dialect != "postgresql" or conn.dialect.driver != "psycopg" or None in types:
-            return self._rows(conn, stmt)
-        compiled = stmt.compile(dialect=conn.dialect,
-                                compile_kwargs={"render_postcompile": True})
-        raw: Any = conn.connection.driver_connection
-        try:
-            with raw.cursor() as cur, cur.copy(f"COPY ({compiled}) TO STDOUT (FORMAT BINARY)",
-                                               compiled.params) as copy:
-                copy.set_types(types)
-                return list(copy.rows())
-        except raw.Error as exc:  # psycopg's root error: not wrapped by SQLAlchemy here
-            raise StorageError(f"database read failed: {exc}") from exc
+    def _by_id(self, columns: Sequence[Any], entity_pk: int, ids: Sequence[int] | np.ndarray,
+               processes: Sequence[int | None] | None, kinds: Sequence[str] | None,
+               include_superseded: bool) -> list[Sequence[Any]]:
+        """``columns`` of those of ``ids`` that are the entity's memories the filter allows (as
+        ``memory_vectors``'), in one checkout, ``_IDS_PER_READ`` ids per ``IN`` list (SQLite
+        binds at most 32,766 parameters)."""
+        f = s.entity_fact.c
+        wanted = [int(i) for i in ids]
+        rows: list[Sequence[Any]] = []
+        with self.read() as conn:
+            for at in range(0, len(wanted), _IDS_PER_READ):
+                rows += self._rows(conn, select(*columns).where(
+                    f.entity_id == entity_pk, f.id.in_(wanted[at:at + _IDS_PER_READ]),
+                    *_filters(processes, kinds, include_superseded)))
+        return rows
 
     def memory_vectors(self, entity_pk: int, processes: Sequence[int | None] | None,
                        kinds: Sequence[str] | None, include_superseded: bool,
@@ -1366,7 +1372,7 @@ class Store:
             StorageError: the read failed.
         """
         with self.read() as conn:
-            return packed.read(conn, entity_pk, dim, self._copied)
+            return packed.read(conn, entity_pk, dim, lambda c, q: self._rows(c, q, copy=True))
 
     def packed_postings(self, entity_pk: int, terms: Sequence[str]) -> packed.Postings | str:
         """The BM25 postings of ``terms`` in the entity's blocks, and the ids and lengths of
@@ -1597,13 +1603,8 @@ class Store:
         if not len(ids):
             return {}
         f = s.entity_fact.c
-        wanted = [int(i) for i in ids]
-        rows: list[Sequence[Any]] = []
-        with self.read() as conn:
-            for at in range(0, len(wanted), _IDS_PER_READ):  # SQLite: bound parameters
-                rows += self._rows(conn, select(f.id, f.embedding).where(
-                    f.entity_id == entity_pk, f.id.in_(wanted[at:at + _IDS_PER_READ]),
-                    *_filters(processes, kinds, include_superseded)))
+        rows = self._by_id((f.id, f.embedding), entity_pk, ids, processes, kinds,
+                           include_superseded)
         q32 = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
         rows = [r for r in rows if r[1] is not None and len(r[1]) == 4 * q32.shape[0]]
         if not rows:
@@ -1620,17 +1621,8 @@ class Store:
         Raises:
             StorageError: the read failed.
         """
-        if not len(ids):
-            return set()
-        f = s.entity_fact.c
-        wanted = [int(i) for i in ids]
-        out: set[int] = set()
-        with self.read() as conn:
-            for at in range(0, len(wanted), _IDS_PER_READ):  # SQLite: bound parameters
-                out.update(int(i) for i in conn.execute(select(f.id).where(
-                    f.entity_id == entity_pk, f.id.in_(wanted[at:at + _IDS_PER_READ]),
-                    *_filters(processes, kinds, include_superseded))).scalars())
-        return out
+        return {int(r[0]) for r in self._by_id((s.entity_fact.c.id,), entity_pk, ids,
+                                                 processes, kinds, include_superseded)}
 
     def replied_by(self, entity_pk: int, ids: Sequence[int],
                    processes: Sequence[int | None] | None, kinds: Sequence[str] | None,

@@ -130,7 +130,8 @@ def test_the_candidate_path_scores_its_pool_with_the_in_process_bm25(
         vector = plain._recaller._embedder.embed([q])[0]
         want = index.search(vector, q, 100, flt, plain.config.recall_reply_weight)[1]
         pushed._recaller.cache.discard(pk)
-        got = pushed._recaller._lexical(q, 100, pk, flt)
+        recaller = pushed._recaller  # the full-text pool, scored (the path without blocks)
+        got = recaller._scored(q, 100, recaller._pool(q, 100, pk, flt), recaller._corpus(q, pk))
         assert [i for i, _ in got] == [i for i, _ in want], q
         assert [x for _, x in got] == pytest.approx([x for _, x in want], rel=1e-5), q
         assert len(got) == len({i for i, _ in got})

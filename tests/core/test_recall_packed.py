@@ -107,6 +107,22 @@ def spy(m: Memori, name: str) -> list[tuple[Any, ...]]:
     return calls
 
 
+def write_facts(m: Memori, start: int, n: int) -> None:
+    """Facts ``start`` .. ``start + n - 1`` of "ann" (``corpus_vectors``), in one write
+    transaction through the store (which packs them)."""
+    store = m._store
+    store.check_embedding_model(m.embedder.name, DIM)
+    vectors = corpus_vectors(start + n)
+
+    def tx(conn: Connection, state: Any) -> None:
+        e = store.entity_pk(conn, state, "ann")
+        store.upsert_memories(conn, [NewMemory(
+            e, None, "fact", f"memory {i} about topic{i % 40} and word{i % 7}", vectors[i], ())
+            for i in range(start, start + n)], m.embedder.name)
+
+    store.write(tx)
+
+
 @settings(max_examples=60, deadline=None)
 @given(arrays(np.float32, st.tuples(st.integers(1, 40), st.just(16)),
               elements=st.floats(-1, 1, width=32)),
@@ -235,23 +251,13 @@ def test_a_writer_whose_memory_is_below_a_block_packs_it_again(mem: Memori) -> N
 def test_a_memory_committed_late_below_a_block_is_packed(pg_url: str) -> None:
     """PostgreSQL, two real transactions: A inserts a memory and holds it uncommitted; B
     writes enough to pack, past A's id, and commits first; A's write then packs again from
-    its memory. (MariaDB's foreign-key check locks the entity row for A's insert, and SQLite
-    has one writer: there B waits for A.)"""
+    its memory. (SQLite has one writer, and on MariaDB InnoDB's foreign-key check should lock
+    the entity row for A's insert: there B waits for A.)"""
     with Memori(conn=pg_url, embedder=HashEmbedder(dim=DIM), augmentation_workers=0) as m:
         m.config.storage.build()
         store = m._store
-        store.check_embedding_model(m.embedder.name, DIM)
         vectors = corpus_vectors(700)
-
-        def write(at: int, n: int) -> Any:
-            def tx(conn: Connection, state: Any) -> None:
-                e = store.entity_pk(conn, state, "ann")
-                store.upsert_memories(conn, [
-                    NewMemory(e, None, "fact", f"memory {i} about topic{i % 40}", vectors[i], ())
-                    for i in range(at, at + n)], m.embedder.name)
-            return tx
-
-        store.write(write(0, 300))
+        write_facts(m, 0, 300)
         with m.engine.connect() as a:
             tx = a.begin()
             e = store.find_pk("entity", "ann")
@@ -262,7 +268,7 @@ def test_a_memory_committed_late_below_a_block_is_packed(pg_url: str) -> None:
                 embedding_model=m.embedder.name, embedding_dim=DIM, mention_count=1,
                 importance=0.5, created_at=utcnow(), last_seen_at=utcnow())
             ).inserted_primary_key[0]
-            store.write(write(300, 300))  # B: packs past A's id, commits first
+            write_facts(m, 300, 300)  # B: packs past A's id, commits first
             b = store.packed_vectors(e, DIM)
             assert isinstance(b, packed.Packed) and b.last_id > late
             assert late not in b.ids.tolist()
@@ -434,33 +440,26 @@ def test_a_large_entity_is_packed_a_bounded_number_of_memories_at_a_time(
 
 
 def test_postgresql_copies_the_blocks_as_a_query_reads_them(pg_url: str) -> None:
-    """``Store._copied`` (binary COPY, for the packed codes) returns the rows a query returns;
+    """``Store._rows`` with ``copy`` (binary COPY, for the packed codes) returns the rows a
+    query returns;
     a statement with a column COPY cannot type here (text) is read as a query."""
     with Memori(conn=pg_url, embedder=HashEmbedder(dim=DIM), augmentation_workers=0) as m:
         m.config.storage.build()
         m.attribution(entity_id="ann")
         store = m._store
-        store.check_embedding_model(m.embedder.name, DIM)
-        vectors = corpus_vectors(300)
-
-        def tx(conn: Connection, state: Any) -> None:
-            e = store.entity_pk(conn, state, "ann")
-            store.upsert_memories(conn, [NewMemory(e, None, "fact", f"memory {i}", vectors[i], ())
-                                         for i in range(300)], m.embedder.name)
-
-        store.write(tx)
+        write_facts(m, 0, 300)
         b, f = s.vector_block.c, s.entity_fact.c
         blocks = select(b.id, b.row_count, b.dim, b.last_id, b.chars, b.ids, b.codes, b.scales,
                         b.residuals).where(b.entity_id == entity(m))
         texts = select(f.id, f.content).where(f.entity_id == entity(m)).order_by(f.id)
         with store.read() as conn:
-            copied, read = store._copied(conn, blocks), store._rows(conn, blocks)
+            copied, read = store._rows(conn, blocks, copy=True), store._rows(conn, blocks)
             assert len(copied) == 1
             assert [tuple(bytes(x) if isinstance(x, (bytes, memoryview)) else x for x in r)
                     for r in copied] == [
                 tuple(bytes(x) if isinstance(x, (bytes, memoryview)) else x for x in r)
                 for r in read]
-            assert [tuple(r) for r in store._copied(conn, texts)] == [
+            assert [tuple(r) for r in store._rows(conn, texts, copy=True)] == [
                 tuple(r) for r in conn.execute(texts)]
 
 
@@ -469,20 +468,10 @@ def test_a_psycopg2_engine_recalls_cold_as_psycopg_does(pg_url: str) -> None:
     recall's reads take no psycopg-only path (binary cursors, COPY) and answer as psycopg's."""
     two = pg_url.replace("postgresql+psycopg://", "postgresql+psycopg2://")
     assert two != pg_url
-    vectors = corpus_vectors(600)
     with Memori(conn=pg_url, embedder=HashEmbedder(dim=DIM), augmentation_workers=0,
                 recall_pushdown_above=0) as m:
         m.config.storage.build()
-        store = m._store
-        store.check_embedding_model(m.embedder.name, DIM)
-
-        def tx(conn: Connection, state: Any) -> None:
-            e = store.entity_pk(conn, state, "ann")
-            store.upsert_memories(conn, [NewMemory(
-                e, None, "fact", f"memory {i} about topic{i % 40} and word{i % 7}", vectors[i],
-                ()) for i in range(600)], m.embedder.name)
-
-        store.write(tx)
+        write_facts(m, 0, 600)
         m.attribution(entity_id="ann")
         want = [h.id for h in m.recall("memory about topic7 and word0", limit=5)]
     with Memori(conn=two, embedder=HashEmbedder(dim=DIM), augmentation_workers=0,
